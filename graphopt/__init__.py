@@ -1,0 +1,52 @@
+"""graphopt: a compiler-style graph optimizer for PyTorch models.
+
+>>> import graphopt, torch
+>>> graph = graphopt.capture(model.eval(), torch.randn(1, 784))
+>>> optimized, report = graphopt.optimize(graph, "O2", verify=True)
+>>> compiled = graphopt.compile(model.eval(), torch.randn(1, 784), target="cpu", out_dir="out/mlp")
+
+Names are imported lazily, so ``graphopt.load`` works on a machine with only the TVM runtime.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "capture": "graphopt.capture",
+    "optimize": "graphopt.pass_manager",
+    "compile": "graphopt.api",
+    "load": "graphopt.api",
+    "visualize": "graphopt.visualize",
+    "quantize": "graphopt.quantize",
+    "Graph": "graphopt.ir",
+    "GraphStats": "graphopt.ir",
+    "PassResult": "graphopt.pass_api",
+    "PassInfo": "graphopt.pass_api",
+    "register_pass": "graphopt.pass_api",
+    "get_pass": "graphopt.pass_api",
+    "list_passes": "graphopt.pass_api",
+    "on_node": "graphopt.pass_api",
+    "OptimizeReport": "graphopt.report",
+    "GraphoptError": "graphopt.errors",
+    "CaptureError": "graphopt.errors",
+    "InputError": "graphopt.errors",
+    "PassError": "graphopt.errors",
+    "VerificationError": "graphopt.errors",
+    "UnsupportedOpError": "graphopt.errors",
+    "ArtifactError": "graphopt.errors",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'graphopt' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,161 @@
+"""Capture a PyTorch model into graphopt's IR.
+
+``torch.fx.symbolic_trace`` comes first: it keeps the user's modules as nodes (``nn.Conv2d``), which
+is what module-level passes and the visualizer want. Where it cannot trace (control flow on input
+shapes, unsupported Python), ``torch.export`` is tried next and the fallback is recorded in
+``graph.notes``. When both fail, one ``CaptureError`` names the construct and the user's line.
+The user's model is never touched: capture works on a deep copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import traceback
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from graphopt.errors import CaptureError, GraphoptError, InputError
+from graphopt.ir import Graph
+from graphopt.metadata import annotate, user_source
+
+_TORCH_DIR = os.path.dirname(torch.__file__)
+_GRAPHOPT_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+class _Tracer(fx.Tracer):
+    """symbolic_trace with stack traces recorded, so every node knows its source line."""
+
+    record_stack_traces = True
+
+
+def normalize_inputs(example_inputs: Any) -> tuple[torch.Tensor, ...]:
+    """Accept one tensor, a tuple/list of tensors, or numpy arrays; return a tuple of tensors."""
+    if isinstance(example_inputs, torch.Tensor):
+        return (example_inputs,)
+    if not isinstance(example_inputs, (tuple, list)):
+        example_inputs = (example_inputs,)
+    result = []
+    for index, value in enumerate(example_inputs):
+        if isinstance(value, torch.Tensor):
+            result.append(value)
+        elif hasattr(value, "__array__"):
+            result.append(torch.as_tensor(value))
+        else:
+            raise InputError(f"example input {index} is a {type(value).__name__}, expected a tensor")
+    return tuple(result)
+
+
+def _user_frame(error: BaseException) -> str | None:
+    """The deepest traceback frame outside torch and graphopt: where the user's code failed."""
+    frames = traceback.extract_tb(error.__traceback__)
+    cause = error.__cause__ or error.__context__
+    if cause is not None and cause.__traceback__ is not None:
+        frames = frames + traceback.extract_tb(cause.__traceback__)
+    mine = [f for f in frames if not f.filename.startswith((_TORCH_DIR, _GRAPHOPT_DIR)) and "<" not in f.filename]
+    if not mine:
+        return None
+    frame = mine[-1]
+    return f"{frame.filename}:{frame.lineno}" + (f" `{frame.line.strip()}`" if frame.line else "")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()[:300]
+    return type(error).__name__
+
+
+def _symbolic_trace(model: nn.Module) -> fx.GraphModule:
+    graph = _Tracer().trace(model)
+    return fx.GraphModule(model, graph, type(model).__name__)
+
+
+def _export(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> fx.GraphModule:
+    program = torch.export.export(model, inputs, strict=False)
+    return module_from_exported(program)
+
+
+def module_from_exported(program: torch.export.ExportedProgram) -> fx.GraphModule:
+    """An executable GraphModule from an ExportedProgram, without export's runtime guard call."""
+    module = program.module()
+    for node in list(module.graph.nodes):
+        if node.op == "call_module" and str(node.target) == "_guards_fn":
+            module.graph.erase_node(node)
+    if hasattr(module, "_guards_fn"):
+        delattr(module, "_guards_fn")
+    module.graph.eliminate_dead_code()
+    module.recompile()
+    return module  # type: ignore[return-value]
+
+
+def capture(model: Any, example_inputs: Any, *, method: str = "auto", name: str | None = None) -> Graph:
+    """Trace ``model`` into a ``Graph`` whose nodes carry shape, dtype, parameter bytes and FLOPs.
+
+    ``method`` is "auto" (symbolic_trace, then torch.export), "symbolic_trace" or "export".
+    ``model`` may also be a ``torch.export.ExportedProgram``.
+
+    >>> graph = graphopt.capture(MnistMLP().eval(), torch.randn(1, 784))
+    >>> graph(torch.randn(1, 784)).shape
+    torch.Size([1, 10])
+    """
+    inputs = normalize_inputs(example_inputs)
+    if method not in ("auto", "symbolic_trace", "export"):
+        raise InputError(f"unknown capture method '{method}' (choose auto, symbolic_trace or export)")
+    if isinstance(model, torch.export.ExportedProgram):
+        graph = Graph(module_from_exported(model), inputs, name=name or "exported_program", capture_method="export")
+        _annotate_or_explain(graph)
+        return graph
+    if not isinstance(model, nn.Module):
+        raise InputError(f"expected a torch.nn.Module to capture, got {type(model).__name__}")
+    try:
+        model_copy = copy.deepcopy(model)
+    except Exception as error:
+        raise CaptureError(f"cannot copy the model to capture it safely: {_first_line(error)}") from error
+    model_name = name or type(model).__name__
+    notes: list[str] = []
+    trace_error: Exception | None = None
+    if method in ("auto", "symbolic_trace"):
+        try:
+            graph = Graph(_symbolic_trace(model_copy), inputs, name=model_name, capture_method="symbolic_trace")
+        except Exception as error:
+            trace_error = error
+            if method == "symbolic_trace":
+                raise CaptureError(f"symbolic_trace failed: {_first_line(error)}", source=_user_frame(error)) from error
+            notes.append(f"symbolic_trace failed ({_first_line(error)}); captured with torch.export instead")
+        else:
+            _annotate_or_explain(graph)
+            return graph
+    try:
+        module = _export(copy.deepcopy(model), inputs)
+    except Exception as error:
+        source = _user_frame(error) or (_user_frame(trace_error) if trace_error else None)
+        message = f"cannot capture {model_name}: torch.export failed: {_first_line(error)}"
+        if trace_error is not None:
+            message = (
+                f"cannot capture {model_name}: symbolic_trace failed ({_first_line(trace_error)}) "
+                f"and torch.export failed ({_first_line(error)})"
+            )
+        raise CaptureError(message, source=source) from error
+    graph = Graph(module, inputs, name=model_name, capture_method="export", notes=notes)
+    _annotate_or_explain(graph)
+    return graph
+
+
+def _annotate_or_explain(graph: Graph) -> None:
+    """Annotate the graph; a failure here means the example inputs do not fit the model."""
+    try:
+        annotate(graph.module, graph.example_inputs)
+    except GraphoptError:
+        raise
+    except Exception as error:
+        failing = getattr(error, "graphopt_node", None)
+        shapes = ", ".join(f"{tuple(t.shape)} {str(t.dtype).replace('torch.', '')}" for t in graph.example_inputs)
+        raise InputError(
+            f"the model fails on example inputs of shape {shapes}: {_first_line(error)}",
+            node=failing.name if failing is not None else None,
+            source=(user_source(failing) if failing is not None else None) or _user_frame(error),
+        ) from error

@@ -1,0 +1,219 @@
+"""One canonical name per operation, whichever way the graph spells it.
+
+A graph captured by ``symbolic_trace`` calls modules (``nn.Conv2d``) and torch functions
+(``torch.relu``, ``operator.add``, ``x.relu()``); one captured by ``torch.export`` calls aten
+overloads (``aten.conv2d.default``). Passes, FLOP counting, the visualizer and the targets all ask
+``op_kind(graph_module, node)`` and get the same answer ("conv2d", "relu", "add", ...) for each.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+_MODULE_KINDS: dict[type, str] = {
+    nn.Linear: "linear",
+    nn.Conv1d: "conv1d",
+    nn.Conv2d: "conv2d",
+    nn.Conv3d: "conv3d",
+    nn.BatchNorm1d: "batch_norm",
+    nn.BatchNorm2d: "batch_norm",
+    nn.BatchNorm3d: "batch_norm",
+    nn.LayerNorm: "layer_norm",
+    nn.ReLU: "relu",
+    nn.ReLU6: "relu6",
+    nn.GELU: "gelu",
+    nn.SiLU: "silu",
+    nn.Sigmoid: "sigmoid",
+    nn.Tanh: "tanh",
+    nn.Hardswish: "hardswish",
+    nn.Hardsigmoid: "hardsigmoid",
+    nn.LeakyReLU: "leaky_relu",
+    nn.Softmax: "softmax",
+    nn.Dropout: "dropout",
+    nn.Identity: "identity",
+    nn.Flatten: "flatten",
+    nn.MaxPool2d: "max_pool2d",
+    nn.AvgPool2d: "avg_pool2d",
+    nn.AdaptiveAvgPool2d: "adaptive_avg_pool2d",
+    nn.Embedding: "embedding",
+    nn.MultiheadAttention: "multihead_attention",
+}
+
+_FUNCTION_KINDS: dict[Any, str] = {
+    F.linear: "linear",
+    F.conv1d: "conv1d",
+    F.conv2d: "conv2d",
+    F.batch_norm: "batch_norm",
+    F.layer_norm: "layer_norm",
+    torch.relu: "relu",
+    F.relu: "relu",
+    F.relu6: "relu6",
+    F.gelu: "gelu",
+    F.silu: "silu",
+    torch.sigmoid: "sigmoid",
+    F.sigmoid: "sigmoid",
+    torch.tanh: "tanh",
+    F.hardswish: "hardswish",
+    F.dropout: "dropout",
+    torch.softmax: "softmax",
+    F.softmax: "softmax",
+    torch.matmul: "matmul",
+    torch.bmm: "matmul",
+    operator.matmul: "matmul",
+    torch.add: "add",
+    operator.add: "add",
+    operator.iadd: "add",
+    torch.sub: "sub",
+    operator.sub: "sub",
+    torch.mul: "mul",
+    operator.mul: "mul",
+    operator.imul: "mul",
+    torch.div: "div",
+    operator.truediv: "div",
+    torch.cat: "cat",
+    torch.flatten: "flatten",
+    torch.reshape: "reshape",
+    torch.transpose: "transpose",
+    torch.permute: "permute",
+    F.max_pool2d: "max_pool2d",
+    F.avg_pool2d: "avg_pool2d",
+    F.adaptive_avg_pool2d: "adaptive_avg_pool2d",
+    torch.mean: "mean",
+    operator.getitem: "getitem",
+}
+
+_METHOD_KINDS: dict[str, str] = {
+    "relu": "relu",
+    "sigmoid": "sigmoid",
+    "tanh": "tanh",
+    "add": "add",
+    "sub": "sub",
+    "mul": "mul",
+    "div": "div",
+    "matmul": "matmul",
+    "view": "reshape",
+    "reshape": "reshape",
+    "flatten": "flatten",
+    "transpose": "transpose",
+    "permute": "permute",
+    "contiguous": "contiguous",
+    "mean": "mean",
+    "softmax": "softmax",
+    "size": "size",
+    "float": "cast",
+    "to": "cast",
+    "type_as": "cast",
+}
+
+_ATEN_KINDS: dict[str, str] = {
+    "linear": "linear",
+    "addmm": "linear",
+    "conv1d": "conv1d",
+    "conv2d": "conv2d",
+    "conv3d": "conv3d",
+    "convolution": "conv2d",
+    "batch_norm": "batch_norm",
+    "_native_batch_norm_legit_no_training": "batch_norm",
+    "layer_norm": "layer_norm",
+    "relu": "relu",
+    "relu_": "relu",
+    "hardtanh": "relu6",
+    "gelu": "gelu",
+    "silu": "silu",
+    "sigmoid": "sigmoid",
+    "tanh": "tanh",
+    "hardswish": "hardswish",
+    "softmax": "softmax",
+    "_softmax": "softmax",
+    "dropout": "dropout",
+    "matmul": "matmul",
+    "mm": "matmul",
+    "bmm": "matmul",
+    "add": "add",
+    "add_": "add",
+    "sub": "sub",
+    "mul": "mul",
+    "div": "div",
+    "cat": "cat",
+    "flatten": "flatten",
+    "view": "reshape",
+    "reshape": "reshape",
+    "_unsafe_view": "reshape",
+    "transpose": "transpose",
+    "t": "transpose",
+    "permute": "permute",
+    "contiguous": "contiguous",
+    "clone": "identity",
+    "max_pool2d": "max_pool2d",
+    "avg_pool2d": "avg_pool2d",
+    "adaptive_avg_pool2d": "adaptive_avg_pool2d",
+    "mean": "mean",
+    "embedding": "embedding",
+    "getitem": "getitem",
+    "_to_copy": "cast",
+}
+
+#: Kinds whose output is an elementwise function of their inputs (fusable epilogues).
+ELEMENTWISE = frozenset(
+    {
+        "relu",
+        "relu6",
+        "gelu",
+        "silu",
+        "sigmoid",
+        "tanh",
+        "hardswish",
+        "hardsigmoid",
+        "leaky_relu",
+        "add",
+        "sub",
+        "mul",
+        "div",
+    }
+)
+
+
+def op_kind(module: fx.GraphModule, node: fx.Node) -> str:
+    """Return the canonical kind of ``node`` ("conv2d", "relu", ...), or a descriptive fallback.
+
+    >>> # for a node calling ``self.fc`` where ``fc`` is an ``nn.Linear``: op_kind(gm, node) == "linear"
+    """
+    if node.op in ("placeholder", "output", "get_attr"):
+        return node.op
+    if node.op == "call_module":
+        submodule = module.get_submodule(str(node.target))
+        kind = _MODULE_KINDS.get(type(submodule))
+        if kind is None:
+            kind = getattr(submodule, "graphopt_kind", None) or type(submodule).__name__
+        return kind
+    if node.op == "call_method":
+        return _METHOD_KINDS.get(str(node.target), str(node.target))
+    target = node.target
+    if isinstance(target, torch._ops.OpOverload):
+        name = target._schema.name.split("::")[-1]
+        return _ATEN_KINDS.get(name, name)
+    kind = _FUNCTION_KINDS.get(target)
+    if kind is not None:
+        return kind
+    return getattr(target, "graphopt_kind", None) or getattr(target, "__name__", str(target))
+
+
+def op_label(module: fx.GraphModule, node: fx.Node) -> str:
+    """A precise human-readable name of what the node calls (for errors and the visualizer)."""
+    if node.op == "call_module":
+        return type(module.get_submodule(str(node.target))).__name__
+    if node.op == "call_method":
+        return f"Tensor.{node.target}"
+    if node.op == "call_function":
+        target = node.target
+        if isinstance(target, torch._ops.OpOverload):
+            return str(target)
+        qualified = getattr(target, "__module__", "") or ""
+        name = getattr(target, "__name__", str(target))
+        return f"{qualified}.{name}" if qualified and qualified != "_operator" else name
+    return node.op

@@ -1,0 +1,184 @@
+"""Run a pipeline of passes with instrumentation: timing, graph size, IR dumps, verification.
+
+Every pass runs on a copy of the graph, so a pass that raises leaves the caller's graph as it was.
+Instruments see each pass before and after (as TVM's ``PassInstrument`` does), which is how timing,
+dumps, progress display and verify mode reach every pass without the pass doing anything.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from graphopt import presets
+from graphopt.errors import GraphoptError, InputError, PassError, VerificationError
+from graphopt.ir import Graph
+from graphopt.metadata import user_source
+from graphopt.numerics import relative_error
+from graphopt.op_kinds import op_label
+from graphopt.pass_api import CONTEXT_NAMES, PassInfo, PassResult, get_pass
+from graphopt.report import OptimizeReport, PassRecord
+
+#: Default verify tolerance: relative error (see ``numerics.relative_error``) for float32 passes
+#: that only reorder arithmetic, e.g. folding BatchNorm into a convolution's weights.
+DEFAULT_TOLERANCE = 1e-5
+
+PassSpec = str | PassInfo | Callable[..., PassResult]
+
+
+class PassInstrument(Protocol):
+    """Hooks around every pass. Either method may be left out."""
+
+    def before_pass(self, info: PassInfo, graph: Graph) -> None: ...
+
+    def after_pass(self, info: PassInfo, graph: Graph, record: PassRecord) -> None: ...
+
+
+class DumpIR:
+    """Writes the graph after each pass to ``directory/NN_pass.txt`` (canonical text and code)."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.count = 0
+
+    def before_pass(self, info: PassInfo, graph: Graph) -> None:
+        if self.count == 0:
+            self._write("00_captured", graph)
+
+    def after_pass(self, info: PassInfo, graph: Graph, record: PassRecord) -> None:
+        self.count += 1
+        self._write(f"{self.count:02d}_{info.name}", graph)
+
+    def _write(self, stem: str, graph: Graph) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / f"{stem}.txt").write_text(graph.text() + "\n\n" + graph.module.code)
+
+
+def resolve_pipeline(passes: str | Sequence[PassSpec] | None, context: dict[str, Any]) -> list[PassInfo]:
+    """Turn a preset name, a comma-separated string or a list into registered passes.
+
+    Passes that need context the caller did not give (O3's quantization without calibration data)
+    are dropped from presets; named explicitly, they are an error.
+    """
+    if passes is None:
+        passes = "O2"
+    from_preset = isinstance(passes, str) and passes in presets.PRESETS
+    if isinstance(passes, str):
+        names: Sequence[PassSpec] = (
+            presets.PRESETS[passes] if from_preset else [p.strip() for p in passes.split(",") if p.strip()]
+        )
+    else:
+        names = passes
+    pipeline = []
+    for spec in names:
+        info = _as_pass_info(spec)
+        missing = [need for need in info.requires if need in CONTEXT_NAMES and context.get(need) is None]
+        if missing and from_preset:
+            continue
+        if missing:
+            raise InputError(f"pass '{info.name}' needs {', '.join(missing)}, which was not given")
+        pipeline.append(info)
+    return pipeline
+
+
+def _as_pass_info(spec: PassSpec) -> PassInfo:
+    if isinstance(spec, PassInfo):
+        return spec
+    if isinstance(spec, str):
+        return get_pass(spec)
+    if callable(spec):
+        name = getattr(spec, "__name__", "custom_pass")
+        return PassInfo(name=name, description="", function=spec, options={}, origin=getattr(spec, "__module__", ""))
+    raise InputError(f"cannot use {spec!r} as a pass")
+
+
+def optimize(
+    graph: Graph,
+    passes: str | Sequence[PassSpec] | None = "O2",
+    *,
+    verify: bool = False,
+    tolerance: float = DEFAULT_TOLERANCE,
+    options: dict[str, dict[str, Any]] | None = None,
+    dump_dir: str | Path | None = None,
+    instruments: Sequence[Any] = (),
+    calibration_data: Any = None,
+    labels: Any = None,
+) -> tuple[Graph, OptimizeReport]:
+    """Run ``passes`` (a preset "O0".."O3", "a,b,c", or a list) over a copy of ``graph``.
+
+    With ``verify=True`` the graph runs in PyTorch before and after each pass on its example
+    inputs; the first pass whose outputs drift by more than ``tolerance`` (relative to the largest
+    output magnitude; a pass may declare its own) raises ``VerificationError`` naming it.
+
+    >>> optimized, report = graphopt.optimize(graph, "O2", verify=True)
+    >>> print(report.to_json())
+    """
+    context = {"calibration_data": calibration_data, "labels": labels}
+    pipeline = resolve_pipeline(passes, context)
+    options = options or {}
+    for name in options:
+        if name not in {p.name for p in pipeline}:
+            raise InputError(f"options given for pass '{name}', which is not in the pipeline")
+    all_instruments = list(instruments) + ([DumpIR(dump_dir)] if dump_dir else [])
+    report = OptimizeReport(graph.name, graph.capture_method, graph.stats(), notes=list(graph.notes))
+    current = graph
+    reference = current(*current.example_inputs) if verify else None
+    for info in pipeline:
+        for instrument in all_instruments:
+            if hasattr(instrument, "before_pass"):
+                instrument.before_pass(info, current)
+        record, current = _run_one(info, current, options.get(info.name, {}), context)
+        if verify:
+            outputs = current(*current.example_inputs)
+            record.max_error = relative_error(reference, outputs)
+            limit = info.tolerance if info.tolerance is not None else tolerance
+            if not record.max_error <= limit:
+                raise VerificationError(
+                    info.name, f"outputs drift by {record.max_error:.3g} relative, tolerance {limit:.3g}"
+                )
+            reference = outputs
+        report.passes.append(record)
+        for instrument in all_instruments:
+            if hasattr(instrument, "after_pass"):
+                instrument.after_pass(info, current, record)
+    return current, report
+
+
+def _run_one(
+    info: PassInfo, graph: Graph, options: dict[str, Any], context: dict[str, Any]
+) -> tuple[PassRecord, Graph]:
+    unknown = set(options) - set(info.options)
+    if unknown:
+        raise InputError(
+            f"pass '{info.name}' has no option(s) {', '.join(sorted(unknown))} (it has: {', '.join(info.options) or 'none'})"
+        )
+    if "eval_mode" in info.requires and graph.module.training:
+        raise PassError(info.name, "the model is in training mode; call model.eval() before optimizing")
+    kwargs = dict(options)
+    kwargs.update({need: context[need] for need in info.requires if need in CONTEXT_NAMES})
+    before = graph.stats()
+    working = graph.copy()
+    start = time.perf_counter()
+    try:
+        result = info.function(working, **kwargs)
+    except GraphoptError as error:
+        if isinstance(error, PassError):
+            raise
+        raise PassError(info.name, error.message, node=error.node, op=error.op, source=error.source) from error
+    except Exception as error:
+        node = getattr(error, "graphopt_node", None)
+        raise PassError(
+            info.name,
+            f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}",
+            node=node.name if node is not None else None,
+            op=op_label(working.module, node) if node is not None else None,
+            source=user_source(node) if node is not None else None,
+        ) from error
+    seconds = time.perf_counter() - start
+    if not isinstance(result, PassResult):
+        raise PassError(info.name, f"returned {type(result).__name__}, expected a PassResult")
+    result.graph.refresh()
+    record = PassRecord(info.name, seconds, before, result.graph.stats(), result.changed, dict(result.details))
+    return record, result.graph
