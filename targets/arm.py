@@ -1,0 +1,196 @@
+"""The ``arm`` target: aarch64 with NEON, cross-compiled on this (x86) machine and run under qemu-user.
+
+Why it works without an ARM machine: TVM's LLVM backend emits aarch64 code for the target
+``{"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]}``, and Debian's cross compiler
+(``aarch64-linux-gnu-g++``) links it into an AArch64 shared object. That ``.so`` is the artifact's
+library: copy it to a 64-bit ARM Linux board with the TVM runtime and it runs there.
+
+To check it here, ``run_on_qemu`` runs the library under ``qemu-aarch64`` through ``graphopt_runner``,
+a small C++ program (``targets/arm_runner/runner.cc``) cross-compiled against the aarch64 TVM runtime
+(``libtvm_runtime.so`` + ``libtvm_ffi.so`` from PyPI's manylinux aarch64 apache-tvm wheels). It loads
+the library, starts the Relax VM on the CPU with the pooled allocator, calls ``main`` and writes the
+outputs back, so the comparison with PyTorch eager exercises the real aarch64 code.
+
+Set-up, once per machine (root, ~1 minute; a quick no-op afterwards):
+
+    bash scripts/setup_arm.sh
+
+It apt-installs ``g++-aarch64-linux-gnu`` and ``qemu-user``, unpacks the aarch64 runtime into
+``$GRAPHOPT_ARM_RUNTIME`` (default ``${XDG_CACHE_HOME:-~/.cache}/graphopt/aarch64-runtime``) and builds
+the runner there. Building needs only the cross compiler; running on qemu needs all three.
+
+Target options (``graphopt.compile(..., target="arm", arm_mattr=[...], arm_mcpu=...)``): ``arm_mattr``
+replaces the default ``["+neon"]`` (e.g. ``["+neon", "+dotprod"]`` for int8 dot products on
+Cortex-A55/A76 and later), ``arm_mcpu`` names a core (``"cortex-a72"``), ``arm_num_cores`` sets the
+number of threads the schedules assume.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from graphopt.errors import ArtifactError, GraphoptError
+
+CROSS_COMPILER = "aarch64-linux-gnu-g++"
+QEMU = "qemu-aarch64"
+SYSROOT = "/usr/aarch64-linux-gnu"
+SETUP_SCRIPT = "scripts/setup_arm.sh"
+DEFAULT_MATTR = ("+neon",)
+ELF_MACHINE_AARCH64 = 183
+RUNNER_NAME = "graphopt_runner"
+
+
+class ToolchainError(GraphoptError):
+    """A tool the arm target needs (cross compiler, qemu, aarch64 runtime) is not installed."""
+
+
+def target_dict(
+    mattr: Sequence[str] | None = None, mcpu: str | None = None, num_cores: int | None = None
+) -> dict[str, Any]:
+    """The TVM 0.27 target (a JSON dict) for aarch64 Linux; ``mattr`` defaults to NEON.
+
+    >>> target_dict(mattr=["+neon", "+dotprod"])["mattr"]
+    ['+neon', '+dotprod']
+    """
+    target: dict[str, Any] = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": list(mattr or DEFAULT_MATTR)}
+    if mcpu:
+        target["mcpu"] = mcpu
+    if num_cores:
+        target["num-cores"] = int(num_cores)
+    return target
+
+
+def target_from_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The target dict for ``build()``'s options (``arm_mattr``, ``arm_mcpu``, ``arm_num_cores``)."""
+    mattr = options.get("arm_mattr")
+    if isinstance(mattr, str):
+        mattr = [part for part in mattr.split(",") if part]
+    return target_dict(mattr=mattr, mcpu=options.get("arm_mcpu"), num_cores=options.get("arm_num_cores"))
+
+
+def runtime_dir() -> Path:
+    """Where setup_arm.sh put the aarch64 TVM runtime and the runner (``$GRAPHOPT_ARM_RUNTIME``)."""
+    if os.environ.get("GRAPHOPT_ARM_RUNTIME"):
+        return Path(os.environ["GRAPHOPT_ARM_RUNTIME"])
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "graphopt" / "aarch64-runtime"
+
+
+def missing_tools(*, to_run: bool = True) -> list[str]:
+    """Names of what is not installed: the cross compiler, and (``to_run``) qemu and the aarch64 runner."""
+    missing = [] if shutil.which(CROSS_COMPILER) else [CROSS_COMPILER]
+    if to_run:
+        if not shutil.which(QEMU):
+            missing.append(QEMU)
+        if not (runtime_dir() / "bin" / RUNNER_NAME).is_file():
+            missing.append(f"the aarch64 TVM runtime and {RUNNER_NAME} in {runtime_dir()}")
+    return missing
+
+
+def require_tools(*, to_run: bool = True) -> None:
+    """Raise one clear line naming what is missing and how to install it."""
+    missing = missing_tools(to_run=to_run)
+    if missing:
+        raise ToolchainError(f"target 'arm' needs {', '.join(missing)}: run `sudo bash {SETUP_SCRIPT}`")
+
+
+def export_library(executable: Any, path: str | Path) -> Path:
+    """Link a compiled Relax executable into an AArch64 shared object with the cross compiler."""
+    require_tools(to_run=False)
+    path = Path(path)
+    executable.export_library(str(path), cc=CROSS_COMPILER)
+    return path
+
+
+def build_arm(mod: Any, out_dir: str | Path, options: dict[str, Any] | None = None) -> Path:
+    """Compile a lowered Relax IRModule for aarch64 and write ``out_dir/model.so``; return its path.
+
+    The hook ``graphopt.targets.build(target="arm")`` calls after the common lowering: ``options`` are
+    the build options (``arm_mattr``, ``arm_mcpu``, ``arm_num_cores``; others are ignored).
+    """
+    import tvm
+
+    require_tools(to_run=False)
+    target = tvm.target.Target(target_from_options(options or {}))
+    with target:
+        executable = tvm.compile(mod, target=target)
+    return export_library(executable, Path(out_dir) / "model.so")
+
+
+def elf_machine(path: str | Path) -> int:
+    """``e_machine`` of an ELF file (183 = AArch64, 62 = x86-64); raise ArtifactError if not ELF."""
+    header = Path(path).read_bytes()[:20]
+    if header[:4] != b"\x7fELF":
+        raise ArtifactError(f"{path} is not an ELF shared object")
+    byteorder = "little" if header[5] == 1 else "big"
+    return int.from_bytes(header[18:20], byteorder)
+
+
+def _library_path(artifact: str | Path) -> Path:
+    """The aarch64 library of an artifact directory (or the ``.so`` itself)."""
+    artifact = Path(artifact)
+    if artifact.is_file():
+        return artifact
+    libraries = sorted(artifact.glob("*.so"))
+    if len(libraries) != 1:
+        raise ArtifactError(f"expected one .so in {artifact}, found {[p.name for p in libraries]}")
+    return libraries[0]
+
+
+@dataclass
+class QemuRun:
+    """What one run under qemu gave: the outputs, the time of the VM's ``main`` call, the whole wall time."""
+
+    outputs: list[np.ndarray]
+    main_ms: float
+    wall_s: float
+
+
+def qemu_run(artifact: str | Path, inputs: Sequence[Any], *, timeout_s: float = 300) -> QemuRun:
+    """Run an aarch64 artifact once under qemu-aarch64 on ``inputs`` (numpy arrays or tensors)."""
+    require_tools(to_run=True)
+    library = _library_path(artifact)
+    if elf_machine(library) != ELF_MACHINE_AARCH64:
+        raise ArtifactError(f"{library} is not an AArch64 library (was it built with target='arm'?)")
+    with tempfile.TemporaryDirectory(prefix="graphopt-qemu-") as work:
+        specs = []
+        for index, value in enumerate(inputs):
+            array = np.ascontiguousarray(value.numpy() if hasattr(value, "numpy") else value)
+            path = Path(work) / f"input_{index}.bin"
+            array.tofile(path)
+            specs.append(f"{path}:{array.dtype.name}:{'x'.join(map(str, array.shape))}")
+        command = [QEMU, str(runtime_dir() / "bin" / RUNNER_NAME), str(library), work, *specs]
+        env = {**os.environ, "QEMU_LD_PREFIX": SYSROOT}
+        start = time.perf_counter()
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout_s, check=False)
+        wall_s = time.perf_counter() - start
+        if done.returncode != 0:
+            last_line = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
+            raise ArtifactError(f"running {library.name} under {QEMU} failed (exit {done.returncode}): {last_line}")
+        outputs = []
+        index_lines = (Path(work) / "outputs.txt").read_text().splitlines()
+        for index, line in enumerate(index_lines):
+            dtype, _, shape = line.partition(" ")
+            dims = tuple(int(dim) for dim in shape.split("x") if dim)
+            outputs.append(np.fromfile(Path(work) / f"output_{index}.bin", dtype=np.dtype(dtype)).reshape(dims))
+        main_ms = float(done.stdout.split("run_ms")[-1].split()[0])
+    return QemuRun(outputs, main_ms, wall_s)
+
+
+def run_on_qemu(artifact: str | Path, inputs: Sequence[Any]) -> list[np.ndarray]:
+    """Outputs of an aarch64 artifact (directory or ``.so``) run under qemu on ``inputs``.
+
+    >>> run_on_qemu("out/mlp_arm", [np.zeros((1, 784), np.float32)])[0].shape
+    (1, 10)
+    """
+    return qemu_run(artifact, inputs).outputs
