@@ -9,9 +9,13 @@ The user's model is never touched: capture works on a deep copy.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
+import logging
 import os
 import traceback
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -50,7 +54,7 @@ def normalize_inputs(example_inputs: Any) -> tuple[torch.Tensor, ...]:
 
 def _user_frame(error: BaseException) -> str | None:
     """The deepest traceback frame outside torch and graphopt: where the user's code failed."""
-    frames = traceback.extract_tb(error.__traceback__)
+    frames: list[traceback.FrameSummary] = list(traceback.extract_tb(error.__traceback__))
     cause = error.__cause__ or error.__context__
     if cause is not None and cause.__traceback__ is not None:
         frames = frames + traceback.extract_tb(cause.__traceback__)
@@ -74,8 +78,31 @@ def _symbolic_trace(model: nn.Module) -> fx.GraphModule:
     return fx.GraphModule(model, graph, type(model).__name__)
 
 
+@contextlib.contextmanager
+def _quiet_torch() -> Iterator[io.StringIO]:
+    """Hold back what torch.export prints on failure (the whole partial graph, log warnings).
+
+    The caller raises one ``CaptureError`` instead; the held-back text is attached to it as a
+    note, so ``--debug`` tracebacks still show it.
+    """
+    held = io.StringIO()
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        with contextlib.redirect_stderr(held):
+            yield held
+    finally:
+        logging.disable(previous)
+
+
 def _export(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> fx.GraphModule:
-    program = torch.export.export(model, inputs, strict=False)
+    with _quiet_torch() as held:
+        try:
+            program = torch.export.export(model, inputs, strict=False)
+        except Exception as error:
+            if held.getvalue().strip():
+                error.add_note("torch.export printed:\n" + held.getvalue().strip())
+            raise
     return module_from_exported(program)
 
 
@@ -132,6 +159,7 @@ def capture(model: Any, example_inputs: Any, *, method: str = "auto", name: str 
     try:
         module = _export(copy.deepcopy(model), inputs)
     except Exception as error:
+        _raise_if_inputs_do_not_fit(model_copy, inputs)
         source = _user_frame(error) or (_user_frame(trace_error) if trace_error else None)
         message = f"cannot capture {model_name}: torch.export failed: {_first_line(error)}"
         if trace_error is not None:
@@ -145,6 +173,22 @@ def capture(model: Any, example_inputs: Any, *, method: str = "auto", name: str 
     return graph
 
 
+def _describe_inputs(inputs: tuple[torch.Tensor, ...]) -> str:
+    return ", ".join(f"{tuple(t.shape)} {str(t.dtype).replace('torch.', '')}" for t in inputs)
+
+
+def _raise_if_inputs_do_not_fit(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+    """After export failed: if the model fails in plain eager mode too, the inputs are the problem."""
+    try:
+        with torch.no_grad():
+            model(*inputs)
+    except Exception as error:
+        raise InputError(
+            f"the model fails on example inputs of shape {_describe_inputs(inputs)}: {_first_line(error)}",
+            source=_user_frame(error),
+        ) from error
+
+
 def _annotate_or_explain(graph: Graph) -> None:
     """Annotate the graph; a failure here means the example inputs do not fit the model."""
     try:
@@ -153,9 +197,8 @@ def _annotate_or_explain(graph: Graph) -> None:
         raise
     except Exception as error:
         failing = getattr(error, "graphopt_node", None)
-        shapes = ", ".join(f"{tuple(t.shape)} {str(t.dtype).replace('torch.', '')}" for t in graph.example_inputs)
         raise InputError(
-            f"the model fails on example inputs of shape {shapes}: {_first_line(error)}",
+            f"the model fails on example inputs of shape {_describe_inputs(graph.example_inputs)}: {_first_line(error)}",
             node=failing.name if failing is not None else None,
             source=(user_source(failing) if failing is not None else None) or _user_frame(error),
         ) from error

@@ -200,7 +200,7 @@ def op_kind(module: fx.GraphModule, node: fx.Node) -> str:
     kind = _FUNCTION_KINDS.get(target)
     if kind is not None:
         return kind
-    return getattr(target, "graphopt_kind", None) or getattr(target, "__name__", str(target))
+    return str(getattr(target, "graphopt_kind", None) or getattr(target, "__name__", str(target)))
 
 
 def op_label(module: fx.GraphModule, node: fx.Node) -> str:

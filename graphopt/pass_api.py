@@ -20,7 +20,7 @@ import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from typing import Any, Literal
 
 from graphopt.errors import GraphoptError, UnknownPassError
 from graphopt.ir import Graph
@@ -151,7 +151,7 @@ class on_node:  # noqa: N801 - used as a context manager, reads as a phrase
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> Literal[False]:
         if error is not None and not hasattr(error, "graphopt_node"):
             error.graphopt_node = self.node  # type: ignore[attr-defined]
         return False
