@@ -41,6 +41,8 @@ import numpy as np
 
 from graphopt.errors import ArtifactError, GraphoptError
 
+from .registry import TargetBackend, register_target
+
 CROSS_COMPILER = "aarch64-linux-gnu-g++"
 QEMU = "qemu-aarch64"
 SYSROOT = "/usr/aarch64-linux-gnu"
@@ -71,11 +73,16 @@ def target_dict(
 
 
 def target_from_options(options: dict[str, Any]) -> dict[str, Any]:
-    """The target dict for ``build()``'s options (``arm_mattr``, ``arm_mcpu``, ``arm_num_cores``)."""
-    mattr = options.get("arm_mattr")
+    """The target dict for ``build()``'s options: ``arm_mattr`` (a list or "+neon,+dotprod"), ``arm_mcpu``,
+    ``arm_num_cores``; the unprefixed ``mattr``/``mcpu``/``num_cores`` are accepted too."""
+
+    def option(name: str) -> Any:
+        return options.get(f"arm_{name}") or options.get(name)
+
+    mattr = option("mattr")
     if isinstance(mattr, str):
-        mattr = [part for part in mattr.split(",") if part]
-    return target_dict(mattr=mattr, mcpu=options.get("arm_mcpu"), num_cores=options.get("arm_num_cores"))
+        mattr = [part.strip() for part in mattr.split(",") if part.strip()]
+    return target_dict(mattr=mattr, mcpu=option("mcpu"), num_cores=option("num_cores"))
 
 
 def runtime_dir() -> Path:
@@ -104,6 +111,31 @@ def require_tools(*, to_run: bool = True) -> None:
         raise ToolchainError(f"target 'arm' needs {', '.join(missing)}: run `sudo bash {SETUP_SCRIPT}`")
 
 
+def make_target(options: dict[str, Any]) -> Any:
+    """The ``tvm.target.Target`` for ``build()``'s options; fails fast if the cross compiler is missing."""
+    import tvm
+
+    require_tools(to_run=False)
+    return tvm.target.Target(target_from_options(options))
+
+
+def schedule(mod: Any, target: Any, options: dict[str, Any]) -> Any:
+    """The CPU default schedules, which read the vector width (4 fp32 lanes on NEON) from the target."""
+    from graphopt.targets.schedule_cpu import schedule_cpu
+
+    return schedule_cpu(mod, target)
+
+
+def describe(target: Any) -> dict[str, Any]:
+    """What the manifest records about the target and how to run the artifact."""
+    return {
+        "triple": str(target.attrs.get("mtriple", "aarch64-linux-gnu")),
+        "mattr": [str(feature) for feature in target.attrs.get("mattr", [])],
+        "mcpu": str(target.attrs["mcpu"]) if "mcpu" in target.attrs else None,
+        "runs_with": "the aarch64 TVM runtime; on x86 under qemu-aarch64 (graphopt.targets.arm.run_on_qemu)",
+    }
+
+
 def export_library(executable: Any, path: str | Path) -> Path:
     """Link a compiled Relax executable into an AArch64 shared object with the cross compiler."""
     require_tools(to_run=False)
@@ -115,15 +147,15 @@ def export_library(executable: Any, path: str | Path) -> Path:
 def build_arm(mod: Any, out_dir: str | Path, options: dict[str, Any] | None = None) -> Path:
     """Compile a lowered Relax IRModule for aarch64 and write ``out_dir/model.so``; return its path.
 
-    The hook ``graphopt.targets.build(target="arm")`` calls after the common lowering: ``options`` are
-    the build options (``arm_mattr``, ``arm_mcpu``, ``arm_num_cores``; others are ignored).
+    For callers holding a module from ``lower_to_relax``; ``graphopt.targets.build(target="arm")``
+    reaches the same steps through the registered backend. ``options``: ``arm_mattr``, ``arm_mcpu``,
+    ``arm_num_cores``.
     """
-    import tvm
+    from .pipeline import compile_module
 
-    require_tools(to_run=False)
-    target = tvm.target.Target(target_from_options(options or {}))
-    with target:
-        executable = tvm.compile(mod, target=target)
+    options = options or {}
+    target = make_target(options)
+    executable = compile_module(mod, ARM, target, options)
     return export_library(executable, Path(out_dir) / "model.so")
 
 
@@ -158,10 +190,10 @@ class QemuRun:
 
 def qemu_run(artifact: str | Path, inputs: Sequence[Any], *, timeout_s: float = 300) -> QemuRun:
     """Run an aarch64 artifact once under qemu-aarch64 on ``inputs`` (numpy arrays or tensors)."""
-    require_tools(to_run=True)
     library = _library_path(artifact)
     if elf_machine(library) != ELF_MACHINE_AARCH64:
         raise ArtifactError(f"{library} is not an AArch64 library (was it built with target='arm'?)")
+    require_tools(to_run=True)
     with tempfile.TemporaryDirectory(prefix="graphopt-qemu-") as work:
         specs = []
         for index, value in enumerate(inputs):
@@ -194,3 +226,16 @@ def run_on_qemu(artifact: str | Path, inputs: Sequence[Any]) -> list[np.ndarray]
     (1, 10)
     """
     return qemu_run(artifact, inputs).outputs
+
+
+ARM = register_target(
+    TargetBackend(
+        name="arm",
+        make_target=make_target,
+        schedule=schedule,
+        export_library=export_library,
+        describe=describe,
+        runs_on_host=False,
+        extra={"run": run_on_qemu, "elf_machine": ELF_MACHINE_AARCH64},
+    )
+)
