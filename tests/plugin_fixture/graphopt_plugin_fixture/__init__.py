@@ -1,0 +1,1 @@
+"""An out-of-tree graphopt pass package (test fixture)."""
