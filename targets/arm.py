@@ -27,6 +27,7 @@ number of threads the schedules assume.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -129,6 +130,7 @@ def schedule(mod: Any, target: Any, options: dict[str, Any]) -> Any:
 def describe(target: Any) -> dict[str, Any]:
     """What the manifest records about the target and how to run the artifact."""
     return {
+        "arch": "aarch64",  # load_artifact refuses it on x86 with a clear message
         "triple": str(target.attrs.get("mtriple", "aarch64-linux-gnu")),
         "mattr": [str(feature) for feature in target.attrs.get("mattr", [])],
         "mcpu": str(target.attrs["mcpu"]) if "mcpu" in target.attrs else None,
@@ -169,10 +171,13 @@ def elf_machine(path: str | Path) -> int:
 
 
 def _library_path(artifact: str | Path) -> Path:
-    """The aarch64 library of an artifact directory (or the ``.so`` itself)."""
+    """The aarch64 library of an artifact directory (the manifest's ``library``), or the ``.so`` itself."""
     artifact = Path(artifact)
     if artifact.is_file():
         return artifact
+    manifest = artifact / "manifest.json"
+    if manifest.is_file():
+        return artifact / json.loads(manifest.read_text())["library"]
     libraries = sorted(artifact.glob("*.so"))
     if len(libraries) != 1:
         raise ArtifactError(f"expected one .so in {artifact}, found {[p.name for p in libraries]}")
