@@ -78,3 +78,7 @@ class UnsupportedOpError(GraphoptError):
 
 class ArtifactError(GraphoptError):
     """A compiled artifact is missing, corrupt, or does not match this runtime."""
+
+
+class BuildError(GraphoptError):
+    """A target's compiler (TVM, nvcc, a cross compiler) failed on a graph it accepted."""

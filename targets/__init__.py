@@ -1,1 +1,59 @@
-"""Lowering graphopt's IR to TVM and building deployable artifacts. The only package importing tvm."""
+"""Lowering graphopt's IR to TVM and building deployable artifacts. The only package importing tvm.
+
+>>> compiled = graphopt.targets.build(graph, report, target="cpu", out_dir="out/mlp")
+>>> compiled(np.zeros((1, 784), np.float32)).shape
+(1, 10)
+
+Importing this package is cheap and imports neither torch nor tvm: ``graphopt.targets.runtime``
+(the deploy-time loader) lives under it and must run on a machine with only the TVM runtime.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from graphopt.targets.registry import TargetBackend, get_target, list_targets, register_target
+
+__all__ = ["TargetBackend", "build", "get_target", "list_targets", "load_artifact", "register_target"]
+
+
+def build(
+    graph: Any,
+    report: Any = None,
+    *,
+    target: str = "cpu",
+    out_dir: str | Path | None = None,
+    dynamic_batch: bool = False,
+    tune: bool = False,
+    tune_trials: int = 64,
+    tune_db: str | Path | None = None,
+    **options: Any,
+) -> Any:
+    """Lower ``graph`` to TVM Relax, compile it for ``target`` and return a ``CompiledModel``.
+
+    With ``out_dir`` the artifact (library + ``manifest.json``) is written atomically: into a
+    temporary directory beside it, renamed at the end; on failure nothing is left at ``out_dir``.
+    Failures are ``GraphoptError`` subclasses (``UnsupportedOpError`` lists every op the target
+    cannot handle, with node names and source lines), never a raw TVM traceback.
+    """
+    from graphopt.targets.build import build_graph
+
+    return build_graph(
+        graph,
+        report,
+        target=target,
+        out_dir=out_dir,
+        dynamic_batch=dynamic_batch,
+        tune=tune,
+        tune_trials=tune_trials,
+        tune_db=tune_db,
+        **options,
+    )
+
+
+def load_artifact(out_dir: str | Path) -> Any:
+    """Load an artifact written by ``build``; needs only the TVM runtime (see ``runtime``)."""
+    from graphopt.targets.runtime import load_artifact as _load
+
+    return _load(out_dir)

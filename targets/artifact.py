@@ -1,0 +1,101 @@
+"""Write a build's artifact directory atomically: library, manifest, content hashes.
+
+The directory is written under a temporary name beside ``out_dir`` and renamed into place at the
+end, so a failed build leaves nothing at ``out_dir`` and a reader never sees half an artifact. An
+existing ``out_dir`` is replaced only when it is itself a graphopt artifact; anything else there
+is the user's and is never deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from graphopt.targets.runtime import FORMAT, FORMAT_VERSION, MANIFEST, sha256_file
+
+from graphopt.errors import InputError
+
+LIBRARY = "model.so"
+
+
+def versions() -> dict[str, str]:
+    """Versions of everything that shaped the artifact (recorded in the manifest)."""
+    import torch
+    import tvm
+    import tvm_ffi
+
+    import graphopt
+
+    return {
+        "graphopt": graphopt.__version__,
+        "torch": torch.__version__,
+        "tvm": tvm.__version__,
+        "tvm_ffi": getattr(tvm_ffi, "__version__", "unknown"),
+        "python": platform.python_version(),
+    }
+
+
+def base_manifest(**fields: Any) -> dict[str, Any]:
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, **fields}
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"cannot write the artifact to {out_dir}: a file of that name exists")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file():
+        raise InputError(f"cannot write the artifact to {out_dir}: it is a non-empty directory that is not an artifact")
+
+
+def write_artifact(
+    out_dir: str | Path,
+    manifest: dict[str, Any],
+    export_library: Callable[[str], None],
+) -> dict[str, Any]:
+    """Write library + manifest to ``out_dir`` atomically; returns the manifest with file hashes.
+
+    ``export_library(path)`` writes the shared library (the target decides how: host compiler,
+    cross compiler). ``manifest["files"]`` gets the sha256 and size of every file written.
+    """
+    out_dir = Path(out_dir).absolute()
+    _check_replaceable(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        export_library(str(staging / LIBRARY))
+        files = {}
+        for path in sorted(staging.iterdir()):
+            files[path.name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+        manifest = {**manifest, "library": LIBRARY, "files": files}
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        os.chmod(staging, 0o755)
+        _replace(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _replace(staging: Path, out_dir: Path) -> None:
+    """Rename ``staging`` to ``out_dir``; an old artifact there is moved aside first, then deleted."""
+    old = None
+    if out_dir.exists():
+        _check_replaceable(out_dir)
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        os.rmdir(old)
+        os.rename(out_dir, old)
+    try:
+        os.rename(staging, out_dir)
+    except BaseException:
+        if old is not None:
+            with contextlib.suppress(OSError):
+                os.rename(old, out_dir)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

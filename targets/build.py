@@ -1,0 +1,123 @@
+"""``build``: lower a graph, compile it for a target, write the artifact, return the compiled model.
+
+    lower_to_relax (torch.export -> from_exported_program, unsupported ops listed first)
+      -> compile_module (the shared Relax pipeline with the target's schedule step)
+      -> write_artifact (library + manifest.json, atomically)
+
+Every failure leaves as a ``GraphoptError``: TVM's and the compilers' own exceptions are
+summarized in one line (the traceback stays reachable as ``__cause__`` for ``--debug``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from graphopt.targets.artifact import base_manifest, versions, write_artifact
+from graphopt.targets.lower import lower_to_relax
+from graphopt.targets.pipeline import compile_module
+from graphopt.targets.registry import get_target
+from graphopt.targets.runtime import BATCH, CompiledModel, TensorSpec
+
+from graphopt.errors import BuildError, GraphoptError
+from graphopt.ir import Graph
+
+
+def build_graph(
+    graph: Graph,
+    report: Any = None,
+    *,
+    target: str = "cpu",
+    out_dir: str | Path | None = None,
+    dynamic_batch: bool = False,
+    tune: bool = False,
+    tune_trials: int = 64,
+    tune_db: str | Path | None = None,
+    **options: Any,
+) -> CompiledModel:
+    """See ``graphopt.targets.build``."""
+    started = time.perf_counter()
+    backend = get_target(target)
+    options = {**options, "dynamic_batch": dynamic_batch, "tune": tune, "tune_trials": tune_trials, "tune_db": tune_db}
+    tvm_target = backend.make_target(options)
+    mod, _ = lower_to_relax(graph, dynamic_batch=dynamic_batch, target=target)
+    inputs, outputs = io_specs(graph, mod)
+    with _summarized(f"TVM failed to compile '{graph.name}' for target '{target}'"):
+        executable = compile_module(mod, backend, tvm_target, options)
+    manifest = base_manifest(
+        model=graph.name,
+        target={
+            "name": target,
+            "device": backend.device,
+            "tvm_target": json.loads(str(tvm_target)),
+            **backend.describe(tvm_target),
+        },
+        inputs=[s.to_dict() for s in inputs],
+        outputs=[s.to_dict() for s in outputs],
+        dynamic_batch=dynamic_batch,
+        params="bound into the library as constants",
+        passes=report.to_dict() if report is not None else None,
+        versions=versions(),
+        build={
+            "tuned": bool(tune),
+            "tune_trials": tune_trials if tune else None,
+            "tune_db": str(tune_db) if tune and tune_db else None,
+            "compile_seconds": round(time.perf_counter() - started, 3),
+        },
+        files={},
+        library=None,
+    )
+    if out_dir is not None:
+        export = backend.export_library or (lambda executable_, path: executable_.export_library(path))
+        with _summarized(f"cannot write the library for target '{target}'"):
+            manifest = write_artifact(out_dir, manifest, lambda path: export(executable, path))
+    return CompiledModel(executable, manifest, out_dir=Path(out_dir) if out_dir is not None else None, report=report)
+
+
+def io_specs(graph: Graph, mod: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Input and output specs from the Relax signature, named after the graph's inputs and outputs."""
+    main = mod["main"]
+    input_names = [n.name for n in graph.input_nodes()]
+    inputs = [_spec(name, param.ty) for name, param in zip(input_names, main.params, strict=False)]
+    returned = main.ret_ty
+    types = list(returned.fields) if hasattr(returned, "fields") else [returned]
+    names = _output_names(graph, len(types))
+    return inputs, [_spec(name, ty) for name, ty in zip(names, types, strict=True)]
+
+
+def _spec(name: str, ty: Any) -> TensorSpec:
+    shape = tuple(int(d) if hasattr(d, "value") else BATCH for d in ty.shape.values)
+    return TensorSpec(name, shape, str(ty.dtype))
+
+
+def _output_names(graph: Graph, count: int) -> list[str]:
+    args = graph.output_node().args[0]
+    flat = list(args) if isinstance(args, (tuple, list)) else [args]
+    names = [getattr(a, "name", None) for a in flat]
+    if len(names) != count or any(n is None for n in names) or len(set(names)) != count:
+        return ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
+    return [str(n) for n in names]
+
+
+@contextlib.contextmanager
+def _summarized(what: str) -> Iterator[None]:
+    """Turn any non-graphopt exception into a one-line ``BuildError`` (chained for ``--debug``)."""
+    try:
+        yield
+    except GraphoptError:
+        raise
+    except Exception as error:
+        raise BuildError(f"{what}: {summarize(error)}") from error
+
+
+def summarize(error: BaseException) -> str:
+    """The line of a (TVM) error message that says what went wrong, without its traceback."""
+    for line in str(error).splitlines():
+        text = line.strip()
+        if text and not line.startswith((" ", "\t")) and not text.startswith(("Traceback", "File ")):
+            return text[:400]
+    return type(error).__name__

@@ -1,0 +1,108 @@
+"""The ``cpu`` target: LLVM for the host's x86-64 CPU, its vector extensions (AVX2, AVX-512) detected.
+
+The LLVM target names the host CPU (``mcpu``, e.g. ``znver5``) so LLVM uses every vector extension
+the host has; extensions that CPU model implies but the host does not report in ``/proc/cpuinfo``
+(a hypervisor may hide AVX-512) are switched off in ``mattr``, so the library never executes an
+instruction the machine lacks. Threads: ``num_cores`` option, else ``TVM_NUM_THREADS``, else all cores.
+
+Scheduling is the performance work's seam: ``schedule_cpu.schedule_cpu(mod, target)``, or, with
+``tune=True``, ``tuning.tune(mod, target, trials=..., database=...)``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any
+
+import tvm
+from graphopt.targets.registry import TargetBackend, register_target
+from graphopt.targets.runtime import cpuinfo_flags, normalize_feature
+from tvm.target import codegen
+
+from graphopt.errors import InputError
+
+#: Vector-ISA features worth recording and checking at load time (LLVM spelling).
+VECTOR_FEATURES = (
+    "sse4.1",
+    "sse4.2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512cd",
+    "avx512bw",
+    "avx512dq",
+    "avx512vl",
+    "avx512vnni",
+    "avx512bf16",
+    "avx512ifma",
+    "avx512vbmi",
+    "avxvnni",
+    "amx-tile",
+    "amx-int8",
+    "amx-bf16",
+)
+
+
+def num_cores(options: dict[str, Any]) -> int:
+    if options.get("num_cores"):
+        return int(options["num_cores"])
+    if os.environ.get("TVM_NUM_THREADS", "").isdigit():
+        return int(os.environ["TVM_NUM_THREADS"])
+    return os.cpu_count() or 1
+
+
+def cpu_target(options: dict[str, Any]) -> tvm.target.Target:
+    """The LLVM target for the host CPU (or ``options["mcpu"]``), with hidden extensions disabled."""
+    mcpu = options.get("mcpu") or codegen.llvm_get_system_cpu()
+    spec: dict[str, Any] = {"kind": "llvm", "mcpu": mcpu, "num-cores": num_cores(options)}
+    if options.get("mattr"):
+        spec["mattr"] = list(options["mattr"])
+    elif not options.get("mcpu"):
+        flags = cpuinfo_flags()
+        implied = codegen.llvm_get_cpu_features(tvm.target.Target(spec))
+        hidden = [
+            f for f in VECTOR_FEATURES if f in implied and flags is not None and normalize_feature(f) not in flags
+        ]
+        if hidden:
+            spec["mattr"] = [f"-{f}" for f in hidden]
+    try:
+        return tvm.target.Target(spec)
+    except Exception as error:
+        raise InputError(f"invalid cpu target {spec}: {str(error).splitlines()[0]}") from error
+
+
+def describe_cpu(target: tvm.target.Target) -> dict[str, Any]:
+    """What the manifest records about a CPU target: model, vector features, threads, architecture."""
+    features = codegen.llvm_get_cpu_features(target)
+    return {
+        "arch": platform.machine() or "x86_64",
+        "mcpu": str(target.attrs.get("mcpu", "")),
+        "num_cores": int(target.attrs.get("num-cores", 1)),
+        "features": sorted(f for f in VECTOR_FEATURES if f in features),
+        "vector_width_bits": int(codegen.llvm_get_vector_width(target)),
+    }
+
+
+def schedule_for_cpu(mod: Any, target: tvm.target.Target, options: dict[str, Any]) -> Any:
+    """The schedule step: tuning when asked for, else the default CPU schedules."""
+    if options.get("tune"):
+        from graphopt.targets import tuning  # the performance work's module
+
+        return tuning.tune(mod, target, trials=options.get("tune_trials", 64), database=options.get("tune_db"))
+    from graphopt.targets.schedule_cpu import schedule_cpu
+
+    return schedule_cpu(mod, target)
+
+
+CPU = register_target(
+    TargetBackend(
+        name="cpu",
+        make_target=cpu_target,
+        schedule=schedule_for_cpu,
+        device="cpu",
+        describe=describe_cpu,
+    )
+)

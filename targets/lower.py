@@ -1,0 +1,177 @@
+"""Lower graphopt's IR to a TVM Relax module through TVM's own torch frontend.
+
+The graph is exported with ``torch.export`` (decomposed to core ATen, the op set TVM's
+``from_exported_program`` translates) and handed to that frontend; we do not write a converter
+again. ``from_fx`` is avoided on purpose: in TVM 0.27 it lowers eval-mode BatchNorm with training
+semantics, silently wrong. Parameters are bound as constants so FoldConstant sees them.
+
+Before translating, every ``call_function`` of the exported program is checked against the
+frontend's convert map plus converters registered here (``register_converter``, used for
+graphopt's own ops such as quantize/dequantize), so all unsupported ops are reported at once with
+the graphopt node and the user's source line they came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import fx
+
+from graphopt.errors import CaptureError, GraphoptError, InputError, UnsupportedOpError
+from graphopt.ir import Graph
+from graphopt.metadata import user_source
+
+#: Converters for ops TVM's frontend does not know: ``"op_name.overload" -> fn(node, importer)``.
+#: ``fn`` gets the exported fx node and the importer (``importer.env[arg]`` is an argument's
+#: relax value, ``importer.block_builder.emit(...)`` adds a binding) and returns a relax value.
+CUSTOM_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = {}
+
+
+def register_converter(op: Any, fn: Callable[[fx.Node, Any], Any]) -> None:
+    """Teach the lowering an op: ``op`` is an OpOverload (``torch.ops.graphopt.quantize.default``)
+    or its frontend name (``"quantize.default"``)."""
+    CUSTOM_CONVERTERS[_op_name(op)] = fn
+
+
+def _op_name(op: Any) -> str:
+    return op if isinstance(op, str) else op.__name__
+
+
+def export_graph(graph: Graph, *, dynamic_batch: bool = False) -> torch.export.ExportedProgram:
+    """``torch.export`` the graph's module and decompose it to the op set TVM translates.
+
+    With ``dynamic_batch`` the first dimension of every input is one symbolic size "batch".
+    """
+    dynamic_shapes = None
+    if dynamic_batch:
+        batch = torch.export.Dim("batch", min=1, max=2**20)
+        dynamic_shapes = tuple({0: batch} if t.dim() > 0 else {} for t in graph.example_inputs)
+    try:
+        program = torch.export.export(graph.module, graph.example_inputs, dynamic_shapes=dynamic_shapes, strict=False)
+    except Exception as error:
+        message = _first_line(error)
+        if dynamic_batch:
+            raise InputError(f"cannot compile with a dynamic batch size: {message}") from error
+        raise CaptureError(f"torch.export of graph '{graph.name}' failed: {message}") from error
+    return program.run_decompositions()
+
+
+def origin_node(graph: Graph, node: fx.Node) -> fx.Node | None:
+    """The graphopt node an exported node came from, following torch's ``from_node`` provenance."""
+    by_name = {n.name: n for n in graph.module.graph.nodes}
+    target_graph = id(graph.module.graph)
+    for source in node.meta.get("from_node") or []:
+        while source is not None:
+            if source.graph_id == target_graph and source.name in by_name:
+                return by_name[source.name]
+            source = source.from_node[0] if source.from_node else None
+    return None
+
+
+def _where(graph: Graph, node: fx.Node) -> tuple[str, str | None]:
+    """(graphopt node name, user source line) for an exported node."""
+    origin = origin_node(graph, node)
+    if origin is None:
+        return node.name, user_source(node)
+    return origin.name, graph.info(origin).source or user_source(node)
+
+
+def supported_ops() -> set[str]:
+    """Names (``"convolution.default"``) the frontend and our registered converters translate."""
+    from tvm.relax.frontend.torch.exported_program_translator import ExportedProgramImporter
+
+    return {name for name in ExportedProgramImporter().convert_map if isinstance(name, str)} | set(CUSTOM_CONVERTERS)
+
+
+def find_unsupported(graph: Graph, program: torch.export.ExportedProgram) -> list[tuple[str, str, str | None]]:
+    """Every (graphopt node, op, source line) the frontend cannot translate, in graph order."""
+    known = supported_ops()
+    problems: list[tuple[str, str, str | None]] = []
+    for node in program.graph.nodes:
+        if node.op != "call_function":
+            continue
+        name = _op_name(node.target)
+        if name in known:
+            continue
+        where, source = _where(graph, node)
+        problem = (where, f"aten.{name}" if isinstance(node.target, torch._ops.OpOverload) else name, source)
+        if problem not in problems:
+            problems.append(problem)
+    return problems
+
+
+def check_supported(graph: Graph, program: torch.export.ExportedProgram, target: str) -> None:
+    """Raise ``UnsupportedOpError`` listing every op ``target`` cannot handle, if there are any."""
+    problems = find_unsupported(graph, program)
+    if problems:
+        raise UnsupportedOpError(target, problems)
+
+
+def lower_to_relax(
+    graph: Graph, *, dynamic_batch: bool = False, keep_params: bool = False, target: str = "cpu"
+) -> tuple[Any, dict[str, Any]]:
+    """Lower ``graph`` to a Relax ``IRModule`` with one function "main".
+
+    Returns ``(mod, params)``. By default the parameters are bound into ``mod`` as constants and
+    ``params`` is empty; with ``keep_params`` they stay function inputs after the user's inputs
+    and ``params`` maps their names to ``tvm.runtime.Tensor`` values.
+
+    >>> mod, _ = lower_to_relax(graph)
+    >>> mod["main"].params  # the model's inputs, parameters folded in as constants
+    """
+    program = export_graph(graph, dynamic_batch=dynamic_batch)
+    check_supported(graph, program, target)
+    importer = _tracking_importer()
+    try:
+        mod = importer.from_exported_program(
+            program,
+            keep_params_as_input=keep_params,
+            unwrap_unit_return_tuple=True,
+            no_bind_return_tuple=False,
+            custom_convert_map={name: _tracked(fn) for name, fn in CUSTOM_CONVERTERS.items()},
+        )
+    except GraphoptError:
+        raise
+    except Exception as error:
+        failing = getattr(error, "graphopt_exported_node", None)
+        where, source = _where(graph, failing) if failing is not None else (None, None)
+        op = f"aten.{_op_name(failing.target)}" if failing is not None else None
+        raise UnsupportedOpError(target, [(where or "?", op or "?", source)]) from error
+    params: dict[str, Any] = {}
+    if keep_params:
+        names = [spec.arg.name for spec in program.graph_signature.input_specs if spec.kind.name == "PARAMETER"]
+        params = dict(zip(names, mod["main"].attrs["params"], strict=False))
+    return mod, params
+
+
+def _tracked(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a converter so an exception raised inside it remembers the node it was converting."""
+
+    def convert(node: fx.Node, *rest: Any) -> Any:
+        try:
+            return fn(node, *rest)
+        except Exception as error:
+            if not hasattr(error, "graphopt_exported_node"):
+                error.graphopt_exported_node = node  # type: ignore[attr-defined]
+            raise
+
+    return convert
+
+
+def _tracking_importer() -> Any:
+    from tvm.relax.frontend.torch.exported_program_translator import ExportedProgramImporter
+
+    class TrackingImporter(ExportedProgramImporter):
+        def create_convert_map(self) -> dict[str, Callable[..., Any]]:
+            return {name: _tracked(fn) for name, fn in super().create_convert_map().items()}
+
+    return TrackingImporter()
+
+
+def _first_line(error: BaseException) -> str:
+    for line in str(error).splitlines():
+        if line.strip():
+            return line.strip()[:300]
+    return type(error).__name__

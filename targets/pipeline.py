@@ -1,0 +1,56 @@
+"""The Relax compilation pipeline every target shares, with the schedule step as a clear seam.
+
+    library dispatch -> LegalizeOps, AnnotateTIROpPattern, FoldConstant, FuseOps, FuseTIR
+      -> backend.schedule(mod, target, options)        <- the seam: CPU schedules/tuning, dlight
+      -> dataflow lowering -> memory planning and VM lowering (TVM's own pass lists per target)
+
+It is TVM's default pipeline (``tvm.relax.pipeline``) with the schedule step pulled out, so a
+target only says how its fused TIR functions are scheduled.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import tvm
+from graphopt.targets.registry import TargetBackend
+from tvm import relax
+
+
+def fuse_passes() -> list[tvm.transform.Pass]:
+    """Ops to TIR, constants folded (weights already bound), then fused into one TIR function per group."""
+    return [
+        relax.transform.LegalizeOps(),
+        relax.transform.AnnotateTIROpPattern(),
+        relax.transform.FoldConstant(),
+        relax.transform.FuseOps(),
+        relax.transform.FuseTIR(),
+    ]
+
+
+def tvm_pass_lists(target: Any) -> Any:
+    """TVM's per-backend pipeline module (``tvm.relax.backend.<kind>.pipeline``) for ``target``."""
+    kind = "cuda" if target.kind.name == "cuda" else "cpu_generic"
+    return importlib.import_module(f"tvm.relax.backend.{kind}.pipeline")
+
+
+def relax_pipeline(backend: TargetBackend, target: Any, options: dict[str, Any]) -> tvm.transform.Pass:
+    """The whole pipeline for ``backend`` as one module pass, suitable for ``tvm.compile``."""
+
+    @tvm.transform.module_pass(opt_level=0, name="graphopt_relax_pipeline")
+    def _pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        with target:
+            passes = tvm_pass_lists(target)
+            mod = tvm.transform.Sequential(passes.library_dispatch_passes(target) + fuse_passes())(mod)
+            mod = backend.schedule(mod, target, options)
+            mod = tvm.transform.Sequential(passes.dataflow_lower_passes(target) + passes.finalize_passes(target))(mod)
+        return mod
+
+    return _pipeline
+
+
+def compile_module(mod: tvm.IRModule, backend: TargetBackend, target: Any, options: dict[str, Any]) -> Any:
+    """Compile a lowered Relax module into a ``tvm.runtime.Executable`` for ``target``."""
+    with tvm.transform.PassContext(opt_level=3):
+        return tvm.compile(mod, target, relax_pipeline=relax_pipeline(backend, target, options))

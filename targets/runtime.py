@@ -1,0 +1,268 @@
+"""Load and run a graphopt artifact with the TVM runtime alone: no torch, no graphopt passes.
+
+An artifact directory holds the compiled library (parameters bound inside it as constants) and
+``manifest.json``: inputs and outputs (names, shapes, dtypes; ``"batch"`` for a dynamic batch
+dimension), the target, the passes applied, versions, and the sha256 of every file. ``load_artifact``
+refuses, with an ``ArtifactError`` saying why, an artifact that is incomplete, modified, or built
+for a machine this is not (another architecture, a GPU that is absent, CPU features missing).
+
+>>> model = load_artifact("out/mlp")
+>>> model(np.zeros((1, 784), np.float32)).shape
+(1, 10)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tvm
+from tvm.runtime.vm import VirtualMachine
+
+from graphopt.errors import ArtifactError, InputError
+
+MANIFEST = "manifest.json"
+FORMAT = "graphopt-artifact"
+FORMAT_VERSION = 1
+BATCH = "batch"  #: the name a dynamic batch dimension has in the manifest
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output: name, shape (ints, or "batch" for the dynamic dimension), dtype."""
+
+    name: str
+    shape: tuple[int | str, ...]
+    dtype: str
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TensorSpec:
+        return cls(str(data["name"]), tuple(data["shape"]), str(data["dtype"]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+    def describe(self) -> str:
+        return f"shape ({', '.join(str(d) for d in self.shape)}) {self.dtype}"
+
+
+class CompiledModel:
+    """A compiled model: call it with numpy arrays (or torch tensors), get numpy arrays back.
+
+    One output comes back as an array, several as a tuple. Inputs are checked against the
+    manifest first, so a wrong shape or dtype is an ``InputError`` naming the input.
+    """
+
+    def __init__(self, module: Any, manifest: dict[str, Any], out_dir: Path | None = None, report: Any = None):
+        self.module = module
+        self.manifest = manifest
+        self.out_dir = out_dir
+        self.report = report
+        self.inputs = [TensorSpec.from_dict(d) for d in manifest["inputs"]]
+        self.outputs = [TensorSpec.from_dict(d) for d in manifest["outputs"]]
+        self._vm: VirtualMachine | None = None
+
+    def __repr__(self) -> str:
+        where = f" at {self.out_dir}" if self.out_dir else ""
+        return f"<graphopt.CompiledModel {self.manifest.get('model')!r} for {self.manifest['target']['name']}{where}>"
+
+    @property
+    def device(self) -> Any:
+        kind = self.manifest["target"].get("device", "cpu")
+        device = tvm.cuda(0) if kind == "cuda" else tvm.cpu(0)
+        if not device.exist:
+            raise ArtifactError(
+                f"this artifact runs on a {kind} device (target '{self.manifest['target']['name']}') "
+                "and none is present on this machine"
+            )
+        return device
+
+    @property
+    def vm(self) -> VirtualMachine:
+        if self._vm is None:
+            self._vm = VirtualMachine(self.module, self.device)
+        return self._vm
+
+    def prepare(self, *args: Any, **kwargs: Any) -> list[Any]:
+        """Check the inputs against the manifest and copy them to the device as TVM tensors."""
+        arrays = check_inputs(self.inputs, args, kwargs)
+        device = self.device
+        return [tvm.runtime.tensor(a, device) for a in arrays]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        result = self.vm["main"](*self.prepare(*args, **kwargs))
+        return to_numpy(result, len(self.outputs))
+
+    def time(self, *args: Any, number: int = 10, repeat: int = 3) -> list[float]:
+        """Seconds per run, ``repeat`` measurements each averaging ``number`` runs (TVM's time_evaluator)."""
+        timer = self.vm.time_evaluator("main", self.device, number=number, repeat=repeat)
+        return [float(r) for r in timer(*self.prepare(*args)).results]
+
+
+def to_numpy(result: Any, count: int) -> Any:
+    """A VM result (tensor or array of tensors) as a numpy array or a tuple of them."""
+    if count == 1 and hasattr(result, "numpy"):
+        return result.numpy()
+    values = tuple(item.numpy() for item in result)
+    return values[0] if count == 1 else values
+
+
+def as_array(value: Any, spec: TensorSpec) -> np.ndarray:
+    """numpy arrays as they are, torch tensors through ``.numpy()`` (no torch import), lists cast."""
+    if isinstance(value, np.ndarray):
+        return value
+    if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
+        return value.detach().cpu().numpy()
+    if isinstance(value, tvm.runtime.Tensor):
+        return value.numpy()
+    try:
+        return np.asarray(value, dtype=spec.dtype)
+    except (TypeError, ValueError) as error:
+        raise InputError(
+            f"input '{spec.name}' is a {type(value).__name__}, expected an array of {spec.describe()}"
+        ) from error
+
+
+def check_inputs(specs: list[TensorSpec], args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[np.ndarray]:
+    """Match positional and keyword inputs to the specs; check every shape and dtype."""
+    names = [s.name for s in specs]
+    unknown = [k for k in kwargs if k not in names]
+    if unknown or len(args) + len(kwargs) != len(specs) or any(n in kwargs for n in names[: len(args)]):
+        expected = ", ".join(f"{s.name}: {s.describe()}" for s in specs)
+        raise InputError(f"expected {len(specs)} input(s) ({expected}), got {len(args)} positional {sorted(kwargs)}")
+    values = list(args) + [kwargs[n] for n in names[len(args) :]]
+    arrays = []
+    batch: int | None = None
+    for spec, value in zip(specs, values, strict=True):
+        array = as_array(value, spec)
+        if str(array.dtype) != spec.dtype:
+            raise InputError(f"input '{spec.name}' has dtype {array.dtype}, expected {spec.dtype} ({spec.describe()})")
+        shape = tuple(array.shape)
+        matches = len(shape) == len(spec.shape) and all(
+            (isinstance(want, str) and got >= 1) or got == want for got, want in zip(shape, spec.shape, strict=False)
+        )
+        if not matches:
+            raise InputError(f"input '{spec.name}' has shape {shape}, expected {spec.describe()}")
+        for got, want in zip(shape, spec.shape, strict=True):
+            if isinstance(want, str):
+                if batch is not None and got != batch:
+                    raise InputError(f"input '{spec.name}' has batch size {got}, other inputs have {batch}")
+                batch = got
+        arrays.append(np.ascontiguousarray(array))
+    return arrays
+
+
+# -- loading --------------------------------------------------------------------------------------
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_manifest(out_dir: str | Path) -> dict[str, Any]:
+    """Parse and sanity-check ``manifest.json``; ``ArtifactError`` if missing, corrupt or foreign."""
+    path = Path(out_dir) / MANIFEST
+    if not Path(out_dir).is_dir():
+        raise ArtifactError(f"no graphopt artifact at {out_dir}: not a directory")
+    if not path.is_file():
+        raise ArtifactError(f"no graphopt artifact at {out_dir}: {MANIFEST} is missing")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ArtifactError(f"corrupt artifact at {out_dir}: {MANIFEST} is not valid JSON ({error})") from error
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ArtifactError(f"{path} is not a graphopt artifact manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(
+            f"artifact at {out_dir} has format version {manifest.get('format_version')}, "
+            f"this graphopt reads version {FORMAT_VERSION}: rebuild it"
+        )
+    missing = [k for k in ("target", "library", "inputs", "outputs", "files") if k not in manifest]
+    if missing:
+        raise ArtifactError(f"corrupt artifact at {out_dir}: manifest lacks {', '.join(missing)}")
+    return manifest
+
+
+def verify_files(out_dir: Path, manifest: dict[str, Any]) -> None:
+    """Every file the manifest lists exists and has the sha256 recorded at build time."""
+    for name, facts in manifest["files"].items():
+        path = out_dir / name
+        if not path.is_file():
+            raise ArtifactError(f"corrupt artifact at {out_dir}: {name} is missing")
+        actual = sha256_file(path)
+        if actual != facts["sha256"]:
+            raise ArtifactError(
+                f"corrupt artifact at {out_dir}: {name} does not match its manifest "
+                f"(sha256 {actual[:12]}…, expected {facts['sha256'][:12]}…); rebuild it"
+            )
+    if manifest["library"] not in manifest["files"]:
+        raise ArtifactError(f"corrupt artifact at {out_dir}: the library is not among the hashed files")
+
+
+def check_runnable_here(manifest: dict[str, Any]) -> None:
+    """Refuse artifacts for another architecture, an absent GPU, or CPU features this host lacks."""
+    target = manifest["target"]
+    name = target.get("name", "?")
+    arch, here = target.get("arch"), platform.machine()
+    if arch and here and _arch(arch) != _arch(here):
+        raise ArtifactError(
+            f"this artifact was built for {arch} (target '{name}') and cannot run on this {here} machine"
+        )
+    if target.get("device") == "cuda" and not tvm.cuda(0).exist:
+        raise ArtifactError(f"this artifact was built for a CUDA GPU (target '{name}'); no CUDA GPU is present here")
+    missing = missing_cpu_features(target.get("features", []))
+    if missing:
+        raise ArtifactError(
+            f"this artifact was built for a CPU with {', '.join(missing)} (mcpu {target.get('mcpu')}), "
+            "which this machine lacks: rebuild it here"
+        )
+
+
+def _arch(name: str) -> str:
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(name.lower(), name.lower())
+
+
+def normalize_feature(name: str) -> str:
+    """``sse4_1``/``sse4.1``, ``avx512_bf16``/``avx512bf16``, ``amx_tile``/``amx-tile`` compare equal."""
+    return name.lower().replace("_", "").replace(".", "").replace("-", "")
+
+
+def cpuinfo_flags() -> set[str] | None:
+    """The host's CPU flags from /proc/cpuinfo, normalized; None where it cannot tell."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return {normalize_feature(flag) for flag in line.split(":", 1)[1].split()}
+    except OSError:
+        return None
+    return None
+
+
+def missing_cpu_features(features: list[str]) -> list[str]:
+    """Features the artifact needs that this host's CPU does not list (empty where it cannot tell)."""
+    flags = cpuinfo_flags()
+    if flags is None:
+        return []
+    return [f for f in features if normalize_feature(f) not in flags]
+
+
+def load_artifact(out_dir: str | Path) -> CompiledModel:
+    """Load the artifact at ``out_dir`` after checking its manifest, hashes and target."""
+    directory = Path(out_dir)
+    manifest = read_manifest(directory)
+    verify_files(directory, manifest)
+    check_runnable_here(manifest)
+    try:
+        module = tvm.runtime.load_module(str(directory / manifest["library"]))
+    except Exception as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ArtifactError(f"cannot load the library of the artifact at {out_dir}: {first}") from error
+    return CompiledModel(module, manifest, out_dir=directory)
