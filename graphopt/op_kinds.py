@@ -159,6 +159,7 @@ _ATEN_KINDS: dict[str, str] = {
     "embedding": "embedding",
     "getitem": "getitem",
     "_to_copy": "cast",
+    "to": "cast",
 }
 
 #: Kinds whose output is an elementwise function of their inputs (fusable epilogues).
