@@ -25,7 +25,10 @@ fi
 if ! have_tools; then
   echo "setup_arm: installing g++-aarch64-linux-gnu and qemu-user" >&2
   SUDO=""
-  if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null || { echo "setup_arm: apt-get needs root: run this script as root" >&2; exit 1; }
+    SUDO="sudo"
+  fi
   export DEBIAN_FRONTEND=noninteractive
   apt_install() { $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends g++-aarch64-linux-gnu qemu-user; }
   if ! apt-cache show g++-aarch64-linux-gnu >/dev/null 2>&1 || ! apt_install; then
