@@ -10,6 +10,6 @@ from __future__ import annotations
 
 O1: list[str] = []
 O2: list[str] = [*O1]
-O3: list[str] = [*O2]
+O3: list[str] = [*O2, "insert_qdq"]
 
 PRESETS: dict[str, list[str]] = {"O0": [], "O1": O1, "O2": O2, "O3": O3}
