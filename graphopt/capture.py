@@ -103,7 +103,9 @@ def _export(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> fx.GraphModul
             if held.getvalue().strip():
                 error.add_note("torch.export printed:\n" + held.getvalue().strip())
             raise
-    return module_from_exported(program)
+    module = module_from_exported(program)
+    module.training = model.training  # export's module always says training; passes that need eval read this
+    return module
 
 
 def module_from_exported(program: torch.export.ExportedProgram) -> fx.GraphModule:
