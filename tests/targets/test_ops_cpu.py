@@ -1,0 +1,121 @@
+"""Every op class the cpu target lowers, compiled and compared with PyTorch eager (float32).
+
+Each model has non-trivial parameters; BatchNorm and LayerNorm get random statistics and affine
+terms (``randomize``), since default ones make a wrong lowering look right.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from tests.targets.conftest import assert_matches_eager, randomize
+
+
+class Residual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x) * torch.sigmoid(x)
+
+
+class Views(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1, 4)
+        y = y.transpose(1, 2).contiguous()
+        return torch.flatten(y, 1) - x.flatten(1).mean(dim=1, keepdim=True)
+
+
+class Concat(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(4, 3, 1)
+        self.b = nn.Conv2d(4, 5, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.a(x), self.b(x), x], dim=1)
+
+
+class Attention(nn.Module):
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        scores = torch.bmm(q, k.transpose(1, 2)) / 4.0
+        return torch.matmul(F.softmax(scores, dim=-1), v)
+
+
+class EmbeddingBag(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(50, 16)
+        self.norm = nn.LayerNorm(16)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return F.log_softmax(self.norm(self.embed(tokens)).sum(dim=1), dim=-1)
+
+
+def _randn(*shape: int, seed: int = 1) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+IMAGE = (2, 4, 9, 9)
+
+CASES = {
+    "linear": (lambda: nn.Linear(20, 7), [(3, 20)]),
+    "linear_3d_no_bias": (lambda: nn.Linear(20, 7, bias=False), [(2, 5, 20)]),
+    "conv2d": (lambda: nn.Conv2d(4, 6, 3), [IMAGE]),
+    "conv2d_strided_padded": (lambda: nn.Conv2d(4, 6, 3, stride=2, padding=2, bias=False), [IMAGE]),
+    "conv2d_depthwise": (lambda: nn.Conv2d(4, 4, 3, padding=1, groups=4), [IMAGE]),
+    "conv2d_grouped_dilated": (lambda: nn.Conv2d(4, 8, 3, padding=2, dilation=2, groups=2), [IMAGE]),
+    "conv_bn": (lambda: nn.Sequential(nn.Conv2d(4, 6, 3), nn.BatchNorm2d(6)), [IMAGE]),
+    "batch_norm_1d": (lambda: nn.Sequential(nn.Linear(10, 12), nn.BatchNorm1d(12)), [(5, 10)]),
+    "relu": (lambda: nn.Sequential(nn.Linear(8, 8), nn.ReLU()), [(4, 8)]),
+    "relu6": (lambda: nn.Sequential(nn.Linear(8, 8), nn.ReLU6()), [(4, 8)]),
+    "gelu": (lambda: nn.Sequential(nn.Linear(8, 8), nn.GELU()), [(4, 8)]),
+    "gelu_tanh": (lambda: nn.Sequential(nn.Linear(8, 8), nn.GELU(approximate="tanh")), [(4, 8)]),
+    "silu": (lambda: nn.Sequential(nn.Linear(8, 8), nn.SiLU()), [(4, 8)]),
+    "sigmoid": (lambda: nn.Sequential(nn.Linear(8, 8), nn.Sigmoid()), [(4, 8)]),
+    "tanh": (lambda: nn.Sequential(nn.Linear(8, 8), nn.Tanh()), [(4, 8)]),
+    "hardswish": (lambda: nn.Sequential(nn.Linear(8, 8), nn.Hardswish()), [(4, 8)]),
+    "add_mul_residual": (Residual, [IMAGE]),
+    "max_pool": (lambda: nn.MaxPool2d(3, stride=2, padding=1), [IMAGE]),
+    "avg_pool": (lambda: nn.AvgPool2d(3, stride=2, padding=1), [IMAGE]),
+    "adaptive_avg_pool_1x1": (lambda: nn.AdaptiveAvgPool2d(1), [IMAGE]),
+    "adaptive_avg_pool_3x3": (lambda: nn.AdaptiveAvgPool2d(3), [IMAGE]),
+    "flatten_reshape_transpose_permute": (Views, [(2, 4, 3, 3)]),
+    "cat": (Concat, [IMAGE]),
+    "softmax": (lambda: nn.Softmax(dim=1), [(3, 11)]),
+    "layer_norm": (lambda: nn.LayerNorm(12), [(2, 5, 12)]),
+    "matmul_bmm_softmax": (Attention, [(2, 6, 8), (2, 7, 8), (2, 7, 5)]),
+    "dropout_eval_is_identity": (lambda: nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.5)), [(4, 8)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_op_matches_eager(name: str, compile_cpu) -> None:
+    factory, shapes = CASES[name]
+    torch.manual_seed(0)
+    model = randomize(factory())
+    inputs = [_randn(*shape, seed=i + 1) for i, shape in enumerate(shapes)]
+    assert_matches_eager(model, compile_cpu(model, *inputs), *inputs)
+
+
+def test_embedding_with_integer_tokens(compile_cpu) -> None:
+    torch.manual_seed(0)
+    model = randomize(EmbeddingBag())
+    tokens = torch.randint(0, 50, (3, 6), generator=torch.Generator().manual_seed(2))
+    compiled = compile_cpu(model, tokens)
+    assert compiled.manifest["inputs"] == [{"name": "tokens", "shape": [3, 6], "dtype": "int64"}]
+    assert_matches_eager(model, compiled, tokens)
+
+
+def test_batch_norm_uses_running_statistics_not_batch_statistics(compile_cpu) -> None:
+    """The from_fx bug in TVM 0.27: eval-mode BN computed with the batch's own statistics."""
+    model = randomize(nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8)))
+    x = _randn(4, 3, 10, 10)
+    compiled = compile_cpu(model, x)
+    batch_stats = nn.functional.batch_norm(model[0](x), None, None, model[1].weight, model[1].bias, training=True)
+    assert (compiled(x.numpy()) - batch_stats.detach().numpy()).__abs__().max() > 1e-2
+    assert_matches_eager(model, compiled, x)
