@@ -1,0 +1,156 @@
+"""Register-blocked CPU schedule for contractions: dense/matmul, batch matmul, conv2d, depthwise, pooling.
+
+All of these are one reduction block ``out[s0, ..., i, j] (+)= f(in, w)[..., r0, ...]`` whose last
+spatial axis ``j`` is the innermost (contiguous) axis of the output. The same recipe makes all of
+them fast on a SIMD CPU:
+
+* ``j`` is split into a register tile of ``vector_lanes x nj`` and vectorized, so one FMA updates
+  ``vector_lanes`` outputs; the axis before it (``i``: rows of a matmul, output columns of an NHWC
+  conv) is split into ``ii`` rows that are unrolled, giving ``ii * nj`` independent accumulators
+  (enough to hide FMA latency, few enough to stay in the 32 vector registers of AVX-512);
+* the reduction loops sit between the tile loops and the register loops, so the accumulators stay in
+  registers for the whole reduction and are written once;
+* the ``j`` tile loop is outermost, so the weight slab of one tile stays in L2 while every row
+  reuses it; the outer spatial loops are fused and run in parallel over the cores;
+* injective epilogues (bias, BN scale, ReLU, residual add) are computed per tile right after the
+  accumulation, on data still in L1/registers.
+
+The rule only reorders, splits and annotates loops, so the computed values are those of the
+unscheduled function (up to floating-point summation order, which is unchanged: the reduction loop
+order is kept).
+"""
+
+from __future__ import annotations
+
+from tvm import s_tir, tirx
+from tvm.s_tir.dlight.analysis import SBlockInfo, normalize_prim_func
+from tvm.s_tir.dlight.base import try_inline_contiguous_spatial
+from tvm.s_tir.dlight.cpu.base import CPUScheduleRule
+from tvm.target import Target
+
+from .schedule_simple import schedule_injective_block, vector_lanes
+
+# AVX-512 and AVX2 targets have 32 / 16 vector registers; keep accumulators plus operands inside.
+MAX_ACCUMULATORS = 24
+ROW_TILES = (8, 7, 6, 5, 4, 3, 2, 1)
+# TVM places a per-iteration buffer on the stack only below this size (runtime::kMaxStackAlloca).
+MAX_STACK_BYTES = 1024
+
+
+def _extent(sch: s_tir.Schedule, loop: s_tir.schedule.LoopRV) -> int | None:
+    extent = sch.get(loop).extent
+    return int(extent) if isinstance(extent, tirx.IntImm) else None
+
+
+def _innermost_output_var(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV) -> tirx.Var | None:
+    """The block iter var that indexes the output's innermost dimension, if it is a plain var."""
+    writes = sch.get(block).writes
+    if len(writes) != 1:
+        return None
+    last = writes[0].region[-1]
+    return last.min if isinstance(last.min, tirx.Var) and int(last.extent) == 1 else None
+
+
+def choose_tiles(extent_i: int, extent_j: int, lanes: int) -> tuple[int, int]:
+    """Register tile (rows ``ii``, columns ``ji``).
+
+    ``ji`` is a multiple of the SIMD width dividing ``extent_j`` where possible (else the whole axis
+    when it is short); ``ii`` is the largest divisor of ``extent_i`` that keeps the accumulator tile
+    under TVM's stack-allocation limit (a larger tile would be heap-allocated on every iteration of
+    the parallel loop) and its vectors inside the register file.
+    """
+    if extent_j % lanes == 0:
+        ji = lanes * (2 if extent_j % (2 * lanes) == 0 else 1)
+    elif extent_j <= 4 * lanes:
+        ji = extent_j
+    else:
+        ji = lanes
+    vectors = -(-ji // lanes)
+    ii = next(
+        t for t in ROW_TILES if extent_i % t == 0 and t * vectors <= MAX_ACCUMULATORS and t * ji * 4 < MAX_STACK_BYTES
+    )
+    return ii, ji
+
+
+class TiledContraction(CPUScheduleRule):
+    """Matches a fused function with exactly one reduction block whose innermost output axis is a
+    spatial loop; anything else is left to the other rules."""
+
+    def apply(self, func: tirx.PrimFunc, target: Target, _tunable: bool) -> s_tir.Schedule | None:
+        if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
+            return None
+        sch = s_tir.Schedule(func)
+        infos = try_inline_contiguous_spatial(sch, normalize_prim_func(sch))
+        if not infos:
+            return None
+        reductions = [i for i, info in enumerate(infos) if not info.is_injective()]
+        if len(reductions) != 1:
+            return None
+        index = reductions[0]
+        main = infos[index]
+        if not _is_plain_contraction(sch, main):
+            return None
+        lanes = vector_lanes(target)
+        epilogues = infos[index + 1 :]
+        tile_loop = _tile_main(sch, main, lanes, has_epilogue=bool(epilogues))
+        for epilogue in epilogues:
+            sch.reverse_compute_at(epilogue.block_rv, tile_loop, preserve_unit_loops=True)
+            _vectorize_innermost(sch, epilogue.block_rv, lanes)
+        for prologue in infos[:index]:
+            schedule_injective_block(sch, prologue.block_rv, lanes)
+        return sch
+
+
+def _is_plain_contraction(sch: s_tir.Schedule, main: SBlockInfo) -> bool:
+    kinds = main.dom_kind()
+    if "O" in kinds or "R" not in kinds or "S" not in kinds:
+        return False
+    if any(not isinstance(d, int) for d in main.dom()):
+        return False
+    spatial = [it for it in main.iters if it.kind == "S"]
+    return _innermost_output_var(sch, main.block_rv) is not None and spatial[-1].var.same_as(
+        _innermost_output_var(sch, main.block_rv)
+    )
+
+
+def _tile_main(sch: s_tir.Schedule, main: SBlockInfo, lanes: int, has_epilogue: bool) -> s_tir.schedule.LoopRV:
+    """Tile, reorder and annotate the reduction block; return the loop the epilogues attach to."""
+    block = main.block_rv
+    spatial = [it.loop_rv for it in main.iters if it.kind == "S"]
+    reduction = [it.loop_rv for it in main.iters if it.kind == "R"]
+    j = spatial[-1]
+    i = spatial[-2] if len(spatial) > 1 else None
+    extent_j = _extent(sch, j)
+    extent_i = _extent(sch, i) if i is not None else 1
+    ii, ji = choose_tiles(extent_i, extent_j, lanes)
+
+    # Accumulate into a tile-sized intermediate: the epilogue's input, or a copy of the output.
+    if not has_epilogue:
+        sch.cache_write(block, 0, "global")
+    jo, j_inner = sch.split(j, factors=[None, ji])
+    if i is not None:
+        io, i_inner = sch.split(i, factors=[None, ii])
+        outer = [jo, *spatial[:-2], io]
+        inner = [i_inner, j_inner]
+    else:
+        outer = [jo]
+        inner = [j_inner]
+    sch.reorder(*outer, *reduction, *inner)
+    parallel = sch.fuse(*outer)
+    sch.parallel(parallel)
+    if i is not None:
+        sch.unroll(inner[0])
+    sch.vectorize(inner[-1])
+    sch.decompose_reduction(block, reduction[0])
+    if not has_epilogue:
+        writeback = sch.get_consumers(block)[0]
+        sch.reverse_compute_at(writeback, parallel, preserve_unit_loops=True)
+        _vectorize_innermost(sch, writeback, lanes)
+    return parallel
+
+
+def _vectorize_innermost(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV, lanes: int) -> None:
+    loops = sch.get_loops(block)
+    extent = _extent(sch, loops[-1])
+    if extent is not None and 1 < extent <= 4 * lanes:
+        sch.vectorize(loops[-1])
