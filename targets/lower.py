@@ -46,7 +46,7 @@ def export_graph(graph: Graph, *, dynamic_batch: bool = False) -> torch.export.E
     """
     dynamic_shapes = None
     if dynamic_batch:
-        batch = torch.export.Dim("batch", min=1, max=2**20)
+        batch = torch.export.Dim("batch", min=1)
         dynamic_shapes = tuple({0: batch} if t.dim() > 0 else {} for t in graph.example_inputs)
     try:
         program = torch.export.export(graph.module, graph.example_inputs, dynamic_shapes=dynamic_shapes, strict=False)
@@ -80,6 +80,7 @@ def _where(graph: Graph, node: fx.Node) -> tuple[str, str | None]:
 
 def supported_ops() -> set[str]:
     """Names (``"convolution.default"``) the frontend and our registered converters translate."""
+    import graphopt.targets.quantized  # noqa: F401  (registers the int8 converters)
     from tvm.relax.frontend.torch.exported_program_translator import ExportedProgramImporter
 
     return {name for name in ExportedProgramImporter().convert_map if isinstance(name, str)} | set(CUSTOM_CONVERTERS)
