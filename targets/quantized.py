@@ -1,0 +1,265 @@
+"""Integer compute for quantized graphs: QDQ patterns become int8 x int8 -> int32 kernels.
+
+Two kinds of converters are registered with the lowering (``targets/lower.py``):
+
+- graphopt's quantization ops (``quantize``, ``dequantize``, ``dequantize_per_channel``,
+  ``fake_quantize_dynamic``) get their reference semantics in Relax, so any quantized graph lowers;
+- the exported ``addmm``/``mm``/``bmm``/``convolution`` converters are wrapped: when their inputs
+  are ``dequantize(quantize(x))`` (possibly through views, permutes, expands) and a
+  ``dequantize_per_channel`` weight, they emit the integer form instead::
+
+      acc = matmul(q_x, q_w^T, out_dtype="int32")                 # or conv2d(q_x, q_w, out_dtype=int32)
+      y   = float(acc - z_x * sum_k q_w) * (s_x * s_w[c]) + bias  # one dequantize epilogue
+
+  which is exact algebra of the fake-quantized reference: ``sum_k (q_x - z_x) s_x * q_w s_w[c]``.
+  Anything else falls back to TVM's own converter (float math on dequantized tensors).
+
+With an LLVM target naming the host CPU (``mcpu``), LLVM vectorizes the uint8/int8 products into
+AVX-512 VNNI ``vpdpbusd`` where the CPU has it, and into the Arm dot-product instructions with
+``+dotprod``; the uint8 x int8 combination (affine activations) is the one VNNI computes natively.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from graphopt.targets.lower import register_converter
+from torch import fx
+from tvm import relax
+
+import graphopt.qdq_ops  # noqa: F401  (registers torch.ops.graphopt.*)
+
+OPS = torch.ops.graphopt
+_aten = torch.ops.aten
+#: Layout-only ops that commute with a per-tensor dequantize, so the int8 tensor can take them.
+_LAYOUT = {
+    _aten.view.default,
+    _aten._unsafe_view.default,
+    _aten.reshape.default,
+    _aten.permute.default,
+    _aten.expand.default,
+}
+
+
+def _emit(importer: Any, expr: relax.Expr) -> relax.Expr:
+    return importer.block_builder.emit(expr)
+
+
+def _const(value: float | int, dtype: str) -> relax.Expr:
+    return relax.const(value, dtype)
+
+
+def _dtype(qmin: int) -> str:
+    return "int8" if qmin < 0 else "uint8"
+
+
+def _quantize_expr(importer: Any, x: relax.Expr, scale: Any, zero_point: Any, qmin: int, qmax: int) -> relax.Expr:
+    scale = _const(scale, "float32") if isinstance(scale, float) else scale
+    zero_point = _const(float(zero_point), "float32") if isinstance(zero_point, int) else zero_point
+    shifted = relax.op.add(relax.op.round(relax.op.divide(x, scale)), zero_point)
+    return _emit(importer, relax.op.astype(relax.op.clip(shifted, qmin, qmax), _dtype(qmin)))
+
+
+# -- reference semantics of graphopt's ops ---------------------------------------------------------
+
+
+def convert_quantize(node: fx.Node, importer: Any) -> relax.Expr:
+    x, scale, zero_point, qmin, qmax = node.args
+    return _quantize_expr(importer, importer.env[x], float(scale), int(zero_point), int(qmin), int(qmax))
+
+
+def convert_dequantize(node: fx.Node, importer: Any) -> relax.Expr:
+    q, scale, zero_point = node.args
+    shifted = relax.op.subtract(relax.op.astype(importer.env[q], "float32"), _const(float(zero_point), "float32"))
+    return _emit(importer, relax.op.multiply(shifted, _const(float(scale), "float32")))
+
+
+def _channel_view(scales: relax.Expr, ndim: int, axis: int) -> relax.Expr:
+    return relax.op.reshape(scales, [-1 if i == axis else 1 for i in range(ndim)])
+
+
+def convert_dequantize_per_channel(node: fx.Node, importer: Any) -> relax.Expr:
+    q, scales, axis = node.args
+    weight = importer.env[q]
+    ndim = len(weight.ty.shape)
+    view = _channel_view(importer.env[scales], ndim, int(axis) % ndim)
+    return _emit(importer, relax.op.multiply(relax.op.astype(weight, "float32"), view))
+
+
+def _dynamic_qparams(importer: Any, x: relax.Expr, qmin: int, qmax: int) -> tuple[relax.Expr, relax.Expr]:
+    low = relax.op.minimum(relax.op.min(x), _const(0.0, "float32"))
+    high = relax.op.maximum(relax.op.max(x), _const(0.0, "float32"))
+    scale = _emit(
+        importer,
+        relax.op.maximum(
+            relax.op.divide(relax.op.subtract(high, low), _const(float(qmax - qmin), "float32")),
+            _const(1e-8, "float32"),
+        ),
+    )
+    zero_point = relax.op.clip(
+        relax.op.round(relax.op.subtract(_const(float(qmin), "float32"), relax.op.divide(low, scale))), qmin, qmax
+    )
+    return scale, _emit(importer, zero_point)
+
+
+def convert_fake_quantize_dynamic(node: fx.Node, importer: Any) -> relax.Expr:
+    x, qmin, qmax = node.args
+    scale, zero_point = _dynamic_qparams(importer, importer.env[x], int(qmin), int(qmax))
+    q = relax.op.astype(_quantize_expr(importer, importer.env[x], scale, zero_point, int(qmin), int(qmax)), "float32")
+    return _emit(importer, relax.op.multiply(relax.op.subtract(q, zero_point), scale))
+
+
+# -- integer rewrites of the ops that consume dequantized tensors ---------------------------------
+
+
+@dataclass
+class IntegerOperand:
+    """An int8/uint8 relax tensor with the (scale, zero point) that dequantizes it."""
+
+    value: relax.Expr
+    scale: relax.Expr  # float32 scalar
+    zero_point: relax.Expr | int  # int32 scalar expr, or a literal
+
+
+def _activation(node: Any, importer: Any) -> IntegerOperand | None:
+    """The integer tensor behind a (possibly reshaped) ``dequantize``/``fake_quantize_dynamic``."""
+    chain = []
+    while isinstance(node, fx.Node) and node.target in _LAYOUT:
+        chain.append(node)
+        node = node.args[0]
+    if not isinstance(node, fx.Node):
+        return None
+    if node.target == OPS.dequantize.default and node.args[0].target == OPS.quantize.default:
+        value, scale, zero_point = importer.env[node.args[0]], _const(float(node.args[1]), "float32"), int(node.args[2])
+    elif node.target == OPS.fake_quantize_dynamic.default:
+        x, qmin, qmax = node.args
+        scale, zero_point_f = _dynamic_qparams(importer, importer.env[x], int(qmin), int(qmax))
+        value = _quantize_expr(importer, importer.env[x], scale, zero_point_f, int(qmin), int(qmax))
+        zero_point = _emit(importer, relax.op.astype(zero_point_f, "int32"))
+    else:
+        return None
+    for layout in reversed(chain):
+        if layout.target == _aten.permute.default:
+            value = _emit(importer, relax.op.permute_dims(value, list(layout.args[1])))
+        else:  # the float conversion of this node already knows its (possibly symbolic) shape
+            shape = importer.env[layout].ty.shape
+            op = relax.op.broadcast_to if layout.target == _aten.expand.default else relax.op.reshape
+            value = _emit(importer, op(value, shape))
+    return IntegerOperand(value, scale, zero_point)
+
+
+def _weight(node: Any, *, transposed: bool) -> tuple[fx.Node, fx.Node] | None:
+    """(int8 weight, scales) nodes of ``dequantize_per_channel(w, s, 0)``, under a ``permute([1, 0])`` if transposed."""
+    if transposed:
+        if not (isinstance(node, fx.Node) and node.target == _aten.permute.default and list(node.args[1]) == [1, 0]):
+            return None
+        node = node.args[0]
+    if isinstance(node, fx.Node) and node.target == OPS.dequantize_per_channel.default and int(node.args[2]) == 0:
+        return node.args[0], node.args[1]
+    return None
+
+
+def _epilogue(
+    importer: Any,
+    acc: relax.Expr,
+    x: IntegerOperand,
+    weight: relax.Expr,
+    scales: relax.Expr,
+    bias: Any,
+    channel_axis: int,
+) -> relax.Expr:
+    """float(acc - z_x * sum_k q_w) * (s_x * s_w) + bias, with s_w and the weight sums along ``channel_axis``."""
+    ndim = len(acc.ty.shape)
+    if not (isinstance(x.zero_point, int) and x.zero_point == 0):
+        reduce_axes = list(range(1, len(weight.ty.shape)))
+        sums = _channel_view(
+            _emit(importer, relax.op.sum(relax.op.astype(weight, "int32"), axis=reduce_axes)), ndim, channel_axis
+        )
+        zero_point = _const(x.zero_point, "int32") if isinstance(x.zero_point, int) else x.zero_point
+        acc = relax.op.subtract(acc, relax.op.multiply(zero_point, sums))
+    out = relax.op.multiply(
+        relax.op.astype(acc, "float32"), relax.op.multiply(x.scale, _channel_view(scales, ndim, channel_axis))
+    )
+    if bias is not None:
+        out = relax.op.add(
+            out,
+            _channel_view(importer.env[bias], ndim, channel_axis) if channel_axis != ndim - 1 else importer.env[bias],
+        )
+    return _emit(importer, out)
+
+
+def _default(importer: Any, name: str) -> Callable[[fx.Node], relax.Expr]:
+    """TVM's own converter for ``name`` (the wrapped one is in ``importer.convert_map``)."""
+    from tvm.relax.frontend.torch.exported_program_translator import ExportedProgramImporter
+
+    defaults = getattr(importer, "_graphopt_default_converters", None)
+    if defaults is None:
+        defaults = ExportedProgramImporter.create_convert_map(importer)
+        importer._graphopt_default_converters = defaults
+    return defaults[name]
+
+
+def convert_addmm(node: fx.Node, importer: Any) -> relax.Expr:
+    bias, a, b = node.args[:3]
+    plain = not node.kwargs or (node.kwargs.get("beta", 1) == 1 and node.kwargs.get("alpha", 1) == 1)
+    x, weight = _activation(a, importer), _weight(b, transposed=True)
+    if not plain or x is None or weight is None:
+        return _default(importer, "addmm.default")(node)
+    q_weight, scales = importer.env[weight[0]], importer.env[weight[1]]
+    acc = relax.op.matmul(x.value, relax.op.permute_dims(q_weight), out_dtype="int32")
+    return _epilogue(importer, _emit(importer, acc), x, q_weight, scales, bias, channel_axis=1)
+
+
+def _convert_matmul(name: str) -> Callable[[fx.Node, Any], relax.Expr]:
+    def convert(node: fx.Node, importer: Any) -> relax.Expr:
+        a, b = node.args[:2]
+        weight = _weight(b, transposed=True) if name == "mm.default" else None
+        x = _activation(a, importer)
+        if x is not None and weight is not None:
+            q_weight, scales = importer.env[weight[0]], importer.env[weight[1]]
+            acc = _emit(importer, relax.op.matmul(x.value, relax.op.permute_dims(q_weight), out_dtype="int32"))
+            return _epilogue(importer, acc, x, q_weight, scales, None, channel_axis=1)
+        y = _activation(b, importer) if x is not None else None
+        if x is None or y is None or not (x.zero_point == 0 and y.zero_point == 0):
+            return _default(importer, name)(node)
+        acc = _emit(importer, relax.op.matmul(x.value, y.value, out_dtype="int32"))
+        return _emit(importer, relax.op.multiply(relax.op.astype(acc, "float32"), relax.op.multiply(x.scale, y.scale)))
+
+    return convert
+
+
+def convert_convolution(node: fx.Node, importer: Any) -> relax.Expr:
+    data, kernel, bias, stride, padding, dilation, transposed, _, groups = node.args
+    x, weight = _activation(data, importer), _weight(kernel, transposed=False)
+    if transposed or x is None or weight is None or len(list(stride)) != 2:
+        return _default(importer, "convolution.default")(node)
+    q_weight, scales = importer.env[weight[0]], importer.env[weight[1]]
+    value, pads = x.value, [int(p) for p in padding]
+    if any(pads) and not (isinstance(x.zero_point, int) and x.zero_point == 0):
+        # padding must hold the quantized zero (z_x), not 0, for the z_x correction to be exact
+        pad_width = [0, 0, 0, 0, pads[0], pads[0], pads[1], pads[1]]
+        value = _emit(importer, relax.op.nn.pad(value, pad_width, pad_value=float(x.zero_point)))  # type: ignore[arg-type]
+        pads = [0, 0]
+    acc = relax.op.nn.conv2d(
+        value,
+        q_weight,
+        strides=list(stride),
+        padding=pads,
+        dilation=list(dilation),
+        groups=int(groups),
+        out_dtype="int32",
+    )
+    return _epilogue(importer, _emit(importer, acc), x, q_weight, scales, bias, channel_axis=1)
+
+
+register_converter(OPS.quantize.default, convert_quantize)
+register_converter(OPS.dequantize.default, convert_dequantize)
+register_converter(OPS.dequantize_per_channel.default, convert_dequantize_per_channel)
+register_converter(OPS.fake_quantize_dynamic.default, convert_fake_quantize_dynamic)
+register_converter("addmm.default", convert_addmm)
+register_converter("mm.default", _convert_matmul("mm.default"))
+register_converter("bmm.default", _convert_matmul("bmm.default"))
+register_converter("convolution.default", convert_convolution)
