@@ -1,0 +1,72 @@
+"""Common-subexpression elimination: compute each distinct (op, inputs, arguments) once.
+
+Two nodes are the same expression when they call the same target with the same arguments, where
+node arguments compare by identity after earlier merges; so a chain of duplicates collapses from
+the inputs down in one sweep. Impure or random ops (dropout in training, ``rand``), placeholders
+and arguments that cannot be compared (tensors) are never merged. Results are bit-identical.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import fx
+
+from graphopt.ir import Graph
+from graphopt.pass_api import PassResult, register_pass
+
+_RANDOM = ("rand", "dropout", "bernoulli", "normal", "uniform", "multinomial", "poisson", "empty")
+
+
+class _UnhashableError(Exception):
+    pass
+
+
+def _key(value: Any) -> Any:
+    if isinstance(value, fx.Node):
+        return ("node", value)
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, tuple(_key(v) for v in value))
+    if isinstance(value, dict):
+        return ("dict", tuple(sorted((k, _key(v)) for k, v in value.items())))
+    if isinstance(value, slice):
+        return ("slice", _key(value.start), _key(value.stop), _key(value.step))
+    try:
+        hash(value)
+    except TypeError:
+        raise _UnhashableError from None
+    if hasattr(value, "shape"):  # tensors hash by identity; equal values would not merge anyway
+        raise _UnhashableError
+    return (type(value).__name__, value)
+
+
+def _mergeable(graph: Graph, node: fx.Node) -> bool:
+    if node.op not in ("call_module", "call_function", "call_method", "get_attr") or node.is_impure():
+        return False
+    name = str(node.target if node.op != "call_function" else getattr(node.target, "__name__", node.target))
+    if any(word in name.lower() for word in _RANDOM) or (name.endswith("_") and not name.startswith("_")):
+        return False
+    if node.op == "call_module":
+        submodule = graph.module.get_submodule(str(node.target))
+        return not any(m.training for m in submodule.modules())
+    return True
+
+
+@register_pass("eliminate_common_subexpressions", reports=("merged",))
+def eliminate_common_subexpressions(graph: Graph) -> PassResult:
+    """Merge nodes that compute the same op on the same inputs (bit-identical)."""
+    seen: dict[Any, fx.Node] = {}
+    merged = []
+    for node in list(graph.module.graph.nodes):
+        if not _mergeable(graph, node):
+            continue
+        try:
+            key = (node.op, node.target, _key(node.args), _key(dict(node.kwargs)))
+        except _UnhashableError:
+            continue
+        first = seen.setdefault(key, node)
+        if first is not node:
+            node.replace_all_uses_with(first)
+            graph.module.graph.erase_node(node)
+            merged.append(node.name)
+    return PassResult(graph, changed=bool(merged), details={"merged": merged})
