@@ -277,7 +277,7 @@ def diff_graphs(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list
             for name, node in new.items()
             if name in old
             and name not in fused
-            and (_signature(node) != _signature(old[name]) or new_inputs[name] != old_inputs[name])
+            and _signature(node, new_inputs[name]) != _signature(old[name], old_inputs[name])
         ],
         "fused": fused,
     }
@@ -291,15 +291,10 @@ def _input_names(data: dict[str, Any]) -> dict[str, list[str]]:
     return inputs
 
 
-def _signature(node: dict[str, Any]) -> tuple[Any, ...]:
+def _signature(node: dict[str, Any], inputs: list[str]) -> tuple[Any, ...]:
+    """What makes a node itself different; a node whose producer was merely renamed is not."""
     params = [(p["name"], p["shape"], p["dtype"]) for p in node["params"]]
-    return (
-        node["kind"],
-        node["label"],
-        node["target"],
-        node["shapes"],
-        node["dtypes"],
-        node["attrs"],
-        params,
-        node["quant"],
-    )
+    attrs = node["attrs"] or ""
+    for position, name in enumerate(inputs):
+        attrs = re.sub(rf"\b{re.escape(name)}\b", f"%{position}", attrs)
+    return (node["kind"], node["label"], node["target"], node["shapes"], node["dtypes"], attrs, params, node["quant"])

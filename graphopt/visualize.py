@@ -17,8 +17,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
-import types
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -63,12 +61,14 @@ def visualize(
     (a preset like "O2", "a,b" or a list) the HTML shows the pipeline before and after each pass;
     DOT and SVG show the optimized graph. Returns the path written.
     """
-    path = Path(path)
-    chosen = (format or path.suffix.lstrip(".")).lower()
-    if chosen not in FORMATS:
-        raise InputError(f"cannot tell the output format of '{path}': use a .html, .dot or .svg file, or format=")
     graph = _as_graph(graph_or_model, example_inputs)
-    payload = pipeline_payload(graph, passes)
+    return write(pipeline_payload(graph, passes), path, format)
+
+
+def write(payload: dict[str, Any], path: str | Path, format: str | None = None) -> Path:
+    """Write a ``pipeline_payload`` as HTML (every state), or DOT/SVG (the last state)."""
+    path = Path(path)
+    chosen = output_format(path, format)
     if chosen == "html":
         text = render_html(payload)
     else:
@@ -77,6 +77,14 @@ def visualize(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def output_format(path: str | Path, format: str | None = None) -> str:
+    """``format`` if given, else the file suffix: "html", "dot" or "svg"."""
+    chosen = (format or Path(path).suffix.lstrip(".")).lower()
+    if chosen not in FORMATS:
+        raise InputError(f"cannot tell the output format of '{path}': use a .html, .dot or .svg file, or format=")
+    return chosen
 
 
 def _as_graph(graph_or_model: Any, example_inputs: Any) -> Graph:
@@ -89,13 +97,17 @@ def _as_graph(graph_or_model: Any, example_inputs: Any) -> Graph:
     return capture(graph_or_model, example_inputs)
 
 
-def pipeline_payload(graph: Graph, passes: Any = None) -> dict[str, Any]:
-    """The page's data: graph states (captured, then after each pass) and per-pass reports and diffs."""
+def pipeline_payload(graph: Graph, passes: Any = None, **optimize_options: Any) -> dict[str, Any]:
+    """The page's data: graph states (captured, then after each pass) and per-pass reports and diffs.
+
+    ``optimize_options`` go to ``graphopt.optimize`` (``verify=``, ``options=``, ``instruments=``...).
+    """
     snapshots = PipelineSnapshots()
     if passes is not None:
         from graphopt.pass_manager import optimize
 
-        optimize(graph, passes, instruments=[snapshots])
+        instruments = [*optimize_options.pop("instruments", ()), snapshots]
+        optimize(graph, passes, instruments=instruments, **optimize_options)
     if not snapshots.states:  # no passes, or an empty pipeline
         snapshots.before_pass(None, graph)
     return {
@@ -181,14 +193,3 @@ def render_svg(dot_text: str) -> str:
     if result.returncode != 0:
         raise GraphoptError(f"Graphviz dot failed: {result.stderr.strip().splitlines()[-1] if result.stderr else ''}")
     return result.stdout
-
-
-class _CallableModule(types.ModuleType):
-    """``graphopt.visualize`` names both this module and its function. Importing the module (as
-    the CLI does) rebinds the package attribute to the module; calling it still visualizes."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Path:
-        return visualize(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -59,7 +59,7 @@
     const palette = data.states[app.stateIndex].graph.palette;
     if (app.colorMode === "fusion") {
       if (!node.fusion_group) return { stroke: "#cbd5e1", fill: "#ffffff" };
-      const c = F.hashColor(node.fusion_group);
+      const c = fusionColor(node.fusion_group);
       return { stroke: c, fill: F.hslTint(c, 92) };
     }
     if (app.colorMode === "quant") {
@@ -69,6 +69,19 @@
     }
     const c = palette[node.category] || palette.other;
     return { stroke: c, fill: F.tint(c, 0.16) };
+  }
+
+  /* Distinct colours for fusion groups: hues a golden angle apart, in order of appearance. */
+  function fusionColor(group) {
+    const graph = data.states[app.stateIndex].graph;
+    if (!graph.fusionIndex) {
+      graph.fusionIndex = new Map();
+      for (const n of graph.nodes) {
+        if (n.fusion_group && !graph.fusionIndex.has(n.fusion_group)) graph.fusionIndex.set(n.fusion_group, graph.fusionIndex.size);
+      }
+    }
+    const index = graph.fusionIndex.get(group) ?? 0;
+    return `hsl(${Math.round((index * 137.508) % 360)}, 62%, ${index % 2 ? 42 : 52}%)`;
   }
 
   function groupColors(group, graph) {
@@ -199,7 +212,7 @@
       const frame = {
         path, depth: group.depth, x: x0 - pad, y: y0 - pad - titleH, w: x1 - x0 + 2 * pad, h: y1 - y0 + 2 * pad + titleH,
         titleH, title: group.type ? `${path} \u00b7 ${group.type}` : path,
-        highlight: group.members.some((id) => changeOf.has(m.graph.nodes[id].name)) ? "#d97706" : null,
+        highlight: CHANGE_COLORS[changeOf.get(m.graph.nodes[group.members.find((id) => changeOf.has(m.graph.nodes[id].name))]?.name)] || null,
       };
       if (group.parent && bounds.has(group.parent)) grow(group.parent, frame.x, frame.y, frame.x + frame.w, frame.y + frame.h);
       result.push(frame);
@@ -228,14 +241,14 @@
     } else if (app.colorMode === "fusion") {
       const groups = new Map();
       for (const n of m.graph.nodes) if (n.fusion_group) groups.set(n.fusion_group, n.fusion_pattern || "");
-      entries = [...groups.entries()].slice(0, 12).map(([g, p]) => [F.hashColor(g), `${g}${p ? " " + p : ""}`]);
+      entries = [...groups.entries()].slice(0, 12).map(([g, p]) => [fusionColor(g), `${g}${p ? " " + p : ""}`]);
       if (groups.size > 12) entries.push(["#ffffff", `\u2026 ${groups.size - 12} more`]);
       entries.push(["#cbd5e1", "not fused"]);
     } else {
       entries = [["#dc2626", "quantized"], ["#2563eb", "float"], ["#94a3b8", "other (int, shape)"]];
     }
     const changeEntries = app.passIndex >= 0
-      ? Object.entries(CHANGE_COLORS).map(([k, c]) => `<span class="ring" style="border-color:${c}"></span>${k}`) : [];
+      ? Object.entries(CHANGE_COLORS).map(([k, c]) => `<span class="item"><span class="ring" style="border-color:${c}"></span>${k}</span>`) : [];
     $("legend").innerHTML = entries.map(([c, label]) =>
       `<div><span class="swatch" style="background:${c}"></span>${F.escape(label)}</div>`).join("")
       + (changeEntries.length ? `<div class="changes">${changeEntries.join(" ")}</div>` : "");
@@ -472,6 +485,7 @@
     app,
     reveal,
     select: (name) => reveal(name),
+    clearSelection: () => select(null),
     expandAll: () => { app.collapsed = new Set(); rebuild(); },
     /* Screen position (CSS pixels, relative to the canvas) of a node's box centre, or null. */
     screenPosition(name) {

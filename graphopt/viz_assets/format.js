@@ -30,17 +30,9 @@ const GraphoptFormat = (() => {
     return `rgb(${mix(v >> 16)}, ${mix((v >> 8) & 255)}, ${mix(v & 255)})`;
   }
 
-  /* A stable distinct colour for a fusion group id. */
-  function hashColor(text) {
-    let h = 2166136261;
-    for (let i = 0; i < text.length; i++) { h ^= text.charCodeAt(i); h = Math.imul(h, 16777619); }
-    const hue = (h >>> 0) % 360;
-    return `hsl(${hue}, 62%, 48%)`;
-  }
-
   function hslTint(color, lightness) {
     return color.replace(/(\d+)%\)$/, `${lightness}%)`);
   }
 
-  return { shape, bytes, count, escape, tint, hashColor, hslTint };
+  return { shape, bytes, count, escape, tint, hslTint };
 })();

@@ -1,0 +1,191 @@
+"""The explorer in a real browser: headless Chromium loads the page from file:// and a person's
+steps work: search, click a node, read its shape; expand a module; switch before/after a pass."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+
+import pytest
+import torch
+
+import graphopt
+from tests.viz.test_visualize import drop_dropout, mark_convs
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,900",
+)
+
+
+def start_chromium():
+    """A headless Chromium under selenium, or a clean skip (a failure in CI, which installs it)."""
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not shutil.which(path)]
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{', '.join(missing)} missing in CI: scripts/setup_browser.sh installs them")
+        pytest.skip(f"{', '.join(missing)} not installed (run scripts/setup_browser.sh as root)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (*FLAGS, f"--user-data-dir={tempfile.mkdtemp(prefix='graphopt-chromium-')}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    driver = start_chromium()
+    yield driver
+    driver.quit()
+
+
+def open_page(driver, path):
+    driver.get(path.resolve().as_uri())
+    deadline = time.monotonic() + 10
+    while not driver.execute_script("return window.__graphoptReady"):
+        assert time.monotonic() < deadline, "the page never became ready"
+        time.sleep(0.05)
+
+
+def severe_logs(driver):
+    return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def click_canvas_at(driver, x, y):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    canvas = driver.find_element("id", "canvas")
+    size = canvas.size  # move_to_element_with_offset measures from the element's centre
+    ActionChains(driver).move_to_element_with_offset(
+        canvas, x - size["width"] / 2, y - size["height"] / 2
+    ).click().perform()
+
+
+@pytest.fixture(scope="module")
+def resnet_page(tmp_path_factory):
+    from samples.resnet import resnet_small
+
+    path = tmp_path_factory.mktemp("viz") / "resnet.html"
+    return graphopt.visualize(resnet_small().eval(), path, example_inputs=torch.randn(1, 3, 32, 32))
+
+
+def test_search_click_and_details(browser, resnet_page, tmp_path):
+    open_page(browser, resnet_page)
+    assert severe_logs(browser) == []
+    # ResNet opens with its residual blocks collapsed into boxes.
+    assert browser.execute_script("return window.__graphopt.groupScreenPosition('layers.1')") is not None
+    assert browser.execute_script("return window.__graphopt.screenPosition('layers_1_conv1')") is None
+
+    search = browser.find_element("id", "search")
+    search.send_keys("layers_1_conv1")
+    result = browser.find_element("css selector", "#search-results .result")
+    assert result.get_attribute("data-node") == "layers_1_conv1"
+    result.click()  # reveals the node: its block opens and it is selected
+    assert "layers_1_conv1" in browser.find_element("id", "details").text
+    browser.execute_script("window.__graphopt.clearSelection()")
+    assert "layers_1_conv1" not in browser.find_element("id", "details").text
+    x, y = browser.execute_script("return window.__graphopt.screenPosition('layers_1_conv1')")
+    click_canvas_at(browser, x, y)
+    details = browser.find_element("id", "details").text
+    assert "layers_1_conv1" in details and "1×16×16×16" in details, details
+    assert "weight 16×8×3×3" in details  # parameter shapes
+
+    shot = tmp_path / "resnet.png"
+    browser.save_screenshot(str(shot))
+    assert_not_blank(shot)
+    assert severe_logs(browser) == []
+
+
+def test_clicking_a_module_box_expands_it(browser, resnet_page):
+    open_page(browser, resnet_page)
+    boxes = browser.execute_script("return window.__graphopt.visibleBoxes()")
+    x, y = browser.execute_script("return window.__graphopt.groupScreenPosition('layers.2')")
+    click_canvas_at(browser, x, y)
+    assert browser.execute_script("return window.__graphopt.groupScreenPosition('layers.2')") is None
+    assert browser.execute_script("return window.__graphopt.screenPosition('layers_2_conv2')") is not None
+    assert browser.execute_script("return window.__graphopt.visibleBoxes()") > boxes
+    assert "BasicBlock" in browser.find_element("id", "details").text
+
+
+def test_layout_keeps_boxes_apart_and_edges_downward(browser, resnet_page):
+    open_page(browser, resnet_page)
+    browser.execute_script("window.__graphopt.expandAll()")
+    overlaps, upward = browser.execute_script(
+        """
+        const scene = window.__graphopt.app.scene;
+        let overlaps = 0, upward = 0;
+        for (const row of scene.layout.rows) {
+          const boxes = row.map((i) => scene.boxes[i]).sort((a, b) => a.x - b.x);
+          for (let k = 1; k < boxes.length; k++) if (boxes[k].x < boxes[k - 1].x + boxes[k - 1].w) overlaps++;
+        }
+        for (const r of scene.routes) if (scene.boxes[r.to].y <= scene.boxes[r.from].y) upward++;
+        return [overlaps, upward];
+        """
+    )
+    assert overlaps == 0 and upward == 0
+
+
+def test_pipeline_before_and_after(browser, tmp_path):
+    from tests.viz.models import tiny_graph
+
+    path = graphopt.visualize(tiny_graph(), tmp_path / "pipeline.html", passes=[drop_dropout, mark_convs])
+    open_page(browser, path)
+    steps = [e.text.split("\n")[0] for e in browser.find_elements("css selector", "#timeline .step")]
+    assert steps == ["captured", "drop_dropout", "mark_convs"]
+    browser.find_elements("css selector", "#timeline .step")[1].click()
+    browser.find_element("css selector", "#timeline [data-side=before]").click()
+    report = browser.find_element("id", "pass-report").text
+    assert "drop_dropout" in report and "before" in report and "removed" in report
+    # Before the pass the dropout node is there, marked removed; after it, it is gone.
+    assert browser.execute_script("return window.__graphopt.screenPosition('drop')") is not None
+    badge = browser.execute_script("return window.__graphopt.app.scene.boxes.find((b) => b.node === 'drop').badge")
+    assert badge == "removed"
+    browser.find_element("css selector", "#timeline [data-side=after]").click()
+    assert browser.execute_script("return window.__graphopt.screenPosition('drop')") is None
+    assert severe_logs(browser) == []
+
+
+def test_page_makes_no_network_requests(browser, resnet_page):
+    open_page(browser, resnet_page)
+    resources = browser.execute_script("return performance.getEntriesByType('resource').map((r) => r.name)")
+    assert resources == []
+
+
+def assert_not_blank(png_path):
+    """A screenshot with drawn boxes and text has many distinct grey levels, a blank one has one."""
+    import struct
+    import zlib
+
+    data = png_path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height, depth, colour = struct.unpack(">IIBB", data[16:26])
+    chunks, position = [], 8
+    while position < len(data):
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        kind = data[position + 4 : position + 8]
+        if kind == b"IDAT":
+            chunks.append(data[position + 8 : position + 8 + length])
+        position += 12 + length
+    raw = zlib.decompress(b"".join(chunks))
+    channels = {2: 3, 6: 4}[colour]
+    stride = width * channels + 1
+    # Sample the middle row of the canvas area (filter bytes aside, values still vary on a drawn row).
+    rows = [raw[r * stride + 1 : (r + 1) * stride] for r in range(height // 4, height, height // 8)]
+    values = torch.tensor([list(row) for row in rows], dtype=torch.float32)
+    assert depth == 8 and values.std() > 10, "the screenshot is blank"
