@@ -11,6 +11,8 @@ Names are imported lazily, so ``graphopt.load`` works on a machine with only the
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -41,6 +43,24 @@ _LAZY = {
 }
 
 __all__ = sorted(_LAZY)
+
+
+class _Package(types.ModuleType):
+    """Keeps ``graphopt.capture`` (and ``quantize``, ``visualize``) the function, not its module.
+
+    Importing the submodule ``graphopt.capture`` makes the import system set the package attribute
+    ``capture`` to that module, which would shadow the lazily imported function of the same name;
+    here such a module is replaced by its function as it is set. ``sys.modules`` and
+    ``from graphopt.capture import ...`` still reach the module itself.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _LAZY.get(name) == value.__name__ and hasattr(value, name):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:

@@ -6,8 +6,11 @@ when called, and ``load`` needs neither torch nor the passes, only the TVM runti
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from graphopt.errors import GraphoptError, InputError
 
 
 def compile(
@@ -19,11 +22,17 @@ def compile(
     out_dir: str | Path | None = None,
     verify: bool = False,
     calibration_data: Any = None,
+    pass_options: dict[str, dict[str, Any]] | None = None,
+    dump_dir: str | Path | None = None,
+    instruments: Sequence[Any] = (),
+    quantize: str | None = None,
     **target_options: Any,
 ) -> Any:
     """Capture, optimize and build ``model`` for ``target``; write the artifact to ``out_dir``.
 
     Returns the compiled model (callable on numpy arrays or tensors) with its ``report``.
+    ``pass_options``, ``dump_dir`` and ``instruments`` go to ``optimize``; ``quantize="int8"`` runs
+    ``graphopt.quantize`` on the optimized graph (static with ``calibration_data``, else dynamic).
 
     >>> compiled = graphopt.compile(MnistMLP().eval(), torch.randn(1, 784), out_dir="out/mlp")
     >>> compiled(np.zeros((1, 784), np.float32))
@@ -32,10 +41,37 @@ def compile(
     from graphopt.pass_manager import optimize
 
     graph = model if hasattr(model, "module") and hasattr(model, "example_inputs") else capture(model, example_inputs)
-    optimized, report = optimize(graph, passes, verify=verify, calibration_data=calibration_data)
-    from graphopt.targets import build
+    optimized, report = optimize(
+        graph,
+        passes,
+        verify=verify,
+        calibration_data=calibration_data,
+        options=pass_options,
+        dump_dir=dump_dir,
+        instruments=instruments,
+    )
+    if quantize is not None:
+        optimized = _quantize(optimized, report, quantize, calibration_data)
+    try:
+        from graphopt.targets import build
+    except ImportError as error:
+        raise GraphoptError(f"the compiler targets are not available: {error}") from error
 
     return build(optimized, report, target=target, out_dir=out_dir, **target_options)
+
+
+def _quantize(graph: Any, report: Any, scheme: str, calibration_data: Any) -> Any:
+    """Quantize the optimized graph; its summary goes into the optimize report's notes."""
+    if scheme != "int8":
+        raise InputError(f"unknown quantization '{scheme}' (supported: int8)")
+    from graphopt.quantize import quantize
+
+    quantized, summary = quantize(graph, calibration_data)
+    report.notes.append(
+        f"int8 quantization ({summary.mode}): {len(summary.quantized)} layer(s), weights "
+        f"{summary.float_bytes} -> {summary.quantized_bytes} bytes, output error {summary.output_error:.3g} relative"
+    )
+    return quantized
 
 
 def load(out_dir: str | Path) -> Any:

@@ -79,7 +79,7 @@ def _symbolic_trace(model: nn.Module) -> fx.GraphModule:
 
 
 @contextlib.contextmanager
-def _quiet_torch() -> Iterator[io.StringIO]:
+def quiet_torch() -> Iterator[io.StringIO]:
     """Hold back what torch.export prints on failure (the whole partial graph, log warnings).
 
     The caller raises one ``CaptureError`` instead; the held-back text is attached to it as a
@@ -96,7 +96,7 @@ def _quiet_torch() -> Iterator[io.StringIO]:
 
 
 def _export(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> fx.GraphModule:
-    with _quiet_torch() as held:
+    with quiet_torch() as held:
         try:
             program = torch.export.export(model, inputs, strict=False)
         except Exception as error:
@@ -121,6 +121,34 @@ def module_from_exported(program: torch.export.ExportedProgram) -> fx.GraphModul
     return module  # type: ignore[return-value]
 
 
+#: aten ops whose training flag (argument index) decides train vs eval semantics.
+_TRAINING_FLAG_ARGS = {"batch_norm": 5, "dropout": 2, "feature_dropout": 2}
+_TRAINING_ONLY_OPS = ("_native_batch_norm_legit_functional", "_native_batch_norm_legit.default")
+
+
+def _has_training_ops(module: fx.GraphModule) -> bool:
+    """Whether an exported graph computes training-mode BatchNorm or Dropout.
+
+    ``ExportedProgram.module()`` always comes back with ``training=True`` (and refuses ``.eval()``),
+    although the mode was fixed when the program was exported; the ops themselves tell which.
+    """
+    for node in module.graph.nodes:
+        if node.op != "call_function" or not isinstance(node.target, torch._ops.OpOverload):
+            continue
+        name = node.target._schema.name.split("::")[-1]
+        if str(node.target).endswith(_TRAINING_ONLY_OPS):
+            return True
+        index = _TRAINING_FLAG_ARGS.get(name)
+        if index is not None and len(node.args) > index and node.args[index] is True:
+            return True
+    return False
+
+
+def _mark_eval(module: nn.Module) -> None:
+    for submodule in module.modules():
+        submodule.training = False  # set directly: the unlifted module's eval() raises
+
+
 def capture(model: Any, example_inputs: Any, *, method: str = "auto", name: str | None = None) -> Graph:
     """Trace ``model`` into a ``Graph`` whose nodes carry shape, dtype, parameter bytes and FLOPs.
 
@@ -135,7 +163,10 @@ def capture(model: Any, example_inputs: Any, *, method: str = "auto", name: str 
     if method not in ("auto", "symbolic_trace", "export"):
         raise InputError(f"unknown capture method '{method}' (choose auto, symbolic_trace or export)")
     if isinstance(model, torch.export.ExportedProgram):
-        graph = Graph(module_from_exported(model), inputs, name=name or "exported_program", capture_method="export")
+        module = module_from_exported(model)
+        if not _has_training_ops(module):
+            _mark_eval(module)
+        graph = Graph(module, inputs, name=name or "exported_program", capture_method="export")
         _annotate_or_explain(graph)
         return graph
     if not isinstance(model, nn.Module):

@@ -10,7 +10,7 @@ from torch import nn
 
 import graphopt
 from graphopt.errors import CaptureError, InputError
-from samples.cnn import DigitsCNN
+from samples.cnn import DigitsCNN, digits_cnn
 from samples.mnist_mlp import mnist_mlp
 
 
@@ -114,15 +114,28 @@ def test_inputs_may_be_numpy_arrays_and_non_tensors_are_rejected():
 
 
 def test_capture_and_optimize_never_touch_the_users_model():
-    model = DigitsCNN().train()
-    before = {k: v.clone() for k, v in model.state_dict().items()}
+    def snapshot(model):
+        return {k: v.clone() for k, v in model.state_dict().items()}, [m.training for m in model.modules()]
+
+    def unchanged(model, before):
+        state, modes = before
+        after = model.state_dict()
+        return all(torch.equal(state[k], after[k]) for k in state) and [m.training for m in model.modules()] == modes
+
     x = torch.randn(4, 1, 28, 28)
-    graph = graphopt.capture(model, x, method="export")
-    graphopt.optimize(graph, "O2")
-    graphopt.capture(model, x)
-    assert model.training and all(m.training for m in model.modules())
-    after = model.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before)  # BN running stats included
+    training = DigitsCNN().train()  # BatchNorm would update its running stats if run in place
+    before = snapshot(training)
+    graphopt.capture(training, x)
+    graphopt.capture(training, x, method="export")
+    assert unchanged(training, before)
+
+    trained = digits_cnn()  # eval mode: O2 folds BatchNorm into the conv weights, on its own copy
+    before = snapshot(trained)
+    graph = graphopt.capture(trained, x)
+    optimized, _ = graphopt.optimize(graph, "O2")
+    with torch.no_grad():
+        optimized(x)
+    assert unchanged(trained, before)
 
 
 def test_exported_program_is_accepted():

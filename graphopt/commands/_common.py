@@ -1,0 +1,173 @@
+"""Options and steps shared by the model-taking commands: load, capture, optimize, report.
+
+Progress goes to stderr (a rich spinner on a terminal, nothing otherwise), results to stdout, so
+``graphopt optimize ... --json | jq`` sees clean JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+
+from graphopt.errors import InputError
+
+MODEL_HELP = (
+    "the model: path/to/file.py:Name (a torch.nn.Module class, instantiated with no arguments, or a factory "
+    "function, called with none; the model is put in eval mode), module.name:Name, or a torch.export program "
+    "saved with torch.export.save (file.pt2). ONNX files are not supported yet."
+)
+
+#: Tables keep their columns when piped: a non-terminal gets a wide console rather than rich's 80.
+stdout = Console(width=None if sys.stdout.isatty() else 160)
+stderr = Console(stderr=True)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """MODEL, --input-shape (repeatable), --input-dtype."""
+    parser.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    parser.add_argument(
+        "--input-shape",
+        action="append",
+        metavar="SHAPE",
+        help="shape of one model input, e.g. 1x784; repeat once per input (optional for .pt2 programs)",
+    )
+    parser.add_argument(
+        "--input-dtype",
+        action="append",
+        metavar="DTYPE",
+        help="dtype of the inputs (float32 default, float16, int64, int32, bool, ...): once for all or once per input",
+    )
+
+
+def add_pipeline_arguments(parser: argparse.ArgumentParser, *, default_passes: str = "O2") -> None:
+    """--passes, --pass-option, --verify, --dump-ir."""
+    parser.add_argument(
+        "--passes",
+        default=default_passes,
+        help=f"a preset O0..O3 or a comma-separated list of pass names (default {default_passes}; see `graphopt passes`)",
+    )
+    parser.add_argument(
+        "--pass-option",
+        action="append",
+        default=[],
+        metavar="PASS.OPTION=VALUE",
+        help="set a pass option, e.g. --pass-option prune.sparsity=0.5 (repeatable)",
+    )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="run the graph in PyTorch before and after every pass and stop at the first that changes the outputs",
+    )
+    parser.add_argument("--dump-ir", metavar="DIR", help="write the graph after every pass to DIR (one file per pass)")
+
+
+def add_json_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+
+
+def pass_options(entries: list[str]) -> dict[str, dict[str, Any]]:
+    """``["prune.sparsity=0.5"]`` -> ``{"prune": {"sparsity": 0.5}}`` (values as Python literals, else strings)."""
+    options: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        key, sep, text = entry.partition("=")
+        pass_name, dot, option = key.strip().partition(".")
+        if not sep or not dot or not pass_name or not option:
+            raise InputError(f"bad --pass-option '{entry}': write PASS.OPTION=VALUE, e.g. prune.sparsity=0.5")
+        options.setdefault(pass_name.strip(), {})[option.strip()] = literal(text)
+    return options
+
+
+def literal(text: str) -> Any:
+    """A command-line value as a Python literal (``0.5``, ``True``, ``[1, 2]``), else the string itself."""
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError):
+        return text.strip()
+
+
+@contextlib.contextmanager
+def status(message: str, *, quiet: bool = False) -> Iterator[Any]:
+    """A spinner on stderr while a slow step runs (none when stderr is not a terminal or ``quiet``)."""
+    if quiet or not stderr.is_terminal:
+        yield None
+        return
+    with stderr.status(message) as spinner:
+        yield spinner
+
+
+class PassProgress:
+    """A pass instrument that shows which pass is running on the spinner."""
+
+    def __init__(self, spinner: Any, total: int) -> None:
+        self.spinner = spinner
+        self.total = total
+        self.index = 0
+
+    def before_pass(self, info: Any, graph: Any) -> None:
+        self.index += 1
+        if self.spinner is not None:
+            self.spinner.update(f"pass {self.index}/{self.total}: {info.name}")
+
+
+@dataclass
+class Loaded:
+    """What the model-taking commands start from: the user's model, its example inputs, the captured graph."""
+
+    model: Any
+    inputs: tuple[Any, ...]
+    graph: Any
+
+    def eager(self, *inputs: Any) -> Any:
+        """The user's model run in PyTorch eager mode (the reference every result is checked against)."""
+        import torch
+
+        model = self.model.module() if isinstance(self.model, torch.export.ExportedProgram) else self.model
+        with torch.no_grad():
+            return model(*(inputs or self.inputs))
+
+
+def model_name(spec: str, model: Any) -> str:
+    """The name reports show: the file's stem for a .pt2 program, else the model's class."""
+    from pathlib import Path
+
+    return Path(spec).stem if spec.endswith(".pt2") else type(model).__name__
+
+
+def load_and_capture(args: argparse.Namespace) -> Loaded:
+    """Load ``args.model``, build example inputs (``--input-shape``/``--input-dtype``), capture."""
+    from graphopt.capture import capture
+    from graphopt.model_loading import example_inputs, inputs_like_program, load_model
+
+    with status(f"loading {args.model}", quiet=getattr(args, "json", False)) as spinner:
+        model = load_model(args.model)
+        import torch
+
+        if isinstance(model, torch.export.ExportedProgram) and not args.input_shape:
+            if args.input_dtype:
+                raise InputError("--input-dtype needs --input-shape")
+            inputs = inputs_like_program(model)
+        else:
+            inputs = example_inputs(args.input_shape, args.input_dtype)
+        if spinner is not None:
+            spinner.update(f"capturing {args.model}")
+        return Loaded(model, inputs, capture(model, inputs, name=model_name(args.model, model)))
+
+
+def resolve_passes(passes: str, options: dict[str, dict[str, Any]], calibration_data: Any = None) -> int:
+    """Check the pipeline (unknown names, missing context) before any slow work; returns its length."""
+    from graphopt.pass_manager import resolve_pipeline
+
+    return len(resolve_pipeline(passes, {"calibration_data": calibration_data, "labels": None}))
+
+
+def print_json(data: Any) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")

@@ -1,0 +1,98 @@
+"""``graphopt bench MODEL --input-shape 1x784 [--target cpu] [--runs N]``: PyTorch eager vs the compiled model.
+
+Both run in this process on the same inputs; each figure is the median of ``--repeat`` measurements
+that each average ``--runs`` calls, after warm-up. Shared machines are noisy: compare the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import time
+from typing import Any
+
+from graphopt.commands import _common
+from graphopt.commands.compile import add_target_arguments, target_options
+from graphopt.errors import InputError
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="time PyTorch eager against the compiled model",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common.add_model_arguments(parser)
+    add_target_arguments(parser)
+    parser.add_argument("--passes", default="O2", help="pass pipeline before building (default O2)")
+    parser.add_argument("--runs", type=int, default=20, metavar="N", help="calls averaged per measurement (default 20)")
+    parser.add_argument(
+        "--repeat", type=int, default=5, metavar="N", help="measurements; the median is shown (default 5)"
+    )
+    parser.add_argument("--rpc", metavar="HOST:PORT", help="time the artifact on a remote TVM RPC server")
+    _common.add_json_argument(parser)
+
+
+def time_calls(function: Any, *, runs: int, repeat: int, warmup: int = 3) -> float:
+    """Median over ``repeat`` measurements of the mean seconds per call of ``function()``."""
+    for _ in range(warmup):
+        function()
+    measurements = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(runs):
+            function()
+        measurements.append((time.perf_counter() - start) / runs)
+    return statistics.median(measurements)
+
+
+def run(args: argparse.Namespace) -> int:
+    from graphopt.api import compile as compile_model
+
+    if args.runs < 1 or args.repeat < 1:
+        raise InputError("--runs and --repeat must be at least 1")
+    if args.rpc and importlib.util.find_spec("graphopt.targets.rpc") is None:
+        raise InputError("--rpc needs graphopt.targets.rpc, which this version of graphopt does not have yet")
+    options = target_options(args)
+    loaded = _common.load_and_capture(args)
+    with _common.status(f"compiling for {args.target}", quiet=args.json):
+        compiled = compile_model(loaded.graph, loaded.inputs, target=args.target, passes=args.passes, **options)
+    arrays = [t.numpy() for t in loaded.inputs]
+    with _common.status("timing", quiet=args.json):
+        eager = time_calls(loaded.eager, runs=args.runs, repeat=args.repeat)
+        if args.rpc:
+            from graphopt.targets import rpc  # type: ignore[attr-defined]
+
+            compiled_time = rpc.time_remote(compiled, arrays, args.rpc, number=args.runs, repeat=args.repeat)
+        elif hasattr(compiled, "time"):
+            compiled(*arrays)  # warm-up: first call allocates
+            compiled_time = statistics.median(compiled.time(*arrays, number=args.runs, repeat=args.repeat))
+        else:
+            compiled_time = time_calls(lambda: compiled(*arrays), runs=args.runs, repeat=args.repeat)
+    result = {
+        "model": args.model,
+        "target": args.target,
+        "where": args.rpc or "local",
+        "inputs": [list(t.shape) for t in loaded.inputs],
+        "runs": args.runs,
+        "repeat": args.repeat,
+        "eager_ms": eager * 1000,
+        "compiled_ms": compiled_time * 1000,
+        "speedup": eager / compiled_time if compiled_time > 0 else None,
+    }
+    if args.json:
+        _common.print_json(result)
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"graphopt bench: {args.model} on {args.target} ({result['where']})")
+    for column in ("runtime", "ms per call", "vs eager"):
+        table.add_column(column, justify="left" if column == "runtime" else "right")
+    table.add_row("PyTorch eager", f"{result['eager_ms']:.4f}", "1.00x")
+    table.add_row(
+        f"graphopt ({args.passes}, {args.target})", f"{result['compiled_ms']:.4f}", f"{result['speedup']:.2f}x"
+    )
+    _common.stdout.print(table)
+    return 0

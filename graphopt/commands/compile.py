@@ -1,0 +1,151 @@
+"""``graphopt compile MODEL --input-shape 1x784 [--target cpu|cuda|arm] [-o OUT_DIR] ...``
+
+Capture, optimize and build a deployable artifact with TVM (``graphopt.api.compile``), then run
+it once on the example inputs against PyTorch eager and print the error. The output directory
+appears only when the build succeeded: a failed compile leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from graphopt.commands import _common
+from graphopt.errors import InputError
+
+#: Compiled float32 results must match PyTorch eager to this relative error (max |diff| / max |eager|).
+#: TVM reorders float32 sums (a 784-long dot product, conv reductions), which moves results by a few
+#: ulps of the largest accumulated value; 1e-4 leaves room for that and still catches a wrong kernel.
+EAGER_TOLERANCE = 1e-4
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "compile",
+        help="optimize a model and build a deployable TVM artifact",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common.add_model_arguments(parser)
+    add_target_arguments(parser)
+    parser.add_argument("-o", "--out", metavar="OUT_DIR", help="write the artifact here (created only on success)")
+    parser.add_argument(
+        "--quantize", choices=["int8"], help="quantize to int8 after the passes (static with --calibrate, else dynamic)"
+    )
+    parser.add_argument("--calibrate", metavar="DATA.npz", help="calibration inputs for --quantize (an .npz or .npy)")
+    _common.add_pipeline_arguments(parser)
+    parser.add_argument("--no-check", action="store_true", help="do not run the artifact against PyTorch eager")
+    _common.add_json_argument(parser)
+
+
+def add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    """--target and the flags passed through to ``graphopt.targets.build`` (shared with ``bench``)."""
+    parser.add_argument("--target", default="cpu", help="cpu (default), cuda or arm")
+    parser.add_argument("--dynamic-batch", action="store_true", help="accept any batch size at run time")
+    parser.add_argument("--tune", action="store_true", help="tune kernels with MetaSchedule (minutes)")
+    parser.add_argument("--tune-trials", type=int, metavar="N", help="MetaSchedule trials when tuning")
+    parser.add_argument("--tune-db", metavar="PATH", help="tuning database to reuse and extend")
+    parser.add_argument(
+        "--target-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other option of graphopt.targets.build, e.g. --target-option num_cores=2 (repeatable)",
+    )
+
+
+def target_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {"dynamic_batch": args.dynamic_batch, "tune": args.tune}
+    if args.tune_trials is not None:
+        options["tune_trials"] = args.tune_trials
+    if args.tune_db is not None:
+        options["tune_db"] = args.tune_db
+    for entry in args.target_option:
+        key, sep, value = entry.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"bad --target-option '{entry}': write KEY=VALUE")
+        options[key.strip().replace("-", "_")] = _common.literal(value)
+    return options
+
+
+def run(args: argparse.Namespace) -> int:
+    from graphopt.api import compile as compile_model
+
+    options = target_options(args)
+    pass_options = _common.pass_options(args.pass_option)
+    calibration = load_calibration(args.calibrate) if args.calibrate else None
+    if args.calibrate and not args.quantize and "O3" not in args.passes:
+        raise InputError("--calibrate is used by --quantize int8 (or a pipeline with quantization passes)")
+    total = _common.resolve_passes(args.passes, pass_options, calibration)
+    loaded = _common.load_and_capture(args)
+    with _common.status(f"compiling for {args.target}", quiet=args.json) as spinner:
+        compiled = compile_model(
+            loaded.graph,
+            loaded.inputs,
+            target=args.target,
+            passes=args.passes,
+            out_dir=args.out,
+            verify=args.verify,
+            calibration_data=calibration,
+            pass_options=pass_options,
+            dump_dir=args.dump_ir,
+            instruments=[_common.PassProgress(spinner, total)],
+            quantize=args.quantize,
+            **options,
+        )
+        check = None if args.no_check else check_against_eager(compiled, loaded, strict=args.quantize is None)
+    report = compiled.report
+    if args.json:
+        data = report.to_dict() if report is not None else {}
+        data.update({"target": args.target, "out_dir": args.out, "eager_check": check})
+        _common.print_json(data)
+    else:
+        if report is not None:
+            _common.stdout.print(report.table())
+            for note in report.notes:
+                _common.stdout.print(f"note: {note}")
+        _common.stdout.print(f"artifact: {args.out}" if args.out else "no --out given: the artifact was not saved")
+        print_check(check)
+    return 1 if check is not None and check.get("ok") is False else 0
+
+
+def load_calibration(path: str) -> Any:
+    from graphopt.calibration import load_npz
+
+    return load_npz(path)
+
+
+def check_against_eager(compiled: Any, loaded: _common.Loaded, *, strict: bool) -> dict[str, Any]:
+    """Run the artifact on the example inputs and compare with the user's model in PyTorch eager."""
+    from graphopt.numerics import relative_error
+
+    try:
+        outputs = compiled(*[t.numpy() for t in loaded.inputs])
+    except Exception as error:  # e.g. an ARM artifact on an x86 host without qemu
+        return {"checked": False, "reason": f"{type(error).__name__}: {error}".splitlines()[0]}
+    drift = relative_error(loaded.eager(), outputs)
+    return {
+        "checked": True,
+        "max_relative_error": drift,
+        "tolerance": EAGER_TOLERANCE if strict else None,
+        "ok": drift <= EAGER_TOLERANCE if strict else None,
+    }
+
+
+def print_check(check: dict[str, Any] | None) -> None:
+    if check is None:
+        return
+    if not check["checked"]:
+        _common.stdout.print(f"[yellow]not checked against PyTorch eager:[/] {check['reason']}")
+    elif check["ok"] is None:
+        _common.stdout.print(f"against PyTorch eager: max relative error {check['max_relative_error']:.3g} (quantized)")
+    elif check["ok"]:
+        _common.stdout.print(
+            f"[green]matches PyTorch eager[/]: max relative error {check['max_relative_error']:.3g} "
+            f"(tolerance {check['tolerance']:.0e})"
+        )
+    else:
+        _common.stdout.print(
+            f"[red]differs from PyTorch eager[/]: max relative error {check['max_relative_error']:.3g} "
+            f"exceeds {check['tolerance']:.0e}"
+        )
