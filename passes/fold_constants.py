@@ -1,0 +1,99 @@
+"""Constant folding: evaluate what depends only on parameters, buffers and constants, once.
+
+A node is constant when it is a ``get_attr`` or a deterministic call whose inputs are all
+constant (weight transposes, reshapes and casts, shape arithmetic on weights, ``torch.ones(3)``
+branches). Each constant node that a run-time node reads is evaluated here, with PyTorch itself,
+and replaced by one new frozen parameter (tensors) or by its literal value (ints, shapes); the
+constant subgraph behind it is erased. Random and in-place ops are never constant.
+
+``max_bytes`` caps what folding may materialize: a result larger than that and larger than the
+constants it is computed from (an ``expand`` or ``repeat`` of a small tensor) is left to run time.
+Results are bit-identical: the same PyTorch kernels run, only earlier.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import torch
+from graphopt.passes._layers import insert_constant, remove_dead_nodes, remove_unused_attributes, unused_attributes
+from torch import fx
+
+from graphopt.ir import Graph
+from graphopt.pass_api import PassResult, on_node, register_pass
+
+_RANDOM = ("rand", "dropout", "bernoulli", "normal", "uniform", "multinomial", "poisson", "empty", "seed")
+_IN_PLACE = {operator.iadd, operator.isub, operator.imul, operator.itruediv, operator.setitem}
+_LITERAL = (int, float, bool, str, torch.dtype, torch.device, type(None))
+
+
+def _deterministic(module: fx.GraphModule, node: fx.Node) -> bool:
+    if node.op not in ("call_function", "call_method", "call_module") or node.is_impure():
+        return False
+    if node.op == "call_module":
+        submodule = module.get_submodule(str(node.target))
+        names = [type(m).__name__.lower() for m in submodule.modules()]
+        return not any(word in name for name in names for word in _RANDOM)
+    if node.target in _IN_PLACE:
+        return False
+    name = str(node.target) if node.op == "call_method" else getattr(node.target, "__name__", str(node.target))
+    base = name.split(".")[0]
+    return not (any(word in base.lower() for word in _RANDOM) or (base.endswith("_") and not base.startswith("_")))
+
+
+def _is_literal(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return all(_is_literal(v) for v in value)
+    return isinstance(value, _LITERAL)
+
+
+def _nbytes(value: Any) -> int:
+    return value.numel() * value.element_size() if isinstance(value, torch.Tensor) else 0
+
+
+def _substitute(node: fx.Node, literal: Any) -> None:
+    for user in list(node.users):
+        user.args = fx.node.map_arg(user.args, lambda a: literal if a is node else a)
+        user.kwargs = fx.node.map_arg(user.kwargs, lambda a: literal if a is node else a)
+
+
+@register_pass(
+    "fold_constants", reports=("folded", "skipped_too_large", "removed_nodes", "removed_weights", "new_constant_bytes")
+)
+def fold_constants(graph: Graph, *, max_bytes: int = 16 * 2**20) -> PassResult:
+    """Evaluate subgraphs that depend only on weights and constants; replace each by one parameter."""
+    module = graph.module
+    already_unused = unused_attributes(module)
+    interpreter = fx.Interpreter(module)
+    values: dict[fx.Node, Any] = {}
+    source_bytes: dict[fx.Node, int] = {}
+    for node in module.graph.nodes:
+        inputs = node.all_input_nodes
+        if node.op == "get_attr" or (_deterministic(module, node) and all(i in values for i in inputs)):
+            with on_node(node):
+                args, kwargs = interpreter.fetch_args_kwargs_from_env(node)
+                values[node] = getattr(interpreter, node.op)(node.target, args, kwargs)
+            interpreter.env[node] = values[node]
+            own = _nbytes(values[node]) if node.op == "get_attr" else 0
+            source_bytes[node] = own + sum(source_bytes[i] for i in inputs)
+    folded, too_large, new_bytes = [], [], 0
+    for node, value in values.items():
+        if node.op == "get_attr" or all(user in values for user in node.users):
+            continue  # already a constant, or only feeds other constants
+        if isinstance(value, torch.Tensor):
+            if _nbytes(value) > max_bytes and _nbytes(value) > source_bytes[node]:
+                too_large.append(node.name)
+                continue
+            node.replace_all_uses_with(insert_constant(module, value, f"{node.name}_folded", before=node))
+            new_bytes += _nbytes(value)
+        elif _is_literal(value):
+            _substitute(node, tuple(value) if isinstance(value, torch.Size) else value)
+        else:
+            continue
+        folded.append(node.name)
+    removed = remove_dead_nodes(module) if folded else []
+    freed = remove_unused_attributes(module, spare=already_unused)
+    details = {"folded": folded, "skipped_too_large": too_large, "removed_nodes": removed}
+    details.update({"removed_weights": freed, "new_constant_bytes": new_bytes})
+    return PassResult(graph, changed=bool(folded), details=details)

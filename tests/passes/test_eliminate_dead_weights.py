@@ -1,0 +1,77 @@
+"""eliminate_dead_weights removes unused nodes, weights and all-zero channels, and reports bytes saved."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from tests.passes.models import FLOAT_TOLERANCE, assert_matches_eager, captured, kinds, randomized_bn, run_pass
+
+
+class Unused(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+        self.gate = nn.Parameter(torch.randn(8, 100))  # read only by a dead branch
+        self.spare = nn.Linear(100, 100)  # never called
+        self.register_buffer("stale", torch.zeros(256))  # never read
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        unused = torch.tanh(x) @ self.gate  # noqa: F841 - computed, never used
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("method", ["symbolic_trace", "export"])
+def test_unused_weights_buffers_and_nodes_go(method: str) -> None:
+    model = Unused().eval()
+    graph, record = run_pass(captured(model, 2, 8, method=method), "eliminate_dead_weights")
+    # symbolic_trace never copies the uncalled module and unread buffer into the graph; export does
+    expected_bytes = (8 * 100 + (100 * 100 + 100 + 256 if method == "export" else 0)) * 4
+    assert record.details["bytes_saved"] == expected_bytes
+    assert record.before.param_bytes - record.after.param_bytes == expected_bytes
+    names = {name for name, _ in graph.module.named_parameters()} | {n for n, _ in graph.module.named_buffers()}
+    assert names == {"fc.weight", "fc.bias"}
+    assert kinds(graph) == ["linear"]
+    assert_matches_eager(model, graph, 3, 8, tolerance=0.0)
+
+
+def pruned_conv_net() -> nn.Module:
+    """conv1 (8 channels, 3 of them pruned to zero) -> BN -> ReLU -> conv2."""
+    torch.manual_seed(0)
+    bn = randomized_bn(8)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), bn, nn.ReLU(), nn.Conv2d(8, 5, 3, padding=1))
+    with torch.no_grad():
+        for channel in (1, 4, 6):
+            model[0].weight[channel] = 0
+            model[0].bias[channel] = 0
+            bn.running_mean[channel] = 0  # so the channel stays exactly zero through the BN
+            bn.bias[channel] = 0
+    return model.eval()
+
+
+@pytest.mark.parametrize("method", ["symbolic_trace", "export"])
+def test_zero_channels_are_removed_and_consumers_shrunk(method: str) -> None:
+    model = pruned_conv_net()
+    graph, record = run_pass(
+        captured(model, 2, 3, 8, 8, method=method), "eliminate_dead_weights", tolerance=FLOAT_TOLERANCE
+    )
+    assert len(record.details["removed_channels"]) == 1 and "3 of 8 channels" in record.details["removed_channels"][0]
+    shapes = sorted(tuple(p.shape) for p in graph.module.parameters())
+    assert (5, 5, 3, 3) in shapes and (5, 3, 3, 3) in shapes  # conv2 reads 5 channels, conv1 makes 5
+    assert (5,) in shapes and (8,) not in shapes  # BN affine shrunk; conv2 bias is 5 as before
+    params = [name for name, _ in model.named_parameters()]
+    assert len(params) == 6
+    channels_bytes = 4 * (3 * 27 + 3 + 3 * 4 + 5 * 3 * 9)  # conv1 rows+bias, BN's 4 vectors, conv2 columns
+    unread = 8 if method == "export" else 0  # export's graph never reads BN's num_batches_tracked
+    assert record.details["bytes_saved"] == channels_bytes + unread
+    assert_matches_eager(model, graph, 2, 3, 8, 8, tolerance=FLOAT_TOLERANCE)
+
+
+def test_channels_that_are_not_zero_after_batchnorm_stay() -> None:
+    model = pruned_conv_net()
+    with torch.no_grad():
+        model[1].bias[4] = 0.5  # channel 4 leaves the BN as a constant 0.5: still feeds conv2
+    graph, record = run_pass(captured(model, 2, 3, 8, 8), "eliminate_dead_weights", tolerance=FLOAT_TOLERANCE)
+    assert "2 of 8 channels" in record.details["removed_channels"][0]
+    assert_matches_eager(model, graph, 2, 3, 8, 8, tolerance=FLOAT_TOLERANCE)
