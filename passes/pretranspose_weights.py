@@ -29,7 +29,7 @@ from torch import fx
 from graphopt.ir import Graph
 from graphopt.pass_api import PassResult, on_node, register_pass
 
-#: node.meta key set on the matmul that replaced a Linear: the original weight's qualified name.
+#: node.meta key set on the matmul that replaced a Linear: the name of that Linear node.
 PRETRANSPOSED_FROM = "pretransposed_from"
 
 
@@ -41,7 +41,9 @@ def _emit(graph: Graph, before: fx.Node, function: str, *args: object) -> fx.Nod
         "add": torch.ops.aten.add.Tensor if export else operator.add,
     }[function]
     with graph.module.graph.inserting_before(before):
-        return graph.module.graph.call_function(target, args)
+        node = graph.module.graph.call_function(target, args)
+    node.meta.update({k: v for k, v in before.meta.items() if k in ("stack_trace", "nn_module_stack")})
+    return node
 
 
 @register_pass("pretranspose_weights", reports=("pretransposed", "layout_bytes"))
@@ -58,11 +60,10 @@ def pretranspose_weights(graph: Graph) -> PassResult:
             assert weight is not None
             transposed = insert_constant(graph.module, weight.t().contiguous(), f"{node.name}_weight_t", before=node)
             result = _emit(graph, node, "matmul", layer.input, transposed)
+            result.meta[PRETRANSPOSED_FROM] = node.name
             if bias is not None:
                 bias_node = insert_constant(graph.module, bias, f"{node.name}_bias", before=node)
                 result = _emit(graph, node, "add", result, bias_node)
-            result.meta.update({k: v for k, v in node.meta.items() if k in ("stack_trace", "nn_module_stack")})
-            result.meta[PRETRANSPOSED_FROM] = node.name
             node.replace_all_uses_with(result)
             graph.module.graph.erase_node(node)
         done.append(node.name)
