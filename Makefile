@@ -1,0 +1,52 @@
+# Two commands do all the set-up on a fresh machine with Python 3.11:
+#   make demo   compile the sample MNIST MLP for the CPU, print the report, check it against PyTorch eager
+#   make test   lint, type-check and run the whole test suite (what CI runs, via .ci/run)
+# Both create .venv (python3.11 -m venv) and install graphopt with its pinned dependencies first.
+
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.graphopt-installed
+DEMO_OUT ?= out/mnist_mlp
+
+.PHONY: all demo test venv lint clean
+
+all: demo
+
+venv: $(INSTALLED)
+
+# Re-install whenever pyproject.toml changes; the stamp keeps later runs instant.
+$(INSTALLED): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+samples/weights/mnist_mlp.pt: | $(INSTALLED)
+	$(BIN)/python -m samples.train --only mnist_mlp
+
+demo: $(INSTALLED) samples/weights/mnist_mlp.pt
+	$(BIN)/graphopt compile samples/mnist_mlp.py:mnist_mlp --input-shape 2x784 --dynamic-batch --verify -o $(DEMO_OUT)
+	$(BIN)/python -m samples.check_artifact $(DEMO_OUT)
+
+# System packages some tests need (cross compilers, a headless browser) come from scripts/setup_*.sh,
+# idempotent and quick when already installed; they need root for apt-get.
+test: $(INSTALLED)
+	@for script in scripts/setup_*.sh; do \
+		[ -e "$$script" ] || continue; \
+		echo "== $$script"; \
+		if [ "$$(id -u)" = 0 ]; then bash "$$script"; \
+		elif command -v sudo >/dev/null; then sudo -E bash "$$script"; \
+		else bash "$$script"; fi || exit 1; \
+	done
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy graphopt
+	$(BIN)/python -m pytest -q
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy graphopt
+
+clean:
+	rm -rf out .pytest_cache .mypy_cache .ruff_cache
