@@ -16,6 +16,7 @@ quantized ops (q, k and v projections) is quantized once, with one scale, and sh
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -59,7 +60,7 @@ def apply_static(graph: Graph, sites: list[Site], qparams: dict[str, QParams], *
     for site in sites:
         node = graph.node(site.node.name)
         with on_node(node):
-            rewrite_weights(graph, Site(node, site.kind, site.activations, site.layer), per_channel=per_channel)
+            rewrite_weights(graph, replace(site, node=node), per_channel=per_channel)
             for source in [graph.node(a.name) for a in site.activations]:
                 if source.name not in dequantized:
                     dequantized[source.name] = _insert_qdq(fx_graph, source, qparams[source.name])

@@ -9,6 +9,8 @@ activations are large and a per-run min/max over them costs more than it saves.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from graphopt.passes.quant_rewrite import Site, find_sites, remove_unused_attributes, rewrite_weights
 from torch import fx
@@ -26,7 +28,7 @@ def apply_dynamic(graph: Graph, sites: list[Site], *, per_channel: bool = True) 
     for site in sites:
         node = graph.node(site.node.name)
         with on_node(node):
-            rewrite_weights(graph, Site(node, site.kind, site.activations, site.layer), per_channel=per_channel)
+            rewrite_weights(graph, replace(site, node=node), per_channel=per_channel)
             for source in [graph.node(a.name) for a in site.activations]:
                 if source.name not in quantized:
                     with fx_graph.inserting_after(source):

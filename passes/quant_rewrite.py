@@ -1,6 +1,7 @@
 """The graph surgery quantization passes share: which nodes to quantize, observers, weight rewrites.
 
-A quantizable *site* is a linear, conv2d or matmul node. Its weight (for linear/conv2d) becomes an
+A quantizable *site* is a linear, conv2d or matmul node. Its weight (for linear/conv2d, and for a
+matmul whose right operand is a constant, as ``pretranspose_weights`` leaves Linear) becomes an
 int8 buffer with float32 per-output-channel scales, read back through ``dequantize_per_channel``;
 its activation inputs are wrapped by whatever the calling pass chooses (static QDQ pairs or a
 dynamic fake-quantize). The node keeps its name, so skip lists and reports speak the user's names,
@@ -10,6 +11,7 @@ and its fusion-group marks, so a fused conv+relu stays one group with QDQ at its
 from __future__ import annotations
 
 import fnmatch
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -26,7 +28,14 @@ from graphopt.op_kinds import op_kind
 QUANTIZABLE = ("linear", "conv2d", "matmul")
 _LINEAR_FUNCTIONS = (F.linear, torch.ops.aten.linear.default)
 _CONV_FUNCTIONS = (F.conv2d, torch.ops.aten.conv2d.default)
-_MATMUL_FUNCTIONS = (torch.matmul, torch.ops.aten.matmul.default, torch.bmm, torch.ops.aten.bmm.default)
+_MATMUL_FUNCTIONS = (
+    torch.matmul,
+    operator.matmul,
+    torch.ops.aten.matmul.default,
+    torch.bmm,
+    torch.ops.aten.bmm.default,
+    torch.ops.aten.mm.default,
+)
 
 
 @dataclass
@@ -37,15 +46,17 @@ class Site:
     kind: str
     activations: list[fx.Node] = field(default_factory=list)
     layer: nn.Module | None = None  #: the float nn.Linear/nn.Conv2d a call_module site calls
+    constant_weight: bool = False  #: a matmul whose right operand is a [K, N] constant (a pretransposed Linear)
 
 
 class QuantizedWeights(nn.Module):
     """Holds a quantized layer's buffers: ``weight_int8``, ``weight_scale`` (float32 per channel), ``bias``."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, per_channel: bool) -> None:
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, per_channel: bool, axis: int = 0) -> None:
         super().__init__()
-        scales = weight_scales(weight, per_channel)
-        self.register_buffer("weight_int8", quantize_weight(weight, scales))
+        channels_first = weight.transpose(0, axis)
+        scales = weight_scales(channels_first, per_channel)
+        self.register_buffer("weight_int8", quantize_weight(channels_first, scales).transpose(0, axis).contiguous())
         self.register_buffer("weight_scale", scales)
         self.register_buffer("bias", None if bias is None else bias.detach().clone().float())
 
@@ -80,6 +91,9 @@ def _site(module: fx.GraphModule, node: fx.Node, kinds: Sequence[str]) -> Site |
     if node.target in _LINEAR_FUNCTIONS + _CONV_FUNCTIONS and isinstance(weight, fx.Node) and weight.op == "get_attr":
         return Site(node, kind, [node.args[0]])
     if node.target in _MATMUL_FUNCTIONS and len(node.args) == 2 and all(isinstance(a, fx.Node) for a in node.args):
+        right = node.args[1]
+        if right.op == "get_attr" and getattr_path(module, str(right.target)).dim() == 2:  # type: ignore[union-attr]
+            return Site(node, kind, [node.args[0]], constant_weight=True)  # type: ignore[list-item]
         return Site(node, kind, list(node.args))  # type: ignore[arg-type]
     return None
 
@@ -132,20 +146,41 @@ def _attr(graph: fx.Graph, target: str, name: str) -> fx.Node:
     return node
 
 
-def rewrite_weights(graph: Graph, site: Site, *, per_channel: bool) -> int:
+def _rewrite_constant_matmul(graph: Graph, site: Site, per_channel: bool) -> None:
+    """``matmul(x, W_t)`` with a constant ``[K, N]`` W_t: int8 W_t with one scale per column (output channel)."""
+    module, node = graph.module, site.node
+    constant = node.args[1]
+    holder_name = f"{node.name}_quantized"
+    module.add_module(
+        holder_name, QuantizedWeights(getattr_path(module, str(constant.target)), None, per_channel, axis=1)
+    )  # type: ignore[union-attr, arg-type]
+    with module.graph.inserting_before(node):
+        q_weight = _attr(module.graph, f"{holder_name}.weight_int8", f"{node.name}_weight_int8")
+        scales = _attr(module.graph, f"{holder_name}.weight_scale", f"{node.name}_weight_scale")
+        weight = module.graph.call_function(torch.ops.graphopt.dequantize_per_channel.default, (q_weight, scales, 1))
+        weight.name = f"{node.name}_weight"
+    node.replace_input_with(constant, weight)  # type: ignore[arg-type]
+    if not constant.users:  # type: ignore[union-attr]
+        module.graph.erase_node(constant)  # type: ignore[arg-type]
+        _delete_attr(module, str(constant.target))  # type: ignore[union-attr]
+
+
+def rewrite_weights(graph: Graph, site: Site, *, per_channel: bool) -> None:
     """Turn ``site``'s float weight into int8 + scales read through ``dequantize_per_channel``.
 
-    Returns the number of weight bytes saved. The node becomes a plain ``F.linear``/``F.conv2d`` call.
+    A linear/conv2d node becomes a plain ``F.linear``/``F.conv2d`` call; a matmul of two
+    activations has no weight and is left as it is.
     """
     if site.kind == "matmul":
-        return 0
+        if site.constant_weight:
+            _rewrite_constant_matmul(graph, site, per_channel)
+        return
     module, node = graph.module, site.node
     fx_graph = module.graph
     if node.op == "call_module":
         target = holder_name = str(node.target)
         layer = site.layer
         assert layer is not None
-        before = layer.weight.numel() * layer.weight.element_size()
         if not isinstance(module.get_submodule(target), QuantizedWeights):  # a layer called twice is quantized once
             module.set_submodule(target, QuantizedWeights(layer.weight, layer.bias, per_channel))
         function: Callable = F.linear if isinstance(layer, nn.Linear) else F.conv2d
@@ -164,8 +199,7 @@ def rewrite_weights(graph: Graph, site: Site, *, per_channel: bool) -> int:
             else None
         )
         if isinstance(bias_node, fx.Node) and bias is None:
-            return 0  # a computed bias: leave this node in float
-        before = weight.numel() * weight.element_size()
+            return  # a computed bias: leave this node in float
         holder_name = f"{node.name}_quantized"
         module.add_module(holder_name, QuantizedWeights(weight, bias, per_channel))
         function = F.linear if site.kind == "linear" else F.conv2d
@@ -185,8 +219,6 @@ def rewrite_weights(graph: Graph, site: Site, *, per_channel: bool) -> int:
         if not attribute.users:
             fx_graph.erase_node(attribute)
             _delete_attr(module, str(attribute.target))
-    holder_module = module.get_submodule(holder_name)
-    return before - holder_module.weight_int8.numel() - holder_module.weight_scale.numel() * 4
 
 
 def getattr_path(module: nn.Module, target: str) -> torch.Tensor | None:

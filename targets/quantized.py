@@ -151,43 +151,49 @@ def _activation(node: Any, importer: Any) -> IntegerOperand | None:
     return IntegerOperand(value, scale, zero_point)
 
 
-def _weight(node: Any, *, transposed: bool) -> tuple[fx.Node, fx.Node] | None:
-    """(int8 weight, scales) nodes of ``dequantize_per_channel(w, s, 0)``, under a ``permute([1, 0])`` if transposed."""
-    if transposed:
-        if not (isinstance(node, fx.Node) and node.target == _aten.permute.default and list(node.args[1]) == [1, 0]):
-            return None
-        node = node.args[0]
-    if isinstance(node, fx.Node) and node.target == OPS.dequantize_per_channel.default and int(node.args[2]) == 0:
-        return node.args[0], node.args[1]
+@dataclass
+class IntegerWeight:
+    """An int8 weight as the kernel consumes it, its per-channel scales, and the axes a channel sums over."""
+
+    value: relax.Expr  # [K, N] for matmul, [O, I, kh, kw] for conv2d
+    scales: relax.Expr  # float32, one per output channel
+    reduce_axes: list[int]
+
+
+def _is_dequantize_per_channel(node: Any, axis: int) -> bool:
+    return isinstance(node, fx.Node) and node.target == OPS.dequantize_per_channel.default and int(node.args[2]) == axis
+
+
+def _matmul_weight(node: Any, importer: Any) -> IntegerWeight | None:
+    """``permute(dequantize_per_channel(w, s, 0), [1, 0])`` (a Linear) or ``dequantize_per_channel(w, s, 1)`` (pretransposed)."""
+    if isinstance(node, fx.Node) and node.target == _aten.permute.default and list(node.args[1]) == [1, 0]:
+        inner = node.args[0]
+        if _is_dequantize_per_channel(inner, 0):
+            value = _emit(importer, relax.op.permute_dims(importer.env[inner.args[0]]))
+            return IntegerWeight(value, importer.env[inner.args[1]], [0])
+    if _is_dequantize_per_channel(node, 1) and len(importer.env[node.args[0]].ty.shape) == 2:
+        return IntegerWeight(importer.env[node.args[0]], importer.env[node.args[1]], [0])
     return None
 
 
-def _epilogue(
-    importer: Any,
-    acc: relax.Expr,
-    x: IntegerOperand,
-    weight: relax.Expr,
-    scales: relax.Expr,
-    bias: Any,
-    channel_axis: int,
-) -> relax.Expr:
-    """float(acc - z_x * sum_k q_w) * (s_x * s_w) + bias, with s_w and the weight sums along ``channel_axis``."""
+def _conv_weight(node: Any, importer: Any) -> IntegerWeight | None:
+    if _is_dequantize_per_channel(node, 0):
+        return IntegerWeight(importer.env[node.args[0]], importer.env[node.args[1]], [1, 2, 3])
+    return None
+
+
+def _epilogue(importer: Any, acc: relax.Expr, x: IntegerOperand, weight: IntegerWeight, bias: Any) -> relax.Expr:
+    """float(acc - z_x * sum_k q_w) * (s_x * s_w) + bias, per output channel (axis 1 of ``acc``)."""
+    acc = _emit(importer, acc)
     ndim = len(acc.ty.shape)
     if not (isinstance(x.zero_point, int) and x.zero_point == 0):
-        reduce_axes = list(range(1, len(weight.ty.shape)))
-        sums = _channel_view(
-            _emit(importer, relax.op.sum(relax.op.astype(weight, "int32"), axis=reduce_axes)), ndim, channel_axis
-        )
+        sums = _emit(importer, relax.op.sum(relax.op.astype(weight.value, "int32"), axis=weight.reduce_axes))
         zero_point = _const(x.zero_point, "int32") if isinstance(x.zero_point, int) else x.zero_point
-        acc = relax.op.subtract(acc, relax.op.multiply(zero_point, sums))
-    out = relax.op.multiply(
-        relax.op.astype(acc, "float32"), relax.op.multiply(x.scale, _channel_view(scales, ndim, channel_axis))
-    )
+        acc = relax.op.subtract(acc, relax.op.multiply(zero_point, _channel_view(sums, ndim, 1)))
+    scale = relax.op.multiply(x.scale, _channel_view(weight.scales, ndim, 1))
+    out = relax.op.multiply(relax.op.astype(acc, "float32"), scale)
     if bias is not None:
-        out = relax.op.add(
-            out,
-            _channel_view(importer.env[bias], ndim, channel_axis) if channel_axis != ndim - 1 else importer.env[bias],
-        )
+        out = relax.op.add(out, _channel_view(importer.env[bias], ndim, 1))
     return _emit(importer, out)
 
 
@@ -204,24 +210,21 @@ def _default(importer: Any, name: str) -> Callable[[fx.Node], relax.Expr]:
 
 def convert_addmm(node: fx.Node, importer: Any) -> relax.Expr:
     bias, a, b = node.args[:3]
-    plain = not node.kwargs or (node.kwargs.get("beta", 1) == 1 and node.kwargs.get("alpha", 1) == 1)
-    x, weight = _activation(a, importer), _weight(b, transposed=True)
-    if not plain or x is None or weight is None:
+    plain = node.kwargs.get("beta", 1) == 1 and node.kwargs.get("alpha", 1) == 1
+    x = _activation(a, importer) if plain else None
+    weight = _matmul_weight(b, importer) if x is not None else None
+    if x is None or weight is None:
         return _default(importer, "addmm.default")(node)
-    q_weight, scales = importer.env[weight[0]], importer.env[weight[1]]
-    acc = relax.op.matmul(x.value, relax.op.permute_dims(q_weight), out_dtype="int32")
-    return _epilogue(importer, _emit(importer, acc), x, q_weight, scales, bias, channel_axis=1)
+    return _epilogue(importer, relax.op.matmul(x.value, weight.value, out_dtype="int32"), x, weight, bias)
 
 
 def _convert_matmul(name: str) -> Callable[[fx.Node, Any], relax.Expr]:
     def convert(node: fx.Node, importer: Any) -> relax.Expr:
         a, b = node.args[:2]
-        weight = _weight(b, transposed=True) if name == "mm.default" else None
         x = _activation(a, importer)
+        weight = _matmul_weight(b, importer) if x is not None and name == "mm.default" else None
         if x is not None and weight is not None:
-            q_weight, scales = importer.env[weight[0]], importer.env[weight[1]]
-            acc = _emit(importer, relax.op.matmul(x.value, relax.op.permute_dims(q_weight), out_dtype="int32"))
-            return _epilogue(importer, acc, x, q_weight, scales, None, channel_axis=1)
+            return _epilogue(importer, relax.op.matmul(x.value, weight.value, out_dtype="int32"), x, weight, None)
         y = _activation(b, importer) if x is not None else None
         if x is None or y is None or not (x.zero_point == 0 and y.zero_point == 0):
             return _default(importer, name)(node)
@@ -233,10 +236,10 @@ def _convert_matmul(name: str) -> Callable[[fx.Node, Any], relax.Expr]:
 
 def convert_convolution(node: fx.Node, importer: Any) -> relax.Expr:
     data, kernel, bias, stride, padding, dilation, transposed, _, groups = node.args
-    x, weight = _activation(data, importer), _weight(kernel, transposed=False)
-    if transposed or x is None or weight is None or len(list(stride)) != 2:
+    x = _activation(data, importer) if not transposed and len(list(stride)) == 2 else None
+    weight = _conv_weight(kernel, importer) if x is not None else None
+    if x is None or weight is None:
         return _default(importer, "convolution.default")(node)
-    q_weight, scales = importer.env[weight[0]], importer.env[weight[1]]
     value, pads = x.value, [int(p) for p in padding]
     if any(pads) and not (isinstance(x.zero_point, int) and x.zero_point == 0):
         # padding must hold the quantized zero (z_x), not 0, for the z_x correction to be exact
@@ -245,14 +248,14 @@ def convert_convolution(node: fx.Node, importer: Any) -> relax.Expr:
         pads = [0, 0]
     acc = relax.op.nn.conv2d(
         value,
-        q_weight,
+        weight.value,
         strides=list(stride),
         padding=pads,
         dilation=list(dilation),
         groups=int(groups),
         out_dtype="int32",
     )
-    return _epilogue(importer, _emit(importer, acc), x, q_weight, scales, bias, channel_axis=1)
+    return _epilogue(importer, acc, x, weight, bias)
 
 
 register_converter(OPS.quantize.default, convert_quantize)

@@ -13,6 +13,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from graphopt.targets import build
 from graphopt.targets.lower import lower_to_relax
 
 import graphopt
@@ -70,7 +71,7 @@ def _one_step(quantized) -> float:
 )
 def test_int8_artifact_matches_fake_quant_reference_within_one_step(factory, loader, activation, tmp_path) -> None:
     quantized, x = _quantized(factory, loader, activation=activation)
-    compiled = graphopt.targets.build(quantized, None, target="cpu", out_dir=tmp_path / "int8")
+    compiled = build(quantized, None, target="cpu", out_dir=tmp_path / "int8")
     reference = quantized(torch.from_numpy(x)).numpy()
     loaded = graphopt.load(tmp_path / "int8")
     output = loaded(x)
