@@ -56,23 +56,24 @@ def _check_replaceable(out_dir: Path) -> None:
 def write_artifact(
     out_dir: str | Path,
     manifest: dict[str, Any],
-    export_library: Callable[[str], None],
+    export_library: Callable[[str], dict[str, Any] | None],
 ) -> dict[str, Any]:
     """Write library + manifest to ``out_dir`` atomically; returns the manifest with file hashes.
 
     ``export_library(path)`` writes the shared library (the target decides how: host compiler,
-    cross compiler). ``manifest["files"]`` gets the sha256 and size of every file written.
+    cross compiler) and any files beside it; a dict it returns is merged into the manifest.
+    ``manifest["files"]`` gets the sha256 and size of every file written.
     """
     out_dir = Path(out_dir).absolute()
     _check_replaceable(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        export_library(str(staging / LIBRARY))
+        extra = export_library(str(staging / LIBRARY)) or {}
         files = {}
         for path in sorted(staging.iterdir()):
             files[path.name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-        manifest = {**manifest, "library": LIBRARY, "files": files}
+        manifest = {**manifest, **extra, "library": LIBRARY, "files": files}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
         os.chmod(staging, 0o755)
         _replace(staging, out_dir)

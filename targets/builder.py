@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,10 +73,19 @@ def build_graph(
         library=None,
     )
     if out_dir is not None:
-        export = backend.export_library or (lambda executable_, path: executable_.export_library(path))
+        export = backend.export_library or _export_with_host_compiler
+
+        def write_files(path: str) -> dict[str, Any] | None:
+            export(executable, path)
+            return backend.package(executable, tvm_target, os.path.dirname(path)) if backend.package else None
+
         with _summarized(f"cannot write the library for target '{target}'"):
-            manifest = write_artifact(out_dir, manifest, lambda path: export(executable, path))
+            manifest = write_artifact(out_dir, manifest, write_files)
     return CompiledModel(executable, manifest, out_dir=Path(out_dir) if out_dir is not None else None, report=report)
+
+
+def _export_with_host_compiler(executable: Any, path: str) -> None:
+    executable.export_library(path)
 
 
 def io_specs(graph: Graph, mod: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:

@@ -6,7 +6,7 @@ the host has; extensions that CPU model implies but the host does not report in 
 instruction the machine lacks. Threads: ``num_cores`` option, else ``TVM_NUM_THREADS``, else all cores.
 
 Scheduling is the performance work's seam: ``schedule_cpu.schedule_cpu(mod, target)``, or, with
-``tune=True``, ``tuning.tune(mod, target, trials=..., database=...)``.
+``tune=True``, ``tuning.tune_cpu(mod, target, trials=..., tune_db=...)``.
 """
 
 from __future__ import annotations
@@ -87,11 +87,12 @@ def describe_cpu(target: tvm.target.Target) -> dict[str, Any]:
 
 
 def schedule_for_cpu(mod: Any, target: tvm.target.Target, options: dict[str, Any]) -> Any:
-    """The schedule step: tuning when asked for, else the default CPU schedules."""
+    """The schedule step (given the module before legalization): tuning when asked for, else the
+    default CPU schedules. Both are the performance work's (schedule_cpu.py, tuning.py)."""
     if options.get("tune"):
-        from graphopt.targets import tuning  # the performance work's module
+        from graphopt.targets.tuning import tune_cpu
 
-        return tuning.tune(mod, target, trials=options.get("tune_trials", 64), database=options.get("tune_db"))
+        return tune_cpu(mod, target, trials=options.get("tune_trials", 64), tune_db=options.get("tune_db"))
     from graphopt.targets.schedule_cpu import schedule_cpu
 
     return schedule_cpu(mod, target)

@@ -1,11 +1,15 @@
 """The Relax compilation pipeline every target shares, with the schedule step as a clear seam.
 
-    library dispatch -> LegalizeOps, AnnotateTIROpPattern, FoldConstant, FuseOps, FuseTIR
-      -> backend.schedule(mod, target, options)        <- the seam: CPU schedules/tuning, dlight
+    library dispatch
+      -> backend.schedule(mod, target, options)     <- the seam: Relax-level preparation (layouts,
+                                                       BN decomposition), legalization, fusion and
+                                                       schedules: CPU rules/tuning, dlight for GPUs
+      -> fuse_passes() where the step left high-level Relax ops (a step that only schedules)
       -> dataflow lowering -> memory planning and VM lowering (TVM's own pass lists per target)
 
-It is TVM's default pipeline (``tvm.relax.pipeline``) with the schedule step pulled out, so a
-target only says how its fused TIR functions are scheduled.
+It is TVM's default pipeline (``tvm.relax.pipeline``) with the schedule step pulled out. The step
+gets the module before legalization, so it can still change layouts (NCHW -> NHWC) and fold the
+weight transposes into constants; ``fuse_passes`` is TVM's own LegalizeOps..FuseTIR sequence.
 """
 
 from __future__ import annotations
@@ -29,6 +33,11 @@ def fuse_passes() -> list[tvm.transform.Pass]:
     ]
 
 
+def is_fused(mod: tvm.IRModule) -> bool:
+    """Whether ``mod`` has been legalized to TIR functions (the fuse passes have run)."""
+    return any(isinstance(func, tvm.tirx.PrimFunc) for _, func in mod.functions_items())
+
+
 def tvm_pass_lists(target: Any) -> Any:
     """TVM's per-backend pipeline module (``tvm.relax.backend.<kind>.pipeline``) for ``target``."""
     kind = "cuda" if target.kind.name == "cuda" else "cpu_generic"
@@ -42,8 +51,10 @@ def relax_pipeline(backend: TargetBackend, target: Any, options: dict[str, Any])
     def _pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         with target:
             passes = tvm_pass_lists(target)
-            mod = tvm.transform.Sequential(passes.library_dispatch_passes(target) + fuse_passes())(mod)
+            mod = tvm.transform.Sequential(passes.library_dispatch_passes(target))(mod)
             mod = backend.schedule(mod, target, options)
+            if not is_fused(mod):
+                mod = tvm.transform.Sequential(fuse_passes())(mod)
             mod = tvm.transform.Sequential(passes.dataflow_lower_passes(target) + passes.finalize_passes(target))(mod)
         return mod
 

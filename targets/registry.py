@@ -24,6 +24,8 @@ class TargetBackend:
     - ``make_target(options)`` -> ``tvm.target.Target`` (options: the build's extra keyword options).
     - ``schedule(mod, target, options)`` -> IRModule: runs after FuseTIR, before lowering to the VM.
     - ``export_library(executable, path)`` writes the shared library (default: host compiler).
+    - ``package(executable, target, directory)`` writes more files into the artifact directory
+      after the library (CUDA: the nvcc-compiled kernels); a dict it returns joins the manifest.
     - ``describe(target)`` -> dict recorded under ``manifest["target"]`` (host CPU, features, ...).
     - ``device``: runtime device kind, "cpu" or "cuda"; ``runs_on_host``: False for cross targets.
     """
@@ -32,7 +34,8 @@ class TargetBackend:
     make_target: Callable[[dict[str, Any]], Any]
     schedule: Callable[[Any, Any, dict[str, Any]], Any]
     device: str = "cpu"
-    export_library: Callable[[Any, str], None] | None = None
+    export_library: Callable[[Any, str], Any] | None = None
+    package: Callable[[Any, Any, str], dict[str, Any] | None] | None = None
     describe: Callable[[Any], dict[str, Any]] = field(default=lambda target: {})
     runs_on_host: bool = True
     extra: dict[str, Any] = field(default_factory=dict)

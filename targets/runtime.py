@@ -254,12 +254,43 @@ def missing_cpu_features(features: list[str]) -> list[str]:
     return [f for f in features if normalize_feature(f) not in flags]
 
 
+_PREBUILT_KERNELS: dict[str, bytes] = {}
+
+
+def use_prebuilt_kernels(out_dir: Path, manifest: dict[str, Any]) -> None:
+    """Let TVM's CUDA loader take the nvcc-built kernels of the artifact instead of compiling again.
+
+    TVM's CUDA module holds kernel source and calls ``tvm_callback_cuda_compile`` on load; the
+    override answers from the artifact's fatbins (matched by the source's sha256) and falls back to
+    TVM's own compiler for any other source.
+    """
+    for entry in manifest.get("cuda_kernels") or []:
+        _PREBUILT_KERNELS[entry["source_sha256"]] = (out_dir / entry["file"]).read_bytes()
+    if _PREBUILT_KERNELS and not getattr(use_prebuilt_kernels, "installed", False):
+        import tvm_ffi
+
+        fallback = tvm_ffi.get_global_func("tvm_callback_cuda_compile", allow_missing=True)
+
+        def compile_or_prebuilt(code: str, *rest: Any) -> Any:
+            prebuilt = _PREBUILT_KERNELS.get(hashlib.sha256(code.encode()).hexdigest())
+            if prebuilt is not None:
+                return bytearray(prebuilt)
+            if fallback is None:
+                raise RuntimeError("no CUDA compiler is registered with TVM (tvm_callback_cuda_compile)")
+            return fallback(code, *rest)
+
+        tvm_ffi.register_global_func("tvm_callback_cuda_compile", compile_or_prebuilt, override=True)
+        use_prebuilt_kernels.installed = True  # type: ignore[attr-defined]
+
+
 def load_artifact(out_dir: str | Path) -> CompiledModel:
     """Load the artifact at ``out_dir`` after checking its manifest, hashes and target."""
     directory = Path(out_dir)
     manifest = read_manifest(directory)
     verify_files(directory, manifest)
     check_runnable_here(manifest)
+    if manifest["target"].get("device") == "cuda":
+        use_prebuilt_kernels(directory, manifest)
     try:
         module = tvm.runtime.load_module(str(directory / manifest["library"]))
     except Exception as error:
