@@ -233,6 +233,43 @@ def run_on_qemu(artifact: str | Path, inputs: Sequence[Any]) -> list[np.ndarray]
     return qemu_run(artifact, inputs).outputs
 
 
+class QemuCompiledModel:
+    """An ``arm`` build as a callable on this machine: every call runs the aarch64 library under qemu.
+
+    Wraps the ``CompiledModel`` that ``build`` returns (same ``manifest``, ``report``, ``out_dir``,
+    input checks); an x86 process cannot execute aarch64 code itself. Without an ``out_dir`` the
+    library is exported to a temporary directory on the first call.
+
+    >>> model = QemuCompiledModel(graphopt.compile(MnistMLP().eval(), x, target="arm", out_dir="out/arm"))
+    >>> model(x.numpy()).shape
+    (1, 10)
+    """
+
+    def __init__(self, compiled: Any) -> None:
+        self.compiled = compiled
+        self.manifest = compiled.manifest
+        self.report = compiled.report
+        self.out_dir = compiled.out_dir
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
+
+    def __repr__(self) -> str:
+        return f"<graphopt QemuCompiledModel {self.manifest.get('model')!r} for arm, run under {QEMU}>"
+
+    def library(self) -> Path:
+        if self.out_dir is not None:
+            return _library_path(self.out_dir)
+        if self._scratch is None:
+            self._scratch = tempfile.TemporaryDirectory(prefix="graphopt-arm-")
+            export_library(self.compiled.module, Path(self._scratch.name) / "model.so")
+        return Path(self._scratch.name) / "model.so"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from .runtime import check_inputs
+
+        outputs = run_on_qemu(self.library(), check_inputs(self.compiled.inputs, args, kwargs))
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+
 ARM = register_target(
     TargetBackend(
         name="arm",
@@ -241,6 +278,6 @@ ARM = register_target(
         export_library=export_library,
         describe=describe,
         runs_on_host=False,
-        extra={"run": run_on_qemu, "elf_machine": ELF_MACHINE_AARCH64},
+        extra={"model_class": QemuCompiledModel, "run": run_on_qemu, "elf_machine": ELF_MACHINE_AARCH64},
     )
 )
