@@ -173,6 +173,19 @@
     updateLegend(m);
   }
 
+  /* Recolour and re-badge the boxes in place (search matches, colour mode): no new layout. */
+  function restyle() {
+    const m = model();
+    const changeOf = changes();
+    app.scene.items.forEach((item, i) => {
+      const box = app.scene.boxes[i];
+      const { x, y, w, h } = box;
+      Object.assign(box, makeBox(item, m, changeOf), { x, y, w, h });
+    });
+    renderer.requestDraw();
+    updateLegend(m);
+  }
+
   /* Room above the first and below the last box of each open module, for its frame and title. */
   function frameRoom(m, vg) {
     const above = new Float64Array(vg.items.length), below = new Float64Array(vg.items.length);
@@ -361,14 +374,14 @@
     const found = GraphoptModel.search(model().graph, query);
     app.matches = new Set(found.map((n) => n.name));
     const list = $("search-results");
-    if (!query.trim()) { list.hidden = true; rebuild(); return; }
-    list.innerHTML = found.length
-      ? found.slice(0, 30).map((n) => `<div class="result" data-node="${F.escape(n.name)}"><b>${F.escape(n.name)}</b>`
+    if (!query.trim()) { list.hidden = true; restyle(); return; }
+    const summary = `<div class="more">${found.length} match${found.length === 1 ? "" : "es"}`
+      + `${found.length ? " \u00b7 Enter opens the first" : ""}</div>`;
+    list.innerHTML = !found.length ? summary : summary + found.slice(0, 30).map((n) => `<div class="result" data-node="${F.escape(n.name)}"><b>${F.escape(n.name)}</b>`
         + ` <span class="dim">${F.escape(n.kind)} ${F.escape(F.shape(n.shapes[0]))}</span></div>`).join("")
-        + (found.length > 30 ? `<div class="more">${found.length - 30} more\u2026</div>` : "")
-      : `<div class="more">no node matches</div>`;
+        + (found.length > 30 ? `<div class="more">${found.length - 30} more\u2026</div>` : "");
     list.hidden = false;
-    rebuild();
+    restyle();
   }
 
   // -- pipeline timeline -------------------------------------------------------------------
@@ -463,7 +476,11 @@
       reveal(result.dataset.node);
       $("search-results").hidden = true;
     });
-    $("color-mode").addEventListener("change", (e) => { app.colorMode = e.target.value; rebuild(); });
+    $("color-mode").addEventListener("change", (e) => { app.colorMode = e.target.value; restyle(); });
+    document.addEventListener("mousedown", (e) => {
+      if (!e.target.closest(".search-box")) $("search-results").hidden = true;
+    });
+    $("search").addEventListener("focus", () => { if ($("search").value.trim()) $("search-results").hidden = false; });
     $("show-constants").addEventListener("change", (e) => { app.showConstants = e.target.checked; rebuild(); });
     $("expand-all").addEventListener("click", () => { app.collapsed = new Set(); rebuild(); renderer.fit(); });
     $("collapse-all").addEventListener("click", () => {
@@ -501,6 +518,20 @@
       return renderer.toScreen(b.x + b.w / 2, b.y + b.h / 2);
     },
     visibleBoxes: () => app.scene.boxes.length,
+    /* Milliseconds to draw one frame at the current view, or zoomed out to show every box. */
+    timeDraw(whole) {
+      const saved = { ...renderer.view };
+      if (whole) {
+        const scale = Math.min(renderer.cssWidth / app.scene.width, renderer.cssHeight / app.scene.height);
+        Object.assign(renderer.view, { scale, tx: 0, ty: 0 });
+      }
+      const start = performance.now();
+      renderer.draw();
+      const elapsed = performance.now() - start;
+      Object.assign(renderer.view, saved);
+      renderer.requestDraw();
+      return elapsed;
+    },
     showPass: (k, side) => showState(side === "before" ? k : k + 1, k, side || "after"),
   };
 

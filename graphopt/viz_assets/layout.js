@@ -18,6 +18,7 @@ const GraphoptLayout = (() => {
   const NODE_GAP = 20; // horizontal space between neighbouring nodes
   const DUMMY_WIDTH = 8; // width reserved for an edge passing through a layer
   const MAX_SPAN = 40; // longer edges are drawn without dummy nodes
+  const DRIFT_WINDOW = 40; // layers on each side averaged to find the sideways creep
 
   function assignLayers(count, preds, succs) {
     const layer = new Int32Array(count);
@@ -64,6 +65,26 @@ const GraphoptLayout = (() => {
   }
 
   /* extraAbove/extraBelow (optional): room a node needs above or below it (module frame titles). */
+  /* Long chains of blocks creep sideways a little per block (a residual edge always passes on the
+   * same side). Subtract a moving average of the layer centres: it removes the creep, while
+   * neighbouring layers move by under a pixel relative to each other, so edges stay straight. */
+  function removeDrift(layers, x) {
+    const n = layers.length;
+    if (n < 3) return;
+    const prefix = new Float64Array(n + 1);
+    layers.forEach((row, l) => {
+      let sum = 0;
+      for (const node of row) sum += x[node];
+      prefix[l + 1] = prefix[l] + (row.length ? sum / row.length : 0);
+    });
+    const half = DRIFT_WINDOW;
+    layers.forEach((row, l) => {
+      const lo = Math.max(0, l - half), hi = Math.min(n, l + half + 1);
+      const shift = (prefix[hi] - prefix[lo]) / (hi - lo);
+      for (const node of row) x[node] -= shift;
+    });
+  }
+
   function layout(count, widths, heights, edges, extraAbove, extraBelow) {
     const preds = Array.from({ length: count }, () => []);
     const succs = Array.from({ length: count }, () => []);
@@ -158,6 +179,7 @@ const GraphoptLayout = (() => {
       for (let l = layerCount - 2; l >= 0; l--) placeLayer(layers[l], [down]);
     }
     for (let l = 0; l < layerCount; l++) placeLayer(layers[l], [up, down]);
+    removeDrift(layers, x);
 
     // y: each layer as tall as its tallest node.
     const layerTop = new Float64Array(layerCount + 1);

@@ -105,19 +105,18 @@ const GraphoptModel = (() => {
       return seen.size;
     }
 
-    /* Collapse the deepest module level that still keeps the picture under `budget` boxes. */
+    /* Collapse the deepest module level that keeps the picture under `budget` boxes; if that
+     * leaves almost nothing (one module wrapping the whole model), open one more level. */
     autoCollapse(budget) {
       const shownCount = this.shown.filter(Boolean).length;
       if (shownCount <= budget || this.groups.size === 0) return new Set();
       let maxDepth = 0;
       for (const g of this.groups.values()) maxDepth = Math.max(maxDepth, g.depth);
-      let choice = null;
-      for (let depth = maxDepth; depth >= 1; depth--) {
-        const collapsed = new Set([...this.groups.values()].filter((g) => g.depth === depth).map((g) => g.path));
-        choice = collapsed;
-        if (this.countVisible(collapsed) <= budget) break;
-      }
-      return choice;
+      const atDepth = (depth) => new Set([...this.groups.values()].filter((g) => g.depth === depth).map((g) => g.path));
+      let depth = 1;
+      while (depth < maxDepth && this.countVisible(atDepth(depth + 1)) <= budget) depth++;
+      if (depth < maxDepth && this.countVisible(atDepth(depth)) < 6) depth++;
+      return atDepth(depth);
     }
 
     /* The graph to lay out: items (nodes or collapsed groups) in topological order, merged edges. */

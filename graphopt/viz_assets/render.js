@@ -173,9 +173,33 @@ class GraphoptRenderer {
       this.drawFrame(f, detailed);
     }
     this.drawEdges(visible, scale);
+    if (scale < 0.25) { this.drawBoxesFar(visible); return; }
     for (const b of this.scene.boxes) {
       if (!visible(b.x - 6, b.y - 6, b.x + b.w + 6, b.y + b.h + 6)) continue;
       this.drawBox(b, detailed);
+    }
+  }
+
+  /* Zoomed far out: plain rectangles, one path per colour; marked boxes keep their outline. */
+  drawBoxesFar(visible) {
+    const ctx = this.ctx;
+    const byColour = new Map();
+    const marked = [];
+    for (const b of this.scene.boxes) {
+      if (!visible(b.x, b.y, b.x + b.w, b.y + b.h)) continue;
+      const colour = b.group ? "#94a3b8" : b.stroke;
+      if (!byColour.has(colour)) byColour.set(colour, new Path2D());
+      byColour.get(colour).rect(b.x, b.y, b.w, b.h);
+      if (b.selected || b.outline || b.glow) marked.push(b);
+    }
+    for (const [colour, path] of byColour) {
+      ctx.fillStyle = colour;
+      ctx.fill(path);
+    }
+    for (const b of marked) {
+      ctx.strokeStyle = b.selected ? "#0f172a" : b.outline || "#facc15";
+      ctx.lineWidth = 6;
+      ctx.strokeRect(b.x - 4, b.y - 4, b.w + 8, b.h + 8);
     }
   }
 

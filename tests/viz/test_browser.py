@@ -4,48 +4,26 @@ steps work: search, click a node, read its shape; expand a module; switch before
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-import time
 
 import pytest
 import torch
 
 import graphopt
+from tests.viz import chromium
 from tests.viz.test_visualize import drop_dropout, mark_convs
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1400,900",
-)
-
 
 def start_chromium():
     """A headless Chromium under selenium, or a clean skip (a failure in CI, which installs it)."""
-    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not shutil.which(path)]
-    if missing:
+    absent = chromium.missing()
+    if absent:
         if os.environ.get("CI") == "true":
-            pytest.fail(f"{', '.join(missing)} missing in CI: scripts/setup_browser.sh installs them")
-        pytest.skip(f"{', '.join(missing)} not installed (run scripts/setup_browser.sh as root)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (*FLAGS, f"--user-data-dir={tempfile.mkdtemp(prefix='graphopt-chromium-')}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+            pytest.fail(f"{', '.join(absent)} missing in CI: scripts/setup_browser.sh installs them")
+        pytest.skip(f"{', '.join(absent)} not installed (run scripts/setup_browser.sh as root)")
+    pytest.importorskip("selenium")
+    return chromium.start()
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +34,7 @@ def browser():
 
 
 def open_page(driver, path):
-    driver.get(path.resolve().as_uri())
-    deadline = time.monotonic() + 10
-    while not driver.execute_script("return window.__graphoptReady"):
-        assert time.monotonic() < deadline, "the page never became ready"
-        time.sleep(0.05)
+    chromium.open_page(driver, path, timeout=10)
 
 
 def severe_logs(driver):
