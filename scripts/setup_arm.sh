@@ -12,7 +12,10 @@ TVM_VERSION=0.27.0.post1
 TVM_FFI_VERSION=0.1.14.post1
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUNNER_SRC="$REPO/targets/arm_runner/runner.cc"
-CACHE="${GRAPHOPT_ARM_RUNTIME:-${XDG_CACHE_HOME:-$HOME/.cache}/graphopt/aarch64-runtime}"
+# Under sudo, the cache belongs to the user who will run the tests, not to root.
+OWNER_HOME="$HOME"
+if [[ -n "${SUDO_USER:-}" && "${SUDO_USER}" != root ]]; then OWNER_HOME="$(getent passwd "$SUDO_USER" | cut -d: -f6)"; fi
+CACHE="${GRAPHOPT_ARM_RUNTIME:-${XDG_CACHE_HOME:-$OWNER_HOME/.cache}/graphopt/aarch64-runtime}"
 STAMP="$CACHE/.setup-stamp"
 WANT_STAMP="tvm=$TVM_VERSION ffi=$TVM_FFI_VERSION runner=$(sha256sum "$RUNNER_SRC" | cut -c1-16)"
 
@@ -79,4 +82,5 @@ echo "setup_arm: cross-compiling graphopt_runner" >&2
 aarch64-linux-gnu-g++ -std=c++17 -O2 -I"$CACHE/include" "$RUNNER_SRC" -o "$CACHE/bin/graphopt_runner" \
   -L"$CACHE/lib" -Wl,--no-as-needed -ltvm_runtime -ltvm_ffi -Wl,-rpath,'$ORIGIN/../lib'
 echo "$WANT_STAMP" > "$STAMP"
+if [[ -n "${SUDO_USER:-}" && "${SUDO_USER}" != root ]]; then chown -R "$SUDO_USER": "$CACHE"; fi
 echo "setup_arm: ready ($CACHE)" >&2
