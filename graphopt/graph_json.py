@@ -13,6 +13,7 @@ module's hyper-parameters, the fusion group and any quantization parameters a pa
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import linecache
 import re
 from typing import Any
@@ -109,6 +110,9 @@ def _describe(gm: fx.GraphModule, node: fx.Node, position: int) -> dict[str, Any
     facts = info(node)
     fusion_group = node.meta.get(FUSION_GROUP)
     quant = {key: jsonable(value) for key, value in node.meta.items() if _QUANT_KEY.search(key)}
+    if "quant" in facts.kind and node.op == "call_function":
+        quant.update(_quant_arguments(gm, node))
+    reads_dequantized = any(info(source).kind.startswith("dequantize") for source in node.all_input_nodes)
     return {
         "id": position,
         "name": node.name,
@@ -130,8 +134,33 @@ def _describe(gm: fx.GraphModule, node: fx.Node, position: int) -> dict[str, Any
         "fusion_group": None if fusion_group is None else str(fusion_group),
         "fusion_pattern": node.meta.get(FUSION_PATTERN),
         "quant": quant or None,
-        "quantized": bool(quant) or any(d in _QUANTIZED_DTYPES for d in facts.dtypes) or "quant" in facts.kind,
+        # In QDQ form an op that reads dequantized values is an int8 op (as ONNX QDQ reads it).
+        "quantized": bool(quant)
+        or reads_dequantized
+        or "quant" in facts.kind
+        or any(d in _QUANTIZED_DTYPES for d in facts.dtypes),
     }
+
+
+def _quant_arguments(gm: fx.GraphModule, node: fx.Node) -> dict[str, Any]:
+    """A quantize/dequantize call's parameters by name (scale, zero_point, ...), the data input left out."""
+    target = node.target
+    if isinstance(target, torch._ops.OpOverload):
+        names = [argument.name for argument in target._schema.arguments]
+    else:
+        try:
+            names = list(inspect.signature(target).parameters)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return {}
+    values = dict(zip(names, node.args, strict=False)) | dict(node.kwargs)
+    found: dict[str, Any] = {}
+    for name, value in values.items():
+        if isinstance(value, fx.Node):
+            if value.op != "get_attr":
+                continue  # the tensor being (de)quantized
+            value = _fetch_attr(gm, str(value.target))
+        found[name] = jsonable(value)
+    return found
 
 
 def _scope(node: fx.Node, module_path: str) -> str:

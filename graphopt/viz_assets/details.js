@@ -30,9 +30,15 @@ const GraphoptDetails = (() => {
     return `<span title="${F.escape(node.source)}">${F.escape(short)}</span>${code}`;
   }
 
+  /* Quantization parameters: floats to 4 significant digits, long per-channel lists shortened. */
   function quant(q) {
     if (!q) return "";
-    return Object.entries(q).map(([k, v]) => `${F.escape(k)}: ${mono(JSON.stringify(v))}`).join("<br>");
+    const short = (key, value) => {
+      if (typeof value === "number" && !Number.isInteger(value)) return Number(value.toPrecision(4));
+      if (Array.isArray(value) && value.length > 6) return [...value.slice(0, 6), `\u2026 ${value.length} values`];
+      return value;
+    };
+    return Object.entries(q).map(([k, v]) => `${F.escape(k)}: ${mono(JSON.stringify(v, short))}`).join("<br>");
   }
 
   /* node: the JSON node; inputs: [{name, shapes, dtypes}]; change: "added" | "changed" | ... */

@@ -92,3 +92,19 @@ def _line_of(text: str) -> int:
 
     lines = Path(models.__file__).read_text().splitlines()
     return next(number for number, line in enumerate(lines, 1) if text in line)
+
+
+def test_quantized_graph_shows_scales_and_marks_int8_ops():
+    import graphopt
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)).eval()
+    calibration = torch.randn(32, 8)
+    int8_graph, _ = graphopt.quantize(graphopt.capture(model, calibration[:1]), calibration)
+    nodes = graph_to_json(int8_graph)["nodes"]
+    quantize = next(n for n in nodes if n["kind"] == "quantize")
+    assert set(quantize["quant"]) >= {"scale", "zero_point"} and quantize["quant"]["scale"] > 0
+    assert "int8" in quantize["dtypes"]
+    linears = [n for n in nodes if n["kind"] == "linear"]
+    assert linears and all(n["quantized"] for n in linears)  # they read dequantized values: int8 ops
+    assert not next(n for n in nodes if n["kind"] == "relu")["quantized"]  # reads the float linear output
