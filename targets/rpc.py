@@ -1,0 +1,133 @@
+"""Run and time an artifact on a remote device through TVM's RPC (a server, or a tracker of servers).
+
+The device runs ``python -m tvm.exec.rpc_server`` (optionally registered with a
+``python -m tvm.exec.rpc_tracker`` under a key); this side uploads the artifact's library, loads
+it there, runs the Relax VM on the remote device and times it with TVM's ``time_evaluator``, so
+the numbers are the device's own, without network time.
+
+>>> result = bench_remote("out/mlp", "127.0.0.1:9190", key="rasp4")   # through a tracker
+>>> result = bench_remote("out/mlp", "192.168.1.7:9090")              # straight to a server
+>>> result.mean_ms, result.outputs
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tvm
+from graphopt.targets.runtime import TensorSpec, check_inputs, read_manifest, to_numpy, verify_files
+from tvm import rpc
+from tvm.runtime.vm import VirtualMachine
+
+from graphopt.errors import GraphoptError, InputError
+
+
+class RemoteError(GraphoptError):
+    """The RPC server or tracker could not be reached, or the remote run failed."""
+
+
+@dataclass
+class RemoteBenchmark:
+    """Per-run seconds measured on the device, the outputs of one run, and where it ran."""
+
+    seconds: list[float]
+    outputs: Any
+    device: str
+
+    @property
+    def mean_ms(self) -> float:
+        return statistics.fmean(self.seconds) * 1000
+
+    @property
+    def std_ms(self) -> float:
+        return statistics.pstdev(self.seconds) * 1000
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"device": self.device, "mean_ms": self.mean_ms, "std_ms": self.std_ms, "runs": len(self.seconds)}
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError(f"RPC address {address!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def connect(address: str, *, key: str | None = None, timeout_s: float = 60) -> Any:
+    """A session: through the tracker at ``address`` when ``key`` is given, else straight to a server."""
+    host, port = parse_address(address)
+    try:
+        if key:
+            return rpc.connect_tracker(host, port).request(key, session_timeout=timeout_s, max_retry=3)
+        return rpc.connect(host, port, session_timeout=timeout_s)
+    except Exception as error:
+        what = f"the RPC tracker at {address} (key {key!r})" if key else f"the RPC server at {address}"
+        raise RemoteError(f"cannot reach {what}: {_first_line(error)}") from error
+
+
+def example_inputs(specs: Sequence[TensorSpec], batch: int = 1, seed: int = 0) -> list[np.ndarray]:
+    """Random inputs that fit the manifest (a dynamic batch dimension becomes ``batch``)."""
+    generator = np.random.default_rng(seed)
+    arrays = []
+    for spec in specs:
+        shape = tuple(batch if isinstance(d, str) else d for d in spec.shape)
+        if spec.dtype.startswith("int"):
+            arrays.append(generator.integers(0, 2, size=shape).astype(spec.dtype))
+        else:
+            arrays.append(generator.standard_normal(shape).astype(spec.dtype))
+    return arrays
+
+
+def bench_remote(
+    out_dir: str | Path,
+    address: str,
+    *,
+    key: str | None = None,
+    inputs: Sequence[Any] | None = None,
+    number: int = 10,
+    repeat: int = 3,
+    timeout_s: float = 60,
+) -> RemoteBenchmark:
+    """Upload the artifact at ``out_dir`` to the device at ``address``, run it and time it there.
+
+    ``inputs`` default to seeded random arrays of the manifest's shapes. Each of ``repeat``
+    measurements averages ``number`` runs.
+    """
+    directory = Path(out_dir)
+    manifest = read_manifest(directory)
+    verify_files(directory, manifest)
+    specs = [TensorSpec.from_dict(d) for d in manifest["inputs"]]
+    arrays = check_inputs(specs, tuple(inputs if inputs is not None else example_inputs(specs)), {})
+    session = connect(address, key=key, timeout_s=timeout_s)
+    try:
+        remote_name = f"graphopt_{manifest['files'][manifest['library']]['sha256'][:16]}.so"
+        session.upload(str(directory / manifest["library"]), target=remote_name)
+        library = session.load_module(remote_name)
+        device = session.cuda(0) if manifest["target"].get("device") == "cuda" else session.cpu(0)
+        vm = VirtualMachine(library, device)
+        tensors = [tvm.runtime.tensor(a, device) for a in arrays]
+        outputs = to_numpy(vm["main"](*tensors), len(manifest["outputs"]))
+        timer = vm.time_evaluator("main", device, number=number, repeat=repeat)
+        seconds = [float(s) for s in timer(*tensors).results]
+    except GraphoptError:
+        raise
+    except Exception as error:
+        raise RemoteError(f"running the artifact on {address} failed: {_first_line(error)}") from error
+    return RemoteBenchmark(seconds=seconds, outputs=outputs, device=f"{device} via {address}")
+
+
+def run_remote(out_dir: str | Path, address: str, inputs: Sequence[Any], *, key: str | None = None) -> Any:
+    """Run the artifact once on the remote device; returns its outputs as numpy arrays."""
+    return bench_remote(out_dir, address, key=key, inputs=inputs, number=1, repeat=1).outputs
+
+
+def _first_line(error: BaseException) -> str:
+    for line in str(error).splitlines():
+        if line.strip() and not line.startswith((" ", "\t")) and not line.strip().startswith("Traceback"):
+            return line.strip()[:300]
+    return type(error).__name__
