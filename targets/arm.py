@@ -43,6 +43,7 @@ import numpy as np
 from graphopt.errors import ArtifactError, GraphoptError
 
 from .registry import TargetBackend, register_target
+from .runtime import CompiledModel, check_inputs
 
 CROSS_COMPILER = "aarch64-linux-gnu-g++"
 QEMU = "qemu-aarch64"
@@ -233,41 +234,40 @@ def run_on_qemu(artifact: str | Path, inputs: Sequence[Any]) -> list[np.ndarray]
     return qemu_run(artifact, inputs).outputs
 
 
-class QemuCompiledModel:
-    """An ``arm`` build as a callable on this machine: every call runs the aarch64 library under qemu.
+class QemuCompiledModel(CompiledModel):
+    """An ``arm`` build as a ``CompiledModel`` on this x86 machine: each call runs it under qemu-aarch64.
 
-    Wraps the ``CompiledModel`` that ``build`` returns (same ``manifest``, ``report``, ``out_dir``,
-    input checks); an x86 process cannot execute aarch64 code itself. Without an ``out_dir`` the
-    library is exported to a temporary directory on the first call.
+    ``build(target="arm")`` returns one (the registry's ``model_class`` hook), so
+    ``graphopt.compile(..., target="arm")(x)`` and the CLI's check against eager run the real aarch64
+    code. Without an ``out_dir`` the library is exported to a temporary directory on the first call.
 
-    >>> model = QemuCompiledModel(graphopt.compile(MnistMLP().eval(), x, target="arm", out_dir="out/arm"))
+    >>> model = graphopt.compile(MnistMLP().eval(), x, target="arm", out_dir="out/arm")
     >>> model(x.numpy()).shape
     (1, 10)
     """
 
-    def __init__(self, compiled: Any) -> None:
-        self.compiled = compiled
-        self.manifest = compiled.manifest
-        self.report = compiled.report
-        self.out_dir = compiled.out_dir
+    def __init__(self, compiled: CompiledModel) -> None:
+        super().__init__(compiled.module, compiled.manifest, out_dir=compiled.out_dir, report=compiled.report)
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
 
-    def __repr__(self) -> str:
-        return f"<graphopt QemuCompiledModel {self.manifest.get('model')!r} for arm, run under {QEMU}>"
-
     def library(self) -> Path:
+        """The aarch64 ``.so`` the calls run."""
         if self.out_dir is not None:
             return _library_path(self.out_dir)
         if self._scratch is None:
             self._scratch = tempfile.TemporaryDirectory(prefix="graphopt-arm-")
-            export_library(self.compiled.module, Path(self._scratch.name) / "model.so")
+            export_library(self.module, Path(self._scratch.name) / "model.so")
         return Path(self._scratch.name) / "model.so"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from .runtime import check_inputs
-
-        outputs = run_on_qemu(self.library(), check_inputs(self.compiled.inputs, args, kwargs))
+        outputs = run_on_qemu(self.library(), check_inputs(self.inputs, args, kwargs))
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+    def time(self, *args: Any, number: int = 10, repeat: int = 3) -> list[float]:
+        raise ArtifactError(
+            "an arm artifact runs here only under qemu, whose timings say nothing about an ARM CPU: "
+            "time it on an aarch64 machine with graphopt.load"
+        )
 
 
 ARM = register_target(

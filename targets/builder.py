@@ -81,7 +81,10 @@ def build_graph(
 
         with _summarized(f"cannot write the library for target '{target}'"):
             manifest = write_artifact(out_dir, manifest, write_files)
-    return CompiledModel(executable, manifest, out_dir=Path(out_dir) if out_dir is not None else None, report=report)
+    written = Path(out_dir) if out_dir is not None else None
+    compiled = CompiledModel(executable, manifest, out_dir=written, report=report)
+    model_class = backend.extra.get("model_class")  # a cross target's stand-in: arm runs under qemu
+    return model_class(compiled) if model_class else compiled
 
 
 def _export_with_host_compiler(executable: Any, path: str) -> None:
