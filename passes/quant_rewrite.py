@@ -62,7 +62,8 @@ class QuantizedWeights(nn.Module):
 
 
 def _skip_matches(module: fx.GraphModule, node: fx.Node, skip: Iterable[str | type]) -> bool:
-    names = {node.name, str(node.target), info(node).module_path}
+    # a Linear that pretranspose_weights turned into a matmul still answers to its own name
+    names = {node.name, str(node.target), info(node).module_path, node.meta.get("pretransposed_from", "")}
     submodule = module.get_submodule(str(node.target)) if node.op == "call_module" else None
     for entry in skip:
         if isinstance(entry, type):

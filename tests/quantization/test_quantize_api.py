@@ -74,3 +74,12 @@ def test_budget_needs_labels() -> None:
     graph = graphopt.capture(mnist_mlp(), x[:1])
     with pytest.raises(graphopt.InputError, match="needs labels"):
         graphopt.quantize(graph, x[:32], max_accuracy_drop=0.5)
+
+
+def test_o2_graph_with_pretransposed_weights_is_quantized_and_skippable_by_layer_name() -> None:
+    x, y = load_digits_flat("test")
+    graph, _ = graphopt.optimize(graphopt.capture(mnist_mlp(), x[:1]), "O2")
+    quantized, report = graphopt.quantize(graph, x[:128], skip=["fc3"])
+    assert [quantized.info(n).kind for n in quantized.compute_nodes()].count("dequantize_per_channel") == 2
+    assert len(report.quantized) == 2 and len(report.skipped) == 1
+    assert _accuracy(graph, x, y) - _accuracy(quantized, x, y) <= 1.0

@@ -1,0 +1,75 @@
+"""``graphopt quantize`` as a user types it: the report, JSON, labels, artifact, and clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import graphopt
+from graphopt.cli import main
+from samples.digits import load_digits_flat
+
+ROOT = Path(__file__).resolve().parents[2]
+MLP = f"{ROOT}/samples/mnist_mlp.py:mnist_mlp"
+
+
+@pytest.fixture(scope="module")
+def digits_npz(tmp_path_factory) -> Path:
+    x, y = load_digits_flat("test")
+    path = tmp_path_factory.mktemp("data") / "digits.npz"
+    np.savez(path, x=x[:128].numpy(), y=y[:128].numpy())
+    return path
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_json_report_with_labels_budget_and_artifact(capsys, digits_npz, tmp_path) -> None:
+    status, out, _ = run(
+        capsys, "quantize", MLP, "--input-shape", "64x784", "--calibrate", digits_npz, "--labels", "y",
+        "--method", "percentile", "--max-accuracy-drop", "1.0", "-o", tmp_path / "int8", "--json",
+    )  # fmt: skip
+    assert status == 0
+    report = json.loads(out)
+    assert report["mode"] == "static" and report["method"] == "percentile"
+    assert report["float_accuracy"] - report["quantized_accuracy"] <= 1.0
+    assert report["size_ratio"] > 3.7
+    assert report["latency"]["float32_ms"] > 0 and report["latency"]["int8_ms"] > 0
+    compiled = graphopt.load(tmp_path / "int8")
+    x, _ = load_digits_flat("test")
+    assert compiled(x[:64].numpy()).shape == (64, 10)
+
+
+def test_table_without_data_is_dynamic(capsys) -> None:
+    status, out, _ = run(capsys, "quantize", MLP, "--input-shape", "8x784", "--no-latency")
+    assert status == 0
+    assert "int8 quantization (dynamic" in out and "smaller" in out
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--calibrate", "missing.npz"], "calibration file not found"),
+        (["--labels", "y"], "no calibration .npz"),
+        (["--max-accuracy-drop", "0.5", "--calibrate", "DATA"], "needs labels"),
+    ],
+)
+def test_bad_input_is_one_line_and_status_2(capsys, digits_npz, extra, message) -> None:
+    extra = [str(digits_npz) if e == "DATA" else e for e in extra]
+    status, _, err = run(capsys, "quantize", MLP, "--input-shape", "8x784", "--no-latency", *extra)
+    assert status == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_wrong_shape_calibration_data_names_the_shapes(capsys, tmp_path) -> None:
+    np.savez(tmp_path / "bad.npz", x=np.zeros((4, 10), np.float32))
+    status, _, err = run(
+        capsys, "quantize", MLP, "--input-shape", "8x784", "--calibrate", tmp_path / "bad.npz", "--no-latency"
+    )
+    assert status == 2 and "has shape 4x10, the model expects Nx784" in err
