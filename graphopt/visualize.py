@@ -164,7 +164,7 @@ def _dot_cluster(branch: dict[str, Any], path: str, modules: dict[str, str], lin
         colour = PALETTE.get(node["category"], PALETTE["other"])
         shape = "×".join(str(d) for d in node["shapes"][0]) if node["shapes"] else ""
         kind = "input" if node["op"] == "placeholder" else node["kind"]
-        label = f"{kind}\n{node['name']}" + (f"\n{shape}" if shape else "")
+        label = "\n".join(part for part in (kind, node["name"] if node["name"] != kind else "", shape) if part)
         lines.append(f'{indent}n{node["id"]} [label={_quote(label)}, color="{colour}", fillcolor="{_tint(colour)}"];')
     for name, child in branch["children"].items():
         child_path = f"{path}.{name}" if path else name

@@ -411,12 +411,14 @@
       const r = p.record;
       const delta = r.before.nodes === r.after.nodes ? `${r.after.nodes} ops` : `${r.before.nodes}\u2192${r.after.nodes} ops`;
       chips.push(`<span class="arrow">\u2192</span><button class="step${k === app.passIndex ? " active" : ""}`
-        + `${r.changed ? " did-change" : ""}" data-pass="${k}">${F.escape(r.name)}<small>${delta}</small></button>`);
+        + `${r.changed ? " did-change" : " idle"}" data-pass="${k}" title="${r.changed ? "changed the graph" : "no change"}">`
+        + `${F.escape(r.name)}<small>${delta}</small></button>`);
     });
     const sides = app.passIndex >= 0
       ? `<span class="sides"><button data-side="before" class="${app.side === "before" ? "active" : ""}">Before</button>`
         + `<button data-side="after" class="${app.side === "after" ? "active" : ""}">After</button></span>` : "";
-    bar.innerHTML = `<span class="label">Passes</span>${chips.join("")}${sides}`;
+    bar.innerHTML = `<span class="label">Passes</span>${sides}${chips.join("")}`;
+    bar.querySelector(".step.active")?.scrollIntoView({ block: "nearest", inline: "nearest" });
     const report = $("pass-report");
     if (app.passIndex >= 0) {
       report.hidden = false;

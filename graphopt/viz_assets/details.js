@@ -90,6 +90,7 @@ const GraphoptDetails = (() => {
   }
 
   function detailValue(value) {
+    if (Array.isArray(value) && !value.length) return "none";
     if (Array.isArray(value)) return `${value.length}: ${F.escape(value.slice(0, 12).join(", "))}${value.length > 12 ? ", \u2026" : ""}`;
     if (value && typeof value === "object") return mono(JSON.stringify(value));
     return F.escape(String(value));
