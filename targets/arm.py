@@ -5,7 +5,8 @@ Why it works without an ARM machine: TVM's LLVM backend emits aarch64 code for t
 (``aarch64-linux-gnu-g++``) links it into an AArch64 shared object. That ``.so`` is the artifact's
 library: copy it to a 64-bit ARM Linux board with the TVM runtime and it runs there.
 
-To check it here, ``run_on_qemu`` runs the library under ``qemu-aarch64`` through ``graphopt_runner``,
+To check it here, ``build(target="arm")`` returns a ``QemuCompiledModel``: calling it (or
+``run_on_qemu(artifact_dir, inputs)``) runs the library under ``qemu-aarch64`` through ``graphopt_runner``,
 a small C++ program (``targets/arm_runner/runner.cc``) cross-compiled against the aarch64 TVM runtime
 (``libtvm_runtime.so`` + ``libtvm_ffi.so`` from PyPI's manylinux aarch64 apache-tvm wheels). It loads
 the library, starts the Relax VM on the CPU with the pooled allocator, calls ``main`` and writes the
@@ -40,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from graphopt.errors import ArtifactError, GraphoptError
+from graphopt.errors import ArtifactError, GraphoptError, InputError
 
 from .registry import TargetBackend, register_target
 from .runtime import CompiledModel, check_inputs
@@ -117,8 +118,14 @@ def make_target(options: dict[str, Any]) -> Any:
     """The ``tvm.target.Target`` for ``build()``'s options; fails fast if the cross compiler is missing."""
     import tvm
 
+    if options.get("tune"):
+        raise InputError("tuning for target 'arm' needs an aarch64 machine to measure on: build without --tune")
     require_tools(to_run=False)
-    return tvm.target.Target(target_from_options(options))
+    spec = target_from_options(options)
+    try:
+        return tvm.target.Target(spec)
+    except Exception as error:
+        raise InputError(f"invalid arm target {spec}: {str(error).strip().splitlines()[0]}") from error
 
 
 def schedule(mod: Any, target: Any, options: dict[str, Any]) -> Any:

@@ -61,6 +61,11 @@ def test_target_is_aarch64_with_neon_by_default_and_mattr_is_configurable() -> N
     assert dotprod["mcpu"] == "cortex-a76"
 
 
+def test_tuning_for_arm_is_refused_with_a_reason() -> None:
+    with pytest.raises(InputError, match="aarch64 machine"):
+        arm.make_target({"tune": True})
+
+
 def test_missing_cross_compiler_is_one_clear_line_and_leaves_no_artifact(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
