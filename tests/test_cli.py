@@ -46,7 +46,7 @@ def test_help_lists_every_command_module(capsys):
     assert {"compile", "optimize", "passes", "bench"} <= set(graphopt.commands.command_names())
 
 
-def test_a_new_command_module_plugs_in_and_a_broken_one_fails_alone(capsys, tmp_path, monkeypatch):
+def test_a_new_command_module_plugs_in_and_a_broken_one_fails_alone(capsys, tmp_path, monkeypatch, request):
     package = tmp_path / "graphopt" / "commands"
     package.mkdir(parents=True)
     (package / "hello.py").write_text(
@@ -59,6 +59,8 @@ def test_a_new_command_module_plugs_in_and_a_broken_one_fails_alone(capsys, tmp_
     )
     (package / "broken.py").write_text("import no_such_module_anywhere\n")
     monkeypatch.setattr(graphopt.commands, "__path__", [*graphopt.commands.__path__, str(package)])
+    for name in ("hello", "broken"):
+        request.addfinalizer(lambda name=name: sys.modules.pop(f"graphopt.commands.{name}", None))
     assert run(capsys, "hello", "--name", "graphopt")[:2] == (0, "hello graphopt\n")
     assert run(capsys, "passes", "--json")[0] == 0
     status, _, err = run(capsys, "broken")
