@@ -519,6 +519,11 @@
       const b = app.scene.boxes[index];
       return renderer.toScreen(b.x + b.w / 2, b.y + b.h / 2);
     },
+    /* Screen position of an open module's title bar (clicking it collapses the module), or null. */
+    frameTitlePosition(path) {
+      const frame = app.scene.frames.find((f) => f.path === path);
+      return frame ? renderer.toScreen(frame.x + 30, frame.y + frame.titleH / 2) : null;
+    },
     visibleBoxes: () => app.scene.boxes.length,
     /* Milliseconds to draw one frame at the current view, or zoomed out to show every box. */
     timeDraw(whole) {

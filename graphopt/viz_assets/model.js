@@ -19,10 +19,20 @@ const GraphoptModel = (() => {
       if (group.parentPath) ensure(group.parentPath).childPaths.add(path);
       return group;
     };
+    const prefixes = (scope) => scope.split(".").map((_, k, parts) => parts.slice(0, k + 1).join("."));
     for (const node of graph.nodes) {
       if (!shown[node.id] || !node.scope) continue;
-      const parts = node.scope.split(".");
-      for (let k = 1; k <= parts.length; k++) ensure(parts.slice(0, k).join(".")).members.push(node.id);
+      for (const path of prefixes(node.scope)) ensure(path).members.push(node.id);
+    }
+    // Totals count hidden constants too: an exported graph keeps its weights in get_attr nodes.
+    for (const node of graph.nodes) {
+      if (!node.scope) continue;
+      for (const path of prefixes(node.scope)) {
+        const group = raw.get(path);
+        if (!group) continue;
+        group.flops = (group.flops || 0) + node.flops;
+        group.paramBytes = (group.paramBytes || 0) + node.param_bytes;
+      }
     }
     // Keep a group only if it shows something its single child does not.
     const kept = new Map();
@@ -33,7 +43,7 @@ const GraphoptModel = (() => {
       if (sameAsChild) continue;
       kept.set(group.path, {
         path: group.path, type: graph.modules[group.path] || "", members: group.members,
-        parent: null, depth: 0, children: [],
+        parent: null, depth: 0, children: [], flops: group.flops || 0, paramBytes: group.paramBytes || 0,
       });
     }
     for (const group of kept.values()) {
@@ -46,11 +56,6 @@ const GraphoptModel = (() => {
       let depth = 1;
       for (let p = group.parent; p; p = kept.get(p).parent) depth++;
       group.depth = depth;
-      group.flops = 0; group.paramBytes = 0;
-      for (const id of group.members) {
-        group.flops += graph.nodes[id].flops;
-        group.paramBytes += graph.nodes[id].param_bytes;
-      }
     }
     return kept;
   }

@@ -95,6 +95,11 @@ def test_clicking_a_module_box_expands_it(browser, resnet_page):
     assert browser.execute_script("return window.__graphopt.screenPosition('layers_2_conv2')") is not None
     assert browser.execute_script("return window.__graphopt.visibleBoxes()") > boxes
     assert "BasicBlock" in browser.find_element("id", "details").text
+    # Clicking the open module's title bar folds it back into one box.
+    x, y = browser.execute_script("return window.__graphopt.frameTitlePosition('layers.2')")
+    click_canvas_at(browser, x, y)
+    assert browser.execute_script("return window.__graphopt.groupScreenPosition('layers.2')") is not None
+    assert browser.execute_script("return window.__graphopt.visibleBoxes()") == boxes
 
 
 def test_layout_keeps_boxes_apart_and_edges_downward(browser, resnet_page):
