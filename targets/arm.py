@@ -217,7 +217,10 @@ def qemu_run(artifact: str | Path, inputs: Sequence[Any], *, timeout_s: float = 
         command = [QEMU, str(runtime_dir() / "bin" / RUNNER_NAME), str(library), work, *specs]
         env = {**os.environ, "QEMU_LD_PREFIX": SYSROOT}
         start = time.perf_counter()
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout_s, check=False)
+        try:
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout_s, check=False)
+        except subprocess.TimeoutExpired as error:
+            raise ArtifactError(f"running {library.name} under {QEMU} took longer than {timeout_s:g} s") from error
         wall_s = time.perf_counter() - start
         if done.returncode != 0:
             last_line = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
