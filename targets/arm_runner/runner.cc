@@ -13,6 +13,7 @@
 #include <tvm/ffi/extra/module.h>
 #include <tvm/ffi/function.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -23,14 +24,16 @@
 
 namespace ffi = tvm::ffi;
 
+// 64-byte aligned host memory, as TVM's kernels assume (aligned_alloc wants a multiple of 64, not 0).
 struct CPUAlloc {
-  void AllocData(DLTensor* t) { t->data = std::aligned_alloc(64, (ffi::GetDataSize(*t) + 63) / 64 * 64 + 64); }
+  void AllocData(DLTensor* t) { t->data = std::aligned_alloc(64, std::max<size_t>(64, (ffi::GetDataSize(*t) + 63) / 64 * 64)); }
   void FreeData(DLTensor* t) { std::free(t->data); }
 };
 
 static ffi::Tensor ReadInput(const std::string& spec) {
-  size_t shape_at = spec.rfind(':'), dtype_at = spec.rfind(':', shape_at - 1);
-  if (shape_at == std::string::npos || dtype_at == std::string::npos) throw std::runtime_error("bad input spec " + spec);
+  size_t shape_at = spec.rfind(':');
+  size_t dtype_at = shape_at == std::string::npos || shape_at == 0 ? std::string::npos : spec.rfind(':', shape_at - 1);
+  if (dtype_at == std::string::npos) throw std::runtime_error("bad input spec " + spec + " (want PATH:DTYPE:SHAPE)");
   std::vector<int64_t> shape;
   std::stringstream dims(spec.substr(shape_at + 1));
   for (std::string dim; std::getline(dims, dim, 'x');) shape.push_back(std::stoll(dim));
