@@ -33,7 +33,8 @@
     scene: null,
   };
 
-  const renderer = new GraphoptRenderer($("canvas"), { onClick, onHover });
+  const renderer = new GraphoptRenderer($("canvas"), { onClick, onHover, onDraw: () => minimap.draw() });
+  const minimap = new GraphoptMinimap($("minimap"), renderer);
 
   function model() {
     let m = app.models[app.stateIndex];
@@ -169,6 +170,7 @@
       else app.boxOfGroup.set(item.group.path, i);
     });
     renderer.setScene(app.scene);
+    minimap.setScene(app.scene);
     updateStats(m, vg);
     updateLegend(m);
   }
@@ -497,6 +499,7 @@
       if (e.target.tagName === "INPUT") return;
       if (e.key === "/") { e.preventDefault(); $("search").focus(); }
       if (e.key === "f") renderer.fit();
+      if (e.key === "Escape") select(null);
     });
   }
 

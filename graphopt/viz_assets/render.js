@@ -173,11 +173,12 @@ class GraphoptRenderer {
       this.drawFrame(f, detailed);
     }
     this.drawEdges(visible, scale);
-    if (scale < 0.25) { this.drawBoxesFar(visible); return; }
+    if (scale < 0.25) { this.drawBoxesFar(visible); this.callbacks.onDraw?.(); return; }
     for (const b of this.scene.boxes) {
       if (!visible(b.x - 6, b.y - 6, b.x + b.w + 6, b.y + b.h + 6)) continue;
       this.drawBox(b, detailed);
     }
+    this.callbacks.onDraw?.();
   }
 
   /* Zoomed far out: plain rectangles, one path per colour; marked boxes keep their outline. */
