@@ -5,22 +5,28 @@ The device runs ``python -m tvm.exec.rpc_server`` (optionally registered with a
 it there, runs the Relax VM on the remote device and times it with TVM's ``time_evaluator``, so
 the numbers are the device's own, without network time.
 
->>> result = bench_remote("out/mlp", "127.0.0.1:9190", key="rasp4")   # through a tracker
->>> result = bench_remote("out/mlp", "192.168.1.7:9090")              # straight to a server
+>>> result = bench_remote("out/mlp", "rasp4@127.0.0.1:9190")   # through a tracker, device key "rasp4"
+>>> result = bench_remote("out/mlp", "192.168.1.7:9090")        # straight to a server
 >>> result.mean_ms, result.outputs
+
+An address is ``HOST:PORT`` (a server) or ``KEY@HOST:PORT`` (a tracker and the device key); the
+``key=`` argument is the other way to name a tracker's key.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import statistics
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tvm
-from graphopt.targets.runtime import TensorSpec, check_inputs, read_manifest, to_numpy, verify_files
+from graphopt.targets.runtime import CompiledModel, TensorSpec, check_inputs, read_manifest, to_numpy, verify_files
 from tvm import rpc
 from tvm.runtime.vm import VirtualMachine
 
@@ -59,7 +65,9 @@ def parse_address(address: str) -> tuple[str, int]:
 
 
 def connect(address: str, *, key: str | None = None, timeout_s: float = 60) -> Any:
-    """A session: through the tracker at ``address`` when ``key`` is given, else straight to a server."""
+    """A session: through the tracker at ``address`` when a key is given, else straight to a server."""
+    if "@" in address:
+        key, _, address = address.partition("@")
     host, port = parse_address(address)
     try:
         if key:
@@ -84,7 +92,7 @@ def example_inputs(specs: Sequence[TensorSpec], batch: int = 1, seed: int = 0) -
 
 
 def bench_remote(
-    out_dir: str | Path,
+    artifact: str | Path | CompiledModel,
     address: str,
     *,
     key: str | None = None,
@@ -93,26 +101,31 @@ def bench_remote(
     repeat: int = 3,
     timeout_s: float = 60,
 ) -> RemoteBenchmark:
-    """Upload the artifact at ``out_dir`` to the device at ``address``, run it and time it there.
+    """Upload an artifact (a directory or a ``CompiledModel``) to the device at ``address``, run it
+    and time it there.
 
     ``inputs`` default to seeded random arrays of the manifest's shapes. Each of ``repeat``
     measurements averages ``number`` runs.
     """
-    directory = Path(out_dir)
-    manifest = read_manifest(directory)
-    verify_files(directory, manifest)
-    specs = [TensorSpec.from_dict(d) for d in manifest["inputs"]]
-    arrays = check_inputs(specs, tuple(inputs if inputs is not None else example_inputs(specs)), {})
-    session = connect(address, key=key, timeout_s=timeout_s)
+    with _library(artifact) as (library_path, manifest):
+        specs = [TensorSpec.from_dict(d) for d in manifest["inputs"]]
+        arrays = check_inputs(specs, tuple(inputs if inputs is not None else example_inputs(specs)), {})
+        session = connect(address, key=key, timeout_s=timeout_s)
+        return _run_on(session, library_path, manifest, arrays, address, number=number, repeat=repeat)
+
+
+def _run_on(
+    session: Any, library_path: Path, manifest: dict[str, Any], arrays: list[np.ndarray], address: str, **timing: int
+) -> RemoteBenchmark:
     try:
-        remote_name = f"graphopt_{manifest['files'][manifest['library']]['sha256'][:16]}.so"
-        session.upload(str(directory / manifest["library"]), target=remote_name)
+        remote_name = f"graphopt_{_sha256(library_path)[:16]}.so"
+        session.upload(str(library_path), target=remote_name)
         library = session.load_module(remote_name)
         device = session.cuda(0) if manifest["target"].get("device") == "cuda" else session.cpu(0)
         vm = VirtualMachine(library, device)
         tensors = [tvm.runtime.tensor(a, device) for a in arrays]
         outputs = to_numpy(vm["main"](*tensors), len(manifest["outputs"]))
-        timer = vm.time_evaluator("main", device, number=number, repeat=repeat)
+        timer = vm.time_evaluator("main", device, number=timing["number"], repeat=timing["repeat"])
         seconds = [float(s) for s in timer(*tensors).results]
     except GraphoptError:
         raise
@@ -121,9 +134,39 @@ def bench_remote(
     return RemoteBenchmark(seconds=seconds, outputs=outputs, device=f"{device} via {address}")
 
 
-def run_remote(out_dir: str | Path, address: str, inputs: Sequence[Any], *, key: str | None = None) -> Any:
+def run_remote(
+    artifact: str | Path | CompiledModel, address: str, inputs: Sequence[Any], *, key: str | None = None
+) -> Any:
     """Run the artifact once on the remote device; returns its outputs as numpy arrays."""
-    return bench_remote(out_dir, address, key=key, inputs=inputs, number=1, repeat=1).outputs
+    return bench_remote(artifact, address, key=key, inputs=inputs, number=1, repeat=1).outputs
+
+
+def time_remote(
+    compiled: str | Path | CompiledModel, inputs: Sequence[Any], address: str, *, number: int = 10, repeat: int = 3
+) -> float:
+    """Median seconds per run on the remote device (what ``graphopt bench --rpc`` reports)."""
+    return statistics.median(bench_remote(compiled, address, inputs=inputs, number=number, repeat=repeat).seconds)
+
+
+@contextlib.contextmanager
+def _library(artifact: str | Path | CompiledModel) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """(library path, manifest) of an artifact directory, or of a compiled model (exported to a temp dir)."""
+    if isinstance(artifact, CompiledModel) and artifact.out_dir is not None:
+        artifact = artifact.out_dir
+    if not isinstance(artifact, CompiledModel):
+        directory = Path(artifact)
+        manifest = read_manifest(directory)
+        verify_files(directory, manifest)
+        yield directory / manifest["library"], manifest
+        return
+    with tempfile.TemporaryDirectory(prefix="graphopt-rpc-") as scratch:
+        path = Path(scratch) / "model.so"
+        artifact.module.export_library(str(path))
+        yield path, artifact.manifest
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _first_line(error: BaseException) -> str:
