@@ -44,12 +44,14 @@ def export_graph(graph: Graph, *, dynamic_batch: bool = False) -> torch.export.E
 
     With ``dynamic_batch`` the first dimension of every input is one symbolic size "batch".
     """
-    dynamic_shapes = None
+    inputs, dynamic_shapes = graph.example_inputs, None
     if dynamic_batch:
         batch = torch.export.Dim("batch", min=1)
-        dynamic_shapes = tuple({0: batch} if t.dim() > 0 else {} for t in graph.example_inputs)
+        dynamic_shapes = tuple({0: batch} if t.dim() > 0 else {} for t in inputs)
+        # torch.export specializes a size-1 dimension to the constant 1, so trace at batch 2.
+        inputs = tuple(t.expand(2, *t.shape[1:]).clone() if t.dim() > 0 and t.shape[0] == 1 else t for t in inputs)
     try:
-        program = torch.export.export(graph.module, graph.example_inputs, dynamic_shapes=dynamic_shapes, strict=False)
+        program = torch.export.export(graph.module, inputs, dynamic_shapes=dynamic_shapes, strict=False)
     except Exception as error:
         message = _first_line(error)
         if dynamic_batch:

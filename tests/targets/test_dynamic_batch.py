@@ -44,3 +44,12 @@ class FixedBatch(torch.nn.Module):
 def test_a_model_that_fixes_its_batch_size_is_a_clear_error(compile_cpu) -> None:
     with pytest.raises(InputError, match="cannot compile with a dynamic batch size"):
         compile_cpu(FixedBatch(), torch.randn(2, 3), dynamic_batch=True)
+
+
+def test_an_example_batch_of_one_still_gives_a_dynamic_batch(compile_cpu) -> None:
+    """torch.export specializes size-1 dimensions; the lowering traces at batch 2 instead."""
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3)).eval()
+    compiled = compile_cpu(model, torch.randn(1, 6), dynamic_batch=True)
+    assert compiled.manifest["inputs"][0]["shape"] == ["batch", 6]
+    for batch in (1, 4):
+        assert_matches_eager(model, compiled, torch.randn(batch, 6))
