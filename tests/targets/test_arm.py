@@ -134,3 +134,16 @@ def test_conv_bn_relu_cnn_compiled_with_dotprod_runs_like_eager_when_called() ->
     assert relative_error(model(x), compiled(x)) <= TOLERANCE
     with pytest.raises(InputError, match="shape"):
         compiled(x[:, :, :27])
+
+
+@pytest.mark.slow
+def test_int8_mnist_mlp_on_qemu_matches_the_x86_int8_build() -> None:
+    """Integer matmuls are exact on both ISAs; only the float (de)quantization steps may round
+    differently (FMA contraction), a few ulp: 1e-6 relative. Accuracy vs eager is the quantizer's test."""
+    require_arm_tools()
+    x, _ = load_digits_flat("test")
+    calibration, _ = load_digits_flat("train")
+    int8 = {"quantize": "int8", "calibration_data": calibration[:256]}
+    on_arm = graphopt.compile(mnist_mlp(), x[:16], target="arm", arm_mattr=["+neon", "+dotprod"], **int8)
+    on_x86 = graphopt.compile(mnist_mlp(), x[:16], target="cpu", **int8)
+    assert relative_error(on_x86(x[:16]), on_arm(x[:16])) <= 1e-6
