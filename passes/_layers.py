@@ -57,6 +57,26 @@ def insert_constant(module: fx.GraphModule, tensor: torch.Tensor, hint: str, bef
         return module.graph.get_attr(name)
 
 
+_FUNCTIONS = {
+    "matmul": (torch.matmul, torch.ops.aten.matmul.default),
+    "add": (operator.add, torch.ops.aten.add.Tensor),
+    "mul": (operator.mul, torch.ops.aten.mul.Tensor),
+}
+
+
+def emit(graph: Any, before: fx.Node, function: str, *args: Any) -> fx.Node:
+    """A new matmul/add/mul call before ``before``, in the graph's own spelling (torch or aten).
+
+    It inherits ``before``'s source line and module path, so errors and the visualizer still
+    point at the user's code.
+    """
+    target = _FUNCTIONS[function][1 if graph.capture_method == "export" else 0]
+    with graph.module.graph.inserting_before(before):
+        node = graph.module.graph.call_function(target, args)
+    node.meta.update({k: v for k, v in before.meta.items() if k in ("stack_trace", "nn_module_stack")})
+    return node
+
+
 def call_count(module: fx.GraphModule, target: str) -> int:
     return sum(1 for n in module.graph.nodes if n.op == "call_module" and n.target == target)
 

@@ -14,36 +14,20 @@ different order than ``addmm`` may, so results agree to float32 rounding, not bi
 
 from __future__ import annotations
 
-import operator
-
-import torch
 from graphopt.passes._layers import (
+    emit,
     insert_constant,
     layer_of,
     remove_dead_nodes,
     remove_unused_attributes,
     unused_attributes,
 )
-from torch import fx
 
 from graphopt.ir import Graph
 from graphopt.pass_api import PassResult, on_node, register_pass
 
 #: node.meta key set on the matmul that replaced a Linear: the name of that Linear node.
 PRETRANSPOSED_FROM = "pretransposed_from"
-
-
-def _emit(graph: Graph, before: fx.Node, function: str, *args: object) -> fx.Node:
-    """A matmul/add call in the graph's own spelling (torch functions or aten overloads)."""
-    export = graph.capture_method == "export"
-    target = {
-        "matmul": torch.ops.aten.matmul.default if export else torch.matmul,
-        "add": torch.ops.aten.add.Tensor if export else operator.add,
-    }[function]
-    with graph.module.graph.inserting_before(before):
-        node = graph.module.graph.call_function(target, args)
-    node.meta.update({k: v for k, v in before.meta.items() if k in ("stack_trace", "nn_module_stack")})
-    return node
 
 
 @register_pass("pretranspose_weights", reports=("pretransposed", "layout_bytes"))
@@ -59,11 +43,11 @@ def pretranspose_weights(graph: Graph) -> PassResult:
             weight, bias = layer.get("weight"), layer.get("bias")
             assert weight is not None
             transposed = insert_constant(graph.module, weight.t().contiguous(), f"{node.name}_weight_t", before=node)
-            result = _emit(graph, node, "matmul", layer.input, transposed)
+            result = emit(graph, node, "matmul", layer.input, transposed)
             result.meta[PRETRANSPOSED_FROM] = node.name
             if bias is not None:
                 bias_node = insert_constant(graph.module, bias, f"{node.name}_bias", before=node)
-                result = _emit(graph, node, "add", result, bias_node)
+                result = emit(graph, node, "add", result, bias_node)
             node.replace_all_uses_with(result)
             graph.module.graph.erase_node(node)
         done.append(node.name)

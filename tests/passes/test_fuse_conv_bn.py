@@ -45,7 +45,7 @@ def test_linear_then_batchnorm1d(method: str) -> None:
     assert_matches_eager(model, graph, 7, 6, tolerance=FLOAT_TOLERANCE)
 
 
-def test_conv_with_two_users_is_left_alone() -> None:
+def test_conv_with_two_users_keeps_its_weights_and_bn_becomes_affine() -> None:
     class Branch(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -55,8 +55,23 @@ def test_conv_with_two_users_is_left_alone() -> None:
             y = self.conv(x)
             return self.bn(y) + y  # y is needed un-normalized too
 
-    graph, record = run_pass(captured(Branch(), 1, 3, 4, 4), "fuse_conv_bn")
-    assert not record.changed and "batch_norm" in kinds(graph)
+    model = Branch().eval()
+    graph, record = run_pass(captured(model, 1, 3, 4, 4), "fuse_conv_bn", tolerance=FLOAT_TOLERANCE)
+    assert record.details["folded"] == [] and record.details["to_affine"] == ["bn"]
+    assert kinds(graph) == ["conv2d", "mul", "add", "add"]
+    assert torch.equal(graph.module.conv.weight, model.conv.weight)
+    assert_matches_eager(model, graph, 2, 3, 4, 4, tolerance=FLOAT_TOLERANCE)
+
+
+@pytest.mark.parametrize("method", ["symbolic_trace", "export"])
+def test_lone_batchnorm_becomes_a_constant_scale_and_shift(method: str) -> None:
+    model = nn.Sequential(randomized_bn(3), nn.ReLU()).eval()
+    graph, record = run_pass(captured(model, 2, 3, 5, 5, method=method), "fuse_conv_bn", tolerance=FLOAT_TOLERANCE)
+    assert kinds(graph) == ["mul", "add", "relu"]
+    assert len(record.details["to_affine"]) == 1 and record.details["folded"] == []
+    scale = next(t for name, t in graph.module.named_parameters() if name.endswith("scale"))
+    assert scale.shape == (3, 1, 1)
+    assert_matches_eager(model, graph, 4, 3, 5, 5, tolerance=FLOAT_TOLERANCE)
 
 
 def test_training_model_is_refused_with_a_clear_message() -> None:
