@@ -27,7 +27,7 @@ from graphopt.ir import Graph
 
 FORMATS = ("html", "dot", "svg")
 #: The page's scripts, in dependency order.
-_SCRIPTS = ("format.js", "layout.js", "model.js", "render.js", "minimap.js", "details.js", "app.js")
+_SCRIPTS = ("format.js", "layout.js", "model.js", "scene.js", "render.js", "minimap.js", "details.js", "app.js")
 
 
 class PipelineSnapshots:

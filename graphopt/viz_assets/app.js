@@ -12,13 +12,7 @@
   const data = JSON.parse(document.getElementById("graphopt-data").textContent);
   const $ = (id) => document.getElementById(id);
   const hash = new URLSearchParams(location.hash.slice(1));
-  const BOX_HEIGHT = 42;
   const AUTO_BUDGET = 30; // boxes shown before modules start collapsing
-  const CHANGE_COLORS = {
-    added: "#16a34a", removed: "#dc2626", changed: "#d97706", fused: "#7c3aed", folded: "#0891b2",
-  };
-  const FRAME_PAD = 8, FRAME_TITLE = 16;
-  const MATCH_GLOW = "rgba(250, 204, 21, 0.75)";
 
   const app = {
     stateIndex: data.initial,
@@ -56,217 +50,53 @@
     return result;
   }
 
-  function nodeColors(node) {
-    const palette = data.states[app.stateIndex].graph.palette;
-    if (app.colorMode === "fusion") {
-      if (!node.fusion_group) return { stroke: "#cbd5e1", fill: "#ffffff" };
-      const c = fusionColor(node.fusion_group);
-      return { stroke: c, fill: F.hslTint(c, 92) };
-    }
-    if (app.colorMode === "quant") {
-      if (node.quantized) return { stroke: "#dc2626", fill: "#fee2e2" };
-      const isFloat = node.dtypes.some((d) => d.startsWith("float") || d.startsWith("bfloat"));
-      return isFloat ? { stroke: "#2563eb", fill: "#dbeafe" } : { stroke: "#94a3b8", fill: "#f1f5f9" };
-    }
-    const c = palette[node.category] || palette.other;
-    return { stroke: c, fill: F.tint(c, 0.16) };
-  }
-
-  /* Distinct colours for fusion groups: hues a golden angle apart, in order of appearance. */
-  function fusionColor(group) {
-    const graph = data.states[app.stateIndex].graph;
-    if (!graph.fusionIndex) {
-      graph.fusionIndex = new Map();
-      for (const n of graph.nodes) {
-        if (n.fusion_group && !graph.fusionIndex.has(n.fusion_group)) graph.fusionIndex.set(n.fusion_group, graph.fusionIndex.size);
-      }
-    }
-    const index = graph.fusionIndex.get(group) ?? 0;
-    return `hsl(${Math.round((index * 137.508) % 360)}, 62%, ${index % 2 ? 42 : 52}%)`;
-  }
-
-  function groupColors(group, graph) {
-    if (app.colorMode === "quant") {
-      const q = group.members.filter((id) => graph.nodes[id].quantized).length;
-      if (q === group.members.length) return { stroke: "#dc2626", fill: "#fee2e2" };
-      if (q > 0) return { stroke: "#9333ea", fill: "#f3e8ff" };
-    }
-    return { stroke: "#64748b", fill: "#f1f5f9" };
-  }
-
-  function makeBox(item, m, changeOf) {
-    const graph = m.graph;
-    const font = "600 12px system-ui, sans-serif";
-    if (item.group) {
-      const g = item.group;
-      const short = g.path.split(".").slice(-2).join(".");
-      const line1 = short;
-      const line1b = g.type;
-      const line2 = `${g.members.length} ops \u00b7 ${F.count(g.flops)}FLOP \u00b7 ${F.bytes(g.paramBytes)}`;
-      const w = Math.max(renderer.measure(line1, font) + renderer.measure(line1b, "11px system-ui") + 28,
-        renderer.measure(line2, "11px monospace") + 24);
-      const counts = {};
-      let matches = 0;
-      for (const id of g.members) {
-        const change = changeOf.get(graph.nodes[id].name);
-        if (change) counts[change] = (counts[change] || 0) + 1;
-        if (app.matches.has(graph.nodes[id].name)) matches++;
-      }
-      const changeKinds = Object.keys(counts);
-      const outline = changeKinds.length ? CHANGE_COLORS[changeKinds[0]] : null;
-      const badge = changeKinds.length
-        ? changeKinds.map((k) => `${counts[k]} ${k}`).join(", ") : matches ? `${matches} found` : null;
-      return {
-        group: g.path, line1, line1b, line2, w: Math.min(Math.max(w, 120), 320), h: BOX_HEIGHT,
-        ...groupColors(g, graph), outline, badge,
-        glow: matches ? MATCH_GLOW : null,
-        selected: app.selected?.group === g.path,
-      };
-    }
-    const node = item.node;
-    const shapeText = node.shapes.length ? F.shape(node.shapes[0]) : node.op === "output" ? "" : "\u2014";
-    const dtype = node.dtypes[0] && node.dtypes[0] !== "float32" ? " " + node.dtypes[0] : "";
-    const line1 = node.op === "placeholder" ? "input" : node.kind;
-    const line1b = node.name === line1 ? "" : node.name;
-    const line2 = shapeText + dtype;
-    const w = Math.max(renderer.measure(line1, font) + renderer.measure(line1b, "11px system-ui") + 30,
-      renderer.measure(line2, "11px monospace") + 24);
-    const change = changeOf.get(node.name);
+  /* What the user chose, as the scene builder reads it. */
+  function view() {
     return {
-      node: node.name, line1, line1b, line2, w: Math.min(Math.max(w, 96), 280), h: BOX_HEIGHT,
-      ...nodeColors(node), outline: change ? CHANGE_COLORS[change] : null,
-      badge: change || null,
-      glow: app.matches.has(node.name) ? MATCH_GLOW : null,
-      selected: app.selected?.node === node.name,
+      colorMode: app.colorMode, matches: app.matches, selected: app.selected, collapsed: app.collapsed,
+      changeOf: changes(), measure: (text, font) => renderer.measure(text, font),
     };
   }
 
-  /* Lay out the current state and hand the scene to the renderer. */
+  /* Lay out the current state and hand the scene to the renderer and the minimap. */
   function rebuild() {
     const m = model();
     if (app.collapsed === null) {
       app.collapsed = hash.get("expand") === "all" ? new Set() : m.autoCollapse(AUTO_BUDGET);
     }
-    const changeOf = changes();
-    const vg = m.visibleGraph(app.collapsed);
-    const boxes = vg.items.map((item) => makeBox(item, m, changeOf));
-    const [above, below] = frameRoom(m, vg);
-    const layout = GraphoptLayout.layout(boxes.length, boxes.map((b) => b.w), boxes.map((b) => b.h), vg.edges, above, below);
-    boxes.forEach((b, i) => { b.x = layout.x[i] - b.w / 2; b.y = layout.top[i]; });
-    const routes = layout.routes.map((r) => {
-      const [u, v] = vg.edges[r.edge];
-      return { ...r, from: u, to: v };
-    });
-    let selectedBox = null;
-    boxes.forEach((b, i) => { if (b.selected) selectedBox = i; });
-    app.scene = {
-      boxes, routes, layout, items: vg.items, frames: frames(m, vg, boxes, changeOf),
-      width: layout.width, height: layout.height, selectedBox,
-    };
+    app.scene = GraphoptScene.build(m, view());
     app.boxOfNode = new Map();
     app.boxOfGroup = new Map();
-    vg.items.forEach((item, i) => {
+    app.scene.items.forEach((item, i) => {
       if (item.node) app.boxOfNode.set(item.node.name, i);
       else app.boxOfGroup.set(item.group.path, i);
     });
     renderer.setScene(app.scene);
     minimap.setScene(app.scene);
-    updateStats(m, vg);
+    updateStats(m, app.scene.items.length);
     updateLegend(m);
   }
 
-  /* Recolour and re-badge the boxes in place (search matches, colour mode): no new layout. */
   function restyle() {
     const m = model();
-    const changeOf = changes();
-    app.scene.items.forEach((item, i) => {
-      const box = app.scene.boxes[i];
-      const { x, y, w, h } = box;
-      Object.assign(box, makeBox(item, m, changeOf), { x, y, w, h });
-    });
+    GraphoptScene.restyle(app.scene, m, view());
     renderer.requestDraw();
     updateLegend(m);
   }
 
-  /* Room above the first and below the last box of each open module, for its frame and title. */
-  function frameRoom(m, vg) {
-    const above = new Float64Array(vg.items.length), below = new Float64Array(vg.items.length);
-    const first = new Map(), last = new Map();
-    vg.items.forEach((item, i) => {
-      const parents = item.node ? m.ancestors[item.node.id] : ancestorPaths(m, item.group);
-      for (const path of parents) {
-        if (app.collapsed.has(path)) continue;
-        if (!first.has(path)) first.set(path, i);
-        last.set(path, i);
-      }
-    });
-    for (const i of first.values()) above[i] += FRAME_PAD + FRAME_TITLE;
-    for (const i of last.values()) below[i] += FRAME_PAD;
-    return [above, below];
-  }
-
-  /* Outlines of expanded modules around their visible members, innermost first. */
-  function frames(m, vg, boxes, changeOf) {
-    const bounds = new Map();
-    const grow = (path, x0, y0, x1, y1) => {
-      const b = bounds.get(path);
-      if (!b) bounds.set(path, [x0, y0, x1, y1]);
-      else { b[0] = Math.min(b[0], x0); b[1] = Math.min(b[1], y0); b[2] = Math.max(b[2], x1); b[3] = Math.max(b[3], y1); }
-    };
-    vg.items.forEach((item, i) => {
-      const b = boxes[i];
-      const parents = item.node ? m.ancestors[item.node.id] : ancestorPaths(m, item.group);
-      for (const path of parents) if (!app.collapsed.has(path)) grow(path, b.x, b.y, b.x + b.w, b.y + b.h);
-    });
-    const pad = FRAME_PAD, titleH = FRAME_TITLE;
-    const ordered = [...bounds.keys()].sort((a, b) => m.groups.get(b).depth - m.groups.get(a).depth);
-    const result = [];
-    for (const path of ordered) {
-      const group = m.groups.get(path);
-      const [x0, y0, x1, y1] = bounds.get(path);
-      const frame = {
-        path, depth: group.depth, x: x0 - pad, y: y0 - pad - titleH, w: x1 - x0 + 2 * pad, h: y1 - y0 + 2 * pad + titleH,
-        titleH, title: group.type ? `${path} \u00b7 ${group.type}` : path,
-        highlight: CHANGE_COLORS[changeOf.get(m.graph.nodes[group.members.find((id) => changeOf.has(m.graph.nodes[id].name))]?.name)] || null,
-      };
-      if (group.parent && bounds.has(group.parent)) grow(group.parent, frame.x, frame.y, frame.x + frame.w, frame.y + frame.h);
-      result.push(frame);
-    }
-    return result.reverse(); // outermost drawn first
-  }
-
-  function ancestorPaths(m, group) {
-    const chain = [];
-    for (let p = group.parent; p; p = m.groups.get(p).parent) chain.unshift(p);
-    return chain;
-  }
-
-  function updateStats(m, vg) {
-    const s = m.graph.stats;
-    $("stats").textContent = `${s.nodes} ops \u00b7 ${F.bytes(s.param_bytes)} params \u00b7 ${F.count(s.flops)}FLOP`
-      + ` \u00b7 showing ${vg.items.length} boxes`;
-  }
-
   function updateLegend(m) {
-    const palette = m.graph.palette;
-    let entries = [];
-    if (app.colorMode === "kind") {
-      const present = new Set(m.graph.nodes.filter((n) => m.shown[n.id]).map((n) => n.category));
-      entries = Object.keys(palette).filter((c) => present.has(c)).map((c) => [palette[c], c]);
-    } else if (app.colorMode === "fusion") {
-      const groups = new Map();
-      for (const n of m.graph.nodes) if (n.fusion_group) groups.set(n.fusion_group, n.fusion_pattern || "");
-      entries = [...groups.entries()].slice(0, 12).map(([g, p]) => [fusionColor(g), `${g}${p ? " " + p : ""}`]);
-      if (groups.size > 12) entries.push(["#ffffff", `\u2026 ${groups.size - 12} more`]);
-      entries.push(["#cbd5e1", "not fused"]);
-    } else {
-      entries = [["#dc2626", "quantized"], ["#2563eb", "float"], ["#94a3b8", "other (int, shape)"]];
-    }
-    const changeEntries = app.passIndex >= 0
-      ? Object.entries(CHANGE_COLORS).map(([k, c]) => `<span class="item"><span class="ring" style="border-color:${c}"></span>${k}</span>`) : [];
+    const entries = GraphoptScene.legend(m, view());
+    const changeEntries = app.passIndex < 0 ? [] : Object.entries(GraphoptScene.CHANGE_COLORS).map(([k, c]) =>
+      `<span class="item"><span class="ring" style="border-color:${c}"></span>${k}</span>`);
     $("legend").innerHTML = entries.map(([c, label]) =>
       `<div><span class="swatch" style="background:${c}"></span>${F.escape(label)}</div>`).join("")
       + (changeEntries.length ? `<div class="changes">${changeEntries.join(" ")}</div>` : "");
+  }
+
+  function updateStats(m, boxes) {
+    const s = m.graph.stats;
+    $("stats").textContent = `${s.nodes} ops \u00b7 ${F.bytes(s.param_bytes)} params \u00b7 ${F.count(s.flops)}FLOP`
+      + ` \u00b7 showing ${boxes} boxes`;
   }
 
   // -- selection and details ---------------------------------------------------------------
@@ -420,7 +250,7 @@
       ? `<span class="sides"><button data-side="before" class="${app.side === "before" ? "active" : ""}">Before</button>`
         + `<button data-side="after" class="${app.side === "after" ? "active" : ""}">After</button></span>` : "";
     bar.innerHTML = `<span class="label">Passes</span>${sides}${chips.join("")}`;
-    bar.querySelector(".step.active")?.scrollIntoView({ block: "nearest", inline: "nearest" });
+    bar.querySelector(".step.active")?.scrollIntoView({ block: "nearest", inline: "center" });
     const report = $("pass-report");
     if (app.passIndex >= 0) {
       report.hidden = false;
@@ -505,6 +335,8 @@
 
   window.__graphopt = {
     app,
+    renderer,
+    minimap,
     reveal,
     select: (name) => reveal(name),
     clearSelection: () => select(null),

@@ -65,12 +65,15 @@ class GraphoptMinimap {
     const [x1, y1] = r.toGraph(r.cssWidth, r.cssHeight);
     const scene = r.scene;
     this.canvas.hidden = x0 <= 0 && y0 <= 0 && x1 >= scene.width && y1 >= scene.height; // all in view
-    ctx.strokeStyle = "#0f172a";
+    // The view's rectangle, clipped to the minimap so all four sides stay visible.
+    const left = Math.max(1, this.offsetX + x0 * this.scale), top = Math.max(1, this.offsetY + y0 * this.scale);
+    const right = Math.min(this.cssW - 1, this.offsetX + x1 * this.scale);
+    const bottom = Math.min(this.cssH - 1, this.offsetY + y1 * this.scale);
+    ctx.strokeStyle = "#2563eb";
     ctx.lineWidth = 1.5;
-    ctx.fillStyle = "rgba(15, 23, 42, 0.08)";
-    const rx = this.offsetX + x0 * this.scale, ry = this.offsetY + y0 * this.scale;
-    const rw = Math.max(4, (x1 - x0) * this.scale), rh = Math.max(4, (y1 - y0) * this.scale);
-    ctx.fillRect(rx, ry, rw, rh);
-    ctx.strokeRect(rx, ry, rw, rh);
+    ctx.fillStyle = "rgba(37, 99, 235, 0.12)";
+    const w = Math.max(4, right - left), h = Math.max(4, bottom - top);
+    ctx.fillRect(left, top, w, h);
+    ctx.strokeRect(left, top, w, h);
   }
 }
