@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import linecache
+import math
 import re
 from typing import Any
 
@@ -270,14 +271,16 @@ def jsonable(value: Any) -> Any:
         return [jsonable(item) for item in value]
     if isinstance(value, torch.Tensor):
         if value.numel() <= 16:
-            return value.detach().cpu().flatten().tolist() if value.ndim else value.item()
+            return jsonable(value.detach().cpu().flatten().tolist() if value.ndim else value.item())
         return f"tensor{list(value.shape)} {str(value.dtype).replace('torch.', '')}"
     if isinstance(value, torch.dtype):
         return str(value).replace("torch.", "")
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN or infinity
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
-        return value.item()
+        return jsonable(value.item())
     return str(value)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from graphopt.errors import GraphoptError, InputError
-from graphopt.graph_json import PALETTE, diff_graphs, graph_to_json
+from graphopt.graph_json import PALETTE, diff_graphs, graph_to_json, jsonable
 from graphopt.ir import Graph
 
 FORMATS = ("html", "dot", "svg")
@@ -44,7 +44,9 @@ class PipelineSnapshots:
     def after_pass(self, info: Any, graph: Graph, record: Any) -> None:
         self.states.append({"label": f"after {info.name}", "graph": graph_to_json(graph)})
         before = self.states[-2]["graph"]
-        self.passes.append({"record": record.to_dict(), "diff": diff_graphs(before, self.states[-1]["graph"])})
+        self.passes.append(
+            {"record": jsonable(record.to_dict()), "diff": diff_graphs(before, self.states[-1]["graph"])}
+        )
 
 
 def visualize(

@@ -128,3 +128,16 @@ def test_pipeline_records_each_pass_with_its_report_and_diff(tmp_path):
 def test_dot_of_a_pipeline_shows_the_final_graph(tmp_path):
     dot = graphopt.visualize(tiny_graph(), tmp_path / "p.dot", passes=[drop_dropout]).read_text()
     assert "blocks_0_conv" in dot and "\\ndrop\\n" not in dot
+
+
+def test_non_finite_numbers_from_a_pass_do_not_break_the_page(tmp_path):
+    def report_nan(graph):
+        graph.node("fc").meta["qparams"] = {"scale": float("inf")}
+        return PassResult(graph, changed=True, details={"ratio": float("nan")})
+
+    html = graphopt.visualize(tiny_graph(), tmp_path / "nan.html", passes=[report_nan]).read_text()
+    data = embedded_data(html)  # strict JSON: json.loads would accept NaN, so look for the token too
+    assert "NaN" not in html.split('id="graphopt-data">')[1].split("</script>")[0]
+    assert data["passes"][0]["record"]["details"] == {"ratio": "nan"}
+    fc = next(n for n in data["states"][1]["graph"]["nodes"] if n["name"] == "fc")
+    assert fc["quant"] == {"qparams": {"scale": "inf"}}
