@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = measure(driver, path, fragment, args.repeat)
                 rows.append((name, count, path.stat().st_size, result))
         finally:
-            driver.quit()
+            chromium.stop(driver)
     baseline = rows[0][3]["ready"]
     print(f"{version}, {platform.processor() or platform.machine()}, {args.repeat} loads per case (median)\n")
     columns = ["graph", "nodes", "HTML", "boxes", "ready (ms)", "worst (ms)", "load+ready seen by driver (ms)"]

@@ -35,12 +35,21 @@ def start():
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    profile = tempfile.mkdtemp(prefix="graphopt-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in (*FLAGS, f"--user-data-dir={tempfile.mkdtemp(prefix='graphopt-chromium-')}"):
+    for flag in (*FLAGS, f"--user-data-dir={profile}"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.graphopt_profile = profile
+    return driver
+
+
+def stop(driver) -> None:
+    """Quit the browser and remove its throw-away profile directory."""
+    driver.quit()
+    shutil.rmtree(driver.graphopt_profile, ignore_errors=True)
 
 
 def open_page(driver, path: Path, fragment: str = "", timeout: float = 20.0) -> float:

@@ -31,7 +31,7 @@ def start_chromium():
 def browser():
     driver = start_chromium()
     yield driver
-    driver.quit()
+    chromium.stop(driver)
 
 
 def open_page(driver, path):
