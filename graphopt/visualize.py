@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -77,7 +78,9 @@ def write(payload: dict[str, Any], path: str | Path, format: str | None = None) 
         final = payload["states"][-1]["graph"]
         text = render_dot(final) if chosen == "dot" else render_svg(render_dot(final))
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)  # a reader never sees half a page
     return path
 
 
