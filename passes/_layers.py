@@ -219,10 +219,6 @@ def only_user(node: fx.Node) -> fx.Node | None:
     return users[0] if len(users) == 1 else None
 
 
-def input_nodes(node: fx.Node) -> list[fx.Node]:
-    return list(node.all_input_nodes)
-
-
 def remove_dead_nodes(module: fx.GraphModule) -> list[str]:
     """Erase nodes whose results nothing uses (side-effect-free ones only); returns their names."""
     removed = []

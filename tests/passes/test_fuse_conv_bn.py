@@ -90,3 +90,17 @@ def test_training_batchnorm_inside_an_eval_graph_is_refused_by_the_pass() -> Non
     with pytest.raises(Exception, match="BatchNorm is in training mode") as caught:
         fuse_conv_bn(graph.copy())
     assert getattr(caught.value, "node", None) == "bn"
+
+
+def test_decomposed_aten_spelling_with_native_batch_norm_is_folded() -> None:
+    model = ConvBnRelu().eval()
+    x = torch.randn(2, 3, 8, 8)
+    program = torch.export.export(model, (x,)).run_decompositions()  # aten.convolution + native BN tuple
+    from graphopt.capture import capture
+
+    graph = capture(program, x)
+    graph.module.training = False  # an ExportedProgram does not say whether its model was in eval mode
+    graph, record = run_pass(graph, "fuse_conv_bn", tolerance=FLOAT_TOLERANCE)
+    assert kinds(graph) == ["conv2d", "relu"]
+    assert record.details["folded"] == ["_native_batch_norm_legit_no_training -> convolution"]
+    assert_matches_eager(model, graph, 4, 3, 8, 8, tolerance=FLOAT_TOLERANCE)
