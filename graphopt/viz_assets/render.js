@@ -46,7 +46,7 @@ class GraphoptRenderer {
     const sx = (this.cssWidth - 2 * margin) / Math.max(this.scene.width, 1);
     const sy = (this.cssHeight - 2 * margin) / Math.max(this.scene.height, 1);
     // Tall graphs are fitted to the width (readable text) and start at the top.
-    const scale = Math.min(1.2, Math.max(Math.min(sx, sy), Math.min(sx, 0.6)));
+    const scale = Math.min(1.2, Math.max(Math.min(sx, sy), Math.min(sx, 0.75)));
     this.view.scale = scale;
     this.view.tx = (this.cssWidth - this.scene.width * scale) / 2;
     this.view.ty = margin;
