@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -331,3 +334,49 @@ def test_bench_times_eager_and_compiled(capsys):
     assert result["speedup"] == pytest.approx(result["eager_ms"] / result["compiled_ms"])
     status, out, _ = run(capsys, "bench", MLP, "--input-shape", "1x784", "--runs", "2", "--repeat", "1")
     assert status == 0 and "PyTorch eager" in out and "1.00x" in out
+
+
+@pytest.fixture
+def rpc_server():
+    """A TVM RPC server on a free local port, as a remote device would run it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tvm.exec.rpc_server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--port-end",
+            str(port + 1),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@needs_tvm
+@pytest.mark.slow
+def test_bench_times_the_artifact_on_an_rpc_server(capsys, rpc_server):
+    status, out, err = run(
+        capsys, "bench", MLP, "--input-shape", "1x784", "--runs", "3", "--repeat", "2", "--rpc", rpc_server, "--json"
+    )
+    assert status == 0, err
+    result = json.loads(out)
+    assert result["where"] == rpc_server and result["compiled_ms"] > 0
+    status, _, err = run(capsys, "bench", MLP, "--input-shape", "1x784", "--rpc", "127.0.0.1:1")
+    assert status == 2 and "cannot reach the RPC server at 127.0.0.1:1" in err and err.count("\n") == 1
