@@ -12,6 +12,7 @@ All are exact: results are bit-identical.
 
 from __future__ import annotations
 
+import torch
 from torch import fx
 
 from graphopt.ir import Graph
@@ -69,8 +70,6 @@ def _reshape_original(match: Match) -> fx.Node:
     if node.op == "call_method" and node.target == "view":
         node.target = "reshape"
     elif str(node.target) in ("aten.view.default", "aten._unsafe_view.default"):
-        import torch
-
         node.target = torch.ops.aten.reshape.default
     return node
 

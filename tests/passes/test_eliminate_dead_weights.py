@@ -75,3 +75,16 @@ def test_channels_that_are_not_zero_after_batchnorm_stay() -> None:
     graph, record = run_pass(captured(model, 2, 3, 8, 8), "eliminate_dead_weights", tolerance=FLOAT_TOLERANCE)
     assert "2 of 8 channels" in record.details["removed_channels"][0]
     assert_matches_eager(model, graph, 2, 3, 8, 8, tolerance=FLOAT_TOLERANCE)
+
+
+def test_zero_rows_of_a_linear_shrink_the_next_linear() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 10), nn.ReLU(), nn.Linear(10, 3)).eval()
+    with torch.no_grad():
+        model[0].weight[[0, 7]] = 0
+        model[0].bias[[0, 7]] = 0
+    graph, record = run_pass(captured(model, 4, 6), "eliminate_dead_weights", tolerance=FLOAT_TOLERANCE)
+    assert record.details["removed_channels"] == ["_0: 2 of 10 channels"]
+    assert graph.module.get_submodule("0").out_features == 8 and graph.module.get_submodule("2").in_features == 8
+    assert record.details["bytes_saved"] == 4 * (2 * 6 + 2 + 3 * 2)
+    assert_matches_eager(model, graph, 5, 6, tolerance=FLOAT_TOLERANCE)
