@@ -1,7 +1,8 @@
 """Named pipelines. Each level adds to the one below; names refer to registered passes.
 
 - ``O0``: nothing (capture and lower as is).
-- ``O1``: safe structural clean-up: results are bit-identical to the captured graph.
+- ``O1``: safe structural clean-up and dead-weight elimination: results are bit-identical to the
+  captured graph, except where all-zero channels are removed (shorter sums may round differently).
 - ``O2``: adds constant folding, BatchNorm folding, weight layout and fusion-group marking: same
   math, float32 rounding may differ (verify mode holds it to 1e-5 relative).
 - ``O3``: adds what trades accuracy for speed and size (quantization), when calibration data is given.
