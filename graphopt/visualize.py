@@ -43,11 +43,12 @@ class PipelineSnapshots:
             self.states.append({"label": "captured", "graph": graph_to_json(graph)})
 
     def after_pass(self, info: Any, graph: Graph, record: Any) -> None:
-        self.states.append({"label": f"after {info.name}", "graph": graph_to_json(graph)})
-        before = self.states[-2]["graph"]
-        self.passes.append(
-            {"record": jsonable(record.to_dict()), "diff": diff_graphs(before, self.states[-1]["graph"])}
-        )
+        before = self.states[-1]["graph"]
+        after = graph_to_json(graph)
+        if after == before:
+            after = before  # one object: the page stores a graph a pass left alone only once
+        self.states.append({"label": f"after {info.name}", "graph": after})
+        self.passes.append({"record": jsonable(record.to_dict()), "diff": diff_graphs(before, after)})
 
 
 def visualize(
@@ -128,7 +129,7 @@ def render_html(payload: dict[str, Any]) -> str:
     """One HTML page with the payload and every script and style inline (works from file://)."""
     assets = resources.files("graphopt") / "viz_assets"
     scripts = "\n".join((assets / name).read_text(encoding="utf-8") for name in _SCRIPTS)
-    data = json.dumps(payload, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
+    data = json.dumps(_share_repeated_states(payload), separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
     fills = {
         "TITLE": html.escape(payload["title"]),
         "CSS": (assets / "style.css").read_text(encoding="utf-8"),
@@ -137,6 +138,16 @@ def render_html(payload: dict[str, Any]) -> str:
     }
     parts = re.split(r"@@(\w+)@@", (assets / "template.html").read_text(encoding="utf-8"))
     return "".join(fills[part] if index % 2 else part for index, part in enumerate(parts))
+
+
+def _share_repeated_states(payload: dict[str, Any]) -> dict[str, Any]:
+    """States whose graph is the same object as an earlier one become ``{"label", "same_as": index}``."""
+    first: dict[int, int] = {}
+    states = []
+    for index, state in enumerate(payload["states"]):
+        earlier = first.setdefault(id(state["graph"]), index)
+        states.append(state if earlier == index else {"label": state["label"], "same_as": earlier})
+    return {**payload, "states": states}
 
 
 def render_dot(data: dict[str, Any]) -> str:

@@ -10,6 +10,9 @@
 (() => {
   const F = GraphoptFormat;
   const data = JSON.parse(document.getElementById("graphopt-data").textContent);
+  for (const state of data.states) { // a pass that changed nothing shares the graph before it
+    if (state.same_as !== undefined) state.graph = data.states[state.same_as].graph;
+  }
   const $ = (id) => document.getElementById(id);
   const hash = new URLSearchParams(location.hash.slice(1));
   const AUTO_BUDGET = 30; // boxes shown before modules start collapsing

@@ -11,7 +11,7 @@ import torch
 import graphopt
 from tests.viz import chromium
 from tests.viz.png import read_png
-from tests.viz.test_visualize import drop_dropout, mark_convs
+from tests.viz.test_visualize import do_nothing, drop_dropout, mark_convs
 
 pytestmark = pytest.mark.browser
 
@@ -124,10 +124,13 @@ def test_layout_keeps_boxes_apart_and_edges_downward(browser, resnet_page):
 def test_pipeline_before_and_after(browser, tmp_path):
     from tests.viz.models import tiny_graph
 
-    path = graphopt.visualize(tiny_graph(), tmp_path / "pipeline.html", passes=[drop_dropout, mark_convs])
+    passes = [drop_dropout, do_nothing, mark_convs]
+    path = graphopt.visualize(tiny_graph(), tmp_path / "pipeline.html", passes=passes)
     open_page(browser, path)
     steps = [e.text.split("\n")[0] for e in browser.find_elements("css selector", "#timeline .step")]
-    assert steps == ["captured", "drop_dropout", "mark_convs"]
+    assert steps == ["captured", "drop_dropout", "do_nothing", "mark_convs"]
+    browser.find_elements("css selector", "#timeline .step")[2].click()  # its graph is stored once, shared
+    assert browser.execute_script("return window.__graphopt.screenPosition('fc')") is not None
     browser.find_elements("css selector", "#timeline .step")[1].click()
     browser.find_element("css selector", "#timeline [data-side=before]").click()
     report = browser.find_element("id", "pass-report").text

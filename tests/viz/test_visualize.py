@@ -35,6 +35,11 @@ def drop_dropout(graph):
     return PassResult(graph, changed=removed > 0, details={"removed": removed})
 
 
+def do_nothing(graph):
+    """A test pass that leaves the graph as it is."""
+    return PassResult(graph, changed=False)
+
+
 def mark_convs(graph):
     """A test pass: put every conv in its own fusion group."""
     for index, node in enumerate(n for n in graph.nodes if graph.info(n).kind == "conv2d"):
@@ -141,3 +146,9 @@ def test_non_finite_numbers_from_a_pass_do_not_break_the_page(tmp_path):
     assert data["passes"][0]["record"]["details"] == {"ratio": "nan"}
     fc = next(n for n in data["states"][1]["graph"]["nodes"] if n["name"] == "fc")
     assert fc["quant"] == {"qparams": {"scale": "inf"}}
+
+
+def test_a_pass_that_changes_nothing_does_not_store_the_graph_again(tmp_path):
+    data = embedded_data(graphopt.visualize(tiny_graph(), tmp_path / "p.html", passes=[do_nothing]).read_text())
+    assert data["states"][1] == {"label": "after do_nothing", "same_as": 0}
+    assert data["passes"][0]["diff"] == {"removed": [], "added": [], "folded": [], "changed": [], "fused": []}
