@@ -167,6 +167,10 @@ UNTRACEABLE = """
 
     def not_a_model():
         return 42
+
+    class Unlowerable(nn.Module):
+        def forward(self, x):
+            return torch.special.erfinv(torch.tanh(x) * 0.5)
 """
 
 
@@ -322,7 +326,11 @@ def test_a_failed_compile_leaves_no_output_directory(capsys, tmp_path):
     out_dir = tmp_path / "never"
     status, _, err = run(capsys, "compile", MLP, "--input-shape", "1x784", "--target", "no_such_target", "-o", out_dir)
     assert status == 2 and "unknown target 'no_such_target'" in err and err.count("\n") == 1
-    assert not out_dir.exists() and list(tmp_path.iterdir()) == []
+    model = write_model(tmp_path, UNTRACEABLE)
+    status, _, err = run(capsys, "compile", f"{model}:Unlowerable", "--input-shape", "2x4", "-o", out_dir)
+    assert status == 2 and err.count("\n") == 1
+    assert f"aten.erfinv.default at node 'special_erfinv' ({model}:" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["user_model.py"]  # no artifact, no temp dir
 
 
 @needs_tvm
