@@ -145,6 +145,9 @@ def _share_repeated_states(payload: dict[str, Any]) -> dict[str, Any]:
     first: dict[int, int] = {}
     states = []
     for index, state in enumerate(payload["states"]):
+        if "graph" not in state:  # already shared
+            states.append(state)
+            continue
         earlier = first.setdefault(id(state["graph"]), index)
         states.append(state if earlier == index else {"label": state["label"], "same_as": earlier})
     return {**payload, "states": states}

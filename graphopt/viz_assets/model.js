@@ -25,9 +25,14 @@ const GraphoptModel = (() => {
       for (const path of prefixes(node.scope)) ensure(path).members.push(node.id);
     }
     // Totals count hidden constants too: an exported graph keeps its weights in get_attr nodes.
+    // A constant a pass created at the top level counts in the module of its first user.
+    const firstUser = new Map();
+    for (const [u, v] of graph.edges) if (!firstUser.has(u)) firstUser.set(u, v);
     for (const node of graph.nodes) {
-      if (!node.scope) continue;
-      for (const path of prefixes(node.scope)) {
+      const scope = node.scope || (node.op === "get_attr" && firstUser.has(node.id)
+        ? graph.nodes[firstUser.get(node.id)].scope : "");
+      if (!scope) continue;
+      for (const path of prefixes(scope)) {
         const group = raw.get(path);
         if (!group) continue;
         group.flops = (group.flops || 0) + node.flops;
