@@ -85,6 +85,7 @@ class CompiledModel:
     @property
     def vm(self) -> VirtualMachine:
         if self._vm is None:
+            check_runnable_here(self.manifest)
             self._vm = VirtualMachine(self.module, self.device)
         return self._vm
 

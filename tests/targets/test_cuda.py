@@ -55,9 +55,12 @@ def test_manifest_names_the_gpu_target_and_its_host(cuda_artifact) -> None:
 
 
 @pytest.mark.skipif(HAS_GPU, reason="checks the refusal on a machine without a GPU")
-def test_loading_without_a_gpu_is_a_clear_error(cuda_artifact) -> None:
+def test_loading_or_running_without_a_gpu_is_a_clear_error(cuda_artifact) -> None:
+    _, compiled, out_dir = cuda_artifact
     with pytest.raises(ArtifactError, match=r"built for a CUDA GPU .* no CUDA GPU is present here"):
-        graphopt.load(cuda_artifact[2])
+        graphopt.load(out_dir)
+    with pytest.raises(ArtifactError, match=r"built for a CUDA GPU .* no CUDA GPU is present here"):
+        compiled(np.zeros((2, 1, 28, 28), np.float32))
 
 
 @pytest.mark.gpu
