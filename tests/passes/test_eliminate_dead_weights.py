@@ -68,15 +68,6 @@ def test_zero_channels_are_removed_and_consumers_shrunk(method: str) -> None:
     assert_matches_eager(model, graph, 2, 3, 8, 8, tolerance=FLOAT_TOLERANCE)
 
 
-def test_channels_that_are_not_zero_after_batchnorm_stay() -> None:
-    model = pruned_conv_net()
-    with torch.no_grad():
-        model[1].bias[4] = 0.5  # channel 4 leaves the BN as a constant 0.5: still feeds conv2
-    graph, record = run_pass(captured(model, 2, 3, 8, 8), "eliminate_dead_weights", tolerance=FLOAT_TOLERANCE)
-    assert "2 of 8 channels" in record.details["removed_channels"][0]
-    assert_matches_eager(model, graph, 2, 3, 8, 8, tolerance=FLOAT_TOLERANCE)
-
-
 def test_zero_rows_of_a_linear_shrink_the_next_linear() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 10), nn.ReLU(), nn.Linear(10, 3)).eval()
@@ -88,3 +79,37 @@ def test_zero_rows_of_a_linear_shrink_the_next_linear() -> None:
     assert graph.module.get_submodule("0").out_features == 8 and graph.module.get_submodule("2").in_features == 8
     assert record.details["bytes_saved"] == 4 * (2 * 6 + 2 + 3 * 2)
     assert_matches_eager(model, graph, 5, 6, tolerance=FLOAT_TOLERANCE)
+
+
+@pytest.mark.parametrize("method", ["symbolic_trace", "export"])
+def test_constant_channels_fold_into_the_next_linear_bias(method: str) -> None:
+    """Pruned rows whose bias is not zero reach fc2 as constants: fc2's bias absorbs them."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 10), randomized_bn(10, dims=1), nn.GELU(), nn.Linear(10, 3)).eval()
+    with torch.no_grad():
+        model[0].weight[[2, 5, 9]] = 0  # bias and BN of these rows stay: they output a nonzero constant
+    graph, record = run_pass(captured(model, 4, 6, method=method), "eliminate_dead_weights", tolerance=FLOAT_TOLERANCE)
+    assert "3 of 10 channels" in record.details["removed_channels"][0]
+    shapes = sorted(tuple(p.shape) for p in graph.module.parameters())
+    assert (7, 6) in shapes and (3, 7) in shapes and (10,) not in shapes
+    assert_matches_eager(model, graph, 5, 6, tolerance=FLOAT_TOLERANCE)
+
+
+def test_constant_channels_stay_before_a_padded_conv() -> None:
+    """With padding the border reads zeros, not the constant: only exactly-zero channels may go."""
+    model = pruned_conv_net()
+    with torch.no_grad():
+        model[1].bias[4] = 0.5  # channel 4 leaves the BN as 0.5, conv2 has padding=1
+    graph, record = run_pass(captured(model, 2, 3, 8, 8), "eliminate_dead_weights", tolerance=FLOAT_TOLERANCE)
+    assert "2 of 8 channels" in record.details["removed_channels"][0]
+    assert_matches_eager(model, graph, 2, 3, 8, 8, tolerance=FLOAT_TOLERANCE)
+
+
+def test_constant_channels_fold_into_an_unpadded_conv() -> None:
+    model = pruned_conv_net()
+    model[3].padding = (0, 0)
+    with torch.no_grad():
+        model[1].bias[4] = 0.5
+    graph, record = run_pass(captured(model, 2, 3, 8, 8), "eliminate_dead_weights", tolerance=FLOAT_TOLERANCE)
+    assert "3 of 8 channels" in record.details["removed_channels"][0]
+    assert_matches_eager(model, graph, 2, 3, 8, 8, tolerance=FLOAT_TOLERANCE)

@@ -1,6 +1,6 @@
 """Property: O2 with verify keeps random small models equal to eager within 1e-5 relative (float32).
 
-hypothesis draws a sequence of layers (Conv2d with or without bias, BatchNorm, ReLU, residual add,
+hypothesis draws a sequence of layers (Conv2d with or without bias or with pruned channels, BatchNorm, ReLU, residual add,
 reshape round trips, transposes, concatenation, no-ops, unused branches with their own weights)
 plus a weight seed and a capture method; every case must pass O2's per-pass verification and match
 the eager model on a fresh input.
@@ -18,7 +18,20 @@ from graphopt.pass_manager import optimize
 from tests.passes.models import FLOAT_TOLERANCE, assert_matches_eager, kinds, randomized_bn
 
 CHANNELS, SIZE = 4, 4
-LAYERS = ["conv", "conv_nobias", "bn", "relu", "add", "reshape", "transpose", "concat", "noop", "dropout", "unused"]
+LAYERS = [
+    "conv",
+    "conv_nobias",
+    "pruned_conv",
+    "bn",
+    "relu",
+    "add",
+    "reshape",
+    "transpose",
+    "concat",
+    "noop",
+    "dropout",
+    "unused",
+]
 
 
 class RandomNet(nn.Module):
@@ -30,8 +43,11 @@ class RandomNet(nn.Module):
         self.layers = layers
         self.blocks = nn.ModuleList()
         for layer in layers:
-            if layer in ("conv", "conv_nobias"):
-                block: nn.Module = nn.Conv2d(CHANNELS, CHANNELS, 3, padding=1, bias=layer == "conv")
+            if layer in ("conv", "conv_nobias", "pruned_conv"):
+                block: nn.Module = nn.Conv2d(CHANNELS, CHANNELS, 3, padding=1, bias=layer != "conv_nobias")
+                if layer == "pruned_conv":
+                    with torch.no_grad():
+                        block.weight[: seed % 3 + 1] = 0  # channels left constant (their bias) by pruning
             elif layer == "bn":
                 block = randomized_bn(CHANNELS)
             elif layer == "concat":
