@@ -303,11 +303,27 @@ needs_tvm = pytest.mark.skipif(not HAVE_TVM, reason="TVM is not installed")
 
 
 @needs_tvm
-def test_compile_writes_the_artifact_and_checks_it_against_eager(capsys, tmp_path):
-    out_dir = tmp_path / "mlp"
-    status, out, err = run(capsys, "compile", MLP, "--input-shape", "2x784", "-o", out_dir, "--json")
+def test_compile_writes_the_artifact_and_checks_it_against_eager(capsys, tmp_path, scale_pass):
+    out_dir, dump = tmp_path / "mlp", tmp_path / "ir"
+    status, out, err = run(
+        capsys,
+        "compile",
+        MLP,
+        "--input-shape",
+        "2x784",
+        "-o",
+        out_dir,
+        "--passes",
+        scale_pass,
+        "--verify",
+        "--dump-ir",
+        dump,
+        "--json",
+    )
     assert status == 0, err
     result = json.loads(out)
+    assert sorted(p.name for p in dump.iterdir()) == ["00_captured.txt", f"01_{scale_pass}.txt"]
+    assert [(p["name"], p["max_error"]) for p in result["passes"]] == [(scale_pass, 0.0)]  # --verify ran
     assert result["target"] == "cpu" and result["out_dir"] == str(out_dir)
     assert result["eager_check"]["checked"] and result["eager_check"]["ok"]
     assert result["eager_check"]["max_relative_error"] <= 1e-4
