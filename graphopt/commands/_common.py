@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import functools
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -128,9 +129,15 @@ class Loaded:
         """The user's model run in PyTorch eager mode (the reference every result is checked against)."""
         import torch
 
-        model = self.model.module() if isinstance(self.model, torch.export.ExportedProgram) else self.model
         with torch.no_grad():
-            return model(*(inputs or self.inputs))
+            return self.eager_module(*(inputs or self.inputs))
+
+    @functools.cached_property
+    def eager_module(self) -> Any:
+        """The model as a callable module (a saved program unlifted once, not on every call)."""
+        import torch
+
+        return self.model.module() if isinstance(self.model, torch.export.ExportedProgram) else self.model
 
 
 def model_name(spec: str, model: Any) -> str:
