@@ -123,7 +123,8 @@
   function select(selection) {
     app.selected = selection;
     const scene = app.scene;
-    scene.boxes.forEach((b) => { b.selected = !!selection && (b.node === selection.node && !!b.node || b.group === selection.group && !!b.group); });
+    const chosen = (b) => (b.node ? b.node === selection?.node : b.group === selection?.group);
+    scene.boxes.forEach((b) => { b.selected = chosen(b); });
     scene.selectedBox = scene.boxes.findIndex((b) => b.selected);
     if (scene.selectedBox < 0) scene.selectedBox = null;
     renderer.requestDraw();

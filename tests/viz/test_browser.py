@@ -34,6 +34,14 @@ def browser():
     chromium.stop(driver)
 
 
+@pytest.fixture(autouse=True)
+def no_console_errors(browser):
+    """Every browser test ends with an error-free console (the log is read, and so cleared, here)."""
+    severe_logs(browser)  # drop what an earlier test left
+    yield
+    assert severe_logs(browser) == []
+
+
 def open_page(driver, path):
     chromium.open_page(driver, path, timeout=10)
 
