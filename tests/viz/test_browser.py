@@ -166,3 +166,46 @@ def assert_not_blank(png_path):
     pixels = [tuple(row[x : x + 3]) for row in canvas_rows for x in range(0, width * channels // 2, channels * 2)]
     brightness = torch.tensor([sum(p) / 3 for p in pixels])
     assert len(set(pixels)) > 20 and brightness.std() > 5, "the screenshot is blank"
+
+
+def test_layout_invariants_on_random_graphs(browser, resnet_page):
+    """GraphoptLayout on random DAGs: finite coordinates, no two boxes of a layer overlap, every
+    edge runs downward, and each edge's route starts at its producer and ends at its consumer."""
+    import random
+
+    open_page(browser, resnet_page)
+    for seed in range(12):
+        rng = random.Random(seed)
+        count = rng.randint(2, 300)
+        edges = [[rng.randrange(v), v] for v in range(1, count) for _ in range(rng.choice((1, 1, 2, 3)))]
+        edges += [[rng.randrange(count), rng.randrange(count)] for _ in range(count // 10)]  # some go backwards
+        widths = [rng.randint(60, 250) for _ in range(count)]
+        problems = browser.execute_script(
+            """
+            const [count, widths, edges] = arguments;
+            const heights = widths.map(() => 42);
+            const L = GraphoptLayout.layout(count, widths, heights, edges);
+            const problems = [];
+            for (let v = 0; v < count; v++) if (!isFinite(L.x[v]) || !isFinite(L.top[v])) problems.push(`node ${v} not placed`);
+            for (const row of L.rows) {
+              const sorted = [...row].sort((a, b) => L.x[a] - L.x[b]);
+              for (let k = 1; k < sorted.length; k++) {
+                const a = sorted[k - 1], b = sorted[k];
+                if (L.x[a] + widths[a] / 2 > L.x[b] - widths[b] / 2 + 1e-6) problems.push(`${a} overlaps ${b}`);
+              }
+            }
+            L.routes.forEach((r) => {
+              const [u, v] = edges[r.edge];
+              if (u === v) return;
+              const [top, bottom] = u < v ? [u, v] : [v, u];
+              if (L.top[bottom] <= L.top[top]) problems.push(`edge ${u}->${v} does not run down`);
+              const p = r.pts, n = p.length;
+              if (Math.abs(p[0] - L.x[top]) > 1e-6 || Math.abs(p[n - 2] - L.x[bottom]) > 1e-6) problems.push(`route ${u}->${v} detached`);
+            });
+            return problems.slice(0, 5);
+            """,
+            count,
+            widths,
+            edges,
+        )
+        assert problems == [], f"seed {seed}: {problems}"
