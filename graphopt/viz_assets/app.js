@@ -50,6 +50,16 @@
     const diff = data.passes[app.passIndex].diff;
     const kinds = app.side === "before" ? ["removed", "changed", "fused"] : ["added", "folded", "changed", "fused"];
     for (const kind of kinds) for (const name of diff[kind] || []) if (!result.has(name)) result.set(name, kind);
+    if (app.side === "after" && !app.showConstants) { // folded constants are hidden: mark their users
+      const m = model();
+      for (const name of diff.folded || []) {
+        const node = m.byName.get(name);
+        if (!node) continue;
+        for (const user of m.succs[node.id]) {
+          if (!result.has(m.graph.nodes[user].name)) result.set(m.graph.nodes[user].name, "folded");
+        }
+      }
+    }
     return result;
   }
 
