@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 
 import tvm
-from tvm import relax
+from tvm import relax, topi
 from tvm.s_tir import dlight
 from tvm.target import Target
 
@@ -30,6 +30,33 @@ from .schedule_tiled import TiledContraction
 
 # Pooling, batch norm and elementwise ops follow their input's layout.
 NHWC_LAYOUTS = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
+
+
+@relax.expr_functor.mutator
+class _GeluRewriter(relax.PyExprMutator):
+    def visit_call_(self, call: relax.Call) -> relax.Expr:
+        call = super().visit_call_(call)
+        if isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.nn.gelu":
+            return self.builder_.call_te(_fast_gelu, call.args[0], primfunc_name_hint="gelu")
+        return call
+
+
+def _fast_gelu(x: tvm.te.Tensor) -> tvm.te.Tensor:
+    half = tvm.tirx.const(0.5, x.dtype)
+    erf = topi.fast_erf(topi.multiply(x, tvm.tirx.const(0.7071067811865476, x.dtype)))
+    return topi.multiply(topi.multiply(x, half), topi.add(erf, tvm.tirx.const(1.0, x.dtype)))
+
+
+@tvm.transform.module_pass(opt_level=0, name="FastGelu")
+class FastGelu:
+    """GELU through TOPI's vectorizable ``fast_erf`` (libm's erf is a scalar call per element)."""
+
+    def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        rewriter = _GeluRewriter(mod)
+        for gvar, func in mod.functions_items():
+            if isinstance(func, relax.Function):
+                rewriter.builder_.update_func(gvar, rewriter.visit_expr(func))
+        return rewriter.builder_.get()
 
 
 def default_rules() -> list[dlight.ScheduleRule]:
@@ -55,6 +82,8 @@ def prepare_cpu_module(mod: tvm.IRModule, target: Target) -> tvm.IRModule:
         relax.transform.DecomposeOpsForInference(),
         relax.transform.ConvertLayout(NHWC_LAYOUTS),
         relax.transform.Normalize(),
+        FastGelu(),
+        relax.transform.FastMathTransform(),
         relax.transform.LegalizeOps(),
         relax.transform.AnnotateTIROpPattern(),
         relax.transform.FoldConstant(),

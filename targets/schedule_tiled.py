@@ -35,6 +35,8 @@ MAX_ACCUMULATORS = 24
 ROW_TILES = (8, 7, 6, 5, 4, 3, 2, 1)
 # TVM places a per-iteration buffer on the stack only below this size (runtime::kMaxStackAlloca).
 MAX_STACK_BYTES = 1024
+# Reductions at least this long amortize a heap-allocated tile (measured on a 128x256x1024 matmul).
+LONG_REDUCTION = 128
 
 
 def _extent(sch: s_tir.Schedule, loop: s_tir.schedule.LoopRV) -> int | None:
@@ -51,13 +53,14 @@ def _innermost_output_var(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV) -
     return last.min if isinstance(last.min, tirx.Var) and int(last.extent) == 1 else None
 
 
-def choose_tiles(extent_i: int, extent_j: int, lanes: int) -> tuple[int, int]:
+def choose_tiles(extent_i: int, extent_j: int, lanes: int, reduction: int) -> tuple[int, int]:
     """Register tile (rows ``ii``, columns ``ji``).
 
-    ``ji`` is a multiple of the SIMD width dividing ``extent_j`` where possible (else the whole axis
-    when it is short); ``ii`` is the largest divisor of ``extent_i`` that keeps the accumulator tile
-    under TVM's stack-allocation limit (a larger tile would be heap-allocated on every iteration of
-    the parallel loop) and its vectors inside the register file.
+    ``ji`` is two SIMD registers wide where the axis allows it (else the whole axis when it is
+    short); ``ii`` the largest divisor of ``extent_i`` up to 8, for 16 accumulators in flight.
+    A tile of ``MAX_STACK_BYTES`` or more is heap-allocated on every iteration of the parallel loop;
+    that only pays off when the reduction is long, so short reductions (1x1 convs over few
+    channels) keep the tile under the limit.
     """
     if extent_j % lanes == 0:
         ji = lanes * (2 if extent_j % (2 * lanes) == 0 else 1)
@@ -66,9 +69,8 @@ def choose_tiles(extent_i: int, extent_j: int, lanes: int) -> tuple[int, int]:
     else:
         ji = lanes
     vectors = -(-ji // lanes)
-    ii = next(
-        t for t in ROW_TILES if extent_i % t == 0 and t * vectors <= MAX_ACCUMULATORS and t * ji * 4 < MAX_STACK_BYTES
-    )
+    limit = MAX_STACK_BYTES if reduction < LONG_REDUCTION else 1 << 30
+    ii = next(t for t in ROW_TILES if extent_i % t == 0 and t * vectors <= MAX_ACCUMULATORS and t * ji * 4 < limit)
     return ii, ji
 
 
@@ -122,7 +124,10 @@ def _tile_main(sch: s_tir.Schedule, main: SBlockInfo, lanes: int, has_epilogue: 
     i = spatial[-2] if len(spatial) > 1 else None
     extent_j = _extent(sch, j)
     extent_i = _extent(sch, i) if i is not None else 1
-    ii, ji = choose_tiles(extent_i, extent_j, lanes)
+    reduction_size = 1
+    for loop in reduction:
+        reduction_size *= _extent(sch, loop)
+    ii, ji = choose_tiles(extent_i, extent_j, lanes, reduction_size)
 
     # Accumulate into a tile-sized intermediate: the epilogue's input, or a copy of the output.
     if not has_epilogue:

@@ -1,0 +1,74 @@
+"""MetaSchedule tuning with a persistent database (targets/tuning.py).
+
+One tiny-budget run on a two-layer MLP: it writes the database, seeds it with the default
+schedules, keeps eager's numbers (relative 1e-5, see conftest.py), and a second compile of the same
+model reuses the records without a single new trial.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import tvm
+from graphopt.targets import tuning
+from graphopt.targets.schedule_cpu import host_target, prepare_cpu_module
+from torch import nn
+from tvm import relax
+
+from tests.targets.conftest import TOLERANCE
+from tests.targets.test_schedule_cpu import output, relative_error, to_relax
+
+TARGET = host_target()
+
+
+def small_mlp() -> tuple[nn.Module, torch.Tensor]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 16)).eval()
+    return model, torch.randn(8, 64)
+
+
+def test_database_folder_is_per_target_and_overridable(tmp_path: Path) -> None:
+    other = tvm.target.Target({"kind": "llvm", "mcpu": "skylake-avx512", "num-cores": 2})
+    assert tuning.database_dir(TARGET) != tuning.database_dir(other)
+    assert tuning.database_dir(TARGET).parent == tuning.DEFAULT_DB_ROOT
+    assert tuning.database_dir(TARGET, tmp_path) == tmp_path
+
+
+def test_default_schedules_are_seeded_as_records(tmp_path: Path) -> None:
+    model, x = small_mlp()
+    mod = prepare_cpu_module(to_relax(model, x), TARGET)
+    database = tuning.open_database(tmp_path)
+    tasks = tuning.new_tasks(mod, TARGET, database)
+    assert tasks
+    tuning.seed_default_schedules(tasks, TARGET, database)
+    assert tuning.new_tasks(mod, TARGET, database) == []
+    assert (tmp_path / "database_tuning_record.json").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_tuning_writes_the_database_and_a_second_compile_reuses_it(tmp_path: Path) -> None:
+    model, x = small_mlp()
+    with torch.no_grad():
+        expected = model(x)
+    start = time.perf_counter()
+    tuned = tuning.tune_cpu(to_relax(model, x), TARGET, trials=4, tune_db=tmp_path, progress=False)
+    first = time.perf_counter() - start
+    records = (tmp_path / "database_tuning_record.json").read_text().splitlines()
+    assert len(records) >= 3  # two seeded default schedules plus at least one tuned candidate
+    vm = relax.VirtualMachine(tvm.compile(tuned, TARGET), tvm.cpu())
+    assert relative_error(expected, output(vm, [tvm.runtime.tensor(x.numpy())])) <= TOLERANCE
+
+    start = time.perf_counter()
+    again = tuning.tune_cpu(to_relax(model, x), TARGET, trials=4, tune_db=tmp_path, progress=False)
+    second = time.perf_counter() - start
+    assert (tmp_path / "database_tuning_record.json").read_text().splitlines() == records  # no new trial
+    assert second < first / 3
+    vm = relax.VirtualMachine(tvm.compile(again, TARGET), tvm.cpu())
+    np.testing.assert_array_equal(
+        output(vm, [tvm.runtime.tensor(x.numpy())]),
+        relax.VirtualMachine(tvm.compile(tuned, TARGET), tvm.cpu())["main"](tvm.runtime.tensor(x.numpy()))[0].numpy(),
+    )
