@@ -231,19 +231,37 @@
   }
 
   // -- pipeline timeline -------------------------------------------------------------------
+  /* Switch graph state. The view stays put around the selected node or, without one, around the
+   * box nearest the centre that both states share, so before and after line up on screen. */
   function showState(stateIndex, passIndex, side) {
-    const selectedName = app.selected?.node;
+    const anchors = anchorCandidates();
     app.stateIndex = stateIndex;
     app.passIndex = passIndex;
     app.side = side;
-    const keep = selectedName && app.boxOfNode.has(selectedName)
-      ? renderer.toScreen(...boxTop(app.boxOfNode.get(selectedName))) : null;
     if (app.matches.size) {
       app.matches = new Set(GraphoptModel.search(model().graph, $("search").value).map((n) => n.name));
     }
-    relayoutKeeping(keep, () => (app.boxOfNode.has(selectedName) ? boxTop(app.boxOfNode.get(selectedName)) : null));
+    rebuild();
+    const anchor = anchors.find(({ key }) => boxIndex(key) !== undefined);
+    if (anchor) {
+      const [gx, gy] = boxTop(boxIndex(anchor.key));
+      renderer.centerOn(gx, gy, anchor.screen[0], anchor.screen[1]);
+    }
     renderTimeline();
     showDetails();
+  }
+
+  const boxIndex = (key) => (key.node ? app.boxOfNode.get(key.node) : app.boxOfGroup.get(key.group));
+
+  /* Boxes on screen now, the selected one first, then by distance from the centre. */
+  function anchorCandidates() {
+    const centre = [renderer.cssWidth / 2, renderer.cssHeight / 2];
+    const candidates = app.scene.boxes.map((b, i) => {
+      const screen = renderer.toScreen(...boxTop(i));
+      const distance = b.selected ? -1 : Math.hypot(screen[0] - centre[0], screen[1] - centre[1]);
+      return { key: b.node ? { node: b.node } : { group: b.group }, screen, distance };
+    });
+    return candidates.sort((a, b) => a.distance - b.distance).slice(0, 200);
   }
 
   function renderTimeline() {

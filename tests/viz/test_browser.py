@@ -149,6 +149,13 @@ def test_pipeline_before_and_after(browser, tmp_path):
     assert badge == "removed"
     browser.find_element("css selector", "#timeline [data-side=after]").click()
     assert browser.execute_script("return window.__graphopt.screenPosition('drop')") is None
+    # Toggling before/after keeps the selected node where it is on screen, so the two line up.
+    browser.execute_script("window.__graphopt.reveal('fc')")
+    where = browser.execute_script("return window.__graphopt.screenPosition('fc')")
+    for side in ("before", "after"):
+        browser.find_element("css selector", f"#timeline [data-side={side}]").click()
+        moved = browser.execute_script("return window.__graphopt.screenPosition('fc')")
+        assert abs(moved[0] - where[0]) < 1 and abs(moved[1] - where[1]) < 1
     assert severe_logs(browser) == []
 
 
