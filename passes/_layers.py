@@ -141,11 +141,10 @@ class Layer:
     def groups(self) -> int:
         if self.submodule is not None:
             return int(getattr(self.submodule, "groups", 1))
-        name = _op_name(self.node)
-        position = _GROUPS_SLOT.get(name, 6)
-        if "groups" in self.node.kwargs:
-            return int(self.node.kwargs["groups"])
-        return int(self.node.args[position]) if position < len(self.node.args) else 1
+        position = _GROUPS_SLOT.get(_op_name(self.node), 6)
+        args: tuple[Any, ...] = self.node.args
+        groups: Any = self.node.kwargs.get("groups", args[position] if position < len(args) else 1)
+        return int(groups)
 
 
 def _op_name(node: fx.Node) -> str:
@@ -184,11 +183,10 @@ def layer_of(module: fx.GraphModule, node: fx.Node) -> Layer | None:
 def batch_norm_eps(layer: Layer) -> float:
     if layer.submodule is not None:
         return float(layer.submodule.eps)  # type: ignore[arg-type]
-    if "eps" in layer.node.kwargs:
-        return float(layer.node.kwargs["eps"])
-    name = _op_name(layer.node)
-    position = {"batch_norm": 7, "_native_batch_norm_legit_no_training": 6}.get(name, 7)
-    return float(layer.node.args[position]) if position < len(layer.node.args) else 1e-5
+    position = {"batch_norm": 7, "_native_batch_norm_legit_no_training": 6}.get(_op_name(layer.node), 7)
+    args: tuple[Any, ...] = layer.node.args
+    eps: Any = layer.node.kwargs.get("eps", args[position] if position < len(args) else 1e-5)
+    return float(eps)
 
 
 def batch_norm_training(layer: Layer) -> bool:

@@ -12,6 +12,8 @@ All are exact: results are bit-identical.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import fx
 
@@ -42,9 +44,9 @@ def permutation(node: fx.Node) -> tuple[int, ...] | None:
         if rank == 2:
             axes = [1, 0]
         return tuple(axes)
-    rest = list(node.args[1:])
+    rest: list[Any] = list(node.args[1:])
     if name.split(".")[0] == "permute":
-        dims = rest[0] if len(rest) == 1 and isinstance(rest[0], (list, tuple)) else rest
+        dims: Any = rest[0] if len(rest) == 1 and isinstance(rest[0], (list, tuple)) else rest
         dims = node.kwargs.get("dims", dims)
         return tuple(int(d) % rank for d in dims) if len(dims) == rank else None
     first = node.kwargs.get("dim0", rest[0] if rest else None)
