@@ -2,8 +2,10 @@
 
 When channel ``k`` of a Conv/Linear ``P`` has an all-zero weight slice, its output is the
 constant ``bias[k]`` at every position. Between ``P`` and the next layer ``C`` it passes through
-per-channel ops (BatchNorm, activations), so it reaches ``C`` as a constant ``c[k]``, which this
-module computes by running those very ops on a one-pixel tensor. Then:
+per-channel ops (BatchNorm, activations, max-pooling, adaptive average pooling), so it reaches
+``C`` as a constant ``c[k]``, which this module computes by running those very ops on one sample
+whose channels hold the bias. ``C`` may read the channels through a flatten (``N x C x H x W`` to
+``N x CHW``, then a Linear): channel ``k`` is then a block of ``H * W`` columns. Then:
 
 - ``c[k] == 0``: ``C`` multiplies a zero; the channel can go, whatever ``C`` is;
 - ``c[k] != 0``: ``C`` adds ``c[k] * sum(C.weight[:, k])`` to every output; that is folded into
@@ -12,12 +14,14 @@ module computes by running those very ops on a one-pixel tensor. Then:
 
 Removing a channel drops it from ``P`` (weight rows and bias), from every BatchNorm on the way
 (its four vectors) and from ``C`` (input columns). Only straight chains are handled: every
-intermediate has one user, ``C`` reads the chain directly (no flatten between them), ``P`` and
-``C`` are ungrouped, and at least one channel survives.
+intermediate has one user, ``P`` and ``C`` are ungrouped, a Linear ``P`` has 2-D output, and
+at least one channel survives.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -30,7 +34,19 @@ from graphopt.op_kinds import op_kind
 PER_CHANNEL = frozenset(
     {"relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardswish", "leaky_relu", "identity", "dropout", "contiguous"}
 )
+#: Ops that keep a spatially constant channel constant (so it can still be folded downstream).
+SPATIAL = frozenset({"max_pool2d", "adaptive_avg_pool2d"})
 _SIZE_ATTRIBUTES = {"out": ("out_channels", "out_features", "num_features"), "in": ("in_channels", "in_features")}
+
+
+@dataclass
+class Chain:
+    """What lies between a producer and its consumer: per-channel nodes, BatchNorms, flatten block."""
+
+    steps: list[fx.Node]
+    norms: list[Layer]
+    consumer: Layer | None
+    block: int = 1  # consumer columns per channel (after a flatten of C x H x W)
 
 
 def _weighted(layer: Layer | None) -> bool:
@@ -43,10 +59,18 @@ def _weighted(layer: Layer | None) -> bool:
     )
 
 
-def _chain(graph: Graph, producer: fx.Node) -> tuple[list[fx.Node], list[Layer], Layer] | None:
-    """(per-channel nodes after ``producer``, the BatchNorms among them, the consuming layer)."""
-    steps: list[fx.Node] = []
-    norms: list[Layer] = []
+def _flattens_channels(graph: Graph, node: fx.Node) -> int | None:
+    """For ``N x C x *spatial -> N x (C * S)`` (flatten or reshape), the block size S; else None."""
+    before, after = graph.info(node.args[0]).shape, graph.info(node).shape  # type: ignore[arg-type]
+    if before is None or after is None or len(before) < 3:
+        return None
+    block = math.prod(before[2:])
+    return block if tuple(after) == (before[0], before[1] * block) else None
+
+
+def _chain(graph: Graph, producer: fx.Node) -> Chain | None:
+    """Follow ``producer``'s single users through per-channel ops to the layer that consumes them."""
+    chain = Chain(steps=[], norms=[], consumer=None)
     current = producer
     while (user := only_user(current)) is not None:
         kind = op_kind(graph.module, user)
@@ -57,37 +81,45 @@ def _chain(graph: Graph, producer: fx.Node) -> tuple[list[fx.Node], list[Layer],
             output = batch_norm_output(norm) if norm is not None else None
             if norm is None or output is None:
                 return None
-            norms.append(norm)
-            steps += [user] if output is user else [user, output]
+            chain.norms.append(norm)
+            chain.steps += [user] if output is user else [user, output]
             current = output
-        elif kind in PER_CHANNEL:
-            steps.append(user)
+        elif kind in PER_CHANNEL or (kind in SPATIAL and op_kind(graph.module, producer) in CONV_KINDS):
+            chain.steps.append(user)
+            current = user
+        elif kind in ("flatten", "reshape") and chain.block == 1 and (block := _flattens_channels(graph, user)):
+            chain.block = block
             current = user
         else:
             consumer = layer_of(graph.module, user)
-            if consumer is None or not _weighted(consumer):
+            if consumer is None or not _weighted(consumer) or (chain.block > 1 and consumer.kind != "linear"):
                 return None
-            return steps, norms, consumer
+            chain.consumer = consumer
+            return chain
     return None
 
 
-def _reaching_values(graph: Graph, producer: Layer, steps: list[fx.Node], rank: int) -> torch.Tensor:
-    """The constant each channel reaches the consumer with when its weights are zero."""
-    bias = producer.get("bias")
-    weight = producer.get("weight")
+def _reaching_values(graph: Graph, producer: Layer, steps: list[fx.Node]) -> torch.Tensor:
+    """The constant each channel reaches the consumer with when its weights are zero.
+
+    Runs the chain's own ops on one sample whose channels hold the producer's bias everywhere.
+    """
+    weight, bias = producer.get("weight"), producer.get("bias")
     assert weight is not None
     channels = weight.shape[0]
     start = bias.detach() if bias is not None else torch.zeros(channels, dtype=weight.dtype)
+    shape = graph.info(producer.node).shape or (1, channels)
+    sample = start.reshape(1, channels, *([1] * (len(shape) - 2))).expand(1, *shape[1:]).contiguous()
     interpreter = fx.Interpreter(graph.module)
-    interpreter.env[producer.node] = start.reshape(1, channels, *([1] * max(rank - 2, 0)))
+    interpreter.env[producer.node] = sample
     with torch.no_grad():
         for step in steps:
             for source in step.all_input_nodes:
                 if source not in interpreter.env and source.op == "get_attr":
                     interpreter.env[source] = fetch_attr(graph.module, str(source.target))
             interpreter.env[step] = interpreter.run_node(step)
-    final = interpreter.env[steps[-1]] if steps else interpreter.env[producer.node]
-    return final.reshape(channels)
+    final = interpreter.env[steps[-1]] if steps else sample
+    return final.reshape(1, channels, -1)[0, :, 0]
 
 
 def _absorbs_constants(consumer: Layer) -> bool:
@@ -112,13 +144,17 @@ def _resize(layer: Layer, side: str, size: int) -> None:
                 setattr(layer.submodule, attribute, size)
 
 
-def _remove(producer: Layer, norms: list[Layer], consumer: Layer, keep: torch.Tensor, constants: torch.Tensor) -> None:
+def _remove(producer: Layer, chain: Chain, keep: torch.Tensor, constants: torch.Tensor) -> None:
     """Drop the channels ``~keep``, folding their ``constants`` into the consumer's bias."""
+    consumer, norms = chain.consumer, chain.norms
+    assert consumer is not None
     consumer_weight = consumer.get("weight")
     assert consumer_weight is not None
+    columns = keep.repeat_interleave(chain.block)  # a flattened channel owns ``block`` columns
     if constants.any():
         gone = ~keep
-        extra = consumer_weight[:, gone].double().reshape(consumer_weight.shape[0], int(gone.sum()), -1).sum(2)
+        gone_columns = consumer_weight[:, ~columns].double()
+        extra = gone_columns.reshape(consumer_weight.shape[0], int(gone.sum()), -1).sum(2)
         shift = extra @ constants[gone].double()
         bias = consumer.get("bias")
         old = bias.double() if bias is not None else torch.zeros_like(shift)
@@ -131,8 +167,8 @@ def _remove(producer: Layer, norms: list[Layer], consumer: Layer, keep: torch.Te
             if tensor is not None:
                 layer.set(role, tensor[keep])
         _resize(layer, "out", int(keep.sum()))
-    consumer.set("weight", consumer_weight[:, keep])
-    _resize(consumer, "in", int(keep.sum()))
+    consumer.set("weight", consumer_weight[:, columns])
+    _resize(consumer, "in", int(columns.sum()))
 
 
 def shrink_zero_channels(graph: Graph) -> list[str]:
@@ -145,14 +181,15 @@ def shrink_zero_channels(graph: Graph) -> list[str]:
         weight = producer.get("weight")
         assert weight is not None
         dead = (weight.reshape(weight.shape[0], -1) == 0).all(dim=1)
-        found = _chain(graph, node) if dead.any() and not dead.all() else None
-        if found is None:
+        chain = _chain(graph, node) if dead.any() and not dead.all() else None
+        if chain is None or chain.consumer is None:
             continue
-        steps, norms, consumer = found
-        reaching = _reaching_values(graph, producer, steps, len(graph.info(node).shape or ()))
-        removable = dead & ((reaching == 0) | _absorbs_constants(consumer))
+        if producer.kind == "linear" and len(graph.info(node).shape or ()) != 2:
+            continue  # features are the last axis: per-channel ops would index another one
+        reaching = _reaching_values(graph, producer, chain.steps)
+        removable = dead & ((reaching == 0) | _absorbs_constants(chain.consumer))
         if not removable.any() or removable.all():
             continue
-        _remove(producer, norms, consumer, ~removable, torch.where(removable, reaching, torch.zeros_like(reaching)))
+        _remove(producer, chain, ~removable, torch.where(removable, reaching, torch.zeros_like(reaching)))
         removed.append(f"{node.name}: {int(removable.sum())} of {removable.numel()} channels")
     return removed

@@ -6,6 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+from graphopt.capture import capture
+from graphopt.numerics import relative_error
 from tests.passes.models import FLOAT_TOLERANCE, assert_matches_eager, captured, kinds, randomized_bn, run_pass
 
 
@@ -113,3 +115,29 @@ def test_constant_channels_fold_into_an_unpadded_conv() -> None:
     graph, record = run_pass(captured(model, 2, 3, 8, 8), "eliminate_dead_weights", tolerance=FLOAT_TOLERANCE)
     assert "3 of 8 channels" in record.details["removed_channels"][0]
     assert_matches_eager(model, graph, 2, 3, 8, 8, tolerance=FLOAT_TOLERANCE)
+
+
+@pytest.mark.parametrize("method", ["symbolic_trace", "export"])
+def test_pruned_cnn_channels_go_through_pooling_and_flatten(method: str) -> None:
+    """DigitsCNN: conv2 -> BN -> ReLU -> max-pool -> flatten -> fc; conv1 -> ... -> pool -> conv2 (padded)."""
+    from samples.cnn import digits_cnn
+    from samples.digits import load_digits_28
+
+    model = digits_cnn()
+    with torch.no_grad():
+        model.conv2.weight[[3, 10, 20]] = 0  # BN turns them into constants; fc's bias absorbs them
+        model.conv1.weight[[5]] = 0
+        model.bn1.bias[5], model.bn1.running_mean[5] = -1.0, 0.0  # ReLU(-1) = 0: exactly zero into conv2
+    x, _ = load_digits_28("test")
+    graph = capture(model, x[:8], method=method)
+    graph, record = run_pass(graph, "eliminate_dead_weights", tolerance=FLOAT_TOLERANCE)
+    assert sorted(record.details["removed_channels"]) == sorted(
+        [
+            f"{'conv1' if method == 'symbolic_trace' else 'conv2d'}: 1 of 16 channels",
+            f"{'conv2' if method == 'symbolic_trace' else 'conv2d_1'}: 3 of 32 channels",
+        ]
+    )
+    fc_weight = next(p for name, p in graph.module.named_parameters() if p.dim() == 2)
+    assert fc_weight.shape == (10, 29 * 7 * 7)
+    with torch.no_grad():
+        assert relative_error(model(x), graph(x)) <= FLOAT_TOLERANCE  # on the real test set
