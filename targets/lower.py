@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from graphopt.targets.converters import BUILTIN_CHECKS, BUILTIN_CONVERTERS
 from torch import fx
 
 from graphopt.errors import CaptureError, GraphoptError, InputError, UnsupportedOpError
@@ -26,13 +27,22 @@ from graphopt.metadata import user_source
 #: Converters for ops TVM's frontend does not know: ``"op_name.overload" -> fn(node, importer)``.
 #: ``fn`` gets the exported fx node and the importer (``importer.env[arg]`` is an argument's
 #: relax value, ``importer.block_builder.emit(...)`` adds a binding) and returns a relax value.
-CUSTOM_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = {}
+CUSTOM_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = dict(BUILTIN_CONVERTERS)
+
+#: Per-op checks, ``"op_name.overload" -> check(node) -> reason or None``, for ops that lower only
+#: in some configurations; a node whose check gives a reason is reported as unsupported.
+CHECKS: dict[str, Callable[[fx.Node], str | None]] = dict(BUILTIN_CHECKS)
 
 
-def register_converter(op: Any, fn: Callable[[fx.Node, Any], Any]) -> None:
+def register_converter(
+    op: Any, fn: Callable[[fx.Node, Any], Any], *, check: Callable[[fx.Node], str | None] | None = None
+) -> None:
     """Teach the lowering an op: ``op`` is an OpOverload (``torch.ops.graphopt.quantize.default``)
-    or its frontend name (``"quantize.default"``)."""
+    or its frontend name (``"quantize.default"``). ``check(node)``, if given, returns why a
+    particular node cannot be converted (reported with all other unsupported ops), else None."""
     CUSTOM_CONVERTERS[_op_name(op)] = fn
+    if check is not None:
+        CHECKS[_op_name(op)] = check
 
 
 def _op_name(op: Any) -> str:
@@ -96,10 +106,12 @@ def find_unsupported(graph: Graph, program: torch.export.ExportedProgram) -> lis
         if node.op != "call_function":
             continue
         name = _op_name(node.target)
-        if name in known:
+        reason = CHECKS[name](node) if name in known and name in CHECKS else None
+        if name in known and reason is None:
             continue
         where, source = _where(graph, node)
-        problem = (where, f"aten.{name}" if isinstance(node.target, torch._ops.OpOverload) else name, source)
+        op = f"aten.{name}" if isinstance(node.target, torch._ops.OpOverload) else name
+        problem = (where, f"{op} ({reason})" if reason else op, source)
         if problem not in problems:
             problems.append(problem)
     return problems

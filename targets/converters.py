@@ -1,0 +1,66 @@
+"""graphopt's own converters for ATen ops TVM 0.27's torch frontend lacks or gets partly wrong.
+
+- ``adaptive_max_pool2d``: missing from the frontend. When the input size is a multiple of the
+  output size (global max pooling, 8x8 -> 2x2) it is exactly ``max_pool2d`` with kernel = stride
+  = input / output; other sizes are reported as unsupported rather than approximated.
+- ``max_pool2d_with_indices`` (what ``max_pool2d`` decomposes to): the frontend returns zeros as
+  the indices, so a graph that uses the indices (``MaxUnpool2d``, ``return_indices=True``) would
+  be silently wrong; such nodes are reported as unsupported.
+
+A check returns why a node cannot be lowered, or None; ``lower.find_unsupported`` runs them so
+every such node is listed with the others, before any translation starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import fx
+
+
+def uses_indices(node: fx.Node) -> str | None:
+    """The indices output (item 1) of a ``*_with_indices`` op is used: TVM would give zeros."""
+    for user in node.users:
+        if user.target.__name__ == "getitem" and user.args[1] != 0:
+            return "its indices output is used, which TVM's frontend does not compute"
+    return None
+
+
+def _adaptive_kernel(node: fx.Node) -> tuple[int, int] | str:
+    value = node.args[0].meta.get("val")
+    output = list(node.args[1])
+    if value is None or value.dim() != 4:
+        return "only 4-d (NCHW) inputs are supported"
+    sizes = [value.shape[2], value.shape[3]]
+    if not all(isinstance(s, int) for s in sizes):
+        return "its spatial size is not static"
+    if any(size % out for size, out in zip(sizes, output, strict=True)):
+        return f"input size {sizes[0]}x{sizes[1]} is not a multiple of output size {output[0]}x{output[1]}"
+    return sizes[0] // output[0], sizes[1] // output[1]
+
+
+def check_adaptive_max_pool2d(node: fx.Node) -> str | None:
+    kernel = _adaptive_kernel(node)
+    return kernel if isinstance(kernel, str) else uses_indices(node)
+
+
+def convert_adaptive_max_pool2d(node: fx.Node, importer: Any) -> Any:
+    from tvm import relax
+
+    kernel = _adaptive_kernel(node)
+    assert not isinstance(kernel, str), kernel  # find_unsupported has reported these already
+    x = importer.env[node.args[0]]
+    pooled = importer.block_builder.emit(relax.op.nn.max_pool2d(x, pool_size=kernel, strides=kernel, layout="NCHW"))
+    return importer.block_builder.emit(relax.Tuple([pooled, relax.op.zeros_like(pooled)]))
+
+
+BUILTIN_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = {
+    "adaptive_max_pool2d.default": convert_adaptive_max_pool2d,
+}
+
+BUILTIN_CHECKS: dict[str, Callable[[fx.Node], str | None]] = {
+    "adaptive_max_pool2d.default": check_adaptive_max_pool2d,
+    "max_pool2d_with_indices.default": uses_indices,
+    "max_pool3d_with_indices.default": uses_indices,
+}
