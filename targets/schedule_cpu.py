@@ -61,7 +61,9 @@ class FastGelu:
 
 def default_rules() -> list[dlight.ScheduleRule]:
     """The rule list, in priority order."""
-    return [TiledContraction(), dlight.cpu.Reduction(), Injective(), ParallelFallback()]
+    from .int8_kernels import Int8DotProduct  # int8 matmuls on VNNI; declines on other CPUs
+
+    return [Int8DotProduct(), TiledContraction(), dlight.cpu.Reduction(), Injective(), ParallelFallback()]
 
 
 def host_target(num_cores: int | None = None) -> Target:
