@@ -1,7 +1,8 @@
 """``graphopt bench MODEL --input-shape 1x784 [--target cpu] [--runs N]``: PyTorch eager vs the compiled model.
 
 Both run on the same inputs; each figure is the median of ``--repeat`` measurements that each
-average ``--runs`` calls, after warm-up (the compiled model is timed by TVM's time_evaluator).
+average ``--runs`` calls, after warm-up (the compiled model through TVM's time_evaluator). Eager is
+timed first, before TVM runs anything in the process (TVM's thread pool slows torch afterwards).
 With ``--rpc HOST:PORT`` (or ``KEY@TRACKER_HOST:PORT``) the artifact is uploaded to a TVM RPC
 server and timed there; eager still runs here. Shared machines are noisy: compare the ratio.
 """
@@ -42,8 +43,8 @@ def add_parser(subparsers: Any) -> None:
     _common.add_json_argument(parser)
 
 
-def time_calls(function: Any, *, runs: int, repeat: int, warmup: int = 3) -> float:
-    """Median over ``repeat`` measurements of the mean seconds per call of ``function()``."""
+def time_calls(function: Any, *, runs: int, repeat: int, warmup: int = 3) -> list[float]:
+    """``repeat`` measurements, each the mean seconds per call of ``function()`` over ``runs`` calls."""
     for _ in range(warmup):
         function()
     measurements = []
@@ -52,7 +53,7 @@ def time_calls(function: Any, *, runs: int, repeat: int, warmup: int = 3) -> flo
         for _ in range(runs):
             function()
         measurements.append((time.perf_counter() - start) / runs)
-    return statistics.median(measurements)
+    return measurements
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
     options = target_options(args)
     loaded = _common.load_and_capture(args)
     arrays = [t.numpy() for t in loaded.inputs]
+    with _common.status("timing PyTorch eager", quiet=args.json):
+        # Eager is timed before TVM runs anything in this process: right after TVM's thread pool
+        # has worked, torch's own threads ran 5-40x slower here, which would flatter the artifact.
+        eager = statistics.median(time_calls(loaded.eager, runs=args.runs, repeat=args.repeat))
     with tempfile.TemporaryDirectory(prefix="graphopt-bench-") as scratch:
         # For --rpc the artifact is written out, so the device gets the library built for it
         # (cross-compiled for arm) rather than one exported again on this host.
@@ -71,8 +76,7 @@ def run(args: argparse.Namespace) -> int:
             compiled = compile_model(
                 loaded.graph, loaded.inputs, target=args.target, passes=args.passes, out_dir=out_dir, **options
             )
-        with _common.status("timing", quiet=args.json):
-            eager = time_calls(loaded.eager, runs=args.runs, repeat=args.repeat)
+        with _common.status("timing the compiled model", quiet=args.json):
             if args.rpc:
                 from graphopt.targets.rpc import time_remote
 
