@@ -1,0 +1,53 @@
+"""Random small convnets (hypothesis) compiled for cpu match eager: ops in combinations, not alone."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from tests.targets.conftest import assert_matches_eager, randomize
+
+ACTIVATIONS = [nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.GELU, nn.Tanh, nn.Sigmoid, nn.Identity]
+
+
+@st.composite
+def conv_blocks(draw: st.DrawFn, channels: int) -> tuple[list[nn.Module], int]:
+    out_channels = draw(st.sampled_from([channels, 4, 6, 8]))
+    kernel_size = draw(st.sampled_from([1, 3]))
+    # Depthwise 1x1 is left out while test_ops_cpu::test_depthwise_1x1_conv_with_bias is a known bug.
+    depthwise = draw(st.booleans()) and out_channels == channels and kernel_size == 3
+    layers: list[nn.Module] = [
+        nn.Conv2d(
+            channels,
+            out_channels,
+            kernel_size=kernel_size,
+            stride=draw(st.sampled_from([1, 2])),
+            padding=draw(st.sampled_from([0, 1])),
+            groups=channels if depthwise else 1,
+            bias=draw(st.booleans()),
+        )
+    ]
+    if draw(st.booleans()):
+        layers.append(nn.BatchNorm2d(out_channels))
+    layers.append(draw(st.sampled_from(ACTIVATIONS))())
+    return layers, out_channels
+
+
+@st.composite
+def convnets(draw: st.DrawFn) -> nn.Module:
+    channels, layers = 3, []
+    for _ in range(draw(st.integers(1, 3))):
+        block, channels = draw(conv_blocks(channels))
+        layers += block
+    pool = draw(st.sampled_from([nn.AdaptiveAvgPool2d(1), nn.AdaptiveMaxPool2d(1)]))
+    layers += [pool, nn.Flatten(), nn.Linear(channels, 5)]
+    return randomize(nn.Sequential(*layers), seed=draw(st.integers(0, 1000)))
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(model=convnets(), batch=st.integers(1, 3))
+def test_random_convnets_match_eager(model: nn.Module, batch: int, compile_cpu) -> None:
+    x = torch.randn(batch, 3, 12, 12)
+    assert_matches_eager(model, compile_cpu(model, x), x)
