@@ -1,19 +1,26 @@
-"""Integer dot-product kernels: int8 matmuls on packed weights, tensorized to AVX-512 VNNI.
+"""Integer dot-product kernels: int8 matmuls and convolutions on packed weights, the VNNI layout.
 
 ``relax.matmul(A, W, out_dtype="int32")`` with A uint8/int8 ``[M, K]`` and W int8 ``[K, N]`` (what
-``targets/quantized.py`` emits for a quantized Linear) is legalized here into three steps:
+``targets/quantized.py`` emits for a quantized Linear), and an NHWC/HWIO ``relax.nn.conv2d`` of the
+same dtypes (a quantized Conv2d after the CPU layout pass) are legalized here into three steps:
 
 1. ``pack_int8_weight``: W -> ``Wp[N/16, K/4, 16, 4]``, four consecutive k of 16 output channels
-   together. W is a constant, so FoldConstant packs it once, at compile time;
-2. ``int8_activation``: A -> uint8, K padded to a multiple of 4; int8 A is shifted by +128, and
-3. ``int8_dense``: ``C[i, j] = sum_k A[i, k] * Wp[j/16, k/4, j%16, k%4]`` in int32, minus
-   ``128 * sum_k W[k, j]`` where A was shifted (exact: ``(a + 128) w - 128 w = a w``).
+   together (N and K padded with zeros). W is a constant, so FoldConstant packs it once, at compile
+   time; a conv's HWIO kernel is first read as ``[KH*KW*C4, CO]`` (input channels padded to C4, a
+   multiple of 4);
+2. ``int8_activation``: A -> uint8; int8 A is shifted by +128. A matmul's ``[M, K]`` has K padded to
+   a multiple of 4; a conv's NHWC input gets its spatial padding (the shifted zero) and C4 channels;
+3. ``int8_dense``: ``C[.., j] = sum_k A[.., k] * Wp[j/16, k/4, j%16, k%4]`` in int32 (for a conv, a
+   direct convolution whose innermost reduction is 4 input channels), minus ``128 * sum_k W[k, j]``
+   where A was shifted (exact: ``(a + 128) w - 128 w = a w``), and cut back to N channels where N
+   was padded.
 
 This is the layout VNNI's ``vpdpbusd`` consumes: one instruction multiplies 4 uint8 activations by
-4 int8 weights for 16 output channels and accumulates into 16 int32 lanes. ``Int8DotProduct`` (a
-dlight rule, first in ``schedule_cpu.default_rules``) tensorizes ``int8_dense`` with it on CPUs
-that have ``avx512vnni``; elsewhere it declines and the generic rules schedule the same compute.
-Other matmuls keep TVM's own legalization.
+4 int8 weights for 16 output channels and accumulates into 16 int32 lanes; ``vnni.Int8DotProduct``
+(first in ``schedule_cpu.default_rules``) tensorizes ``int8_dense`` with it. Matmuls take this form
+on every target (elsewhere the generic rules schedule the same compute); convolutions only where the
+target has VNNI, since without it the direct convolution is faster. Anything else (grouped convs,
+symbolic shapes) keeps TVM's own legalization.
 """
 
 from __future__ import annotations
@@ -21,37 +28,11 @@ from __future__ import annotations
 from typing import Any
 
 import tvm
-from tvm import relax, s_tir, te, tirx
-from tvm.s_tir import dlight
-from tvm.s_tir.tensor_intrin import x86
-from tvm.script import tirx as T
+from tvm import relax, te, tirx
 
 LANES, GROUP = 16, 4  # output channels per vector, k values per 32-bit lane
 DENSE_BLOCK = "int8_dense"
-VNNI_INTRIN = "graphopt_dot_16x4_u8i8i32_vnni"
-
-
-@T.prim_func(s_tir=True)
-def _dot_16x4_vnni(
-    a: T.Buffer((4,), "uint8", offset_factor=1),
-    b: T.Buffer((16, 4), "int8", offset_factor=1),
-    c: T.Buffer((16,), "int32", offset_factor=1),
-) -> None:
-    # TVM's own dot_16x4_vnni passes int32x16 operands; LLVM 17+ declares vpdpbusd on <64 x i8>.
-    with T.sblock("root"):
-        T.reads(c[0:16], a[0:4], b[0:16, 0:4])
-        T.writes(c[0:16])
-        a_i32 = T.reinterpret(a.vload([0], "uint8x4"), dtype="int32")
-        c[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"),
-            c.vload([0], dtype="int32x16"),
-            T.reinterpret(T.broadcast(a_i32, 16), dtype="int8x64"),
-            b.vload([0, 0], dtype="int8x64"),
-            dtype="int32x16",
-        )
-
-
-s_tir.TensorIntrin.register(VNNI_INTRIN, x86.dot_product_16x4_u8i8i32_desc, _dot_16x4_vnni, override=True)
+SHIFT = 128  # int8 activations are made unsigned by adding this
 
 
 def _static_shape(expr: relax.Expr) -> list[int] | None:
@@ -61,53 +42,103 @@ def _static_shape(expr: relax.Expr) -> list[int] | None:
     return [int(d) for d in shape]
 
 
-def _eligible(call: relax.Call) -> bool:
-    a, w = call.args
-    a_shape, w_shape = _static_shape(a), _static_shape(w)
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def _integer_operands(call: relax.Call) -> bool:
+    a, w = call.args[:2]
     return (
         call.attrs.out_dtype == "int32"
         and a.ty.dtype in ("uint8", "int8")
         and w.ty.dtype == "int8"
-        and a_shape is not None
-        and w_shape is not None
-        and len(a_shape) == 2
-        and len(w_shape) == 2
-        and w_shape[1] % LANES == 0
+        and _static_shape(a) is not None
+        and _static_shape(w) is not None
     )
 
 
-def _padded(k: int) -> int:
-    return (k + GROUP - 1) // GROUP * GROUP
-
-
 def pack_weight(w: te.Tensor) -> te.Tensor:
+    """``[K, N]`` int8 -> ``[N/16, K/4, 16, 4]``, zero-padded."""
     k, n = (int(d) for d in w.shape)
-    shape = (n // LANES, _padded(k) // GROUP, LANES, GROUP)
+    shape = (_round_up(n, LANES) // LANES, _round_up(k, GROUP) // GROUP, LANES, GROUP)
 
     def packed(jo: Any, ko: Any, ji: Any, ki: Any) -> Any:
-        row = ko * GROUP + ki
-        return tirx.if_then_else(row < k, w[tirx.min(row, k - 1), jo * LANES + ji], tirx.const(0, "int8"))
+        row, column = ko * GROUP + ki, jo * LANES + ji
+        inside = tirx.all(row < k, column < n)
+        return tirx.if_then_else(inside, w[tirx.min(row, k - 1), tirx.min(column, n - 1)], tirx.const(0, "int8"))
 
     return te.compute(shape, packed, name="pack_int8_weight")
 
 
+def _unsigned(value: Any, dtype: str) -> Any:
+    return (value.astype("int32") + (SHIFT if dtype == "int8" else 0)).astype("uint8")
+
+
 def unsigned_activation(a: te.Tensor) -> te.Tensor:
+    """``[M, K]`` -> uint8 ``[M, K4]``."""
     m, k = (int(d) for d in a.shape)
-    shift = 128 if a.dtype == "int8" else 0
 
     def value(i: Any, kk: Any) -> Any:
-        inside = (a[i, tirx.min(kk, k - 1)].astype("int32") + shift).astype("uint8")
-        return tirx.if_then_else(kk < k, inside, tirx.const(0, "uint8"))
+        return tirx.if_then_else(kk < k, _unsigned(a[i, tirx.min(kk, k - 1)], a.dtype), tirx.const(0, "uint8"))
 
-    return te.compute((m, _padded(k)), value, name="int8_activation")
+    return te.compute((m, _round_up(k, GROUP)), value, name="int8_activation")
 
 
-def dense(a: te.Tensor, wp: te.Tensor) -> te.Tensor:
-    m, k4 = (int(d) for d in a.shape)
-    n = int(wp.shape[0]) * LANES
-    k = te.reduce_axis((0, k4), name="k")
+def padded_activation(data: te.Tensor, pads: tuple[int, int, int, int], channels4: int) -> te.Tensor:
+    """NHWC ``data`` -> uint8 ``[N, H', W', C4]``: spatial padding holds the (shifted) zero, channels
+    are padded to a multiple of 4 (their weights are zero, so any value would do)."""
+    batch, height, width, channels = (int(d) for d in data.shape)
+    top, left, bottom, right = pads
+    zero = tirx.const(SHIFT if data.dtype == "int8" else 0, "uint8")
+
+    def value(b: Any, h: Any, w: Any, c: Any) -> Any:
+        y, x = h - top, w - left
+        inside = tirx.all(y >= 0, y < height, x >= 0, x < width, c < channels)
+        clamp = (tirx.max(tirx.min(y, height - 1), 0), tirx.max(tirx.min(x, width - 1), 0), tirx.min(c, channels - 1))
+        return tirx.if_then_else(inside, _unsigned(data[(b, *clamp)], data.dtype), zero)
+
+    shape = (batch, height + top + bottom, width + left + right, channels4)
+    return te.compute(shape, value, name="int8_activation")
+
+
+def conv_weight_rows(kernel: te.Tensor, channels4: int) -> te.Tensor:
+    """HWIO ``[KH, KW, CI, CO]`` -> ``[KH*KW*C4, CO]``, row ``(kh*KW + kw)*C4 + c`` (zero for c >= CI)."""
+    kh_size, kw_size, channels, out_channels = (int(d) for d in kernel.shape)
+
+    def value(row: Any, co: Any) -> Any:
+        tap, c = row // channels4, row % channels4
+        element = kernel[tap // kw_size, tap % kw_size, tirx.min(c, channels - 1), co]
+        return tirx.if_then_else(c < channels, element, tirx.const(0, "int8"))
+
+    return te.compute((kh_size * kw_size * channels4, out_channels), value, name="int8_weight_rows")
+
+
+def conv_dense(
+    a: te.Tensor, wp: te.Tensor, kernel: tuple[int, int], attrs: Any, out_shape: tuple[int, ...]
+) -> te.Tensor:
+    """``C[b, oh, ow, j] = sum_{kh, kw, c} A[b, oh*sh + kh*dh, ow*sw + kw*dw, c] * Wp[j/16, row/4, j%16, c%4]``
+    on the padded activation: a direct convolution whose innermost 4 channels are one VNNI group."""
+    kh_size, kw_size = kernel
+    channels4 = int(a.shape[3])
+    stride_h, stride_w = (int(v) for v in attrs.strides)
+    dilation_h, dilation_w = (int(v) for v in attrs.dilation)
+    kh = te.reduce_axis((0, kh_size), name="kh")
+    kw = te.reduce_axis((0, kw_size), name="kw")
+    c = te.reduce_axis((0, channels4), name="c")
+
+    def compute(b: Any, oh: Any, ow: Any, j: Any) -> Any:
+        pixel = a[b, oh * stride_h + kh * dilation_h, ow * stride_w + kw * dilation_w, c].astype("int32")
+        group = (kh * kw_size + kw) * (channels4 // GROUP) + c // GROUP
+        return te.sum(pixel * wp[j // LANES, group, j % LANES, c % GROUP].astype("int32"), axis=[kh, kw, c])
+
+    return te.compute(out_shape, compute, name=DENSE_BLOCK)
+
+
+def dense(a: te.Tensor, wp: te.Tensor, out_shape: tuple[int, ...]) -> te.Tensor:
+    """``C[i, j] = sum_k A[i, k] * Wp[j/16, k/4, j%16, k%4]``, ``out_shape`` ``[M, N']`` (N' padded)."""
+    k = te.reduce_axis((0, int(a.shape[1])), name="k")
     return te.compute(
-        (m, n),
+        out_shape,
         lambda i, j: te.sum(
             a[i, k].astype("int32") * wp[j // LANES, k // GROUP, j % LANES, k % GROUP].astype("int32"), axis=k
         ),
@@ -117,75 +148,92 @@ def dense(a: te.Tensor, wp: te.Tensor) -> te.Tensor:
 
 def _column_offsets(w: te.Tensor) -> te.Tensor:
     k = te.reduce_axis((0, int(w.shape[0])), name="k")
-    return te.compute((int(w.shape[1]),), lambda j: te.sum(w[k, j].astype("int32") * 128, axis=k), name="shift_sums")
+    return te.compute((int(w.shape[1]),), lambda j: te.sum(w[k, j].astype("int32") * SHIFT, axis=k), name="shift_sums")
 
 
-_DEFAULT_LEGALIZE = tvm.ir.Op.get("relax.matmul").get_attr("FLegalize")
+def _finish(c: te.Tensor, offsets: te.Tensor | None, channels: int) -> te.Tensor:
+    """Subtract the shift's column sums (if any) and drop the padded channels."""
+    shape = [*c.shape[:-1], channels]
+
+    def value(*indices: Any) -> Any:
+        out = c[indices]
+        return out - offsets[indices[-1]] if offsets is not None else out
+
+    return te.compute(shape, value, name="int8_finish")
+
+
+def _emit_dense(
+    bb: relax.BlockBuilder,
+    kernel: Any,
+    activation: relax.Expr,
+    weight_kn: relax.Expr,
+    out_shape: list[int],
+    signed: bool,
+) -> relax.Expr:
+    """Pack, multiply (``kernel(activation, packed, padded_shape)``), and undo the shift/padding:
+    the common tail of both legalizations."""
+    channels = out_shape[-1]
+    padded = (*out_shape[:-1], _round_up(channels, LANES))
+    packed = bb.emit_te(pack_weight, weight_kn, primfunc_name_hint="pack_int8_weight")
+    # The last step is returned as a call, not emitted: LegalizeOps binds it to the original
+    # variable, where an emitted one would leave a var-to-var binding that stops FuseOps from
+    # fusing the dequantize epilogue into the kernel.
+    if not signed and padded[-1] == channels:
+        return bb.call_te(kernel, activation, packed, padded, primfunc_name_hint=DENSE_BLOCK)
+    result = bb.emit_te(kernel, activation, packed, padded, primfunc_name_hint=DENSE_BLOCK)
+    offsets = bb.emit_te(_column_offsets, weight_kn, primfunc_name_hint="int8_shift_sums") if signed else None
+    return bb.call_te(_finish, result, offsets, channels, primfunc_name_hint="int8_finish")
+
+
+_DEFAULT_MATMUL = tvm.ir.Op.get("relax.matmul").get_attr("FLegalize")
+_DEFAULT_CONV2D = tvm.ir.Op.get("relax.nn.conv2d").get_attr("FLegalize")
 
 
 def legalize_matmul(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
-    """int8 matmuls through packed weights (see the module docstring); others as TVM does."""
-    if not _eligible(call):
-        return _DEFAULT_LEGALIZE(bb, call)
+    """2-d int8 matmuls through packed weights (see the module docstring); others as TVM does."""
     a, w = call.args
-    packed = bb.emit_te(pack_weight, w, primfunc_name_hint="pack_int8_weight")
+    if not _integer_operands(call) or len(_static_shape(a) or []) != 2 or len(_static_shape(w) or []) != 2:
+        return _DEFAULT_MATMUL(bb, call)
     activation = bb.emit_te(unsigned_activation, a, primfunc_name_hint="int8_activation")
-    result = bb.emit_te(dense, activation, packed, primfunc_name_hint=DENSE_BLOCK)
-    if a.ty.dtype == "int8":
-        offsets = bb.emit_te(_column_offsets, w, primfunc_name_hint="int8_shift_sums")
-        result = bb.emit_te(
-            lambda c, o: te.compute(c.shape, lambda i, j: c[i, j] - o[j], name="unshift"), result, offsets
-        )
-    return result
+    m, n = _static_shape(a)[0], _static_shape(w)[1]  # type: ignore[index]
+    return _emit_dense(bb, dense, activation, w, [m, n], signed=a.ty.dtype == "int8")
+
+
+def _target_has_vnni() -> bool:
+    from graphopt.targets.vnni import has_vnni
+
+    target = tvm.target.Target.current(allow_none=True)
+    return target is not None and has_vnni(target)
+
+
+def legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
+    """NHWC int8 convolutions as direct VNNI convolutions on packed weights; others as TVM does."""
+    attrs = call.attrs
+    eligible = (
+        _integer_operands(call)
+        and attrs.data_layout == "NHWC"
+        and attrs.kernel_layout == "HWIO"
+        and attrs.out_layout == "NHWC"
+        and int(attrs.groups) == 1
+        and _static_shape(call) is not None
+        and _target_has_vnni()
+    )
+    if not eligible:
+        return _DEFAULT_CONV2D(bb, call)
+    data, kernel = call.args
+    kh, kw, ci, _ = _static_shape(kernel)  # type: ignore[misc]
+    out_shape = _static_shape(call)
+    assert out_shape is not None
+    channels4 = _round_up(ci, GROUP)
+    pads = tuple(int(p) for p in attrs.padding)  # top, left, bottom, right
+    activation = bb.emit_te(padded_activation, data, pads, channels4, primfunc_name_hint="int8_activation")
+    weight_kn = bb.emit_te(conv_weight_rows, kernel, channels4, primfunc_name_hint="int8_weight_rows")
+
+    def kernel_fn(a: te.Tensor, wp: te.Tensor, shape: tuple[int, ...]) -> te.Tensor:
+        return conv_dense(a, wp, (kh, kw), attrs, shape)
+
+    return _emit_dense(bb, kernel_fn, activation, weight_kn, out_shape, signed=data.ty.dtype == "int8")
 
 
 tvm.ir.register_op_attr("relax.matmul", "FLegalize", legalize_matmul, level=11)
-
-
-def has_vnni(target: tvm.target.Target) -> bool:
-    if target.kind.name != "llvm":
-        return False
-    try:
-        return bool(tvm.target.codegen.llvm_cpu_has_features(["avx512vnni"], target))
-    except Exception:  # an LLVM without this query: assume no
-        return False
-
-
-class Int8DotProduct(dlight.ScheduleRule):
-    """Tile ``int8_dense`` 16 rows x 16 channels and tensorize its 16x4 core with ``vpdpbusd``."""
-
-    def apply(self, func: tirx.PrimFunc, target: tvm.target.Target, _: bool) -> s_tir.Schedule | None:
-        if not isinstance(func, tirx.PrimFunc) or not has_vnni(target):
-            return None
-        sch = s_tir.Schedule(func)
-        blocks = sch.get_child_blocks(sch.get_sblock("root"))
-        names = [sch.get(b).name_hint for b in blocks]
-        if DENSE_BLOCK not in names or names.index(DENSE_BLOCK) != 0:
-            return None  # not ours, or with producers fused in front of it
-        block, epilogue = blocks[0], blocks[1:]
-        i, j, k = sch.get_loops(block)
-        rows = next(r for r in (16, 8, 4, 2, 1) if _extent(sch, i) % r == 0)
-        i_outer, i_inner = sch.split(i, [None, rows])
-        j_outer, j_inner = sch.split(j, [None, LANES])
-        k_outer, k_inner = sch.split(k, [None, GROUP])
-        sch.reorder(j_outer, i_outer, k_outer, i_inner, j_inner, k_inner)
-        outer = sch.fuse(j_outer, i_outer)
-        sch.parallel(outer)
-        for consumer in epilogue:
-            sch.reverse_compute_at(consumer, outer)
-            _vectorize_inner(sch, consumer)
-        init = sch.decompose_reduction(block, k_outer)
-        sch.vectorize(sch.get_loops(init)[-1])
-        sch.tensorize(j_inner, VNNI_INTRIN)
-        sch.unroll(i_inner)
-        return sch
-
-
-def _extent(sch: s_tir.Schedule, loop: Any) -> int:
-    return int(sch.get(loop).extent)
-
-
-def _vectorize_inner(sch: s_tir.Schedule, block: Any) -> None:
-    loops = sch.get_loops(block)
-    if len(loops) > 1:
-        sch.vectorize(loops[-1])
+tvm.ir.register_op_attr("relax.nn.conv2d", "FLegalize", legalize_conv2d, level=11)

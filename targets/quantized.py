@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from graphopt.targets import int8_kernels  # noqa: F401  (int8 matmul legalization: packed weights)
+from graphopt.targets import int8_kernels  # noqa: F401  (int8 matmul/conv legalization: packed weights)
 from graphopt.targets.lower import register_converter
 from torch import fx
 from tvm import relax

@@ -61,7 +61,7 @@ class FastGelu:
 
 def default_rules() -> list[dlight.ScheduleRule]:
     """The rule list, in priority order."""
-    from .int8_kernels import Int8DotProduct  # int8 matmuls on VNNI; declines on other CPUs
+    from .vnni import Int8DotProduct  # int8 matmuls and convs on VNNI; declines on other CPUs
 
     return [Int8DotProduct(), TiledContraction(), dlight.cpu.Reduction(), Injective(), ParallelFallback()]
 

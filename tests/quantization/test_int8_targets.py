@@ -67,7 +67,11 @@ def _one_step(quantized) -> float:
 
 @pytest.mark.parametrize(
     ("factory", "loader", "activation"),
-    [(mnist_mlp, load_digits_flat, "int8"), (digits_cnn, load_digits_28, "uint8")],
+    [
+        (mnist_mlp, load_digits_flat, "int8"),
+        (digits_cnn, load_digits_28, "uint8"),
+        (digits_cnn, load_digits_28, "int8"),
+    ],
 )
 def test_int8_artifact_matches_fake_quant_reference_within_one_step(factory, loader, activation, tmp_path) -> None:
     quantized, x = _quantized(factory, loader, activation=activation)
