@@ -2,13 +2,19 @@
 last-resort rule that at least runs any other function on every core.
 
 Both only split, fuse, parallelize and vectorize spatial loops, which never changes a computed value.
+
+``inline_spatial`` is the block inlining every rule here uses instead of dlight's
+``try_inline_contiguous_spatial``, which is wrong for reductions over a unit-extent domain (a
+depthwise 1x1 conv, a dense with K = 1, a mean over a size-1 axis): TVM's ``normalize_prim_func``
+drops unit loops, reduction ones included, so such a block is reported as all-spatial ("SSSS") while
+it still has a ``T.init()``; TVM 0.27's ``reverse_compute_inline`` then accepts it as a producer and
+rewrites both the init and the update with the epilogue, applying it twice (a bias added twice).
 """
 
 from __future__ import annotations
 
 from tvm import s_tir, tirx
-from tvm.s_tir.dlight.analysis import normalize_prim_func
-from tvm.s_tir.dlight.base import try_inline_contiguous_spatial
+from tvm.s_tir.dlight.analysis import SBlockInfo, normalize_prim_func
 from tvm.s_tir.dlight.cpu.base import CPUScheduleRule
 from tvm.target import Target
 from tvm.target.codegen import llvm_get_vector_width
@@ -26,6 +32,58 @@ def vector_lanes(target: Target, bits: int = 32) -> int:
 def _extent(sch: s_tir.Schedule, loop: s_tir.schedule.LoopRV) -> int | None:
     extent = sch.get(loop).extent
     return int(extent) if isinstance(extent, tirx.IntImm) else None
+
+
+def is_reduction_block(sch: s_tir.Schedule, info: SBlockInfo) -> bool:
+    """Whether the block accumulates into its output: it has a reduction iter or a ``T.init()``
+    (the only trace left of a unit-extent reduction once ``normalize_prim_func`` dropped its loops)."""
+    return not info.is_injective() or sch.get(info.block_rv).init is not None
+
+
+def _try_inline(sch: s_tir.Schedule, blocks: list[SBlockInfo]) -> list[SBlockInfo]:
+    """Inline as many of ``blocks`` (spatial) into their consumers or producers as possible; return
+    the others. Never reverse-inlines into a reduction block: its init and update would both get
+    the epilogue."""
+
+    def _reverse_inline(block: s_tir.schedule.SBlockRV) -> None:
+        if any(sch.get(producer).init is not None for producer in sch.get_producers(block)):
+            raise ValueError("the producer is a reduction block")
+        sch.reverse_compute_inline(block)
+
+    def _trial(inline) -> int | None:
+        for index, info in enumerate(blocks):
+            try:
+                inline(info.block_rv)
+            except Exception:  # a block that cannot be inlined stays
+                continue
+            return index
+        return None
+
+    while True:
+        index = _trial(sch.compute_inline)
+        if index is None:
+            index = _trial(_reverse_inline)
+        if index is None:
+            return blocks
+        blocks.pop(index)
+
+
+def inline_spatial(sch: s_tir.Schedule, infos: list[SBlockInfo] | None) -> list[SBlockInfo] | None:
+    """dlight's ``try_inline_contiguous_spatial``, with reductions told apart by ``is_reduction_block``
+    (see the module docstring): runs of spatial blocks are inlined where possible; the remaining
+    blocks are returned in order."""
+    if infos is None:
+        return None
+    remaining: list[SBlockInfo] = []
+    run: list[SBlockInfo] = []
+    for info in infos:
+        if not is_reduction_block(sch, info):
+            run.append(info)
+            continue
+        remaining += _try_inline(sch, run) if run else []
+        remaining.append(info)
+        run = []
+    return remaining + (_try_inline(sch, run) if run else [])
 
 
 def schedule_injective_block(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV, lanes: int) -> None:
@@ -58,8 +116,8 @@ class Injective(CPUScheduleRule):
         if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
             return None
         sch = s_tir.Schedule(func)
-        infos = try_inline_contiguous_spatial(sch, normalize_prim_func(sch))
-        if not infos or not all(info.is_injective() for info in infos):
+        infos = inline_spatial(sch, normalize_prim_func(sch))
+        if not infos or any(is_reduction_block(sch, info) for info in infos):
             return None
         lanes = vector_lanes(target)
         for info in infos:

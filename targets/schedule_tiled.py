@@ -24,11 +24,10 @@ from __future__ import annotations
 
 from tvm import s_tir, tirx
 from tvm.s_tir.dlight.analysis import SBlockInfo, normalize_prim_func
-from tvm.s_tir.dlight.base import try_inline_contiguous_spatial
 from tvm.s_tir.dlight.cpu.base import CPUScheduleRule
 from tvm.target import Target
 
-from .schedule_simple import schedule_injective_block, vector_lanes
+from .schedule_simple import inline_spatial, is_reduction_block, schedule_injective_block, vector_lanes
 
 # AVX-512 and AVX2 targets have 32 / 16 vector registers; keep accumulators plus operands inside.
 MAX_ACCUMULATORS = 24
@@ -76,16 +75,21 @@ def choose_tiles(extent_i: int, extent_j: int, lanes: int, reduction: int) -> tu
 
 class TiledContraction(CPUScheduleRule):
     """Matches a fused function with exactly one reduction block whose innermost output axis is a
-    spatial loop; anything else is left to the other rules."""
+    spatial loop; anything else is left to the other rules.
+
+    The reduction domain may be empty: ``normalize_prim_func`` drops unit-extent loops, so a
+    depthwise 1x1 conv or a dense with K = 1 arrives as an all-spatial block that still has its
+    ``T.init()`` (``is_reduction_block``); it is tiled the same way, without reduction loops.
+    """
 
     def apply(self, func: tirx.PrimFunc, target: Target, _tunable: bool) -> s_tir.Schedule | None:
         if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
             return None
         sch = s_tir.Schedule(func)
-        infos = try_inline_contiguous_spatial(sch, normalize_prim_func(sch))
+        infos = inline_spatial(sch, normalize_prim_func(sch))
         if not infos:
             return None
-        reductions = [i for i, info in enumerate(infos) if not info.is_injective()]
+        reductions = [i for i, info in enumerate(infos) if is_reduction_block(sch, info)]
         if len(reductions) != 1:
             return None
         index = reductions[0]
@@ -105,7 +109,7 @@ class TiledContraction(CPUScheduleRule):
 
 def _is_plain_contraction(sch: s_tir.Schedule, main: SBlockInfo) -> bool:
     kinds = main.dom_kind()
-    if "O" in kinds or "R" not in kinds or "S" not in kinds:
+    if "O" in kinds or "S" not in kinds:
         return False
     if any(not isinstance(d, int) for d in main.dom()):
         return False
@@ -146,7 +150,8 @@ def _tile_main(sch: s_tir.Schedule, main: SBlockInfo, lanes: int, has_epilogue: 
     if i is not None:
         sch.unroll(inner[0])
     sch.vectorize(inner[-1])
-    sch.decompose_reduction(block, reduction[0])
+    # The init goes above the reduction loops (or, for a unit reduction domain, above the tile).
+    sch.decompose_reduction(block, reduction[0] if reduction else inner[0])
     if not has_epilogue:
         writeback = sch.get_consumers(block)[0]
         sch.reverse_compute_at(writeback, parallel, preserve_unit_loops=True)

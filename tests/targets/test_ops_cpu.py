@@ -104,12 +104,9 @@ def test_op_matches_eager(name: str, compile_cpu) -> None:
     assert_matches_eager(model, compile_cpu(model, *inputs), *inputs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug in the default CPU schedules (schedule_cpu/schedule_tiled): a depthwise 1x1 "
-    "convolution with a fused bias/BN epilogue is off by ~30%; remove this mark once fixed",
-)
 def test_depthwise_1x1_conv_with_bias(compile_cpu) -> None:
+    """Its reduction domain (1x1 kernel, one channel per group) is all unit loops; the bias must be
+    added once, not also in the reduction's init (schedule_simple.inline_spatial)."""
     model = randomize(nn.Conv2d(4, 4, 1, groups=4, bias=True))
     x = _randn(*IMAGE)
     assert_matches_eager(model, compile_cpu(model, x), x)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -16,8 +16,7 @@ ACTIVATIONS = [nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.GELU, nn.Tanh, nn.Si
 def conv_blocks(draw: st.DrawFn, channels: int) -> tuple[list[nn.Module], int]:
     out_channels = draw(st.sampled_from([channels, 4, 6, 8]))
     kernel_size = draw(st.sampled_from([1, 3]))
-    # Depthwise 1x1 is left out while test_ops_cpu::test_depthwise_1x1_conv_with_bias is a known bug.
-    depthwise = draw(st.booleans()) and out_channels == channels and kernel_size == 3
+    depthwise = draw(st.booleans()) and out_channels == channels
     layers: list[nn.Module] = [
         nn.Conv2d(
             channels,
@@ -46,8 +45,20 @@ def convnets(draw: st.DrawFn) -> nn.Module:
     return randomize(nn.Sequential(*layers), seed=draw(st.integers(0, 1000)))
 
 
+# Always run once: a depthwise 1x1 conv (all-unit reduction domain) with a BN epilogue.
+DEPTHWISE_1X1 = nn.Sequential(
+    nn.Conv2d(3, 3, 1, groups=3),
+    nn.BatchNorm2d(3),
+    nn.ReLU(),
+    nn.AdaptiveAvgPool2d(1),
+    nn.Flatten(),
+    nn.Linear(3, 5),
+)
+
+
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(model=convnets(), batch=st.integers(1, 3))
+@example(model=randomize(DEPTHWISE_1X1), batch=2)
 def test_random_convnets_match_eager(model: nn.Module, batch: int, compile_cpu) -> None:
     x = torch.randn(batch, 3, 12, 12)
     assert_matches_eager(model, compile_cpu(model, x), x)

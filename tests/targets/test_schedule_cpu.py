@@ -14,13 +14,15 @@ import numpy as np
 import pytest
 import torch
 import tvm
-from graphopt.targets.schedule_cpu import host_target, prepare_cpu_module, schedule_cpu
-from graphopt.targets.schedule_simple import Injective
+from graphopt.targets.schedule_cpu import default_rules, host_target, prepare_cpu_module, schedule_cpu
+from graphopt.targets.schedule_simple import Injective, inline_spatial, is_reduction_block
 from graphopt.targets.schedule_tiled import TiledContraction, choose_tiles
 from torch import nn
-from tvm import relax
+from tvm import relax, s_tir
 from tvm.relax.frontend.torch import from_exported_program
 from tvm.s_tir import dlight
+from tvm.s_tir.dlight.analysis import normalize_prim_func
+from tvm.s_tir.dlight.base import try_inline_contiguous_spatial
 
 from tests.targets.conftest import TOLERANCE, randomize
 
@@ -118,6 +120,11 @@ class GeluFFN(nn.Module):
         return nn.functional.gelu(self.up(self.norm(x)))
 
 
+class MeanOverUnitAxis(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=-1, keepdim=True) * 3.0 + 0.5
+
+
 def rand(*shape: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
@@ -126,6 +133,12 @@ WORKLOADS = {
     "dense": (Dense(), (rand(8, 96),), "TiledContraction"),
     "conv3x3_bn_relu": (ConvBN(), (rand(2, 16, 14, 14),), "TiledContraction"),
     "depthwise": (ConvBN(groups=16), (rand(1, 16, 14, 14),), "TiledContraction"),
+    "depthwise_1x1_bn_relu": (
+        nn.Sequential(nn.Conv2d(16, 16, 1, groups=16), nn.BatchNorm2d(16), nn.ReLU()),
+        (rand(1, 16, 10, 10),),
+        "TiledContraction",
+    ),
+    "dense_k1": (nn.Linear(1, 40), (rand(8, 1),), "TiledContraction"),
     "conv1x1": (Pointwise(), (rand(1, 16, 10, 10),), "TiledContraction"),
     "batch_matmul": (BatchMatmul(), (rand(4, 24, 40), rand(4, 40, 32, seed=1)), "TiledContraction"),
     "maxpool": (MaxPool(), (rand(1, 16, 14, 14),), "TiledContraction"),
@@ -160,6 +173,74 @@ def test_every_function_scheduled_with_parallel_vector_loops() -> None:
     assert functions and all(f.attrs["tirx.is_scheduled"] for f in functions)
     conv = next(f for f in functions if "conv2d" in f.script())
     assert "T.parallel" in conv.script() and "T.vectorized" in conv.script()
+
+
+# Reductions over a unit-extent domain followed by an epilogue. normalize_prim_func drops unit loops,
+# reduction ones included, so their reduction block looks all-spatial but keeps its T.init(); an
+# epilogue reverse-inlined into it is applied in the init and again in the update (bias added twice).
+UNIT_REDUCTIONS = {
+    "depthwise_1x1_bias": (nn.Conv2d(4, 4, 1, groups=4), rand(2, 4, 9, 9)),
+    "depthwise_1x1_multiplier_bias": (nn.Conv2d(4, 8, 1, groups=4), rand(2, 4, 9, 9)),
+    "dense_k1_bias": (nn.Linear(1, 8), rand(3, 1)),
+    "mean_over_unit_axis": (MeanOverUnitAxis(), rand(3, 5, 1)),
+}
+
+
+def fused_reductions(model: nn.Module, *inputs: torch.Tensor) -> list[tvm.tirx.PrimFunc]:
+    fused = prepare_cpu_module(to_relax(randomize(model), *inputs), TARGET)
+    return [f for _, f in fused.functions_items() if isinstance(f, tvm.tirx.PrimFunc) and "T.init()" in f.script()]
+
+
+def run_prim_func(func: tvm.tirx.PrimFunc, arrays: list[np.ndarray]) -> np.ndarray:
+    """Build one PrimFunc on its own and run it; the last argument is the output."""
+    lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), TARGET)
+    args = [tvm.runtime.tensor(a) for a in arrays]
+    lib["main"](*args)
+    return args[-1].numpy()
+
+
+@pytest.mark.parametrize("name", list(UNIT_REDUCTIONS))
+def test_every_rule_keeps_unit_reductions_with_epilogues(name: str) -> None:
+    """Each rule on its own (not just the first that matches) computes what the unscheduled function does."""
+    model, x = UNIT_REDUCTIONS[name]
+    functions = fused_reductions(model, x)
+    assert functions
+    generator = np.random.default_rng(0)
+    for func in functions:
+        arrays = [generator.standard_normal([int(d) for d in p.shape]).astype("float32") for p in func.params]
+        expected = run_prim_func(func, [a.copy() for a in arrays])
+        matched = []
+        for rule in default_rules():
+            sch = rule.apply(func, TARGET, False)
+            if sch is None:
+                continue
+            matched.append(type(rule).__name__)
+            actual = run_prim_func(sch.mod["main"], [a.copy() for a in arrays])
+            np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-6, err_msg=f"{type(rule).__name__}")
+        assert "Injective" not in matched, "a function with a reduction block is not injective"
+
+
+def test_unit_reduction_epilogue_is_not_inlined_into_the_init() -> None:
+    """The exact cause: a depthwise 1x1 conv is reported all-spatial with an init; dlight's inlining
+    (TVM 0.27) then puts the bias into the init as well as the update; ``inline_spatial`` does not."""
+    (func,) = fused_reductions(nn.Conv2d(4, 4, 1, groups=4), rand(2, 4, 9, 9))
+
+    def conv_and_rest(inline):
+        sch = s_tir.Schedule(func)
+        infos = normalize_prim_func(sch)
+        conv = next(info for info in infos if "conv2d" in info.name)
+        assert conv.dom_kind() == "SSSS" and is_reduction_block(sch, conv)
+        remaining = inline(sch, infos)
+        return sch, conv, remaining
+
+    sch, conv, remaining = conv_and_rest(inline_spatial)
+    assert [info.name for info in remaining] == [conv.name, "T_add"]
+    assert isinstance(sch.get(conv.block_rv).init.value, tvm.tirx.FloatImm)  # still 0.0
+
+    # What the workaround is for; if TVM stops doing this, dlight's helper is safe to use again.
+    sch, conv, remaining = conv_and_rest(try_inline_contiguous_spatial)
+    assert len(remaining) == 1
+    assert not isinstance(sch.get(remaining[0].block_rv).init.value, tvm.tirx.FloatImm)  # 0.0 + bias
 
 
 def test_tiles_fit_registers_and_divide_the_axes() -> None:
