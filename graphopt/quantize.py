@@ -119,12 +119,15 @@ class _Quantizer:
 
     def __init__(self, graph: Graph, calibration: CalibrationSet, mode: str, options: dict[str, Any]) -> None:
         from graphopt.passes.insert_qdq import calibrate
+        from graphopt.passes.quant_dynamic import dynamic_sites
         from graphopt.passes.quant_rewrite import find_sites
 
         self.graph, self.calibration, self.mode = graph, calibration, mode
         self.per_channel = options["per_channel"]
-        kinds = ("linear", "conv2d", "matmul") if mode == "static" else ("linear",)
-        self.sites, self.skipped = find_sites(graph, kinds=kinds, skip=options["skip"])
+        if mode == "static":
+            self.sites, self.skipped = find_sites(graph, kinds=("linear", "conv2d", "matmul"), skip=options["skip"])
+        else:
+            self.sites, self.skipped = dynamic_sites(graph, skip=options["skip"])
         self.qparams = (
             calibrate(
                 graph,

@@ -4,7 +4,8 @@ A node is constant when it is a ``get_attr`` or a deterministic call whose input
 constant (weight transposes, reshapes and casts, shape arithmetic on weights, ``torch.ones(3)``
 branches). Each constant node that a run-time node reads is evaluated here, with PyTorch itself,
 and replaced by one new frozen parameter (tensors) or by its literal value (ints, shapes); the
-constant subgraph behind it is erased. Random and in-place ops are never constant.
+constant subgraph behind it is erased. Random and in-place ops are never constant, nor are
+graphopt's quantization ops (so a quantized model keeps its int8 weights through O2).
 
 ``max_bytes`` caps what folding may materialize: a result larger than that and larger than the
 constants it is computed from (an ``expand`` or ``repeat`` of a small tensor) is left to run time.
@@ -35,11 +36,17 @@ def _deterministic(module: fx.GraphModule, node: fx.Node) -> bool:
         submodule = module.get_submodule(str(node.target))
         names = [type(m).__name__.lower() for m in submodule.modules()]
         return not any(word in name for name in names for word in _RANDOM)
-    if node.target in _IN_PLACE:
+    if node.target in _IN_PLACE or _is_quantization_op(node.target):
         return False
     name = str(node.target) if node.op == "call_method" else getattr(node.target, "__name__", str(node.target))
     base = name.split(".")[0]
     return not (any(word in base.lower() for word in _RANDOM) or (base.endswith("_") and not base.startswith("_")))
+
+
+def _is_quantization_op(target: Any) -> bool:
+    """graphopt's quantize/dequantize ops stay: folding ``dequantize(int8 weight)`` would turn an
+    int8 model back into float32 constants, which the targets could no longer run as integers."""
+    return isinstance(target, torch._ops.OpOverload) and target.namespace == "graphopt"
 
 
 def _is_literal(value: Any) -> bool:

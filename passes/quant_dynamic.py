@@ -9,6 +9,7 @@ activations are large and a per-run min/max over them costs more than it saves.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 import torch
@@ -19,6 +20,15 @@ from graphopt.ir import Graph
 from graphopt.pass_api import PassResult, on_node, register_pass
 
 DYNAMIC_RANGE = (0, 255)  # uint8 affine: the run-time range need not be symmetric
+
+
+def dynamic_sites(
+    graph: Graph, *, kinds: Sequence[str] = ("linear", "matmul"), skip: Iterable[str | type] = ()
+) -> tuple[list[Site], list[str]]:
+    """Layers with a constant weight: Linear, and the matmul ``pretranspose_weights`` makes of one
+    (a matmul of two activations has no weight to store as int8)."""
+    sites, skipped = find_sites(graph, kinds=kinds, skip=skip)
+    return [s for s in sites if s.kind != "matmul" or s.constant_weight], skipped
 
 
 def apply_dynamic(graph: Graph, sites: list[Site], *, per_channel: bool = True) -> None:
@@ -45,11 +55,11 @@ def insert_dynamic_qdq(
     graph: Graph,
     *,
     per_channel: bool = True,
-    kinds: tuple[str, ...] = ("linear",),
+    kinds: tuple[str, ...] = ("linear", "matmul"),
     skip: tuple[str, ...] = (),
 ) -> PassResult:
     """Dynamic int8 quantization of linear layers: int8 weights, activations scaled at run time."""
-    sites, skipped = find_sites(graph, kinds=kinds, skip=skip)
+    sites, skipped = dynamic_sites(graph, kinds=kinds, skip=skip)
     apply_dynamic(graph, sites, per_channel=per_channel)
     return PassResult(
         graph, changed=bool(sites), details={"quantized": [s.node.name for s in sites], "skipped": skipped}

@@ -66,6 +66,8 @@ class CompiledModel:
         self.inputs = [TensorSpec.from_dict(d) for d in manifest["inputs"]]
         self.outputs = [TensorSpec.from_dict(d) for d in manifest["outputs"]]
         self._vm: VirtualMachine | None = None
+        self._device: Any = None
+        self._main: Any = None
 
     def __repr__(self) -> str:
         where = f" at {self.out_dir}" if self.out_dir else ""
@@ -73,14 +75,16 @@ class CompiledModel:
 
     @property
     def device(self) -> Any:
-        kind = self.manifest["target"].get("device", "cpu")
-        device = tvm.cuda(0) if kind == "cuda" else tvm.cpu(0)
-        if not device.exist:
-            raise ArtifactError(
-                f"this artifact runs on a {kind} device (target '{self.manifest['target']['name']}') "
-                "and none is present on this machine"
-            )
-        return device
+        if self._device is None:  # checked once: the per-call cost matters for small models
+            kind = self.manifest["target"].get("device", "cpu")
+            device = tvm.cuda(0) if kind == "cuda" else tvm.cpu(0)
+            if not device.exist:
+                raise ArtifactError(
+                    f"this artifact runs on a {kind} device (target '{self.manifest['target']['name']}') "
+                    "and none is present on this machine"
+                )
+            self._device = device
+        return self._device
 
     @property
     def vm(self) -> VirtualMachine:
@@ -96,7 +100,9 @@ class CompiledModel:
         return [tvm.runtime.tensor(a, device) for a in arrays]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        result = self.vm["main"](*self.prepare(*args, **kwargs))
+        if self._main is None:
+            self._main = self.vm["main"]
+        result = self._main(*self.prepare(*args, **kwargs))
         return to_numpy(result, len(self.outputs))
 
     def time(self, *args: Any, number: int = 10, repeat: int = 3) -> list[float]:
@@ -105,11 +111,19 @@ class CompiledModel:
         return [float(r) for r in timer(*self.prepare(*args)).results]
 
 
+def _host_array(tensor: Any) -> np.ndarray:
+    """A CPU tensor without a copy (the array keeps the VM's freshly allocated output alive); a
+    device tensor (CUDA, RPC) copied to the host."""
+    if tensor.device.dlpack_device_type() == tvm.cpu(0).dlpack_device_type():
+        return np.from_dlpack(tensor)
+    return tensor.numpy()
+
+
 def to_numpy(result: Any, count: int) -> Any:
     """A VM result (tensor or array of tensors) as a numpy array or a tuple of them."""
     if count == 1 and hasattr(result, "numpy"):
-        return result.numpy()
-    values = tuple(item.numpy() for item in result)
+        return _host_array(result)
+    values = tuple(_host_array(item) for item in result)
     return values[0] if count == 1 else values
 
 

@@ -167,11 +167,16 @@ def load_and_capture(args: argparse.Namespace) -> Loaded:
         return Loaded(model, inputs, capture(model, inputs, name=model_name(args.model, model)))
 
 
-def resolve_passes(passes: str, options: dict[str, dict[str, Any]], calibration_data: Any = None) -> int:
-    """Check the pipeline (unknown names, missing context) before any slow work; returns its length."""
-    from graphopt.pass_manager import resolve_pipeline
+def resolve_pipeline(passes: str, calibration_data: Any = None) -> list[Any]:
+    """Check the pipeline (unknown names, missing context) before any slow work; its passes."""
+    from graphopt.pass_manager import resolve_pipeline as resolve
 
-    return len(resolve_pipeline(passes, {"calibration_data": calibration_data, "labels": None}))
+    return resolve(passes, {"calibration_data": calibration_data, "labels": None})
+
+
+def resolve_passes(passes: str, options: dict[str, dict[str, Any]], calibration_data: Any = None) -> int:
+    """``resolve_pipeline``'s length (for progress display)."""
+    return len(resolve_pipeline(passes, calibration_data))
 
 
 def print_json(data: Any) -> None:

@@ -46,6 +46,18 @@ def test_json_report_with_labels_budget_and_artifact(capsys, digits_npz, tmp_pat
     assert compiled(x[:64].numpy()).shape == (64, 10)
 
 
+def test_compile_o3_with_calibration_reports_the_int8_error_and_succeeds(capsys, digits_npz, tmp_path) -> None:
+    status, out, _ = run(
+        capsys, "compile", MLP, "--input-shape", "8x784", "--passes", "O3", "--calibrate", digits_npz,
+        "-o", tmp_path / "o3", "--json",
+    )  # fmt: skip
+    report = json.loads(out)
+    assert status == 0
+    assert "insert_qdq" in [p["name"] for p in report["passes"]]
+    check = report["eager_check"]
+    assert check["checked"] and check["ok"] is None and 0 < check["max_relative_error"] < 0.2
+
+
 def test_table_without_data_is_dynamic(capsys) -> None:
     status, out, _ = run(capsys, "quantize", MLP, "--input-shape", "8x784", "--no-latency")
     assert status == 0

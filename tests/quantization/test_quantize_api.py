@@ -44,6 +44,23 @@ def test_dynamic_quantization_without_data_quantizes_linears() -> None:
     assert _accuracy(graph, x, y) - _accuracy(quantized, x, y) <= 1.0
 
 
+def test_dynamic_quantization_of_an_o2_graph_quantizes_its_pretransposed_matmuls() -> None:
+    x, y = load_digits_flat("test")
+    optimized, _ = graphopt.optimize(graphopt.capture(mnist_mlp(), x[:1]), "O2")
+    quantized, report = graphopt.quantize(optimized)
+    assert report.mode == "dynamic" and len(report.quantized) == 3
+    assert report.quantized_bytes < report.float_bytes / 3.9
+    assert _accuracy(optimized, x, y) - _accuracy(quantized, x, y) <= 1.0
+
+
+def test_o2_after_quantization_keeps_the_int8_weights() -> None:
+    x, _ = load_digits_flat("test")
+    quantized, _ = graphopt.quantize(graphopt.capture(mnist_mlp(), x[:1]), x[:64])
+    again, _ = graphopt.optimize(quantized, "O2")
+    assert again.stats().param_bytes == quantized.stats().param_bytes
+    assert torch.equal(again(x[:16]), quantized(x[:16]))
+
+
 def test_skip_by_type_name_and_pattern() -> None:
     x, _ = load_digits_28("train")
     graph = graphopt.capture(digits_cnn(), x[:1])
