@@ -58,8 +58,9 @@ def cpu_target(options: dict[str, Any]) -> tvm.target.Target:
     """The LLVM target for the host CPU (or ``options["mcpu"]``), with hidden extensions disabled."""
     mcpu = options.get("mcpu") or codegen.llvm_get_system_cpu()
     spec: dict[str, Any] = {"kind": "llvm", "mcpu": mcpu, "num-cores": num_cores(options)}
-    if options.get("mattr"):
-        spec["mattr"] = list(options["mattr"])
+    if options.get("mattr"):  # a list, or one string "+avx2,-avx512f" (as --target-option gives it)
+        mattr = options["mattr"]
+        spec["mattr"] = [f.strip() for f in mattr.split(",") if f.strip()] if isinstance(mattr, str) else list(mattr)
     elif not options.get("mcpu"):
         flags = cpuinfo_flags()
         implied = codegen.llvm_get_cpu_features(tvm.target.Target(spec))

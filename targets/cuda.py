@@ -28,6 +28,8 @@ DEFAULT_ARCH = "sm_90"
 
 def cuda_target(options: dict[str, Any]) -> tvm.target.Target:
     """``{"kind": "cuda", "arch": ...}`` with the host CPU's LLVM target as its host."""
+    if options.get("tune"):  # MetaSchedule would need the GPU to measure on: say so, never ignore it
+        raise InputError("tuning for target 'cuda' is not supported yet: build without --tune (dlight schedules)")
     if shutil.which("nvcc") is None and not _cuda_home_nvcc():
         raise GraphoptError("the cuda target needs nvcc (the CUDA toolkit) to compile kernels; none was found")
     arch = options.get("cuda_arch", DEFAULT_ARCH)

@@ -59,7 +59,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, *, default_passes: s
         action="append",
         default=[],
         metavar="PASS.OPTION=VALUE",
-        help="set a pass option, e.g. --pass-option prune.sparsity=0.5 (repeatable)",
+        help="set a pass option, e.g. --pass-option fold_constants.max_bytes=1000000 (repeatable)",
     )
     parser.add_argument(
         "--verify",
@@ -74,13 +74,15 @@ def add_json_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def pass_options(entries: list[str]) -> dict[str, dict[str, Any]]:
-    """``["prune.sparsity=0.5"]`` -> ``{"prune": {"sparsity": 0.5}}`` (values as Python literals, else strings)."""
+    """``["fold_constants.max_bytes=1000000"]`` -> ``{"fold_constants": {"max_bytes": 1000000}}`` (values as Python literals, else strings)."""
     options: dict[str, dict[str, Any]] = {}
     for entry in entries:
         key, sep, text = entry.partition("=")
         pass_name, dot, option = key.strip().partition(".")
         if not sep or not dot or not pass_name or not option:
-            raise InputError(f"bad --pass-option '{entry}': write PASS.OPTION=VALUE, e.g. prune.sparsity=0.5")
+            raise InputError(
+                f"bad --pass-option '{entry}': write PASS.OPTION=VALUE, e.g. fold_constants.max_bytes=1000000"
+            )
         options.setdefault(pass_name.strip(), {})[option.strip()] = literal(text)
     return options
 

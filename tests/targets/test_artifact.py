@@ -193,3 +193,22 @@ def test_a_directory_that_is_not_an_artifact_is_never_overwritten(tmp_path) -> N
     with pytest.raises(InputError, match="not an artifact"):
         build(graph, None, out_dir=precious)
     assert (precious / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("mattr", ["-avx512f,-avx512bw", ["-avx512f", "-avx512bw"]])
+def test_cpu_mattr_is_a_comma_separated_string_or_a_list(mattr) -> None:
+    from graphopt.targets.cpu import cpu_target
+
+    assert list(cpu_target({"mattr": mattr}).attrs["mattr"]) == ["-avx512f", "-avx512bw"]
+
+
+def test_a_model_outputting_its_input_unchanged_does_not_alias_the_callers_array() -> None:
+    class Passthrough(nn.Module):
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return x, x * 2
+
+    x = np.ones((2, 3), np.float32)
+    compiled = build(capture(Passthrough(), (torch.from_numpy(x),)), target="cpu")
+    same, doubled = compiled(x)
+    x[0, 0] = 7.0
+    assert same[0, 0] == 1.0 and doubled[0, 0] == 2.0

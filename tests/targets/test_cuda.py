@@ -71,3 +71,10 @@ def test_runs_on_the_gpu_and_matches_eager(cuda_artifact) -> None:
     x = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     assert_matches_eager(model, loaded, x)
     assert np.isfinite(loaded(x.numpy())).all()
+
+
+def test_tuning_for_cuda_is_refused_rather_than_ignored(tmp_path) -> None:
+    graph = capture(digits_cnn(pretrained=False), (torch.randn(1, 1, 28, 28),))
+    with pytest.raises(graphopt.InputError, match="tuning for target 'cuda'"):
+        build(graph, target="cuda", tune=True, out_dir=tmp_path / "tuned")
+    assert list(tmp_path.iterdir()) == []
