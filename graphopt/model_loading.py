@@ -83,6 +83,18 @@ def load_exported_program(path: Path) -> torch.export.ExportedProgram:
         raise InputError(f"cannot read {path} as a torch.export program (.pt2): {_one_line(error)}") from error
 
 
+def _make_importable(path: Path) -> None:
+    """Let a model file import its neighbours, as ``python file.py`` would, and the package it is
+    part of (``samples/cnn.py`` imports ``samples``): the file's folder and the folder above its
+    outermost package (``__init__.py`` folders) go on ``sys.path``, wherever graphopt runs from."""
+    root = path.parent
+    while (root / "__init__.py").is_file():
+        root = root.parent
+    for folder in dict.fromkeys([str(path.parent), str(root)]):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+
+
 def _import_location(location: str) -> Any:
     """Import ``file.py`` (by path) or ``package.module`` (by name), with the working directory importable."""
     cwd = str(Path.cwd())
@@ -92,6 +104,7 @@ def _import_location(location: str) -> Any:
         path = Path(location)
         if not path.is_file():
             raise InputError(f"model file not found: {location}")
+        _make_importable(path.resolve())
         module_name = "_graphopt_user_" + re.sub(r"\W", "_", str(path.resolve().with_suffix("")))
         file_spec = importlib.util.spec_from_file_location(module_name, path)
         if file_spec is None or file_spec.loader is None:

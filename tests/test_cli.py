@@ -250,6 +250,25 @@ def test_model_specs_may_name_a_class_a_factory_or_a_module(capsys, monkeypatch)
     assert results[2]["nodes"] == 10
 
 
+def test_a_model_file_imports_its_neighbours_and_its_package_from_any_directory(capsys, tmp_path, monkeypatch):
+    package = tmp_path / "project" / "mynets"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "blocks.py").write_text("from torch import nn\n\ndef block():\n    return nn.Linear(4, 3)\n")
+    (package / "sizes.py").write_text("HIDDEN = 4\n")
+    (package / "model.py").write_text(
+        "from torch import nn\nfrom sizes import HIDDEN\nfrom mynets.blocks import block\n\n"
+        "def net():\n    return nn.Sequential(nn.Linear(2, HIDDEN), block())\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    status, out, err = run(capsys, "optimize", f"{package / 'model.py'}:net", "--input-shape", "1x2", "--json")
+    assert status == 0, err
+    assert json.loads(out)["initial"]["params"] == 2 * 4 + 4 + 4 * 3 + 3
+
+
 def test_an_optimized_graph_saved_as_pt2_loads_back(capsys, tmp_path, scale_pass):
     saved = tmp_path / "deep" / "cnn.pt2"
     argv = [
