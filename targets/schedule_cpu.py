@@ -47,6 +47,32 @@ def _fast_gelu(x: tvm.te.Tensor) -> tvm.te.Tensor:
     return topi.multiply(topi.multiply(x, half), topi.add(erf, tvm.tirx.const(1.0, x.dtype)))
 
 
+@relax.expr_functor.mutator
+class _ClipRewriter(relax.PyExprMutator):
+    def visit_call_(self, call: relax.Call) -> relax.Expr:
+        call = super().visit_call_(call)
+        if not (isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.clip"):
+            return call
+        x, low, high = call.args
+        dtype = x.ty.dtype
+        lower = relax.op.maximum(x, relax.const(float(low.value), dtype))
+        return relax.op.minimum(lower, relax.const(float(high.value), dtype))
+
+
+@tvm.transform.module_pass(opt_level=0, name="ClipAsMinMax")
+class ClipAsMinMax:
+    """``clip`` (ReLU6, hardtanh) as ``minimum(maximum(x, lo), hi)``: TVM 0.27's ConvertLayout has no
+    layout rule for ``clip``, so in an NHWC network every ReLU6 ran between two transposes, outside
+    the conv kernel; the two binary ops follow the layout and fuse into the conv's epilogue."""
+
+    def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        rewriter = _ClipRewriter(mod)
+        for gvar, func in mod.functions_items():
+            if isinstance(func, relax.Function):
+                rewriter.builder_.update_func(gvar, rewriter.visit_expr(func))
+        return rewriter.builder_.get()
+
+
 @tvm.transform.module_pass(opt_level=0, name="FastGelu")
 class FastGelu:
     """GELU through TOPI's vectorizable ``fast_erf`` (libm's erf is a scalar call per element)."""
@@ -82,6 +108,7 @@ def prepare_cpu_module(mod: tvm.IRModule, target: Target) -> tvm.IRModule:
     layouts, legalization, constant folding, fusion."""
     passes = [
         relax.transform.DecomposeOpsForInference(),
+        ClipAsMinMax(),
         relax.transform.ConvertLayout(NHWC_LAYOUTS),
         relax.transform.Normalize(),
         FastGelu(),

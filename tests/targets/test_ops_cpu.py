@@ -73,6 +73,7 @@ CASES = {
     "batch_norm_1d": (lambda: nn.Sequential(nn.Linear(10, 12), nn.BatchNorm1d(12)), [(5, 10)]),
     "relu": (lambda: nn.Sequential(nn.Linear(8, 8), nn.ReLU()), [(4, 8)]),
     "relu6": (lambda: nn.Sequential(nn.Linear(8, 8), nn.ReLU6()), [(4, 8)]),
+    "conv_hardtanh_nhwc": (lambda: nn.Sequential(nn.Conv2d(4, 6, 3), nn.Hardtanh(-0.5, 0.7)), [IMAGE]),
     "gelu": (lambda: nn.Sequential(nn.Linear(8, 8), nn.GELU()), [(4, 8)]),
     "gelu_tanh": (lambda: nn.Sequential(nn.Linear(8, 8), nn.GELU(approximate="tanh")), [(4, 8)]),
     "silu": (lambda: nn.Sequential(nn.Linear(8, 8), nn.SiLU()), [(4, 8)]),
