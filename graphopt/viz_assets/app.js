@@ -51,12 +51,13 @@
     const kinds = app.side === "before" ? ["removed", "changed", "fused"] : ["added", "folded", "changed", "fused"];
     for (const kind of kinds) for (const name of diff[kind] || []) if (!result.has(name)) result.set(name, kind);
     if (app.side === "after" && !app.showConstants) { // folded constants are hidden: mark their users
-      const m = model();
+      const m = model(); // (a user reads a new constant, so the diff also lists it as changed)
       for (const name of diff.folded || []) {
         const node = m.byName.get(name);
         if (!node) continue;
         for (const user of m.succs[node.id]) {
-          if (!result.has(m.graph.nodes[user].name)) result.set(m.graph.nodes[user].name, "folded");
+          const userName = m.graph.nodes[user].name;
+          if (!result.has(userName) || result.get(userName) === "changed") result.set(userName, "folded");
         }
       }
     }
@@ -281,7 +282,7 @@
     const sides = app.passIndex >= 0
       ? `<span class="sides"><button data-side="before" class="${app.side === "before" ? "active" : ""}">Before</button>`
         + `<button data-side="after" class="${app.side === "after" ? "active" : ""}">After</button></span>` : "";
-    bar.innerHTML = `<span class="label">Passes</span>${sides}${chips.join("")}`;
+    bar.innerHTML = `<span class="label">Passes</span>${sides}<span class="steps">${chips.join("")}</span>`;
     bar.querySelector(".step.active")?.scrollIntoView({ block: "nearest", inline: "center" });
     const report = $("pass-report");
     if (app.passIndex >= 0) {

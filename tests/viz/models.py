@@ -38,3 +38,17 @@ def tiny_graph():
 
     torch.manual_seed(0)
     return graphopt.capture(TinyNet().eval(), torch.randn(1, 1, 8, 8))
+
+
+class OffsetNet(nn.Module):
+    """Conv-BN-ReLU plus an offset computed from a weight: O2's fold_constants folds ``offset * 2``
+    into one new constant and fuse_conv_bn removes the BatchNorm. Input 1x1x8x8."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.offset = nn.Parameter(torch.linspace(-1, 1, 4).view(1, 4, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.bn(self.conv(x)) + self.offset * 2)

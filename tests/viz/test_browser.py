@@ -3,69 +3,15 @@ steps work: search, click a node, read its shape; expand a module; switch before
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
 import graphopt
-from tests.viz import chromium
+from tests.viz.browsing import click_canvas_at, open_page, severe_logs
 from tests.viz.png import read_png
 from tests.viz.test_visualize import do_nothing, drop_dropout, mark_convs
 
 pytestmark = pytest.mark.browser
-
-
-def start_chromium():
-    """A headless Chromium under selenium, or a clean skip (a failure in CI, which installs it)."""
-    absent = chromium.missing()
-    if absent:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{', '.join(absent)} missing in CI: scripts/setup_browser.sh installs them")
-        pytest.skip(f"{', '.join(absent)} not installed (run scripts/setup_browser.sh as root)")
-    pytest.importorskip("selenium")
-    return chromium.start()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    driver = start_chromium()
-    yield driver
-    chromium.stop(driver)
-
-
-@pytest.fixture(autouse=True)
-def no_console_errors(browser):
-    """Every browser test ends with an error-free console (the log is read, and so cleared, here)."""
-    severe_logs(browser)  # drop what an earlier test left
-    yield
-    assert severe_logs(browser) == []
-
-
-def open_page(driver, path):
-    chromium.open_page(driver, path, timeout=10)
-
-
-def severe_logs(driver):
-    return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-
-
-def click_canvas_at(driver, x, y):
-    from selenium.webdriver.common.action_chains import ActionChains
-
-    canvas = driver.find_element("id", "canvas")
-    size = canvas.size  # move_to_element_with_offset measures from the element's centre
-    ActionChains(driver).move_to_element_with_offset(
-        canvas, x - size["width"] / 2, y - size["height"] / 2
-    ).click().perform()
-
-
-@pytest.fixture(scope="module")
-def resnet_page(tmp_path_factory):
-    from samples.resnet import resnet_small
-
-    path = tmp_path_factory.mktemp("viz") / "resnet.html"
-    return graphopt.visualize(resnet_small().eval(), path, example_inputs=torch.randn(1, 3, 32, 32))
 
 
 def test_search_click_and_details(browser, resnet_page, tmp_path):
