@@ -6,7 +6,8 @@ the host has; extensions that CPU model implies but the host does not report in 
 instruction the machine lacks. Threads: ``num_cores`` option, else ``TVM_NUM_THREADS``, else all cores.
 
 Scheduling is the performance work's seam: ``schedule_cpu.schedule_cpu(mod, target)``, or, with
-``tune=True``, ``tuning.tune_cpu(mod, target, trials=..., tune_db=...)``.
+``tune=True``, ``tuning.tune_cpu(mod, target, trials=..., tune_db=..., rpc=tune_rpc)`` (``tune_rpc=
+"KEY@TRACKER_HOST:PORT"`` measures the candidates on the devices of a TVM RPC tracker).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def num_cores(options: dict[str, Any]) -> int:
 
 def cpu_target(options: dict[str, Any]) -> tvm.target.Target:
     """The LLVM target for the host CPU (or ``options["mcpu"]``), with hidden extensions disabled."""
+    check_tuning_options(options)
     mcpu = options.get("mcpu") or codegen.llvm_get_system_cpu()
     spec: dict[str, Any] = {"kind": "llvm", "mcpu": mcpu, "num-cores": num_cores(options)}
     if options.get("mattr"):  # a list, or one string "+avx2,-avx512f" (as --target-option gives it)
@@ -87,13 +89,32 @@ def describe_cpu(target: tvm.target.Target) -> dict[str, Any]:
     }
 
 
+def check_tuning_options(options: dict[str, Any]) -> None:
+    """``tune_rpc`` needs ``tune`` and a tracker address ``KEY@HOST:PORT`` (``InputError``). Checked
+    when the target is made, before lowering: the schedule step's own errors come back through TVM
+    wrapped in a ``BuildError`` (an unreachable tracker is found there, when there is work for it)."""
+    if not options.get("tune_rpc"):
+        return
+    if not options.get("tune"):
+        raise InputError("tune_rpc (--tune-rpc) measures tuning candidates remotely: it needs tune=True (--tune)")
+    from graphopt.targets.rpc import parse_tracker_address
+
+    parse_tracker_address(str(options["tune_rpc"]))
+
+
 def schedule_for_cpu(mod: Any, target: tvm.target.Target, options: dict[str, Any]) -> Any:
     """The schedule step (given the module before legalization): tuning when asked for, else the
     default CPU schedules. Both are the performance work's (schedule_cpu.py, tuning.py)."""
     if options.get("tune"):
         from graphopt.targets.tuning import tune_cpu
 
-        return tune_cpu(mod, target, trials=options.get("tune_trials", 64), tune_db=options.get("tune_db"))
+        return tune_cpu(
+            mod,
+            target,
+            trials=options.get("tune_trials", 64),
+            tune_db=options.get("tune_db"),
+            rpc=options.get("tune_rpc"),
+        )
     from graphopt.targets.schedule_cpu import schedule_cpu
 
     return schedule_cpu(mod, target)

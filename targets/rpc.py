@@ -10,14 +10,18 @@ the numbers are the device's own, without network time.
 >>> result.mean_ms, result.outputs
 
 An address is ``HOST:PORT`` (a server) or ``KEY@HOST:PORT`` (a tracker and the device key); the
-``key=`` argument is the other way to name a tracker's key.
+``key=`` argument is the other way to name a tracker's key. Tuning on a remote device
+(``tune_rpc=`` of ``build``, targets/tuning.py) goes through a tracker: ``parse_tracker_address``
+and ``tracker_servers`` check such an address before MetaSchedule's RPC runner is started.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import socket
 import statistics
+import struct
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -59,15 +63,64 @@ class RemoteBenchmark:
 
 def parse_address(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise InputError(f"RPC address {address!r} is not HOST:PORT")
     return host, int(port)
 
 
-def connect(address: str, *, key: str | None = None, timeout_s: float = 60) -> Any:
-    """A session: through the tracker at ``address`` when a key is given, else straight to a server."""
+def split_key(address: str, key: str | None = None) -> tuple[str | None, str]:
+    """(device key, ``HOST:PORT``) of ``KEY@HOST:PORT``; a plain ``HOST:PORT`` keeps ``key``."""
     if "@" in address:
         key, _, address = address.partition("@")
+    return key, address
+
+
+def parse_tracker_address(address: str, *, key: str | None = None) -> tuple[str, str, int]:
+    """(key, host, port) of a tracker address ``KEY@HOST:PORT``; a tracker needs the device key."""
+    key, rest = split_key(address, key)
+    if not key:
+        raise InputError(f"RPC tracker address {address!r} names no device key: write KEY@HOST:PORT")
+    host, port = parse_address(rest)
+    return key, host, port
+
+
+def tracker_servers(address: str, *, key: str | None = None, timeout_s: float = 10) -> int:
+    """How many servers the tracker at ``KEY@HOST:PORT`` has registered under the key (at least one).
+
+    Asks the tracker for its summary over a socket that gives up after ``timeout_s`` (TVM's own
+    tracker client retries for a minute, or waits forever on a port that is not a tracker).
+    """
+    key, host, port = parse_tracker_address(address, key=key)
+    try:
+        summary = _tracker_summary(host, port, timeout_s)
+    except Exception as error:
+        raise RemoteError(f"cannot reach the RPC tracker at {host}:{port}: {_first_line(error)}") from error
+    keys = [str(s.get("key", "")).partition(":")[2] for s in summary.get("server_info", [])]
+    if key not in keys:
+        known = ", ".join(sorted({k for k in keys if k})) or "none"
+        raise RemoteError(
+            f"the RPC tracker at {host}:{port} has no server registered under key {key!r} (keys: {known})"
+        )
+    return keys.count(key)
+
+
+def _tracker_summary(host: str, port: int, timeout_s: float) -> dict[str, Any]:
+    from tvm.rpc import base
+
+    with socket.create_connection((host, port), timeout=timeout_s) as sock:
+        sock.sendall(struct.pack("<i", base.RPC_TRACKER_MAGIC))
+        if struct.unpack("<i", base.recvall(sock, 4))[0] != base.RPC_TRACKER_MAGIC:
+            raise RemoteError("it is not a TVM RPC tracker")
+        base.sendjson(sock, [base.TrackerCode.SUMMARY])
+        reply = base.recvjson(sock)
+    if reply[0] != base.TrackerCode.SUCCESS:
+        raise RemoteError(f"unexpected tracker reply {reply!r}")
+    return reply[1]
+
+
+def connect(address: str, *, key: str | None = None, timeout_s: float = 60) -> Any:
+    """A session: through the tracker at ``address`` when a key is given, else straight to a server."""
+    key, address = split_key(address, key)
     host, port = parse_address(address)
     try:
         if key:

@@ -11,6 +11,15 @@ does not know yet and returns the module with each function scheduled by its bes
   by MetaSchedule's own runner and committed as a record. The best record wins, so tuning with a
   small budget is never slower than not tuning, as far as the runner can measure.
 * A rich progress bar counts measured candidates.
+* ``rpc="KEY@TRACKER_HOST:PORT"`` measures on a remote device instead, through a TVM RPC tracker
+  (``python -m tvm.exec.rpc_tracker``) and the servers registered with it under KEY
+  (``python -m tvm.exec.rpc_server --tracker HOST:PORT --key KEY``), with MetaSchedule's
+  ``RPCRunner``. Candidates are built here as shared libraries (the remote needs no compiler) and
+  the default schedules are seeded by the same remote measurement. The tracker is checked before
+  the first measurement, so a bad address or an unreachable tracker is one ``InputError`` or
+  ``RemoteError`` line, not a minute of retries and failed records (a compile whose workloads are
+  all in the database needs no tracker). Records measured remotely go to their own default database (the key is part of its
+  hash). ``target`` must describe the remote CPU (e.g. ``mcpu``); this is the ``cpu`` target only.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tvm
@@ -31,17 +41,20 @@ from tvm.s_tir import dlight
 from tvm.s_tir import meta_schedule as ms
 from tvm.target import Target
 
+from .rpc import RemoteError, _first_line, parse_tracker_address, tracker_servers
 from .schedule_cpu import default_rules, prepare_cpu_module, schedule_cpu
 
 DEFAULT_DB_ROOT = Path.home() / ".cache" / "graphopt" / "tuning"
 TRIALS_PER_ROUND = 16
 
 
-def database_dir(target: Target, tune_db: str | os.PathLike | None = None) -> Path:
-    """Where records for ``target`` live: ``tune_db`` if given, else one folder per target."""
+def database_dir(target: Target, tune_db: str | os.PathLike | None = None, *, device: str | None = None) -> Path:
+    """Where records for ``target`` live: ``tune_db`` if given, else one folder per target (and per
+    remote ``device`` key: records measured on a remote device are not this machine's)."""
     if tune_db is not None:
         return Path(tune_db)
-    key = hashlib.sha256(json.dumps(str(target), sort_keys=True).encode()).hexdigest()[:16]
+    identity = str(target) if device is None else [str(target), f"rpc:{device}"]
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     return DEFAULT_DB_ROOT / key
 
 
@@ -70,10 +83,45 @@ def _measure_runner() -> ms.runner.LocalRunner:
     return ms.runner.LocalRunner(evaluator_config=config, timeout_sec=120)
 
 
-def seed_default_schedules(tasks: list, target: Target, database: ms.database.Database) -> None:
+def rpc_runner(address: str, *, timeout_s: float = 120) -> ms.runner.RPCRunner:
+    """MetaSchedule's runner for the servers registered under KEY at the tracker ``KEY@HOST:PORT``,
+    one connection per server. The address and the tracker are checked first (``InputError``,
+    ``RemoteError``): MetaSchedule itself would retry for a minute, then record failed runs."""
+    key, host, port = parse_tracker_address(address)
+    servers = tracker_servers(address, timeout_s=min(timeout_s, 10))
+    config = ms.runner.RPCConfig(
+        tracker_host=host, tracker_port=port, tracker_key=key, session_timeout_sec=int(timeout_s)
+    )
+    evaluator = ms.runner.EvaluatorConfig(**EVALUATOR, enable_cpu_cache_flush=False)
+    return ms.runner.RPCRunner(rpc_config=config, evaluator_config=evaluator, max_workers=servers)
+
+
+def export_shared_library(mod: Any) -> str:
+    """The builder's export for remote runs: a shared library linked here with the host compiler
+    (MetaSchedule's default, a .tar, would need a compiler on the device to link it)."""
+    path = os.path.join(tempfile.mkdtemp(prefix="graphopt-candidate-"), "graphopt_candidate.so")
+    mod.export_library(path)
+    return path
+
+
+def _where(runner: Any) -> str:
+    config = runner.rpc_config
+    return f"{config.tracker_key}@{config.tracker_host}:{config.tracker_port}"
+
+
+def _runner_error(message: str) -> str:
+    """The line of a runner's error that says what failed (not "RPCRunner: An exception occurred")."""
+    lines = message.splitlines()
+    if len(lines) > 1 and lines[0].startswith("RPCRunner: An exception"):
+        lines = lines[1:]
+    return _first_line(RuntimeError("\n".join(lines)))
+
+
+def seed_default_schedules(tasks: list, target: Target, database: ms.database.Database, *, runner: Any = None) -> None:
     """Measure the default schedule of each task the way MetaSchedule's runner measures candidates
     (same evaluator settings, built and run in this process: no worker start-up) and commit it as
-    a tuning record, so tuning can only improve on it."""
+    a tuning record, so tuning can only improve on it. With an RPC ``runner`` the schedule is built
+    here and measured on the remote device by that runner, like every candidate after it."""
     for task in tasks:
         func = task.dispatched[0]["main"]
         with target:
@@ -83,11 +131,27 @@ def seed_default_schedules(tasks: list, target: Target, database: ms.database.Da
         sch = space[0]
         args = ms.arg_info.ArgInfo.from_prim_func(func)
         library = tvm.compile(sch.mod, target)
-        tensors = [tvm.runtime.tensor(np.random.rand(*[int(d) for d in a.shape]).astype(a.dtype)) for a in args]
-        timer = library.mod.time_evaluator(library.mod.entry_name or "main", tvm.cpu(), **EVALUATOR)
-        run_secs = [tvm.tirx.FloatImm("float32", t) for t in timer(*tensors).results]
+        if runner is not None:
+            run_secs = _measure_remotely(library, args, runner, task.task_name)
+        else:
+            tensors = [tvm.runtime.tensor(np.random.rand(*[int(d) for d in a.shape]).astype(a.dtype)) for a in args]
+            timer = library.mod.time_evaluator(library.mod.entry_name or "main", tvm.cpu(), **EVALUATOR)
+            run_secs = [tvm.tirx.FloatImm("float32", t) for t in timer(*tensors).results]
         workload = database.commit_workload(task.dispatched[0])
         database.commit_tuning_record(ms.database.TuningRecord(sch.trace, workload, run_secs, target, args))
+
+
+def _measure_remotely(library: Any, args: list, runner: Any, name: str) -> list:
+    with tempfile.TemporaryDirectory(prefix="graphopt-seed-") as scratch:
+        path = os.path.join(scratch, "graphopt_candidate.so")
+        library.export_library(path)
+        (future,) = runner.run([ms.runner.RunnerInput(path, "cpu", args)])
+        result = future.result()
+    if result.error_msg:
+        raise RemoteError(
+            f"measuring the default schedule of '{name}' on {_where(runner)} failed: {_runner_error(result.error_msg)}"
+        )
+    return [tvm.tirx.FloatImm("float32", float(getattr(t, "value", t))) for t in result.run_secs]
 
 
 def _small_search() -> ms.search_strategy.EvolutionarySearch:
@@ -100,8 +164,12 @@ def _small_search() -> ms.search_strategy.EvolutionarySearch:
 class _ProgressCallback(ms.measure_callback.PyMeasureCallback):
     def __init__(self, advance) -> None:
         self.advance = advance
+        self.measured = 0
+        self.errors: list[str] = []
 
     def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
+        self.measured += len(runner_results)
+        self.errors += [str(r.error_msg) for r in runner_results if r.error_msg]
         self.advance(len(runner_results))
 
 
@@ -113,29 +181,42 @@ def tune_cpu(
     seconds: float | None = None,
     tune_db: str | os.PathLike | None = None,
     progress: bool = True,
+    rpc: str | None = None,
+    rpc_timeout_s: float = 120,
 ) -> tvm.IRModule:
-    """Tune ``mod`` for ``target`` within ``trials`` measured candidates (and ``seconds`` if given).
+    """Tune ``mod`` for ``target`` within ``trials`` measured candidates (and ``seconds`` if given),
+    measured here, or with ``rpc="KEY@TRACKER_HOST:PORT"`` on the devices of a TVM RPC tracker.
 
     Example::
 
         mod = tune_cpu(mod, host_target(), trials=32)   # second call: no trials, records reused
         exe = tvm.compile(mod, host_target())
+        mod = tune_cpu(mod, board_target, trials=32, rpc="rasp4@10.0.0.2:9190")
     """
+    key = parse_tracker_address(rpc)[0] if rpc is not None else None  # a bad address fails first
     if not any(isinstance(f, tvm.tirx.PrimFunc) for _, f in mod.functions_items()):
         mod = prepare_cpu_module(mod, target)
-    db_dir = database_dir(target, tune_db)
+    db_dir = database_dir(target, tune_db, device=key)
     database = open_database(db_dir)
     tasks = new_tasks(mod, target, database)
     if tasks:
-        seed_default_schedules(tasks, target, database)
-        _search(tasks, target, database, trials, seconds, progress)
+        runner = rpc_runner(rpc, timeout_s=rpc_timeout_s) if rpc is not None else None
+        seed_default_schedules(tasks, target, database, runner=runner)
+        _search(tasks, target, database, trials, seconds, progress, runner=runner)
     with target, database:
         mod = relax.transform.MetaScheduleApplyDatabase()(mod)
     return schedule_cpu(mod, target)
 
 
-def _search(tasks: list, target: Target, database, trials: int, seconds: float | None, progress: bool) -> None:
+def _search(
+    tasks: list, target: Target, database, trials: int, seconds: float | None, progress: bool, *, runner: Any = None
+) -> None:
+    """The trials: measured by the local runner, or by ``runner`` (an ``RPCRunner``) remotely."""
     from rich.progress import Progress
+
+    remote = runner is not None
+    builder = ms.builder.LocalBuilder(timeout_sec=120, f_export=export_shared_library if remote else None)
+    measure = runner if remote else _measure_runner()
 
     for name in ("tvm.s_tir.meta_schedule", "tvm.meta_schedule"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -148,10 +229,8 @@ def _search(tasks: list, target: Target, database, trials: int, seconds: float |
         deadline = time.monotonic() + seconds if seconds else None
         with Progress(disable=not progress, transient=True) as bar:
             job = bar.add_task(f"tuning {len(tasks)} workloads", total=trials)
-            callbacks = [
-                *ms.measure_callback.MeasureCallback.create("default"),
-                _ProgressCallback(lambda n: bar.advance(job, n)),
-            ]
+            counter = _ProgressCallback(lambda n: bar.advance(job, n))
+            callbacks = [*ms.measure_callback.MeasureCallback.create("default"), counter]
             done = 0
             while done < trials and (deadline is None or time.monotonic() < deadline):
                 budget = min(trials - done, TRIALS_PER_ROUND) if deadline else trials - done
@@ -161,9 +240,12 @@ def _search(tasks: list, target: Target, database, trials: int, seconds: float |
                     work_dir=logs,
                     max_trials_global=budget,
                     num_trials_per_iter=min(budget, TRIALS_PER_ROUND),
-                    builder=ms.builder.LocalBuilder(timeout_sec=120),
-                    runner=_measure_runner(),
+                    builder=builder,
+                    runner=measure,
                     database=database,
                     measure_callbacks=callbacks,
                 )
                 done += budget
+    if remote and counter.measured and len(counter.errors) == counter.measured:
+        # The default schedules ran remotely, so the device (or the way to it) broke during tuning.
+        raise RemoteError(f"every candidate failed on {_where(runner)}: {_runner_error(counter.errors[0])}")

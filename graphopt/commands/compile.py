@@ -46,6 +46,11 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tune-trials", type=int, metavar="N", help="MetaSchedule trials when tuning")
     parser.add_argument("--tune-db", metavar="PATH", help="tuning database to reuse and extend")
     parser.add_argument(
+        "--tune-rpc",
+        metavar="KEY@HOST:PORT",
+        help="with --tune (cpu): measure candidates on the devices registered under KEY at a TVM RPC tracker",
+    )
+    parser.add_argument(
         "--target-option",
         action="append",
         default=[],
@@ -60,6 +65,12 @@ def target_options(args: argparse.Namespace) -> dict[str, Any]:
         options["tune_trials"] = args.tune_trials
     if args.tune_db is not None:
         options["tune_db"] = args.tune_db
+    if args.tune_rpc is not None:
+        if not args.tune:
+            raise InputError("--tune-rpc measures tuning candidates on a remote device: add --tune")
+        if args.target != "cpu":
+            raise InputError(f"--tune-rpc is supported for --target cpu only, not '{args.target}'")
+        options["tune_rpc"] = args.tune_rpc
     for entry in args.target_option:
         key, sep, value = entry.partition("=")
         if not sep or not key.strip():
