@@ -25,9 +25,13 @@ does not know yet and returns the module with each function scheduled by its bes
 from __future__ import annotations
 
 import hashlib
+import importlib
+import inspect
 import json
+import linecache
 import logging
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -94,6 +98,42 @@ def rpc_runner(address: str, *, timeout_s: float = 120) -> ms.runner.RPCRunner:
     )
     evaluator = ms.runner.EvaluatorConfig(**EVALUATOR, enable_cpu_cache_flush=False)
     return ms.runner.RPCRunner(rpc_config=config, evaluator_config=evaluator, max_workers=servers)
+
+
+def import_tensor_intrinsics() -> None:
+    """``import tvm.s_tir.tensor_intrin`` (MetaSchedule's VNNI/AVX-512 rules look intrinsics up by
+    name) in ~2 s instead of ~20: TVMScript's ``prim_func`` calls ``inspect.stack()``, which reads
+    the source of every frame and scans ``sys.modules`` for each, ~500 times. The parser only uses
+    the frames and the calling line, so for the import ``inspect.stack`` gives just those."""
+    if "tvm.s_tir.tensor_intrin" in sys.modules:
+        return
+    original = inspect.stack
+
+    def frames_only(context: int = 1) -> list[inspect.FrameInfo]:
+        frames, frame = [], sys._getframe(1)
+        while frame is not None:
+            code = frame.f_code
+            line = linecache.getline(code.co_filename, frame.f_lineno)
+            frames.append(inspect.FrameInfo(frame, code.co_filename, frame.f_lineno, code.co_name, [line], 0))
+            frame = frame.f_back
+        return frames
+
+    inspect.stack = frames_only  # type: ignore[assignment]
+    try:
+        importlib.import_module("tvm.s_tir.tensor_intrin")
+    finally:
+        inspect.stack = original
+
+
+def build_candidate(mod: Any, target: Any, _params: Any = None) -> Any:
+    """MetaSchedule's default build without its ``import tvm.s_tir.tensor_intrin``: that import
+    parses some 500 TVMScript functions (~20 s) in every builder worker, and the builder starts new
+    workers for every batch of candidates. Candidates arrive already tensorized, so nothing here
+    looks an intrinsic up."""
+    from tvm.driver import build as tvm_build
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+
+    return tvm_build(RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod), target=target)
 
 
 def export_shared_library(mod: Any) -> str:
@@ -214,12 +254,20 @@ def _search(
     """The trials: measured by the local runner, or by ``runner`` (an ``RPCRunner``) remotely."""
     from rich.progress import Progress
 
+    import_tensor_intrinsics()  # before TuneContext imports it the slow way
     remote = runner is not None
-    builder = ms.builder.LocalBuilder(timeout_sec=120, f_export=export_shared_library if remote else None)
+    builder = ms.builder.LocalBuilder(
+        timeout_sec=120, f_build=build_candidate, f_export=export_shared_library if remote else None
+    )
     measure = runner if remote else _measure_runner()
 
     for name in ("tvm.s_tir.meta_schedule", "tvm.meta_schedule"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.WARNING)
+        # MetaSchedule's logging set-up names every handler of its logger in a dictConfig and fails
+        # on one without a name (e.g. pytest's capture handlers, left there by an earlier tuning).
+        for handler in [h for h in logger.handlers if h.get_name() is None]:
+            logger.removeHandler(handler)
 
     contexts, weights = [], []
     with tempfile.TemporaryDirectory(prefix="graphopt-tune-") as logs:
