@@ -113,6 +113,7 @@ def schedule_for_cpu(mod: Any, target: tvm.target.Target, options: dict[str, Any
             target,
             trials=options.get("tune_trials", 64),
             tune_db=options.get("tune_db"),
+            seconds=options.get("tune_seconds"),
             rpc=options.get("tune_rpc"),
         )
     from graphopt.targets.schedule_cpu import schedule_cpu

@@ -44,6 +44,9 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dynamic-batch", action="store_true", help="accept any batch size at run time")
     parser.add_argument("--tune", action="store_true", help="tune kernels with MetaSchedule (minutes)")
     parser.add_argument("--tune-trials", type=int, metavar="N", help="MetaSchedule trials when tuning")
+    parser.add_argument(
+        "--tune-seconds", type=float, metavar="S", help="stop tuning after about S seconds (with --tune-trials)"
+    )
     parser.add_argument("--tune-db", metavar="PATH", help="tuning database to reuse and extend")
     parser.add_argument(
         "--tune-rpc",
@@ -65,6 +68,10 @@ def target_options(args: argparse.Namespace) -> dict[str, Any]:
         options["tune_trials"] = args.tune_trials
     if args.tune_db is not None:
         options["tune_db"] = args.tune_db
+    if args.tune_seconds is not None:
+        if args.tune_seconds <= 0:
+            raise InputError(f"--tune-seconds must be positive, got {args.tune_seconds}")
+        options["tune_seconds"] = args.tune_seconds
     if args.tune_rpc is not None:
         if not args.tune:
             raise InputError("--tune-rpc measures tuning candidates on a remote device: add --tune")

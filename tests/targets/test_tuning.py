@@ -72,3 +72,22 @@ def test_tuning_writes_the_database_and_a_second_compile_reuses_it(tmp_path: Pat
         output(vm, [tvm.runtime.tensor(x.numpy())]),
         relax.VirtualMachine(tvm.compile(tuned, TARGET), tvm.cpu())["main"](tvm.runtime.tensor(x.numpy()))[0].numpy(),
     )
+
+
+def test_a_time_budget_stops_tuning_before_the_trial_budget(tmp_path: Path) -> None:
+    model, x = small_mlp()
+    start = time.perf_counter()
+    tuning.tune_cpu(to_relax(model, x), TARGET, trials=10_000, seconds=1, tune_db=tmp_path, progress=False)
+    assert time.perf_counter() - start < 120
+    records = (tmp_path / "database_tuning_record.json").read_text().splitlines()
+    assert 2 < len(records) <= 2 + 2 * tuning.TRIALS_PER_ROUND  # seeds, then one round of trials
+
+
+def test_the_cli_refuses_a_time_budget_that_is_not_positive(capsys) -> None:
+    from graphopt.cli import main
+
+    assert (
+        main(["compile", "samples/mnist_mlp.py:mnist_mlp", "--input-shape", "1x784", "--tune", "--tune-seconds", "0"])
+        == 2
+    )
+    assert "--tune-seconds must be positive" in capsys.readouterr().err
