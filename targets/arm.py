@@ -22,7 +22,7 @@ the runner there. Building needs only the cross compiler; running on qemu needs 
 
 Target options (``graphopt.compile(..., target="arm", arm_mattr=[...], arm_mcpu=...)``): ``arm_mattr``
 replaces the default ``["+neon"]`` (e.g. ``["+neon", "+dotprod"]`` for int8 dot products on
-Cortex-A55/A76 and later), ``arm_mcpu`` names a core (``"cortex-a72"``), ``arm_num_cores`` sets the
+Cortex-A55/A76 and later: quantized matmuls and convs then run on ``sdot``, targets/arm_dot.py), ``arm_mcpu`` names a core (``"cortex-a72"``), ``arm_num_cores`` sets the
 number of threads the schedules assume.
 """
 

@@ -1,4 +1,4 @@
-"""Integer dot-product kernels: int8 matmuls and convolutions on packed weights, the VNNI layout.
+"""Integer dot-product kernels: int8 matmuls and convolutions on packed weights (VNNI, Arm dot product).
 
 ``relax.matmul(A, W, out_dtype="int32")`` with A uint8/int8 ``[M, K]`` and W int8 ``[K, N]`` (what
 ``targets/quantized.py`` emits for a quantized Linear), and an NHWC/HWIO ``relax.nn.conv2d`` of the
@@ -8,19 +8,24 @@ same dtypes (a quantized Conv2d after the CPU layout pass) are legalized here in
    together (N and K padded with zeros). W is a constant, so FoldConstant packs it once, at compile
    time; a conv's HWIO kernel is first read as ``[KH*KW*C4, CO]`` (input channels padded to C4, a
    multiple of 4);
-2. ``int8_activation``: A -> uint8; int8 A is shifted by +128. A matmul's ``[M, K]`` has K padded to
-   a multiple of 4; a conv's NHWC input gets its spatial padding (the shifted zero) and C4 channels;
+2. ``int8_activation``: A in the activation dtype the target's dot product takes (``activation_dtype``):
+   uint8 for VNNI (and the generic schedules), where int8 A is shifted by +128; int8 on an aarch64
+   target with ``+dotprod`` (``sdot`` is signed x signed), where uint8 A is shifted by -128. A
+   matmul's ``[M, K]`` has K padded to a multiple of 4; a conv's NHWC input gets its spatial padding
+   (the shifted zero) and C4 channels;
 3. ``int8_dense``: ``C[.., j] = sum_k A[.., k] * Wp[j/16, k/4, j%16, k%4]`` in int32 (for a conv, a
-   direct convolution whose innermost reduction is 4 input channels), minus ``128 * sum_k W[k, j]``
-   where A was shifted (exact: ``(a + 128) w - 128 w = a w``), and cut back to N channels where N
+   direct convolution whose innermost reduction is 4 input channels), minus ``shift * sum_k W[k, j]``
+   where A was shifted (exact: ``(a + s) w - s w = a w``), and cut back to N channels where N
    was padded.
 
 This is the layout VNNI's ``vpdpbusd`` consumes: one instruction multiplies 4 uint8 activations by
 4 int8 weights for 16 output channels and accumulates into 16 int32 lanes; ``vnni.Int8DotProduct``
-(first in ``schedule_cpu.default_rules``) tensorizes ``int8_dense`` with it. Matmuls take this form
-on every target (elsewhere the generic rules schedule the same compute); convolutions only where the
-target has VNNI, since without it the direct convolution is faster. Anything else (grouped convs,
-symbolic shapes) keeps TVM's own legalization.
+(first in ``schedule_cpu.default_rules``) tensorizes ``int8_dense`` with it. Arm's ``sdot`` takes a
+quarter of the same tile (4 channels x 4 k, 16 contiguous bytes of ``Wp``): ``arm_dot.ArmDotProduct``
+tensorizes with it. Matmuls take this form on every target (elsewhere the generic rules schedule the
+same compute); convolutions only where the target has VNNI or the Arm dot product, since without
+either TVM's own direct convolution is faster. Anything else (grouped convs, symbolic shapes) keeps
+TVM's own legalization.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from tvm import relax, te, tirx
 
 LANES, GROUP = 16, 4  # output channels per vector, k values per 32-bit lane
 DENSE_BLOCK = "int8_dense"
-SHIFT = 128  # int8 activations are made unsigned by adding this
+SHIFT = 128  # int8 activations are made unsigned by adding this (uint8 made signed by subtracting it)
 
 
 def _static_shape(expr: relax.Expr) -> list[int] | None:
@@ -70,32 +75,56 @@ def pack_weight(w: te.Tensor) -> te.Tensor:
     return te.compute(shape, packed, name="pack_int8_weight")
 
 
-def _unsigned(value: Any, dtype: str) -> Any:
-    return (value.astype("int32") + (SHIFT if dtype == "int8" else 0)).astype("uint8")
+def _target_has_arm_dotprod() -> bool:
+    from graphopt.targets.arm_dot import has_arm_dotprod
+
+    target = tvm.target.Target.current(allow_none=True)
+    return target is not None and has_arm_dotprod(target)
 
 
-def unsigned_activation(a: te.Tensor) -> te.Tensor:
-    """``[M, K]`` -> uint8 ``[M, K4]``."""
+def activation_dtype() -> str:
+    """The activation dtype of ``int8_dense`` for the current target: int8 where ``sdot`` will run it
+    (aarch64 with ``+dotprod``), uint8 everywhere else (VNNI's ``vpdpbusd``, the generic rules)."""
+    return "int8" if _target_has_arm_dotprod() else "uint8"
+
+
+def shift_of(dtype: str, to_dtype: str) -> int:
+    """What is added to ``dtype`` activations to make them ``to_dtype``: +128, -128 or 0."""
+    if dtype == to_dtype:
+        return 0
+    return SHIFT if to_dtype == "uint8" else -SHIFT
+
+
+def _converted(value: Any, dtype: str, to_dtype: str) -> Any:
+    shift = shift_of(dtype, to_dtype)
+    return (value.astype("int32") + shift).astype(to_dtype) if shift else value
+
+
+def shifted_activation(a: te.Tensor, to_dtype: str = "uint8") -> te.Tensor:
+    """``[M, K]`` -> ``to_dtype`` ``[M, K4]`` (shifted by ``shift_of(a.dtype, to_dtype)``)."""
     m, k = (int(d) for d in a.shape)
 
     def value(i: Any, kk: Any) -> Any:
-        return tirx.if_then_else(kk < k, _unsigned(a[i, tirx.min(kk, k - 1)], a.dtype), tirx.const(0, "uint8"))
+        element = _converted(a[i, tirx.min(kk, k - 1)], a.dtype, to_dtype)
+        return tirx.if_then_else(kk < k, element, tirx.const(0, to_dtype))
 
     return te.compute((m, _round_up(k, GROUP)), value, name="int8_activation")
 
 
-def padded_activation(data: te.Tensor, pads: tuple[int, int, int, int], channels4: int) -> te.Tensor:
-    """NHWC ``data`` -> uint8 ``[N, H', W', C4]``: spatial padding holds the (shifted) zero, channels
-    are padded to a multiple of 4 (their weights are zero, so any value would do)."""
+def padded_activation(
+    data: te.Tensor, pads: tuple[int, int, int, int], channels4: int, to_dtype: str = "uint8"
+) -> te.Tensor:
+    """NHWC ``data`` -> ``to_dtype`` ``[N, H', W', C4]``: spatial padding holds the (shifted) zero,
+    channels are padded to a multiple of 4 (their weights are zero, so any value would do)."""
     batch, height, width, channels = (int(d) for d in data.shape)
     top, left, bottom, right = pads
-    zero = tirx.const(SHIFT if data.dtype == "int8" else 0, "uint8")
+    zero = tirx.const(shift_of(data.dtype, to_dtype), to_dtype)
 
     def value(b: Any, h: Any, w: Any, c: Any) -> Any:
         y, x = h - top, w - left
         inside = tirx.all(y >= 0, y < height, x >= 0, x < width, c < channels)
         clamp = (tirx.max(tirx.min(y, height - 1), 0), tirx.max(tirx.min(x, width - 1), 0), tirx.min(c, channels - 1))
-        return tirx.if_then_else(inside, _unsigned(data[(b, *clamp)], data.dtype), zero)
+        return tirx.if_then_else(inside, _converted(data[(b, *clamp)], data.dtype, to_dtype), zero)
 
     shape = (batch, height + top + bottom, width + left + right, channels4)
     return te.compute(shape, value, name="int8_activation")
@@ -146,9 +175,9 @@ def dense(a: te.Tensor, wp: te.Tensor, out_shape: tuple[int, ...]) -> te.Tensor:
     )
 
 
-def _column_offsets(w: te.Tensor) -> te.Tensor:
+def _column_offsets(w: te.Tensor, shift: int) -> te.Tensor:
     k = te.reduce_axis((0, int(w.shape[0])), name="k")
-    return te.compute((int(w.shape[1]),), lambda j: te.sum(w[k, j].astype("int32") * SHIFT, axis=k), name="shift_sums")
+    return te.compute((int(w.shape[1]),), lambda j: te.sum(w[k, j].astype("int32") * shift, axis=k), name="shift_sums")
 
 
 def _finish(c: te.Tensor, offsets: te.Tensor | None, channels: int) -> te.Tensor:
@@ -168,7 +197,7 @@ def _emit_dense(
     activation: relax.Expr,
     weight_kn: relax.Expr,
     out_shape: list[int],
-    signed: bool,
+    shift: int,
 ) -> relax.Expr:
     """Pack, multiply (``kernel(activation, packed, padded_shape)``), and undo the shift/padding:
     the common tail of both legalizations."""
@@ -178,10 +207,10 @@ def _emit_dense(
     # The last step is returned as a call, not emitted: LegalizeOps binds it to the original
     # variable, where an emitted one would leave a var-to-var binding that stops FuseOps from
     # fusing the dequantize epilogue into the kernel.
-    if not signed and padded[-1] == channels:
+    if not shift and padded[-1] == channels:
         return bb.call_te(kernel, activation, packed, padded, primfunc_name_hint=DENSE_BLOCK)
     result = bb.emit_te(kernel, activation, packed, padded, primfunc_name_hint=DENSE_BLOCK)
-    offsets = bb.emit_te(_column_offsets, weight_kn, primfunc_name_hint="int8_shift_sums") if signed else None
+    offsets = bb.emit_te(_column_offsets, weight_kn, shift, primfunc_name_hint="int8_shift_sums") if shift else None
     return bb.call_te(_finish, result, offsets, channels, primfunc_name_hint="int8_finish")
 
 
@@ -194,9 +223,10 @@ def legalize_matmul(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
     a, w = call.args
     if not _integer_operands(call) or len(_static_shape(a) or []) != 2 or len(_static_shape(w) or []) != 2:
         return _DEFAULT_MATMUL(bb, call)
-    activation = bb.emit_te(unsigned_activation, a, primfunc_name_hint="int8_activation")
+    to_dtype = activation_dtype()
+    activation = bb.emit_te(shifted_activation, a, to_dtype, primfunc_name_hint="int8_activation")
     m, n = _static_shape(a)[0], _static_shape(w)[1]  # type: ignore[index]
-    return _emit_dense(bb, dense, activation, w, [m, n], signed=a.ty.dtype == "int8")
+    return _emit_dense(bb, dense, activation, w, [m, n], shift=shift_of(a.ty.dtype, to_dtype))
 
 
 def _target_has_vnni() -> bool:
@@ -207,7 +237,8 @@ def _target_has_vnni() -> bool:
 
 
 def legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
-    """NHWC int8 convolutions as direct VNNI convolutions on packed weights; others as TVM does."""
+    """NHWC int8 convolutions as direct dot-product convolutions on packed weights where the target has
+    VNNI or the Arm dot product; others as TVM does."""
     attrs = call.attrs
     eligible = (
         _integer_operands(call)
@@ -216,7 +247,7 @@ def legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
         and attrs.out_layout == "NHWC"
         and int(attrs.groups) == 1
         and _static_shape(call) is not None
-        and _target_has_vnni()
+        and (_target_has_vnni() or _target_has_arm_dotprod())
     )
     if not eligible:
         return _DEFAULT_CONV2D(bb, call)
@@ -226,13 +257,14 @@ def legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
     assert out_shape is not None
     channels4 = _round_up(ci, GROUP)
     pads = tuple(int(p) for p in attrs.padding)  # top, left, bottom, right
-    activation = bb.emit_te(padded_activation, data, pads, channels4, primfunc_name_hint="int8_activation")
+    to_dtype = activation_dtype()
+    activation = bb.emit_te(padded_activation, data, pads, channels4, to_dtype, primfunc_name_hint="int8_activation")
     weight_kn = bb.emit_te(conv_weight_rows, kernel, channels4, primfunc_name_hint="int8_weight_rows")
 
     def kernel_fn(a: te.Tensor, wp: te.Tensor, shape: tuple[int, ...]) -> te.Tensor:
         return conv_dense(a, wp, (kh, kw), attrs, shape)
 
-    return _emit_dense(bb, kernel_fn, activation, weight_kn, out_shape, signed=data.ty.dtype == "int8")
+    return _emit_dense(bb, kernel_fn, activation, weight_kn, out_shape, shift=shift_of(data.ty.dtype, to_dtype))
 
 
 tvm.ir.register_op_attr("relax.matmul", "FLegalize", legalize_matmul, level=11)

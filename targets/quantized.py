@@ -14,9 +14,10 @@ Two kinds of converters are registered with the lowering (``targets/lower.py``):
   which is exact algebra of the fake-quantized reference: ``sum_k (q_x - z_x) s_x * q_w s_w[c]``.
   Anything else falls back to TVM's own converter (float math on dequantized tensors).
 
-With an LLVM target naming the host CPU (``mcpu``), LLVM vectorizes the uint8/int8 products into
-AVX-512 VNNI ``vpdpbusd`` where the CPU has it, and into the Arm dot-product instructions with
-``+dotprod``; the uint8 x int8 combination (affine activations) is the one VNNI computes natively.
+The integer kernels are legalized on packed weights (targets/int8_kernels.py) and tensorized with
+the CPU's dot-product instruction where the target has one: AVX-512 VNNI ``vpdpbusd`` (uint8 x int8;
+int8 activations are shifted by +128) and, on aarch64 with ``+dotprod``, ``sdot`` (int8 x int8;
+uint8 activations are shifted by -128); the shift is undone exactly in the int32 result.
 """
 
 from __future__ import annotations

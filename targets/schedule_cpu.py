@@ -4,6 +4,9 @@ TVM 0.27's CPU pipeline leaves every fused TIR function as naive scalar loops (4
 torch eager). ``schedule_cpu`` is the seam the CPU build calls: it applies one rule per op class to
 every fused PrimFunc, dlight-style, first matching rule wins:
 
+0. the integer dot-product rules for ``int8_dense`` (targets/int8_kernels.py): ``Int8DotProduct``
+   (targets/vnni.py, AVX-512 VNNI) and ``ArmDotProduct`` (targets/arm_dot.py, aarch64 ``+dotprod``),
+   each declining on targets without its instruction;
 1. ``TiledContraction`` (targets/schedule_tiled.py): dense/matmul/batch-matmul, conv2d (NHWC, so the
    output channel is the contiguous SIMD axis), depthwise conv and pooling, with fused epilogues;
 2. dlight's CPU ``Reduction``: softmax, layer norm and other row reductions;
@@ -87,9 +90,17 @@ class FastGelu:
 
 def default_rules() -> list[dlight.ScheduleRule]:
     """The rule list, in priority order."""
+    from .arm_dot import ArmDotProduct  # int8 matmuls on aarch64 + dotprod (sdot); declines elsewhere
     from .vnni import Int8DotProduct  # int8 matmuls and convs on VNNI; declines on other CPUs
 
-    return [Int8DotProduct(), TiledContraction(), dlight.cpu.Reduction(), Injective(), ParallelFallback()]
+    return [
+        Int8DotProduct(),
+        ArmDotProduct(),
+        TiledContraction(),
+        dlight.cpu.Reduction(),
+        Injective(),
+        ParallelFallback(),
+    ]
 
 
 def host_target(num_cores: int | None = None) -> Target:

@@ -17,11 +17,15 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from graphopt.targets import arm, build
+from graphopt.targets.pipeline import compile_module
+from graphopt.targets.registry import get_target
+from tvm import relax
 
 import graphopt
 from graphopt.capture import capture
@@ -87,12 +91,22 @@ def test_qemu_runner_refuses_a_library_for_another_machine() -> None:
         arm.run_on_qemu(x86_library, [np.zeros((1, 784), np.float32)])
 
 
-def neon_fma_count(library: Path) -> int:
-    """How many 4-lane fp32 NEON fused multiply-adds (``fmla vN.4s``) the library's code holds."""
+def instruction_count(library: Path, pattern: str) -> int:
+    """How many instructions matching ``pattern`` (a regex from the mnemonic on) the library's code holds."""
     disassembly = subprocess.run(
         ["aarch64-linux-gnu-objdump", "-d", str(library)], capture_output=True, text=True, check=True
     ).stdout
-    return len(re.findall(r"\tfmla\s+v\d+\.4s", disassembly))
+    return len(re.findall(r"\t" + pattern, disassembly))
+
+
+def neon_fma_count(library: Path) -> int:
+    """How many 4-lane fp32 NEON fused multiply-adds (``fmla vN.4s``) the library's code holds."""
+    return instruction_count(library, r"fmla\s+v\d+\.4s")
+
+
+def sdot_count(library: Path) -> int:
+    """How many Arm dot-product instructions (``sdot vN.4s, vM.16b, vK.16b``) the library's code holds."""
+    return instruction_count(library, r"sdot\s+v\d+\.4s")
 
 
 @pytest.mark.slow
@@ -146,4 +160,105 @@ def test_int8_mnist_mlp_on_qemu_matches_the_x86_int8_build() -> None:
     int8 = {"quantize": "int8", "calibration_data": calibration[:256]}
     on_arm = graphopt.compile(mnist_mlp(), x[:16], target="arm", arm_mattr=["+neon", "+dotprod"], **int8)
     on_x86 = graphopt.compile(mnist_mlp(), x[:16], target="cpu", **int8)
+    assert isinstance(on_arm, arm.QemuCompiledModel)
+    assert sdot_count(on_arm.library()) > 0  # the int8 matmuls run on the dot-product extension
     assert relative_error(on_x86(x[:16]), on_arm(x[:16])) <= 1e-6
+
+
+@pytest.mark.slow
+def test_int8_mnist_mlp_without_dotprod_has_no_sdot_and_matches_the_x86_int8_build() -> None:
+    require_arm_tools()
+    x, _ = load_digits_flat("test")
+    calibration, _ = load_digits_flat("train")
+    int8 = {"quantize": "int8", "calibration_data": calibration[:256]}
+    on_arm = graphopt.compile(mnist_mlp(), x[:16], target="arm", **int8)  # plain +neon
+    on_x86 = graphopt.compile(mnist_mlp(), x[:16], target="cpu", **int8)
+    assert isinstance(on_arm, arm.QemuCompiledModel)
+    assert sdot_count(on_arm.library()) == 0
+    assert relative_error(on_x86(x[:16]), on_arm(x[:16])) <= 1e-6
+
+
+def _integers(shape: tuple[int, ...], dtype: str, seed: int) -> np.ndarray:
+    info = np.iinfo(dtype)
+    return np.random.default_rng(seed).integers(info.min, info.max + 1, size=shape).astype(dtype)
+
+
+def _build_for_arm(tmp_path: Path, inputs: list[Any], make_output: Any, mattr: list[str]) -> Path:
+    """A one-op Relax function compiled for arm with ``mattr``, linked into ``tmp_path/model.so``."""
+    from graphopt.targets import int8_kernels  # noqa: F401  (registers the packed-weight legalizations)
+
+    bb = relax.BlockBuilder()
+    with bb.function("main", inputs):
+        with bb.dataflow():
+            out = bb.emit_output(make_output(*inputs))
+        bb.emit_func_output(out)
+    backend = get_target("arm")
+    executable = compile_module(bb.get(), backend, backend.make_target({"arm_mattr": mattr}), {})
+    return arm.export_library(executable, tmp_path / "model.so")
+
+
+@pytest.mark.parametrize("activation", ["int8", "uint8"])
+@pytest.mark.parametrize("mattr", [["+neon", "+dotprod"], ["+neon"]], ids=["dotprod", "neon"])
+def test_int8_matmul_on_qemu_is_exact_and_uses_sdot_with_dotprod(
+    tmp_path: Path, activation: str, mattr: list[str]
+) -> None:
+    """int8 x int8 (sdot as is) and uint8 x int8 (shifted by -128 to int8, corrected by +128 colsum(W))
+    -> int32, exact: K = 70 is padded to 72, N = 40 to 48 (the last 16-channel tile is partly padding),
+    M = 10 rows tile by 5."""
+    require_arm_tools()
+    a, w = _integers((10, 70), activation, 0), _integers((70, 40), "int8", 1)
+    x = relax.Var("x", relax.TensorType(a.shape, activation))
+    weight = relax.const(w)
+    library = _build_for_arm(tmp_path, [x], lambda x: relax.op.matmul(x, weight, out_dtype="int32"), mattr)
+    assert (sdot_count(library) > 0) == ("+dotprod" in mattr)
+    (out,) = arm.run_on_qemu(library, [a])
+    assert out.dtype == np.int32
+    assert np.array_equal(out, a.astype(np.int64) @ w.astype(np.int64))
+
+
+@pytest.mark.parametrize(
+    ("activation", "channels", "out_channels", "stride"),
+    [("uint8", 16, 32, 1), ("int8", 3, 10, 2)],
+    ids=["uint8-16to32", "int8-3to10-stride2"],
+)
+@pytest.mark.parametrize("mattr", [["+neon", "+dotprod"], ["+neon"]], ids=["dotprod", "neon"])
+def test_int8_nhwc_conv2d_on_qemu_is_exact_and_uses_sdot_with_dotprod(
+    tmp_path: Path, activation: str, channels: int, out_channels: int, stride: int, mattr: list[str]
+) -> None:
+    """A 3x3 pad-1 NHWC conv, int32 exact: with +dotprod the packed direct convolution on sdot (input
+    channels padded to 4, the padding border holding the shifted zero), without it TVM's own."""
+    require_arm_tools()
+    data = _integers((2, 9, 11, channels), activation, 2)
+    kernel = _integers((3, 3, channels, out_channels), "int8", 3)
+    x = relax.Var("x", relax.TensorType(data.shape, activation))
+    weight = relax.const(kernel)
+
+    def conv(x: Any) -> Any:
+        return relax.op.nn.conv2d(
+            x, weight, strides=stride, padding=1, data_layout="NHWC", kernel_layout="HWIO", out_dtype="int32"
+        )
+
+    library = _build_for_arm(tmp_path, [x], conv, mattr)
+    assert (sdot_count(library) > 0) == ("+dotprod" in mattr)
+    (out,) = arm.run_on_qemu(library, [data])
+    reference = torch.nn.functional.conv2d(  # float64 holds these sums exactly
+        torch.from_numpy(data.astype(np.float64)).permute(0, 3, 1, 2),
+        torch.from_numpy(kernel.astype(np.float64)).permute(3, 2, 0, 1),
+        stride=stride,
+        padding=1,
+    ).permute(0, 2, 3, 1)
+    assert out.dtype == np.int32 and out.shape == tuple(reference.shape)
+    assert np.array_equal(out, reference.numpy().astype(np.int64))
+
+
+@pytest.mark.slow
+def test_int8_cnn_with_dotprod_on_qemu_uses_sdot_and_matches_the_x86_int8_build() -> None:
+    require_arm_tools()
+    x, _ = load_digits_28("test")
+    calibration, _ = load_digits_28("train")
+    int8 = {"quantize": "int8", "calibration_data": calibration[:64]}
+    on_arm = graphopt.compile(digits_cnn(), x[:4], target="arm", arm_mattr=["+neon", "+dotprod"], **int8)
+    on_x86 = graphopt.compile(digits_cnn(), x[:4], target="cpu", **int8)
+    assert isinstance(on_arm, arm.QemuCompiledModel)
+    assert sdot_count(on_arm.library()) > 0
+    assert relative_error(on_x86(x[:4]), on_arm(x[:4])) <= 1e-6
