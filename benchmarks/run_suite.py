@@ -32,6 +32,10 @@ sys.path.insert(0, str(ROOT))
 FLOAT_TOLERANCE = 1e-4
 INT8_TOLERANCE = 5e-2
 ROUND_SECONDS = 0.15
+# After a batch, TVM's and OpenMP's worker threads spin-wait for a while before sleeping; on a
+# 2-core machine that steals the cores from the next runner (torch eager ran 10-100x slower right
+# after a TVM batch). Each batch starts after this pause, when the other workers are asleep.
+SETTLE_SECONDS = 0.3
 
 
 def _worker(conn: Any, workload: str, runner: str, options: dict[str, Any]) -> None:
@@ -53,6 +57,7 @@ def _worker(conn: Any, workload: str, runner: str, options: dict[str, Any]) -> N
         conn.send(("error", f"{type(error).__name__}: {str(error).strip().splitlines()[0][:150]}", None))
         return
     while (count := conn.recv()) is not None:
+        run()  # untimed: wakes this runner's own thread pool after the pause
         times = []
         for _ in range(count):
             start = time.perf_counter()
@@ -72,6 +77,17 @@ def _peak_gflops(conn: Any, threads: int) -> None:
         torch.mm(a, b)
         times.append(time.perf_counter() - start)
     conn.send(2 * 2048**3 / float(np.median(times[2:])) / 1e9)
+
+
+def _finish(process: Any) -> None:
+    """Wait for a worker to exit, and kill it if it does not: a worker left behind (a thread pool
+    or compile pool keeping it alive) spins on the cores while the next model is timed, which made
+    torch eager look 15x slower on ResNet-18 late in a suite run."""
+    process.join(timeout=10)
+    if process.is_alive():
+        print(f"  (a worker did not exit: killed pid {process.pid})", flush=True)
+        process.kill()
+        process.join(timeout=10)
 
 
 def in_worker(target: Any, *args: Any) -> tuple[Any, Any]:
@@ -107,7 +123,7 @@ def bench_workload(workload: str, runners: list[str], options: dict[str, Any], r
         status, value, output = conn.recv()
         if status == "error":
             results[runner] = {"error": value}
-            process.join()
+            _finish(process)
             continue
         if reference is None:
             reference = output
@@ -118,17 +134,19 @@ def bench_workload(workload: str, runners: list[str], options: dict[str, Any], r
         print(f"  {workload}: {runner} compiled in {value:.1f}s (rel. err {error:.1e})", flush=True)
     counts = {}
     for runner, (_, conn) in workers.items():
+        time.sleep(SETTLE_SECONDS)
         conn.send(1)
         probe = conn.recv()[0]
         counts[runner] = int(min(200, max(1, ROUND_SECONDS / probe)))
     samples: dict[str, list[float]] = {r: [] for r in workers}
     for _ in range(rounds):
         for runner, (_, conn) in workers.items():
+            time.sleep(SETTLE_SECONDS)
             conn.send(counts[runner])
             samples[runner].extend(conn.recv())
     for runner, (process, conn) in workers.items():
         conn.send(None)
-        process.join(timeout=30)
+        _finish(process)
         results[runner]["latency_ms"] = float(np.median(samples[runner])) * 1e3
         results[runner]["runs"] = len(samples[runner])
     return results
@@ -164,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     options = {"threads": args.threads, "tune_trials": args.tune_trials, "tune_db": tune_db}
     process, conn = in_worker(_peak_gflops, args.threads)
     peak = conn.recv()
-    process.join()
+    _finish(process)
     print(f"peak: {peak:.0f} GFLOP/s (2048x2048 torch matmul, {args.threads} threads)", flush=True)
 
     all_results = {}
