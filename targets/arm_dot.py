@@ -8,11 +8,9 @@ every lane) with 4 int8 weights of that lane's output channel. In the packed wei
 ``Wp[N/16, K/4, 16, 4]`` those 4 channels x 4 k are 16 contiguous bytes, one NEON register.
 
 Each output tile is ``rows`` matrix rows (or conv pixels) x 16 channels; the 16 channels are 4
-vectors of 4, and each 4x4 core is one ``sdot``. The rows are unrolled, so a tile keeps
-``rows * 4`` accumulators in NEON registers for the whole ``k`` loop (at most 6 rows: 24
-accumulators, 4 weight registers and the broadcast activations within NEON's 32). Channel tiles
-are the outer loop, fused with the row tiles and run in parallel; the epilogue (shift correction,
-dequantize scale, bias, ReLU) runs per tile.
+vectors of 4, and each 4x4 core is one ``sdot`` (the tiling is targets/dot_product.py's, shared
+with VNNI). A tile keeps ``rows * 4`` accumulators in NEON registers (at most 6 rows: 24
+accumulators, 4 weight registers and the broadcast activations within NEON's 32).
 
 The rule declines on targets without aarch64 + dotprod (the generic rules then schedule the same
 compute). The tensor intrinsic is declared here, after TVM's ``get_dotprod_intrin``
@@ -26,9 +24,8 @@ import functools
 from typing import Any
 
 import tvm
-from graphopt.targets.int8_kernels import DENSE_BLOCK, GROUP, LANES
-from tvm import s_tir, tirx
-from tvm.s_tir import dlight
+from graphopt.targets.dot_product import DotProductRule
+from tvm import s_tir
 
 SDOT_INTRIN = "graphopt_dot_4x4_i8i8i32_sdot"
 VECTOR = 4  # int32 lanes of one NEON register: output channels per sdot
@@ -87,47 +84,18 @@ def has_arm_dotprod(target: tvm.target.Target) -> bool:
         return "+dotprod" in [str(feature) for feature in target.attrs.get("mattr", [])]
 
 
-class ArmDotProduct(dlight.ScheduleRule):
-    """Tile ``int8_dense`` rows x 16 channels and tensorize each 4-channel x 4-k core with ``sdot``."""
+class ArmDotProduct(DotProductRule):
+    """``int8_dense`` on aarch64 ``sdot``: 4 vectors of 4 channels x 4 k (int8 x int8)."""
 
-    def apply(self, func: tirx.PrimFunc, target: tvm.target.Target, _: bool) -> s_tir.Schedule | None:
-        if not isinstance(func, tirx.PrimFunc) or not has_arm_dotprod(target):
-            return None
-        sch = s_tir.Schedule(func)
-        blocks = sch.get_child_blocks(sch.get_sblock("root"))
-        names = [sch.get(b).name_hint for b in blocks]
-        if DENSE_BLOCK not in names or names.index(DENSE_BLOCK) != 0:
-            return None  # not ours, or with producers fused in front of it
-        block, epilogue = blocks[0], blocks[1:]
-        if any(region.source.dtype != "int8" for region in sch.get(block).reads):
-            return None  # uint8 activations: the generic rules (int8_kernels shifts them for sdot)
-        loops = sch.get_loops(block)  # matmul: (i, j, k); NHWC conv: (b, oh, ow, j, kh, kw, c)
-        reductions = sum(1 for v in sch.get(block).iter_vars if v.iter_type == tirx.IterVar.CommReduce)
-        *leading, i, j = loops[:-reductions]
-        *taps, k = loops[-reductions:]
-        rows = next(r for r in ROW_TILES if _extent(sch, i) % r == 0)
-        i_outer, i_inner = sch.split(i, [None, rows])
-        j_outer, j_vectors, j_lanes = sch.split(j, [None, LANES // VECTOR, VECTOR])
-        k_outer, k_inner = sch.split(k, [None, GROUP])
-        sch.reorder(j_outer, *leading, i_outer, *taps, k_outer, i_inner, j_vectors, j_lanes, k_inner)
-        outer = sch.fuse(j_outer, *leading, i_outer)
-        sch.parallel(outer)
-        for consumer in epilogue:
-            sch.reverse_compute_at(consumer, outer)
-            _vectorize_inner(sch, consumer, 4 * LANES)
-        init = sch.decompose_reduction(block, taps[0] if taps else k_outer)
-        sch.vectorize(sch.get_loops(init)[-1])
-        sch.tensorize(j_lanes, register_intrinsic())
-        sch.unroll(j_vectors)
-        sch.unroll(i_inner)
-        return sch
+    vector = VECTOR
+    row_tiles = ROW_TILES
 
+    def available(self, target: tvm.target.Target) -> bool:
+        return has_arm_dotprod(target)
 
-def _extent(sch: s_tir.Schedule, loop: Any) -> int:
-    return int(sch.get(loop).extent)
+    def intrinsic(self) -> str:
+        return register_intrinsic()
 
-
-def _vectorize_inner(sch: s_tir.Schedule, block: Any, limit: int) -> None:
-    loops = sch.get_loops(block)
-    if len(loops) > 1 and _extent(sch, loops[-1]) <= limit:
-        sch.vectorize(loops[-1])
+    def accepts(self, sch: s_tir.Schedule, block: Any) -> bool:
+        # uint8 activations (no shift applied) go to the generic rules; int8_kernels shifts them for sdot
+        return all(region.source.dtype == "int8" for region in sch.get(block).reads)

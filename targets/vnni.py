@@ -1,10 +1,8 @@
 """``Int8DotProduct``: the schedule rule that runs ``int8_dense`` (targets/int8_kernels.py) on VNNI.
 
 Each output tile is ``rows`` pixels (or matrix rows) x 16 channels; its ``k`` loop steps by 4 and
-its 16x4 core is one ``vpdpbusd`` (uint8 x int8 -> int32, 16 lanes). The rows are unrolled, so a
-tile keeps ``rows`` accumulators in vector registers for the whole reduction. Channel tiles are the
-outer loop, fused with the pixel tiles and run in parallel; the epilogue (shift correction,
-dequantize scale, bias, ReLU) runs per tile on data still in registers/L1.
+its 16x4 core is one ``vpdpbusd`` (uint8 x int8 -> int32, 16 lanes), so a tile keeps ``rows``
+accumulators, one register each (the tiling is targets/dot_product.py's, shared with Arm ``sdot``).
 
 The rule declines on CPUs without ``avx512vnni`` (the generic rules then schedule the same compute).
 The tensor intrinsic is declared here rather than taken from ``tvm.s_tir.tensor_intrin``, whose
@@ -14,12 +12,11 @@ import parses several hundred TVMScript functions (about a minute here).
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import tvm
-from graphopt.targets.int8_kernels import DENSE_BLOCK, GROUP, LANES
-from tvm import s_tir, tirx
-from tvm.s_tir import dlight
+from graphopt.targets.dot_product import DotProductRule
+from graphopt.targets.int8_kernels import LANES
+from tvm import s_tir
 
 VNNI_INTRIN = "graphopt_dot_16x4_u8i8i32_vnni"
 ROW_TILES = (16, 14, 12, 8, 7, 6, 4, 2, 1)  # accumulators per tile: one 16-lane register each
@@ -77,44 +74,14 @@ def has_vnni(target: tvm.target.Target) -> bool:
         return False
 
 
-class Int8DotProduct(dlight.ScheduleRule):
-    """Tile ``int8_dense`` rows x 16 channels and tensorize its 16x4 core with ``vpdpbusd``."""
+class Int8DotProduct(DotProductRule):
+    """``int8_dense`` on AVX-512 VNNI: one ``vpdpbusd`` per 16 channels x 4 k (uint8 x int8)."""
 
-    def apply(self, func: tirx.PrimFunc, target: tvm.target.Target, _: bool) -> s_tir.Schedule | None:
-        if not isinstance(func, tirx.PrimFunc) or not has_vnni(target):
-            return None
-        sch = s_tir.Schedule(func)
-        blocks = sch.get_child_blocks(sch.get_sblock("root"))
-        names = [sch.get(b).name_hint for b in blocks]
-        if DENSE_BLOCK not in names or names.index(DENSE_BLOCK) != 0:
-            return None  # not ours, or with producers fused in front of it
-        block, epilogue = blocks[0], blocks[1:]
-        loops = sch.get_loops(block)  # matmul: (i, j, k); NHWC conv: (b, oh, ow, j, kh, kw, c)
-        reductions = sum(1 for v in sch.get(block).iter_vars if v.iter_type == tirx.IterVar.CommReduce)
-        *leading, i, j = loops[:-reductions]
-        *taps, k = loops[-reductions:]
-        rows = next(r for r in ROW_TILES if _extent(sch, i) % r == 0)
-        i_outer, i_inner = sch.split(i, [None, rows])
-        j_outer, j_inner = sch.split(j, [None, LANES])
-        k_outer, k_inner = sch.split(k, [None, GROUP])
-        sch.reorder(j_outer, *leading, i_outer, *taps, k_outer, i_inner, j_inner, k_inner)
-        outer = sch.fuse(j_outer, *leading, i_outer)
-        sch.parallel(outer)
-        for consumer in epilogue:
-            sch.reverse_compute_at(consumer, outer)
-            _vectorize_inner(sch, consumer)
-        init = sch.decompose_reduction(block, taps[0] if taps else k_outer)
-        sch.vectorize(sch.get_loops(init)[-1])
-        sch.tensorize(j_inner, register_intrinsic())
-        sch.unroll(i_inner)
-        return sch
+    vector = LANES
+    row_tiles = ROW_TILES
 
+    def available(self, target: tvm.target.Target) -> bool:
+        return has_vnni(target)
 
-def _extent(sch: s_tir.Schedule, loop: Any) -> int:
-    return int(sch.get(loop).extent)
-
-
-def _vectorize_inner(sch: s_tir.Schedule, block: Any) -> None:
-    loops = sch.get_loops(block)
-    if len(loops) > 1 and _extent(sch, loops[-1]) <= 4 * LANES:
-        sch.vectorize(loops[-1])
+    def intrinsic(self) -> str:
+        return register_intrinsic()
