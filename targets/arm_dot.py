@@ -13,18 +13,16 @@ with VNNI). A tile keeps ``rows * 4`` accumulators in NEON registers (at most 6 
 accumulators, 4 weight registers and the broadcast activations within NEON's 32).
 
 The rule declines on targets without aarch64 + dotprod (the generic rules then schedule the same
-compute). The tensor intrinsic is declared here, after TVM's ``get_dotprod_intrin``
-(``tvm/s_tir/tensor_intrin/arm_cpu.py``), rather than imported from ``tvm.s_tir.tensor_intrin``,
-whose import parses several hundred TVMScript functions (see targets/vnni.py).
+compute). The tensor intrinsic comes from ``dot_product.register_dot_intrinsic`` (after TVM's
+``get_dotprod_intrin`` in ``tvm/s_tir/tensor_intrin/arm_cpu.py``), not from ``tvm.s_tir.tensor_intrin``.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import tvm
-from graphopt.targets.dot_product import DotProductRule
+from graphopt.targets.dot_product import DotProductRule, register_dot_intrinsic
 from tvm import s_tir
 
 SDOT_INTRIN = "graphopt_dot_4x4_i8i8i32_sdot"
@@ -32,46 +30,10 @@ VECTOR = 4  # int32 lanes of one NEON register: output channels per sdot
 ROW_TILES = (6, 5, 4, 3, 2, 1)  # rows x 4 accumulators each, within 32 NEON registers
 
 
-@functools.cache
 def register_intrinsic() -> str:
-    """Register ``SDOT_INTRIN`` (once, on first use) and return its name."""
-    from tvm.script import tirx as T
-
-    @T.prim_func(s_tir=True)
-    def description(
-        a: T.Buffer((4,), "int8", offset_factor=1),
-        b: T.Buffer((4, 4), "int8", offset_factor=1),
-        c: T.Buffer((4,), "int32", offset_factor=1),
-    ) -> None:
-        with T.sblock("root"):
-            T.reads(c[0:4], a[0:4], b[0:4, 0:4])
-            T.writes(c[0:4])
-            for i in T.serial(0, 4):
-                for k in T.serial(0, 4):
-                    with T.sblock("update"):
-                        vi, vk = T.axis.remap("SR", [i, k])
-                        c[vi] = c[vi] + T.cast(a[vk], "int32") * T.cast(b[vi, vk], "int32")
-
-    @T.prim_func(s_tir=True)
-    def implementation(
-        a: T.Buffer((4,), "int8", offset_factor=1),
-        b: T.Buffer((4, 4), "int8", offset_factor=1),
-        c: T.Buffer((4,), "int32", offset_factor=1),
-    ) -> None:
-        with T.sblock("root"):
-            T.reads(c[0:4], a[0:4], b[0:4, 0:4])
-            T.writes(c[0:4])
-            a_i32 = T.reinterpret(a.vload([0], "int8x4"), dtype="int32")
-            c[T.ramp(T.int32(0), 1, 4)] = T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"),
-                c.vload([0], dtype="int32x4"),
-                T.reinterpret(T.broadcast(a_i32, 4), dtype="int8x16"),
-                b.vload([0, 0], dtype="int8x16"),
-                dtype="int32x4",
-            )
-
-    s_tir.TensorIntrin.register(SDOT_INTRIN, description, implementation, override=True)
-    return SDOT_INTRIN
+    """``sdot``: 4 int32 lanes += 4 int8 activations x 4 int8 weights each (after TVM's
+    ``get_dotprod_intrin`` in tvm/s_tir/tensor_intrin/arm_cpu.py)."""
+    return register_dot_intrinsic(SDOT_INTRIN, VECTOR, "int8", "llvm.aarch64.neon.sdot.v4i32.v16i8")
 
 
 def has_arm_dotprod(target: tvm.target.Target) -> bool:

@@ -15,12 +15,59 @@ is (``vector``), how many rows fit the register file (``row_tiles``) and which b
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import tvm
 from graphopt.targets.int8_kernels import DENSE_BLOCK, GROUP, LANES
 from tvm import s_tir, tirx
 from tvm.s_tir import dlight
+
+
+@functools.cache
+def register_dot_intrinsic(name: str, lanes: int, a_dtype: str, llvm_intrinsic: str) -> str:
+    """Register (once) the tensor intrinsic ``C[i] += sum_k A[k] * B[i, k]``, ``i < lanes``, ``k < 4``,
+    int32 accumulators, as one call of ``llvm_intrinsic(C, the 4 bytes of A in every lane, B)``
+    (VNNI ``vpdpbusd``: 16 lanes, uint8 A; Arm ``sdot``: 4 lanes, int8 A); return ``name``.
+    Declared here rather than taken from ``tvm.s_tir.tensor_intrin``, whose import parses several
+    hundred TVMScript functions (~20 s)."""
+    from tvm.script import tirx as T
+
+    a_x4, bytes_type, acc_type = f"{a_dtype}x4", f"int8x{4 * lanes}", f"int32x{lanes}"
+
+    @T.prim_func(s_tir=True)
+    def description(a_ptr: T.handle, b_ptr: T.handle, c_ptr: T.handle) -> None:
+        a = T.match_buffer(a_ptr, (4,), a_dtype, offset_factor=1)
+        b = T.match_buffer(b_ptr, (lanes, 4), "int8", offset_factor=1)
+        c = T.match_buffer(c_ptr, (lanes,), "int32", offset_factor=1)
+        with T.sblock("root"):
+            T.reads(c[0:lanes], a[0:4], b[0:lanes, 0:4])
+            T.writes(c[0:lanes])
+            for i in T.serial(0, lanes):
+                for k in T.serial(0, 4):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [i, k])
+                        c[vi] = c[vi] + T.cast(a[vk], "int32") * T.cast(b[vi, vk], "int32")
+
+    @T.prim_func(s_tir=True)
+    def implementation(a_ptr: T.handle, b_ptr: T.handle, c_ptr: T.handle) -> None:
+        a = T.match_buffer(a_ptr, (4,), a_dtype, offset_factor=1)
+        b = T.match_buffer(b_ptr, (lanes, 4), "int8", offset_factor=1)
+        c = T.match_buffer(c_ptr, (lanes,), "int32", offset_factor=1)
+        with T.sblock("root"):
+            T.reads(c[0:lanes], a[0:4], b[0:lanes, 0:4])
+            T.writes(c[0:lanes])
+            a_i32 = T.reinterpret(a.vload([0], a_x4), dtype="int32")
+            c[T.ramp(T.int32(0), 1, lanes)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(llvm_intrinsic),
+                c.vload([0], dtype=acc_type),
+                T.reinterpret(T.broadcast(a_i32, lanes), dtype=bytes_type),
+                b.vload([0, 0], dtype=bytes_type),
+                dtype=acc_type,
+            )
+
+    s_tir.TensorIntrin.register(name, description, implementation, override=True)
+    return name
 
 
 class DotProductRule(dlight.ScheduleRule):
