@@ -62,6 +62,14 @@ class _ClipRewriter(relax.PyExprMutator):
         return relax.op.minimum(lower, relax.const(float(high.value), dtype))
 
 
+def _rewrite_relax_functions(rewriter: relax.PyExprMutator, mod: tvm.IRModule) -> tvm.IRModule:
+    """``mod`` with every Relax function passed through ``rewriter``."""
+    for gvar, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            rewriter.builder_.update_func(gvar, rewriter.visit_expr(func))
+    return rewriter.builder_.get()
+
+
 @tvm.transform.module_pass(opt_level=0, name="ClipAsMinMax")
 class ClipAsMinMax:
     """``clip`` (ReLU6, hardtanh) as ``minimum(maximum(x, lo), hi)``: TVM 0.27's ConvertLayout has no
@@ -69,11 +77,7 @@ class ClipAsMinMax:
     the conv kernel; the two binary ops follow the layout and fuse into the conv's epilogue."""
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        rewriter = _ClipRewriter(mod)
-        for gvar, func in mod.functions_items():
-            if isinstance(func, relax.Function):
-                rewriter.builder_.update_func(gvar, rewriter.visit_expr(func))
-        return rewriter.builder_.get()
+        return _rewrite_relax_functions(_ClipRewriter(mod), mod)
 
 
 @tvm.transform.module_pass(opt_level=0, name="FastGelu")
@@ -81,11 +85,7 @@ class FastGelu:
     """GELU through TOPI's vectorizable ``fast_erf`` (libm's erf is a scalar call per element)."""
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        rewriter = _GeluRewriter(mod)
-        for gvar, func in mod.functions_items():
-            if isinstance(func, relax.Function):
-                rewriter.builder_.update_func(gvar, rewriter.visit_expr(func))
-        return rewriter.builder_.get()
+        return _rewrite_relax_functions(_GeluRewriter(mod), mod)
 
 
 def default_rules() -> list[dlight.ScheduleRule]:

@@ -151,18 +151,22 @@ def test_conv_bn_relu_cnn_compiled_with_dotprod_runs_like_eager_when_called() ->
 
 
 @pytest.mark.slow
-def test_int8_mnist_mlp_on_qemu_matches_the_x86_int8_build() -> None:
-    """Integer matmuls are exact on both ISAs; only the float (de)quantization steps may round
-    differently (FMA contraction), a few ulp: 1e-6 relative. Accuracy vs eager is the quantizer's test."""
+@pytest.mark.parametrize(
+    ("factory", "loader", "batch", "calibration_size"),
+    [(mnist_mlp, load_digits_flat, 16, 256), (digits_cnn, load_digits_28, 4, 64)],
+)
+def test_int8_model_on_qemu_uses_sdot_and_matches_the_x86_int8_build(factory, loader, batch, calibration_size) -> None:
+    """Integer matmuls and convs are exact on both ISAs; only the float (de)quantization steps may
+    round differently (FMA contraction), a few ulp: 1e-6 relative. Accuracy vs eager is the quantizer's test."""
     require_arm_tools()
-    x, _ = load_digits_flat("test")
-    calibration, _ = load_digits_flat("train")
-    int8 = {"quantize": "int8", "calibration_data": calibration[:256]}
-    on_arm = graphopt.compile(mnist_mlp(), x[:16], target="arm", arm_mattr=["+neon", "+dotprod"], **int8)
-    on_x86 = graphopt.compile(mnist_mlp(), x[:16], target="cpu", **int8)
+    x, _ = loader("test")
+    calibration, _ = loader("train")
+    int8 = {"quantize": "int8", "calibration_data": calibration[:calibration_size]}
+    on_arm = graphopt.compile(factory(), x[:batch], target="arm", arm_mattr=["+neon", "+dotprod"], **int8)
+    on_x86 = graphopt.compile(factory(), x[:batch], target="cpu", **int8)
     assert isinstance(on_arm, arm.QemuCompiledModel)
-    assert sdot_count(on_arm.library()) > 0  # the int8 matmuls run on the dot-product extension
-    assert relative_error(on_x86(x[:16]), on_arm(x[:16])) <= 1e-6
+    assert sdot_count(on_arm.library()) > 0  # the int8 kernels run on the dot-product extension
+    assert relative_error(on_x86(x[:batch]), on_arm(x[:batch])) <= 1e-6
 
 
 @pytest.mark.slow
@@ -249,16 +253,3 @@ def test_int8_nhwc_conv2d_on_qemu_is_exact_and_uses_sdot_with_dotprod(
     ).permute(0, 2, 3, 1)
     assert out.dtype == np.int32 and out.shape == tuple(reference.shape)
     assert np.array_equal(out, reference.numpy().astype(np.int64))
-
-
-@pytest.mark.slow
-def test_int8_cnn_with_dotprod_on_qemu_uses_sdot_and_matches_the_x86_int8_build() -> None:
-    require_arm_tools()
-    x, _ = load_digits_28("test")
-    calibration, _ = load_digits_28("train")
-    int8 = {"quantize": "int8", "calibration_data": calibration[:64]}
-    on_arm = graphopt.compile(digits_cnn(), x[:4], target="arm", arm_mattr=["+neon", "+dotprod"], **int8)
-    on_x86 = graphopt.compile(digits_cnn(), x[:4], target="cpu", **int8)
-    assert isinstance(on_arm, arm.QemuCompiledModel)
-    assert sdot_count(on_arm.library()) > 0
-    assert relative_error(on_x86(x[:4]), on_arm(x[:4])) <= 1e-6
