@@ -4,16 +4,19 @@ All of these are one reduction block ``out[s0, ..., i, j] (+)= f(in, w)[..., r0,
 spatial axis ``j`` is the innermost (contiguous) axis of the output. The same recipe makes all of
 them fast on a SIMD CPU:
 
-* ``j`` is split into a register tile of ``vector_lanes x nj`` and vectorized, so one FMA updates
-  ``vector_lanes`` outputs; the axis before it (``i``: rows of a matmul, output columns of an NHWC
-  conv) is split into ``ii`` rows that are unrolled, giving ``ii * nj`` independent accumulators
-  (enough to hide FMA latency, few enough to stay in the 32 vector registers of AVX-512);
+* ``j`` is split into a register tile of ``nj`` vectors of ``vw`` lanes, each vector one SIMD
+  register (``vw`` divides ``j``: 24 output channels are 3 vectors of 8, not one ragged vector of 24,
+  which LLVM turned into code 11x slower); the axis before it (``i``: rows of a matmul, output
+  columns of an NHWC conv) is split into ``ii`` unrolled rows, giving ``ii * nj`` independent
+  accumulators (enough to hide FMA latency, few enough to stay in the 32 vector registers);
 * the reduction loops sit between the tile loops and the register loops, so the accumulators stay in
   registers for the whole reduction and are written once;
-* the ``j`` tile loop is outermost, so the weight slab of one tile stays in L2 while every row
-  reuses it; the outer spatial loops are fused and run in parallel over the cores;
+* the outer spatial loops and the ``j`` tile loop are fused (``j`` innermost, so consecutive
+  iterations read consecutive weight columns) and run in parallel over the cores;
 * injective epilogues (bias, BN scale, ReLU, residual add) are computed per tile right after the
-  accumulation, on data still in L1/registers.
+  accumulation, on data still in L1/registers;
+* a convolution's zero padding is materialized once, in a block of its own, rather than inlined:
+  inlined, every input load of the inner loop carries a bounds check.
 
 The rule only reorders, splits and annotates loops, so the computed values are those of the
 unscheduled function (up to floating-point summation order, which is unchanged: the reduction loop
@@ -22,6 +25,7 @@ order is kept).
 
 from __future__ import annotations
 
+import tvm
 from tvm import s_tir, tirx
 from tvm.s_tir.dlight.analysis import SBlockInfo, normalize_prim_func
 from tvm.s_tir.dlight.cpu.base import CPUScheduleRule
@@ -29,6 +33,7 @@ from tvm.target import Target
 
 from .schedule_simple import inline_spatial, is_reduction_block, schedule_injective_block, vector_lanes
 
+IF_THEN_ELSE = tvm.ir.Op.get("prim.if_then_else")
 # AVX-512 and AVX2 targets have 32 / 16 vector registers; keep accumulators plus operands inside.
 MAX_ACCUMULATORS = 24
 ROW_TILES = (8, 7, 6, 5, 4, 3, 2, 1)
@@ -52,25 +57,29 @@ def _innermost_output_var(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV) -
     return last.min if isinstance(last.min, tirx.Var) and int(last.extent) == 1 else None
 
 
-def choose_tiles(extent_i: int, extent_j: int, lanes: int, reduction: int) -> tuple[int, int]:
-    """Register tile (rows ``ii``, columns ``ji``).
+def choose_tiles(extent_i: int, extent_j: int, lanes: int, reduction: int) -> tuple[int, int, int]:
+    """Register tile: ``ii`` rows by ``nj`` vectors of ``vw`` lanes.
 
-    ``ji`` is two SIMD registers wide where the axis allows it (else the whole axis when it is
-    short); ``ii`` the largest divisor of ``extent_i`` up to 8, for 16 accumulators in flight.
-    A tile of ``MAX_STACK_BYTES`` or more is heap-allocated on every iteration of the parallel loop;
-    that only pays off when the reduction is long, so short reductions (1x1 convs over few
-    channels) keep the tile under the limit.
+    ``vw`` is the widest power of two up to ``lanes`` that divides ``extent_j`` and ``nj`` the most
+    such vectors (dividing the axis) up to two full registers' width; an axis with no divisor of at
+    least 4 lanes is one vector of its whole length when short (10 classes), else ``lanes`` wide
+    with a ragged last tile. ``ii`` is the largest divisor of ``extent_i`` up to 8 that keeps the
+    accumulators within ``MAX_ACCUMULATORS``. A tile of ``MAX_STACK_BYTES`` or more is
+    heap-allocated on every iteration of the parallel loop; that only pays off when the reduction is
+    long, so short reductions (1x1 convs over few channels) keep the tile under the limit.
     """
-    if extent_j % lanes == 0:
-        ji = lanes * (2 if extent_j % (2 * lanes) == 0 else 1)
-    elif extent_j <= 4 * lanes:
-        ji = extent_j
+    vw = lanes
+    while vw > 1 and extent_j % vw:
+        vw //= 2
+    if vw >= 4:
+        columns = extent_j // vw
+        nj = next(n for n in range(min(columns, 2 * lanes // vw), 0, -1) if columns % n == 0)
     else:
-        ji = lanes
-    vectors = -(-ji // lanes)
+        vw, nj = (extent_j, 1) if extent_j <= 4 * lanes else (lanes, 1)
+    vectors = nj * -(-vw // lanes)
     limit = MAX_STACK_BYTES if reduction < LONG_REDUCTION else 1 << 30
-    ii = next(t for t in ROW_TILES if extent_i % t == 0 and t * vectors <= MAX_ACCUMULATORS and t * ji * 4 < limit)
-    return ii, ji
+    ii = next(t for t in ROW_TILES if extent_i % t == 0 and t * vectors <= MAX_ACCUMULATORS and t * nj * vw * 4 < limit)
+    return ii, nj, vw
 
 
 class TiledContraction(CPUScheduleRule):
@@ -86,7 +95,11 @@ class TiledContraction(CPUScheduleRule):
         if not isinstance(func, tirx.PrimFunc) or not self.is_target_available(target):
             return None
         sch = s_tir.Schedule(func)
-        infos = inline_spatial(sch, normalize_prim_func(sch))
+        blocks = normalize_prim_func(sch)
+        if blocks is None:
+            return None
+        pads = _channel_padding_blocks(sch, blocks)
+        infos = inline_spatial(sch, [info for info in blocks if info not in pads])
         if not infos:
             return None
         reductions = [i for i, info in enumerate(infos) if is_reduction_block(sch, info)]
@@ -98,13 +111,48 @@ class TiledContraction(CPUScheduleRule):
             return None
         lanes = vector_lanes(target)
         epilogues = infos[index + 1 :]
-        tile_loop = _tile_main(sch, main, lanes, has_epilogue=bool(epilogues))
+        tile_loop, vw = _tile_main(sch, main, lanes, has_epilogue=bool(epilogues))
         for epilogue in epilogues:
             sch.reverse_compute_at(epilogue.block_rv, tile_loop, preserve_unit_loops=True)
-            _vectorize_innermost(sch, epilogue.block_rv, lanes)
-        for prologue in infos[:index]:
+            _vectorize_innermost(sch, epilogue.block_rv, lanes, vw)
+        for prologue in [*pads, *infos[:index]]:
             schedule_injective_block(sch, prologue.block_rv, lanes)
         return sch
+
+
+def _is_padding(sch: s_tir.Schedule, info: SBlockInfo) -> bool:
+    """Whether the block writes a padded copy of its input: ``if_then_else(in bounds, x[...], c)``."""
+    body = sch.get(info.block_rv).body
+    return (
+        not is_reduction_block(sch, info)
+        and isinstance(body, tirx.BufferStore)
+        and isinstance(body.value, tvm.ir.expr.Call)
+        and body.value.op.same_as(IF_THEN_ELSE)
+    )
+
+
+def _channel_padding_blocks(sch: s_tir.Schedule, blocks: list[SBlockInfo]) -> list[SBlockInfo]:
+    """The padding blocks read by a reduction along their innermost axis (a convolution's input
+    channels), which are kept out of the inlining: inlined, the bounds check is in the innermost
+    loop; materialized once, the 3x3 convs of ResNet-18 at 56x56x64 ran 2.2x faster (2.7 -> 1.2 ms).
+    Pooling and depthwise convs reduce over the window only, where the inlined check is cheaper than
+    the copy (a 112x112x64 max pool: 0.04 ms inlined, 0.09 ms with the copy)."""
+    reductions = [info for info in blocks if is_reduction_block(sch, info)]
+    if len(reductions) != 1:
+        return []
+    reduction = reductions[0]
+    reduce_vars = [it.var for it in reduction.iters if it.kind == "R"]
+    pads = []
+    for info in blocks:
+        if not _is_padding(sch, info):
+            continue
+        padded = sch.get(info.block_rv).writes[0].source
+        for read in sch.get(reduction.block_rv).reads:
+            last = read.region[-1].min
+            if read.source.same_as(padded) and any(last.same_as(v) for v in reduce_vars):
+                pads.append(info)
+                break
+    return pads
 
 
 def _is_plain_contraction(sch: s_tir.Schedule, main: SBlockInfo) -> bool:
@@ -119,8 +167,11 @@ def _is_plain_contraction(sch: s_tir.Schedule, main: SBlockInfo) -> bool:
     )
 
 
-def _tile_main(sch: s_tir.Schedule, main: SBlockInfo, lanes: int, has_epilogue: bool) -> s_tir.schedule.LoopRV:
-    """Tile, reorder and annotate the reduction block; return the loop the epilogues attach to."""
+def _tile_main(
+    sch: s_tir.Schedule, main: SBlockInfo, lanes: int, has_epilogue: bool
+) -> tuple[s_tir.schedule.LoopRV, int]:
+    """Tile, reorder and annotate the reduction block; return the loop the epilogues attach to and
+    the tile's vector width."""
     block = main.block_rv
     spatial = [it.loop_rv for it in main.iters if it.kind == "S"]
     reduction = [it.loop_rv for it in main.iters if it.kind == "R"]
@@ -131,36 +182,41 @@ def _tile_main(sch: s_tir.Schedule, main: SBlockInfo, lanes: int, has_epilogue: 
     reduction_size = 1
     for loop in reduction:
         reduction_size *= _extent(sch, loop)
-    ii, ji = choose_tiles(extent_i, extent_j, lanes, reduction_size)
+    ii, nj, vw = choose_tiles(extent_i, extent_j, lanes, reduction_size)
 
     # Accumulate into a tile-sized intermediate: the epilogue's input, or a copy of the output.
     if not has_epilogue:
         sch.cache_write(block, 0, "global")
-    jo, j_inner = sch.split(j, factors=[None, ji])
+    jo, j_vectors, j_lanes = sch.split(j, factors=[None, nj, vw])
     if i is not None:
         io, i_inner = sch.split(i, factors=[None, ii])
-        outer = [jo, *spatial[:-2], io]
-        inner = [i_inner, j_inner]
+        outer = [*spatial[:-2], io, jo]
+        inner = [i_inner, j_vectors, j_lanes]
     else:
         outer = [jo]
-        inner = [j_inner]
+        inner = [j_vectors, j_lanes]
     sch.reorder(*outer, *reduction, *inner)
     parallel = sch.fuse(*outer)
     sch.parallel(parallel)
-    if i is not None:
-        sch.unroll(inner[0])
+    for loop in inner[:-1]:
+        sch.unroll(loop)
     sch.vectorize(inner[-1])
     # The init goes above the reduction loops (or, for a unit reduction domain, above the tile).
     sch.decompose_reduction(block, reduction[0] if reduction else inner[0])
     if not has_epilogue:
         writeback = sch.get_consumers(block)[0]
         sch.reverse_compute_at(writeback, parallel, preserve_unit_loops=True)
-        _vectorize_innermost(sch, writeback, lanes)
-    return parallel
+        _vectorize_innermost(sch, writeback, lanes, vw)
+    return parallel, vw
 
 
-def _vectorize_innermost(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV, lanes: int) -> None:
+def _vectorize_innermost(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV, lanes: int, vw: int) -> None:
+    """Vectorize a tile's epilogue or write-back by the tile's vectors (``vw`` lanes each)."""
     loops = sch.get_loops(block)
     extent = _extent(sch, loops[-1])
-    if extent is not None and 1 < extent <= 4 * lanes:
+    if extent is None or extent <= 1 or extent > 4 * lanes:
+        return
+    if extent % vw == 0 and extent > vw:
+        sch.vectorize(sch.split(loops[-1], factors=[None, vw])[1])
+    else:
         sch.vectorize(loops[-1])

@@ -245,12 +245,14 @@ def test_unit_reduction_epilogue_is_not_inlined_into_the_init() -> None:
 
 def test_tiles_fit_registers_and_divide_the_axes() -> None:
     # AVX-512: 16 fp32 lanes; a 64x256 matmul gets 8 rows x 2 vectors = 16 accumulators.
-    assert choose_tiles(64, 256, 16, reduction=784) == (8, 32)
+    assert choose_tiles(64, 256, 16, reduction=784) == (8, 2, 16)
     # A 1x1 conv over 16 channels: the tile stays under 1 KiB so it is stack-allocated.
-    ii, ji = choose_tiles(112, 96, 16, reduction=16)
-    assert 112 % ii == 0 and 96 % ji == 0 and ii * ji * 4 < 1024
+    ii, nj, vw = choose_tiles(112, 96, 16, reduction=16)
+    assert 112 % ii == 0 and 96 % (nj * vw) == 0 and ii * nj * vw * 4 < 1024
+    # 24 channels are three whole 8-lane vectors, never one ragged vector of 24.
+    assert choose_tiles(3136, 24, 16, reduction=144) == (8, 3, 8)
     # 10 classes: the whole (short) axis is one vector tile.
-    assert choose_tiles(1, 10, 16, reduction=128) == (1, 10)
+    assert choose_tiles(1, 10, 16, reduction=128) == (1, 1, 10)
 
 
 def median_ms(fn, repeats: int) -> float:
