@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ class CompiledModel:
         self._vm: VirtualMachine | None = None
         self._device: Any = None
         self._main: Any = None
+        self._staging = threading.local()
 
     def __repr__(self) -> str:
         where = f" at {self.out_dir}" if self.out_dir else ""
@@ -102,8 +104,24 @@ class CompiledModel:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self._main is None:
             self._main = self.vm["main"]
-        result = self._main(*self.prepare(*args, **kwargs))
-        return to_numpy(result, len(self.outputs))
+        staging = self._staging
+        key = tuple((a.shape, a.dtype) for a in args if type(a) is np.ndarray)
+        if kwargs or len(key) != len(args) or getattr(staging, "key", None) != key or not staging.views:
+            staging.key, staging.tensors, staging.views = key, *self._staging_tensors(*args, **kwargs)
+        for view, array in zip(staging.views, args, strict=False):
+            view[...] = array
+        result = to_numpy(self._main(*staging.tensors), len(self.outputs))
+        return _unaliased(result, staging.views)
+
+    def _staging_tensors(self, *args: Any, **kwargs: Any) -> tuple[list[Any], list[np.ndarray]]:
+        """Checked inputs on the device, and (on the CPU, for numpy inputs) numpy views of them that the
+        next call with the same shapes and dtypes copies its inputs into: the checks, the tensor
+        allocations and the Python around them cost more than the whole MLP at batch 1 (50 us of 65)."""
+        tensors = self.prepare(*args, **kwargs)
+        reusable = not kwargs and all(type(a) is np.ndarray for a in args)
+        if not reusable or (tensors and tensors[0].device.dlpack_device_type() != tvm.cpu(0).dlpack_device_type()):
+            return tensors, []
+        return tensors, [np.from_dlpack(t) for t in tensors]
 
     def time(self, *args: Any, number: int = 10, repeat: int = 3) -> list[float]:
         """Seconds per run, ``repeat`` measurements each averaging ``number`` runs (TVM's time_evaluator)."""
@@ -127,6 +145,18 @@ def _host_array(tensor: Any) -> np.ndarray:
     if tensor.device.dlpack_device_type() == tvm.cpu(0).dlpack_device_type() and tensor.dtype != "bool":
         return np.from_dlpack(tensor)
     return tensor.numpy()
+
+
+def _unaliased(result: Any, inputs: list[np.ndarray]) -> Any:
+    """``result`` with any output that shares memory with a staged input copied: a model whose
+    output is a view of its input (a reshape) would otherwise see it overwritten by the next call."""
+    if not inputs:
+        return result
+    outputs = result if isinstance(result, tuple) else (result,)
+    if not any(np.may_share_memory(out, view) for out in outputs for view in inputs):
+        return result
+    copied = tuple(out.copy() if any(np.may_share_memory(out, v) for v in inputs) else out for out in outputs)
+    return copied if isinstance(result, tuple) else copied[0]
 
 
 def to_numpy(result: Any, count: int) -> Any:

@@ -212,3 +212,35 @@ def test_a_model_outputting_its_input_unchanged_does_not_alias_the_callers_array
     same, doubled = compiled(x)
     x[0, 0] = 7.0
     assert same[0, 0] == 1.0 and doubled[0, 0] == 2.0
+
+
+def test_an_output_that_views_the_input_survives_the_next_call() -> None:
+    # Calls reuse one staging tensor per input; outputs the VM returns as views of it (the input
+    # itself, a reshape) must not change when the next call copies new inputs in.
+    class Views(nn.Module):
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            return x, x.reshape(-1), x * 2
+
+    compiled = build(capture(Views(), (torch.zeros(2, 3),)), target="cpu")
+    first = compiled(np.ones((2, 3), np.float32))
+    second = compiled(np.full((2, 3), 5.0, np.float32))
+    np.testing.assert_array_equal(first[0], np.ones((2, 3), np.float32))
+    np.testing.assert_array_equal(first[1], np.ones(6, np.float32))
+    np.testing.assert_array_equal(second[1], np.full(6, 5.0, np.float32))
+
+
+def test_repeated_calls_see_each_calls_own_inputs(artifact) -> None:
+    # The staged-input fast path against the checked path: new values, a non-contiguous array,
+    # a torch tensor, and a wrong shape (still refused after the fast path ran).
+    model, out_dir = artifact
+    compiled = load_artifact(out_dir)
+    x = torch.randn(2, 3, 8, 8)
+    for scale in (1.0, -2.0, 0.5):
+        logits, _ = compiled((x * scale).numpy())
+        np.testing.assert_allclose(logits, model(x * scale)[0].detach().numpy(), rtol=1e-4, atol=1e-5)
+    transposed = np.ascontiguousarray(x.numpy().transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)
+    assert not transposed.flags.c_contiguous
+    np.testing.assert_allclose(compiled(transposed)[0], model(x)[0].detach().numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(compiled(x * 3)[0], model(x * 3)[0].detach().numpy(), rtol=1e-4, atol=1e-5)
+    with pytest.raises(InputError, match="shape"):
+        compiled(x.numpy()[:, :, :, :-1])
