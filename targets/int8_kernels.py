@@ -35,6 +35,8 @@ from typing import Any
 import tvm
 from tvm import relax, te, tirx
 
+from .packed_conv import legalize_float_conv2d
+
 LANES, GROUP = 16, 4  # output channels per vector, k values per 32-bit lane
 DENSE_BLOCK = "int8_dense"
 SHIFT = 128  # int8 activations are made unsigned by adding this (uint8 made signed by subtracting it)
@@ -249,8 +251,8 @@ def legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
         and _static_shape(call) is not None
         and (_target_has_vnni() or _target_has_arm_dotprod())
     )
-    if not eligible:
-        return _DEFAULT_CONV2D(bb, call)
+    if not eligible:  # float32 convs on CPUs: packed weights too (targets/packed_conv.py)
+        return legalize_float_conv2d(bb, call, _DEFAULT_CONV2D)
     data, kernel = call.args
     kh, kw, ci, _ = _static_shape(kernel)  # type: ignore[misc]
     out_shape = _static_shape(call)

@@ -14,9 +14,9 @@ every fused PrimFunc, dlight-style, first matching rule wins:
 4. ``ParallelFallback``: everything else at least runs on every core.
 
 Given a module that still holds high-level Relax ops, ``schedule_cpu`` first converts conv/pool
-layouts to NHWC/HWIO (the weight transpose is folded into the constant at compile time, so the
-packed layout costs nothing per inference), legalizes and fuses; given an already fused module it
-only schedules. The thread count is the runtime's: ``TVM_NUM_THREADS`` or the number of cores.
+layouts to NHWC/HWIO, legalizes (float32 convs read weights blocked by output-channel tile,
+targets/packed_conv.py; the transposes and the packing fold into the constants at compile time, so
+they cost nothing per inference) and fuses; given an already fused module it only schedules. The thread count is the runtime's: ``TVM_NUM_THREADS`` or the number of cores.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from tvm import relax, topi
 from tvm.s_tir import dlight
 from tvm.target import Target
 
+from . import int8_kernels  # noqa: F401  (registers the int8 and packed float32 conv2d legalizations)
 from .schedule_simple import Injective, ParallelFallback
 from .schedule_tiled import TiledContraction
 

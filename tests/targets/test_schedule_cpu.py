@@ -243,6 +243,30 @@ def test_unit_reduction_epilogue_is_not_inlined_into_the_init() -> None:
     assert not isinstance(sch.get(remaining[0].block_rv).init.value, tvm.tirx.FloatImm)  # 0.0 + bias
 
 
+def _weight_shapes(mod: tvm.IRModule, name: str) -> list[tuple[int, ...]]:
+    """Shapes of the 5-d parameters of the fused function(s) whose name contains ``name``."""
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+
+    return [
+        tuple(int(d) for d in arg.shape)
+        for gvar, func in mod.functions_items()
+        if isinstance(func, tvm.tirx.PrimFunc) and name in gvar.name_hint
+        for arg in ArgInfo.from_prim_func(func)
+        if len(arg.shape) == 5
+    ]
+
+
+def test_float_convs_read_weights_packed_per_tile_at_compile_time() -> None:
+    # 16 -> 32 channels, 3x3: one tile of 32 output channels, so W[3, 3, 16, 32] becomes
+    # Wp[1, 3, 3, 16, 32]; the packing ran at compile time (no function left that packs).
+    mod = prepare_cpu_module(to_relax(ConvBN(), rand(2, 16, 14, 14)), TARGET)
+    assert _weight_shapes(mod, "conv2d") == [(1, 3, 3, 16, 32)]
+    assert not [g for g, _ in mod.functions_items() if "pack_conv_weight" in g.name_hint]
+    # A depthwise conv has no channel reduction to tile: TVM's own legalization, HWIO weights.
+    depthwise = prepare_cpu_module(to_relax(ConvBN(groups=16), rand(1, 16, 14, 14)), TARGET)
+    assert _weight_shapes(depthwise, "conv2d") == []
+
+
 def test_tiles_fit_registers_and_divide_the_axes() -> None:
     # AVX-512: 16 fp32 lanes; a 64x256 matmul gets 8 rows x 2 vectors = 16 accumulators.
     assert choose_tiles(64, 256, 16, reduction=784) == (8, 2, 16)
