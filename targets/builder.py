@@ -67,6 +67,7 @@ def build_graph(
             "tuned": bool(tune),
             "tune_trials": tune_trials if tune else None,
             "tune_db": str(tune_db) if tune and tune_db else None,
+            "tune_rpc": str(options["tune_rpc"]) if tune and options.get("tune_rpc") else None,
             "compile_seconds": round(time.perf_counter() - started, 3),
         },
         files={},

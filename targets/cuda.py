@@ -66,7 +66,8 @@ def cuda_modules(module: Any) -> list[Any]:
 
 
 def kernel_names(source: str) -> list[str]:
-    return re.findall(r'extern "C" __global__ void (?:__launch_bounds__\(\d+\) )?(\w+)\(', source)
+    names = re.findall(r'extern "C" __global__ void (?:__launch_bounds__\(\d+\) )?(\w+)\(', source)
+    return list(dict.fromkeys(names))  # a kernel is declared, then defined: once each
 
 
 def compile_kernels(source: str, target: tvm.target.Target) -> bytes:

@@ -51,7 +51,7 @@ def _extent(sch: s_tir.Schedule, loop: s_tir.schedule.LoopRV) -> int | None:
 def _innermost_output_var(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV) -> tirx.Var | None:
     """The block iter var that indexes the output's innermost dimension, if it is a plain var."""
     writes = sch.get(block).writes
-    if len(writes) != 1:
+    if len(writes) != 1 or not writes[0].region:  # a scalar output (a max over a whole tensor)
         return None
     last = writes[0].region[-1]
     return last.min if isinstance(last.min, tirx.Var) and int(last.extent) == 1 else None

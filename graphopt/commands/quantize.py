@@ -65,6 +65,14 @@ def _latency_ms(compiled: Any, inputs: tuple[Any, ...]) -> float:
     return statistics.median(compiled.time(*arrays, number=20, repeat=5)) * 1e3
 
 
+def _runs_here(target: str) -> bool:
+    """Whether ``target``'s artifacts run (and so can be timed) on this machine: not the cross targets
+    (arm runs here only under qemu, whose timings say nothing about an ARM CPU)."""
+    from graphopt.targets.registry import get_target
+
+    return get_target(target).runs_on_host
+
+
 def run(args: argparse.Namespace) -> int:
     from graphopt.calibration import load_npz
     from graphopt.pass_manager import optimize
@@ -90,19 +98,23 @@ def run(args: argparse.Namespace) -> int:
             max_accuracy_drop=args.max_accuracy_drop,
         )
         latency: dict[str, float] = {}
-        if args.out or not args.no_latency:
+        notes = []
+        timed = not args.no_latency and _runs_here(args.target)
+        if not args.no_latency and not timed:
+            notes.append(f"latency not measured: '{args.target}' artifacts do not run on this machine's CPU")
+        if args.out or timed:
             from graphopt.targets import build
 
             if spinner is not None:
                 spinner.update(f"building the int8 artifact for {args.target}")
             int8 = build(quantized, opt_report, target=args.target, out_dir=args.out)
-            if not args.no_latency:
+            if timed:
                 float32 = build(optimized, opt_report, target=args.target)
                 latency = {
                     "float32_ms": _latency_ms(float32, loaded.inputs),
                     "int8_ms": _latency_ms(int8, loaded.inputs),
                 }
-    data = report.to_dict() | {"latency": latency, "out_dir": args.out, "target": args.target}
+    data = report.to_dict() | {"latency": latency, "out_dir": args.out, "target": args.target, "notes": notes}
     if args.json:
         _common.print_json(data)
         return 0
@@ -115,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
             f"{latency['int8_ms']:.3f} ms ({speedup:.2f}x {'faster' if speedup >= 1 else 'slower'})",
         )
     _common.stdout.print(table)
+    for note in notes:
+        _common.stdout.print(note)
     if args.out:
         _common.stdout.print(f"int8 artifact: {args.out}")
     return 0

@@ -47,6 +47,7 @@ def test_kernels_are_generated_and_compiled_by_nvcc(cuda_artifact) -> None:
 
     (kernels,) = compiled.manifest["cuda_kernels"]
     assert kernels["arch"] == "sm_90" and len(kernels["kernels"]) >= 3
+    assert len(set(kernels["kernels"])) == len(kernels["kernels"])  # each kernel named once
     assert all(f"void {name}(" in source or f") {name}(" in source for name in kernels["kernels"])
     fatbin = (out_dir / kernels["file"]).read_bytes()
     assert fatbin[:4] == bytes.fromhex("50ed55ba")  # the CUDA fatbin magic nvcc writes

@@ -198,6 +198,7 @@ def test_tuning_measures_candidates_on_the_remote_server(tuning_tracker, tmp_pat
     loads = _remote_loads(log) - before
     assert len(records) >= 2  # the seeded default schedule and at least one tuned candidate
     assert loads >= 3 and loads >= len(records)  # the seed and both trials ran on the server
+    assert compiled.manifest["build"]["tune_rpc"] == f"{TUNE_KEY}@{tracker}"
     with torch.no_grad():
         expected = model(x).numpy()
     assert abs(compiled(x.numpy()) - expected).max() / abs(expected).max() <= TOLERANCE
