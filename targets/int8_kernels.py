@@ -35,7 +35,7 @@ from typing import Any
 import tvm
 from tvm import relax, te, tirx
 
-from .packed_conv import legalize_float_conv2d
+from .packed_weights import legalize_float_conv2d, legalize_float_matmul
 
 LANES, GROUP = 16, 4  # output channels per vector, k values per 32-bit lane
 DENSE_BLOCK = "int8_dense"
@@ -224,7 +224,7 @@ def legalize_matmul(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
     """2-d int8 matmuls through packed weights (see the module docstring); others as TVM does."""
     a, w = call.args
     if not _integer_operands(call) or len(_static_shape(a) or []) != 2 or len(_static_shape(w) or []) != 2:
-        return _DEFAULT_MATMUL(bb, call)
+        return legalize_float_matmul(bb, call, _DEFAULT_MATMUL)
     to_dtype = activation_dtype()
     activation = bb.emit_te(shifted_activation, a, to_dtype, primfunc_name_hint="int8_activation")
     m, n = _static_shape(a)[0], _static_shape(w)[1]  # type: ignore[index]
@@ -251,7 +251,7 @@ def legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
         and _static_shape(call) is not None
         and (_target_has_vnni() or _target_has_arm_dotprod())
     )
-    if not eligible:  # float32 convs on CPUs: packed weights too (targets/packed_conv.py)
+    if not eligible:  # float32 convs on CPUs: packed weights too (targets/packed_weights.py)
         return legalize_float_conv2d(bb, call, _DEFAULT_CONV2D)
     data, kernel = call.args
     kh, kw, ci, _ = _static_shape(kernel)  # type: ignore[misc]

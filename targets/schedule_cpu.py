@@ -14,8 +14,8 @@ every fused PrimFunc, dlight-style, first matching rule wins:
 4. ``ParallelFallback``: everything else at least runs on every core.
 
 Given a module that still holds high-level Relax ops, ``schedule_cpu`` first converts conv/pool
-layouts to NHWC/HWIO, legalizes (float32 convs read weights blocked by output-channel tile,
-targets/packed_conv.py; the transposes and the packing fold into the constants at compile time, so
+layouts to NHWC/HWIO, legalizes (float32 convs and matmuls read weights blocked by output-channel tile,
+targets/packed_weights.py; the transposes and the packing fold into the constants at compile time, so
 they cost nothing per inference) and fuses; given an already fused module it only schedules. The thread count is the runtime's: ``TVM_NUM_THREADS`` or the number of cores.
 """
 

@@ -243,8 +243,8 @@ def test_unit_reduction_epilogue_is_not_inlined_into_the_init() -> None:
     assert not isinstance(sch.get(remaining[0].block_rv).init.value, tvm.tirx.FloatImm)  # 0.0 + bias
 
 
-def _weight_shapes(mod: tvm.IRModule, name: str) -> list[tuple[int, ...]]:
-    """Shapes of the 5-d parameters of the fused function(s) whose name contains ``name``."""
+def _weight_shapes(mod: tvm.IRModule, name: str, dims: int = 5) -> list[tuple[int, ...]]:
+    """Shapes of the ``dims``-d parameters of the fused function(s) whose name contains ``name``."""
     from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 
     return [
@@ -252,7 +252,7 @@ def _weight_shapes(mod: tvm.IRModule, name: str) -> list[tuple[int, ...]]:
         for gvar, func in mod.functions_items()
         if isinstance(func, tvm.tirx.PrimFunc) and name in gvar.name_hint
         for arg in ArgInfo.from_prim_func(func)
-        if len(arg.shape) == 5
+        if len(arg.shape) == dims
     ]
 
 
@@ -265,6 +265,26 @@ def test_float_convs_read_weights_packed_per_tile_at_compile_time() -> None:
     # A depthwise conv has no channel reduction to tile: TVM's own legalization, HWIO weights.
     depthwise = prepare_cpu_module(to_relax(ConvBN(groups=16), rand(1, 16, 14, 14)), TARGET)
     assert _weight_shapes(depthwise, "conv2d") == []
+
+
+class ByWeight(nn.Module):
+    """``x @ W`` with a ``[K, N]`` weight: what a Linear is after O2's pretranspose_weights."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(96, 64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.weight
+
+
+def test_float_matmuls_by_constant_weights_read_them_packed_per_tile() -> None:
+    # 64 outputs at batch 8 are two tiles of 32: W[96, 64] becomes Wp[2, 96, 32], at compile time.
+    model, x = ByWeight().eval(), rand(8, 96)
+    mod = prepare_cpu_module(to_relax(model, x), TARGET)
+    assert _weight_shapes(mod, "matmul", dims=3) == [(2, 96, 32)]
+    vm, args = run(schedule_cpu(mod, TARGET), x)
+    assert relative_error(model(x).detach(), output(vm, args)) <= TOLERANCE
 
 
 def test_tiles_fit_registers_and_divide_the_axes() -> None:
