@@ -39,12 +39,12 @@ def _static_shape(expr: relax.Expr) -> list[int] | None:
     return [int(d) for d in shape]
 
 
-def tile_width(out_shape: list[int], kernel_shape: list[int], target: tvm.target.Target) -> int | None:
-    """Output channels per register tile of the scheduled conv (``nj * vw``), if it divides them."""
-    kh, kw, ci, co = kernel_shape
-    _, nj, vw = choose_tiles(out_shape[2], co, vector_lanes(target), reduction=kh * kw * ci)
+def tile_width(rows: int, channels: int, reduction: int, target: tvm.target.Target) -> int | None:
+    """Output channels per register tile (``nj * vw``) that ``TiledContraction`` will pick for a
+    contraction with ``rows`` on its second-innermost output axis, if that width divides them."""
+    _, nj, vw = choose_tiles(rows, channels, vector_lanes(target), reduction=reduction)
     width = nj * vw
-    return width if co % width == 0 else None
+    return width if channels % width == 0 else None
 
 
 def pack_conv_weight(kernel: te.Tensor, width: int) -> te.Tensor:
@@ -97,7 +97,10 @@ def legalize_float_conv2d(bb: relax.BlockBuilder, call: relax.Call, fallback: An
         and kernel_shape is not None
         and _static_shape(data) is not None
     )
-    width = tile_width(out_shape, kernel_shape, target) if eligible else None  # type: ignore[arg-type]
+    if not eligible:
+        return fallback(bb, call)
+    kh, kw, ci, co = kernel_shape  # type: ignore[misc]
+    width = tile_width(out_shape[2], co, kh * kw * ci, target)  # type: ignore[index, arg-type]
     if width is None:
         return fallback(bb, call)
     packed = bb.emit_te(pack_conv_weight, kernel, width, primfunc_name_hint="pack_conv_weight")
@@ -140,11 +143,9 @@ def legalize_float_matmul(bb: relax.BlockBuilder, call: relax.Call, fallback: An
     )
     if not eligible:
         return fallback(bb, call)
-    m, k = a_shape  # type: ignore[misc]
-    n = w_shape[1]  # type: ignore[index]
-    _, nj, vw = choose_tiles(m, n, vector_lanes(target), reduction=k)
-    width = nj * vw
-    if n % width or width == n:
+    (m, k), n = a_shape, w_shape[1]  # type: ignore[index, misc]
+    width = tile_width(m, n, k, target)
+    if width is None or width == n:  # one tile spans the whole weight: it is already packed
         return fallback(bb, call)
     packed = bb.emit_te(pack_dense_weight, w, width, primfunc_name_hint="pack_dense_weight")
     return bb.call_te(packed_dense, a, packed, primfunc_name_hint="matmul")
