@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from samples import load_weights
 from samples.resnet import randomize_batch_norm
 
 
@@ -64,9 +65,10 @@ class MobileNetV2(nn.Module):
         last_channels: int = 1280,
         num_classes: int = 1000,
         stem_stride: int = 2,
+        image_channels: int = 3,
     ) -> None:
         super().__init__()
-        layers: list[nn.Module] = [conv_bn_relu6(3, stem_channels, 3, stem_stride)]
+        layers: list[nn.Module] = [conv_bn_relu6(image_channels, stem_channels, 3, stem_stride)]
         in_channels = stem_channels
         for expansion, channels, repeats, stride in settings:
             for index in range(repeats):
@@ -97,3 +99,11 @@ def mobilenet_small(num_classes: int = 10, seed: int = 0) -> MobileNetV2:
     model = MobileNetV2(settings, stem_channels=8, last_channels=64, num_classes=num_classes, stem_stride=1)
     randomize_batch_norm(model, seed)
     return model.eval()
+
+
+def mobilenet_small_digits(pretrained: bool = True) -> MobileNetV2:
+    """``mobilenet_small`` on 1x28x28 digits, eval mode: weights from ``samples/weights/mobilenet_small_digits.pt``."""
+    torch.manual_seed(0)
+    settings = ((1, 8, 1, 1), (6, 16, 2, 2), (6, 32, 2, 2))
+    model = MobileNetV2(settings, stem_channels=8, last_channels=64, num_classes=10, stem_stride=1, image_channels=1)
+    return load_weights(model, "mobilenet_small_digits", pretrained)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from samples import load_weights
+
 
 class BasicBlock(nn.Module):
     """Two 3x3 conv-BN layers and a residual add; a 1x1 conv-BN shortcut when the shape changes."""
@@ -44,16 +46,17 @@ class ResNet(nn.Module):
         widths: tuple[int, ...] = (64, 128, 256, 512),
         num_classes: int = 1000,
         small_stem: bool = False,
+        in_channels: int = 3,
     ) -> None:
         super().__init__()
-        stem_width = widths[0]
+        stem_width, image_channels = widths[0], in_channels
         if small_stem:
             self.stem = nn.Sequential(
-                nn.Conv2d(3, stem_width, 3, padding=1, bias=False), nn.BatchNorm2d(stem_width), nn.ReLU()
+                nn.Conv2d(image_channels, stem_width, 3, padding=1, bias=False), nn.BatchNorm2d(stem_width), nn.ReLU()
             )
         else:
             self.stem = nn.Sequential(
-                nn.Conv2d(3, stem_width, 7, stride=2, padding=3, bias=False),
+                nn.Conv2d(image_channels, stem_width, 7, stride=2, padding=3, bias=False),
                 nn.BatchNorm2d(stem_width),
                 nn.ReLU(),
                 nn.MaxPool2d(3, stride=2, padding=1),
@@ -101,3 +104,10 @@ def resnet_small(num_classes: int = 10, seed: int = 0) -> ResNet:
     model = ResNet((1, 1, 1, 1), (8, 16, 32, 64), num_classes, small_stem=True)
     randomize_batch_norm(model, seed)
     return model.eval()
+
+
+def resnet_small_digits(pretrained: bool = True) -> ResNet:
+    """``resnet_small`` on 1x28x28 digits, eval mode: weights from ``samples/weights/resnet_small_digits.pt``."""
+    torch.manual_seed(0)
+    model = ResNet((1, 1, 1, 1), (8, 16, 32, 64), 10, small_stem=True, in_channels=1)
+    return load_weights(model, "resnet_small_digits", pretrained)

@@ -1,6 +1,6 @@
-"""Train the two sample classifiers on the digits data and save their weights.
+"""Train the sample classifiers on the digits data and save their weights.
 
-    python -m samples.train            # writes samples/weights/mnist_mlp.pt and digits_cnn.pt
+    python -m samples.train            # writes samples/weights/NAME.pt for each model of JOBS
 
 Full-batch-ish Adam for a few epochs on CPU: seconds per model. Seeded, so reruns give the same
 weights on the same torch build. Prints test accuracy (both reach over 95%).
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,8 @@ from samples import WEIGHTS_DIR
 from samples.cnn import DigitsCNN
 from samples.digits import load_digits_28
 from samples.mnist_mlp import MnistMLP
+from samples.mobilenet import mobilenet_small_digits
+from samples.resnet import resnet_small_digits
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -43,19 +46,32 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: f
     model.eval()
 
 
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(len(x), 784)
+
+
+def _image(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+# name -> (untrained model factory, input reshape, epochs)
+JOBS: dict[str, tuple[Callable[[], nn.Module], Callable[[torch.Tensor], torch.Tensor], int]] = {
+    "mnist_mlp": (MnistMLP, _flat, 15),
+    "digits_cnn": (DigitsCNN, _image, 8),
+    "resnet_small_digits": (lambda: resnet_small_digits(pretrained=False), _image, 8),
+    "mobilenet_small_digits": (lambda: mobilenet_small_digits(pretrained=False), _image, 10),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["mnist_mlp", "digits_cnn"], help="train only this model")
+    parser.add_argument("--only", choices=list(JOBS), help="train only this model")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     x_train, y_train = load_digits_28("train")
     x_test, y_test = load_digits_28("test")
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
-    jobs = {
-        "mnist_mlp": (MnistMLP, lambda x: x.reshape(len(x), 784), 15),
-        "digits_cnn": (DigitsCNN, lambda x: x, 8),
-    }
-    for name, (model_class, reshape, epochs) in jobs.items():
+    for name, (model_class, reshape, epochs) in JOBS.items():
         if args.only and name != args.only:
             continue
         torch.manual_seed(0)
