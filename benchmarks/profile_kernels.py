@@ -38,10 +38,10 @@ def main() -> None:
 
     import numpy as np
     import tvm
-    from graphopt.targets.lower import lower_to_relax
-    from graphopt.targets.pipeline import compile_module, tvm_pass_lists
+    from graphopt.targets.cpu.schedule import schedule_cpu
+    from graphopt.targets.lowering.lower import lower_to_relax
+    from graphopt.targets.pipeline.relax_pipeline import compile_module, tvm_pass_lists
     from graphopt.targets.registry import get_target
-    from graphopt.targets.schedule_cpu import schedule_cpu
     from tvm import relax
     from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 

@@ -4,14 +4,14 @@
 #   - the aarch64 TVM runtime (libtvm_runtime.so, libtvm_ffi.so and the tvm/ffi headers), unpacked
 #     from PyPI's manylinux aarch64 apache-tvm / apache-tvm-ffi wheels (the versions pinned in
 #     pyproject.toml) into $GRAPHOPT_ARM_RUNTIME (default ${XDG_CACHE_HOME:-~/.cache}/graphopt/aarch64-runtime);
-#   - graphopt_runner (targets/arm_runner/runner.cc) cross-compiled against it, in $GRAPHOPT_ARM_RUNTIME/bin.
+#   - graphopt_runner (targets/arm/runner/runner.cc) cross-compiled against it, in $GRAPHOPT_ARM_RUNTIME/bin.
 # Idempotent: a second run checks a stamp and returns in well under a second. Needs root for apt-get.
 set -euo pipefail
 
 TVM_VERSION=0.27.0.post1
 TVM_FFI_VERSION=0.1.14.post1
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-RUNNER_SRC="$REPO/targets/arm_runner/runner.cc"
+RUNNER_SRC="$REPO/targets/arm/runner/runner.cc"
 # Under sudo, the cache belongs to the user who will run the tests, not to root.
 OWNER_HOME="$HOME"
 if [[ -n "${SUDO_USER:-}" && "${SUDO_USER}" != root ]]; then OWNER_HOME="$(getent passwd "$SUDO_USER" | cut -d: -f6)"; fi

@@ -37,7 +37,7 @@ def build(
     Failures are ``GraphoptError`` subclasses (``UnsupportedOpError`` lists every op the target
     cannot handle, with node names and source lines), never a raw TVM traceback.
     """
-    from graphopt.targets.builder import build_graph
+    from graphopt.targets.pipeline.builder import build_graph
 
     return build_graph(
         graph,

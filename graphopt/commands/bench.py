@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             )
         with _common.status("timing the compiled model", quiet=args.json):
             if args.rpc:
-                from graphopt.targets.rpc import time_remote
+                from graphopt.targets.runtime.rpc import time_remote
 
                 compiled_time = time_remote(out_dir, arrays, args.rpc, number=args.runs, repeat=args.repeat)
             else:

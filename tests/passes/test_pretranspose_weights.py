@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from graphopt.passes.pretranspose_weights import PRETRANSPOSED_FROM
-from graphopt.targets.lower import export_graph
+from graphopt.targets.lowering.lower import export_graph
 
 from tests.passes.models import FLOAT_TOLERANCE, Mlp, assert_matches_eager, captured, kinds, run_pass
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from graphopt.targets import build
-from graphopt.targets.lower import lower_to_relax
+from graphopt.targets.lowering.lower import lower_to_relax
 
 import graphopt
 from samples.cnn import digits_cnn

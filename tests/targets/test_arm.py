@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 from graphopt.targets import arm, build
-from graphopt.targets.pipeline import compile_module
+from graphopt.targets.pipeline.relax_pipeline import compile_module
 from graphopt.targets.registry import get_target
 from tvm import relax
 
@@ -189,7 +189,7 @@ def _integers(shape: tuple[int, ...], dtype: str, seed: int) -> np.ndarray:
 
 def _build_for_arm(tmp_path: Path, inputs: list[Any], make_output: Any, mattr: list[str]) -> Path:
     """A one-op Relax function compiled for arm with ``mattr``, linked into ``tmp_path/model.so``."""
-    from graphopt.targets import int8_kernels  # noqa: F401  (registers the packed-weight legalizations)
+    from graphopt.targets.cpu import int8_kernels  # noqa: F401  (registers the packed-weight legalizations)
 
     bb = relax.BlockBuilder()
     with bb.function("main", inputs):

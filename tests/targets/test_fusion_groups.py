@@ -13,8 +13,8 @@ from collections import Counter
 
 import pytest
 import torch
-from graphopt.targets.lower import lower_to_relax
-from graphopt.targets.schedule_cpu import host_target, prepare_cpu_module
+from graphopt.targets.cpu.schedule import host_target, prepare_cpu_module
+from graphopt.targets.lowering.lower import lower_to_relax
 
 import graphopt
 from graphopt import ir

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 import tvm
-from graphopt.targets import int8_kernels  # noqa: F401  (registers the legalizations)
-from graphopt.targets.pipeline import compile_module
+from graphopt.targets.cpu import int8_kernels  # noqa: F401  (registers the legalizations)
+from graphopt.targets.cpu.vnni import has_vnni
+from graphopt.targets.pipeline.relax_pipeline import compile_module
 from graphopt.targets.registry import get_target
-from graphopt.targets.vnni import has_vnni
 from tvm import relax
 
 CPU = get_target("cpu")

@@ -7,7 +7,13 @@ import re
 import pytest
 import torch
 from graphopt.targets import build
-from graphopt.targets.lower import export_graph, find_unsupported, lower_to_relax, origin_node, register_converter
+from graphopt.targets.lowering.lower import (
+    export_graph,
+    find_unsupported,
+    lower_to_relax,
+    origin_node,
+    register_converter,
+)
 from torch import nn
 
 from graphopt.capture import capture
@@ -131,7 +137,7 @@ class UsesCustomOp(nn.Module):
 
 def test_a_registered_converter_lowers_a_custom_op(monkeypatch, compile_cpu) -> None:
     """How graphopt's own ops (quantize/dequantize) reach TVM: a converter keyed by the op."""
-    from graphopt.targets import lower
+    from graphopt.targets.lowering import lower
     from tvm import relax
 
     model = UsesCustomOp().eval()

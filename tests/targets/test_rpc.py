@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 import tvm
-from graphopt.targets import tuning
-from graphopt.targets.rpc import RemoteError, bench_remote, run_remote, time_remote, tracker_servers
-from graphopt.targets.schedule_cpu import host_target
+from graphopt.targets.cpu import tuning
+from graphopt.targets.cpu.schedule import host_target
+from graphopt.targets.runtime.rpc import RemoteError, bench_remote, run_remote, time_remote, tracker_servers
 from torch import nn
 
 import graphopt

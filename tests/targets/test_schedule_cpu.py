@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 import tvm
-from graphopt.targets.schedule_cpu import default_rules, host_target, prepare_cpu_module, schedule_cpu
-from graphopt.targets.schedule_simple import Injective, inline_spatial, is_reduction_block
-from graphopt.targets.schedule_tiled import TiledContraction, choose_tiles
+from graphopt.targets.cpu.schedule import default_rules, host_target, prepare_cpu_module, schedule_cpu
+from graphopt.targets.cpu.schedule_simple import Injective, inline_spatial, is_reduction_block
+from graphopt.targets.cpu.schedule_tiled import TiledContraction, choose_tiles
 from torch import nn
 from tvm import relax, s_tir
 from tvm.relax.frontend.torch import from_exported_program

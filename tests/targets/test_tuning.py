@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 import tvm
-from graphopt.targets import tuning
-from graphopt.targets.schedule_cpu import host_target, prepare_cpu_module
+from graphopt.targets.cpu import tuning
+from graphopt.targets.cpu.schedule import host_target, prepare_cpu_module
 from torch import nn
 from tvm import relax
 

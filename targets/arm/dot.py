@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 import tvm
-from graphopt.targets.dot_product import DotProductRule, register_dot_intrinsic
+from graphopt.targets.cpu.dot_product import DotProductRule, register_dot_intrinsic
 from tvm import s_tir
 
 SDOT_INTRIN = "graphopt_dot_4x4_i8i8i32_sdot"

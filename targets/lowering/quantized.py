@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from graphopt.targets import int8_kernels  # noqa: F401  (int8 matmul/conv legalization: packed weights)
-from graphopt.targets.lower import register_converter
+from graphopt.targets.cpu import int8_kernels  # noqa: F401  (int8 matmul/conv legalization: packed weights)
+from graphopt.targets.lowering.lower import register_converter
 from torch import fx
 from tvm import relax
 

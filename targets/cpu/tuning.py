@@ -39,14 +39,14 @@ from typing import Any
 
 import numpy as np
 import tvm
+from graphopt.targets.runtime.rpc import RemoteError, _first_line, parse_tracker_address, tracker_servers
 from tvm import relax
 from tvm.ir.utils import derived_object
 from tvm.s_tir import dlight
 from tvm.s_tir import meta_schedule as ms
 from tvm.target import Target
 
-from .rpc import RemoteError, _first_line, parse_tracker_address, tracker_servers
-from .schedule_cpu import default_rules, prepare_cpu_module, schedule_cpu
+from .schedule import default_rules, prepare_cpu_module, schedule_cpu
 
 DEFAULT_DB_ROOT = Path.home() / ".cache" / "graphopt" / "tuning"
 TRIALS_PER_ROUND = 16

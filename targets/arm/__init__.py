@@ -40,11 +40,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from graphopt.targets.registry import TargetBackend, register_target
+from graphopt.targets.runtime import CompiledModel, check_inputs
 
 from graphopt.errors import ArtifactError, GraphoptError, InputError
-
-from .registry import TargetBackend, register_target
-from .runtime import CompiledModel, check_inputs
 
 CROSS_COMPILER = "aarch64-linux-gnu-g++"
 QEMU = "qemu-aarch64"
@@ -130,7 +129,7 @@ def make_target(options: dict[str, Any]) -> Any:
 
 def schedule(mod: Any, target: Any, options: dict[str, Any]) -> Any:
     """The CPU default schedules, which read the vector width (4 fp32 lanes on NEON) from the target."""
-    from graphopt.targets.schedule_cpu import schedule_cpu
+    from graphopt.targets.cpu.schedule import schedule_cpu
 
     return schedule_cpu(mod, target)
 
@@ -161,7 +160,7 @@ def build_arm(mod: Any, out_dir: str | Path, options: dict[str, Any] | None = No
     reaches the same steps through the registered backend. ``options``: ``arm_mattr``, ``arm_mcpu``,
     ``arm_num_cores``.
     """
-    from .pipeline import compile_module
+    from graphopt.targets.pipeline.relax_pipeline import compile_module
 
     options = options or {}
     target = make_target(options)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from graphopt.targets.converters import BUILTIN_CHECKS, BUILTIN_CONVERTERS
+from graphopt.targets.lowering.converters import BUILTIN_CHECKS, BUILTIN_CONVERTERS
 from torch import fx
 
 from graphopt.errors import CaptureError, GraphoptError, InputError, UnsupportedOpError
@@ -92,7 +92,7 @@ def _where(graph: Graph, node: fx.Node) -> tuple[str, str | None]:
 
 def supported_ops() -> set[str]:
     """Names (``"convolution.default"``) the frontend and our registered converters translate."""
-    import graphopt.targets.quantized  # noqa: F401  (registers the int8 converters)
+    import graphopt.targets.lowering.quantized  # noqa: F401  (registers the int8 converters)
     from tvm.relax.frontend.torch.exported_program_translator import ExportedProgramImporter
 
     return {name for name in ExportedProgramImporter().convert_map if isinstance(name, str)} | set(CUSTOM_CONVERTERS)

@@ -78,7 +78,7 @@ def pack_weight(w: te.Tensor) -> te.Tensor:
 
 
 def _target_has_arm_dotprod() -> bool:
-    from graphopt.targets.arm_dot import has_arm_dotprod
+    from graphopt.targets.arm.dot import has_arm_dotprod
 
     target = tvm.target.Target.current(allow_none=True)
     return target is not None and has_arm_dotprod(target)
@@ -232,7 +232,7 @@ def legalize_matmul(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
 
 
 def _target_has_vnni() -> bool:
-    from graphopt.targets.vnni import has_vnni
+    from graphopt.targets.cpu.vnni import has_vnni
 
     target = tvm.target.Target.current(allow_none=True)
     return target is not None and has_vnni(target)

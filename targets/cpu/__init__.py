@@ -97,7 +97,7 @@ def check_tuning_options(options: dict[str, Any]) -> None:
         return
     if not options.get("tune"):
         raise InputError("tune_rpc (--tune-rpc) measures tuning candidates remotely: it needs tune=True (--tune)")
-    from graphopt.targets.rpc import parse_tracker_address
+    from graphopt.targets.runtime.rpc import parse_tracker_address
 
     parse_tracker_address(str(options["tune_rpc"]))
 
@@ -106,7 +106,7 @@ def schedule_for_cpu(mod: Any, target: tvm.target.Target, options: dict[str, Any
     """The schedule step (given the module before legalization): tuning when asked for, else the
     default CPU schedules. Both are the performance work's (schedule_cpu.py, tuning.py)."""
     if options.get("tune"):
-        from graphopt.targets.tuning import tune_cpu
+        from graphopt.targets.cpu.tuning import tune_cpu
 
         return tune_cpu(
             mod,
@@ -116,7 +116,7 @@ def schedule_for_cpu(mod: Any, target: tvm.target.Target, options: dict[str, Any
             seconds=options.get("tune_seconds"),
             rpc=options.get("tune_rpc"),
         )
-    from graphopt.targets.schedule_cpu import schedule_cpu
+    from graphopt.targets.cpu.schedule import schedule_cpu
 
     return schedule_cpu(mod, target)
 

@@ -19,7 +19,7 @@ import functools
 from typing import Any
 
 import tvm
-from graphopt.targets.int8_kernels import DENSE_BLOCK, GROUP, LANES
+from graphopt.targets.cpu.int8_kernels import DENSE_BLOCK, GROUP, LANES
 from tvm import s_tir, tirx
 from tvm.s_tir import dlight
 

@@ -12,8 +12,8 @@ The tensor intrinsic comes from ``dot_product.register_dot_intrinsic``, not from
 from __future__ import annotations
 
 import tvm
-from graphopt.targets.dot_product import DotProductRule, register_dot_intrinsic
-from graphopt.targets.int8_kernels import LANES
+from graphopt.targets.cpu.dot_product import DotProductRule, register_dot_intrinsic
+from graphopt.targets.cpu.int8_kernels import LANES
 
 VNNI_INTRIN = "graphopt_dot_16x4_u8i8i32_vnni"
 ROW_TILES = (16, 14, 12, 8, 7, 6, 4, 2, 1)  # accumulators per tile: one 16-lane register each

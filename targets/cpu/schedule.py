@@ -91,7 +91,8 @@ class FastGelu:
 
 def default_rules() -> list[dlight.ScheduleRule]:
     """The rule list, in priority order."""
-    from .arm_dot import ArmDotProduct  # int8 matmuls on aarch64 + dotprod (sdot); declines elsewhere
+    from graphopt.targets.arm.dot import ArmDotProduct  # int8 matmuls on aarch64 + dotprod (sdot); declines elsewhere
+
     from .vnni import Int8DotProduct  # int8 matmuls and convs on VNNI; declines on other CPUs
 
     return [
