@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11:
 #   make demo   compile the sample MNIST MLP for the CPU, print the report, check it against PyTorch eager
-#   make test   lint, type-check and run the whole test suite (what CI runs, via .ci/run)
+#   make test   lint, type-check, check the layer rules and run the whole test suite (what CI runs, via .ci/run)
+#   make lint   only the checks: ruff, mypy and import-linter (these two on the installed layout: scripts/layout_tree.py)
 # Both create .venv (python3.11 -m venv) and install graphopt with its pinned dependencies first.
 
 PYTHON ?= python3.11
@@ -40,13 +41,15 @@ test: $(INSTALLED)
 	done
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy graphopt
+	$(BIN)/python scripts/layout_tree.py mypy -p graphopt
+	$(BIN)/python scripts/layout_tree.py lint-imports
 	$(BIN)/python -m pytest -q
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy graphopt
+	$(BIN)/python scripts/layout_tree.py mypy -p graphopt
+	$(BIN)/python scripts/layout_tree.py lint-imports
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache

@@ -21,9 +21,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from graphopt.targets import build  # noqa: E402
-
 import graphopt  # noqa: E402
+from graphopt.targets import build  # noqa: E402
 from samples.cnn import digits_cnn  # noqa: E402
 from samples.digits import load_digits_28, load_digits_flat  # noqa: E402
 from samples.mnist_mlp import mnist_mlp  # noqa: E402

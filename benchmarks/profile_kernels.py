@@ -38,16 +38,16 @@ def main() -> None:
 
     import numpy as np
     import tvm
-    from graphopt.targets.cpu.schedule import schedule_cpu
-    from graphopt.targets.lowering.lower import lower_to_relax
-    from graphopt.targets.pipeline.relax_pipeline import compile_module, tvm_pass_lists
-    from graphopt.targets.registry import get_target
     from tvm import relax
     from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 
     from benchmarks.models import WORKLOADS
     from graphopt.capture import capture
     from graphopt.pass_manager import optimize
+    from graphopt.targets.cpu.schedule import schedule_cpu
+    from graphopt.targets.lowering.lower import lower_to_relax
+    from graphopt.targets.pipeline.relax_pipeline import compile_module, tvm_pass_lists
+    from graphopt.targets.registry import get_target
 
     model, x = WORKLOADS[args.model].build()
     graph, _ = optimize(capture(model, (x,)), "O2")

@@ -57,9 +57,10 @@ def onnxruntime(model: torch.nn.Module, x: torch.Tensor, options: dict[str, Any]
 def tvm_plain(model: torch.nn.Module, x: torch.Tensor, options: dict[str, Any]):
     """What a TVM user gets without graphopt: from_exported_program + tvm.compile on llvm."""
     import tvm
-    from graphopt.targets.cpu.schedule import host_target
     from tvm import relax
     from tvm.relax.frontend.torch import from_exported_program
+
+    from graphopt.targets.cpu.schedule import host_target
 
     program = torch.export.export(model, (x,)).run_decompositions()
     mod = from_exported_program(program, keep_params_as_input=False)

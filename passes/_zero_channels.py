@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from graphopt.passes._layers import CONV_KINDS, Layer, batch_norm_output, fetch_attr, layer_of, only_user
 from torch import fx
 
 from graphopt.ir import Graph
 from graphopt.op_kinds import op_kind
+from graphopt.passes._layers import CONV_KINDS, Layer, batch_norm_output, fetch_attr, layer_of, only_user
 
 PER_CHANNEL = frozenset(
     {"relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardswish", "leaky_relu", "identity", "dropout", "contiguous"}

@@ -7,10 +7,9 @@ so the outputs are bit-identical. Parameters the erased nodes read are left for
 
 from __future__ import annotations
 
-from graphopt.passes._layers import remove_dead_nodes
-
 from graphopt.ir import Graph
 from graphopt.pass_api import PassResult, register_pass
+from graphopt.passes._layers import remove_dead_nodes
 
 
 @register_pass("eliminate_dead_code", reports=("removed_nodes",))

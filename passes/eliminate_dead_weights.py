@@ -8,11 +8,10 @@ then parameters, buffers, tensor attributes and submodules that no remaining nod
 
 from __future__ import annotations
 
-from graphopt.passes._layers import remove_dead_nodes, remove_unused_attributes, tensor_bytes
-from graphopt.passes._zero_channels import shrink_zero_channels
-
 from graphopt.ir import Graph
 from graphopt.pass_api import PassResult, register_pass
+from graphopt.passes._layers import remove_dead_nodes, remove_unused_attributes, tensor_bytes
+from graphopt.passes._zero_channels import shrink_zero_channels
 
 
 @register_pass(

@@ -18,11 +18,11 @@ import operator
 from typing import Any
 
 import torch
-from graphopt.passes._layers import insert_constant, remove_dead_nodes, remove_unused_attributes, unused_attributes
 from torch import fx
 
 from graphopt.ir import Graph
 from graphopt.pass_api import PassResult, on_node, register_pass
+from graphopt.passes._layers import insert_constant, remove_dead_nodes, remove_unused_attributes, unused_attributes
 
 _RANDOM = ("rand", "dropout", "bernoulli", "normal", "uniform", "multinomial", "poisson", "empty", "seed")
 _IN_PLACE = {operator.iadd, operator.isub, operator.imul, operator.itruediv, operator.setitem}
@@ -101,6 +101,6 @@ def fold_constants(graph: Graph, *, max_bytes: int = 16 * 2**20) -> PassResult:
         folded.append(node.name)
     removed = remove_dead_nodes(module) if folded else []
     freed = remove_unused_attributes(module, spare=already_unused)
-    details = {"folded": folded, "skipped_too_large": too_large, "removed_nodes": removed}
+    details: dict[str, Any] = {"folded": folded, "skipped_too_large": too_large, "removed_nodes": removed}
     details.update({"removed_weights": freed, "new_constant_bytes": new_bytes})
     return PassResult(graph, changed=bool(folded), details=details)

@@ -22,6 +22,11 @@ Handles both spellings: ``nn.Conv2d``/``nn.BatchNorm2d`` modules and the aten ov
 from __future__ import annotations
 
 import torch
+
+from graphopt.errors import GraphoptError
+from graphopt.ir import Graph
+from graphopt.metadata import info, user_source
+from graphopt.pass_api import PassResult, on_node, register_pass
 from graphopt.passes._layers import (
     CONV_KINDS,
     Layer,
@@ -35,11 +40,6 @@ from graphopt.passes._layers import (
     remove_unused_attributes,
     unused_attributes,
 )
-
-from graphopt.errors import GraphoptError
-from graphopt.ir import Graph
-from graphopt.metadata import info, user_source
-from graphopt.pass_api import PassResult, on_node, register_pass
 
 
 def _foldable_producer(graph: Graph, bn: Layer) -> Layer | None:

@@ -20,13 +20,13 @@ from dataclasses import replace
 from typing import Any
 
 import torch
-from graphopt.passes.quant_rewrite import Site, find_sites, observe, remove_unused_attributes, rewrite_weights
 from torch import fx
 
 from graphopt.calibration import METHODS, choose_qparams, prepare
 from graphopt.errors import InputError
 from graphopt.ir import Graph
 from graphopt.pass_api import PassResult, on_node, register_pass
+from graphopt.passes.quant_rewrite import Site, find_sites, observe, remove_unused_attributes, rewrite_weights
 
 QParams = tuple[float, int, int, int]  # scale, zero_point, qmin, qmax
 ACTIVATIONS = ("int8", "uint8")

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 from collections import Counter
 
-from graphopt.passes._layers import layer_of, only_user
 from torch import fx
 
 from graphopt import ir
 from graphopt.ir import Graph
 from graphopt.op_kinds import ELEMENTWISE, op_kind
 from graphopt.pass_api import PassResult, register_pass
+from graphopt.passes._layers import layer_of, only_user
 
 ANCHORS = frozenset({"conv1d", "conv2d", "conv3d", "linear", "matmul"})
 EPILOGUE = ELEMENTWISE | {"relu6", "gelu", "silu", "hardswish", "hardsigmoid", "leaky_relu"}

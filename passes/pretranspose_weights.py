@@ -14,6 +14,8 @@ different order than ``addmm`` may, so results agree to float32 rounding, not bi
 
 from __future__ import annotations
 
+from graphopt.ir import Graph
+from graphopt.pass_api import PassResult, on_node, register_pass
 from graphopt.passes._layers import (
     emit,
     insert_constant,
@@ -22,9 +24,6 @@ from graphopt.passes._layers import (
     remove_unused_attributes,
     unused_attributes,
 )
-
-from graphopt.ir import Graph
-from graphopt.pass_api import PassResult, on_node, register_pass
 
 #: node.meta key set on the matmul that replaced a Linear: the name of that Linear node.
 PRETRANSPOSED_FROM = "pretransposed_from"

@@ -13,11 +13,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 import torch
-from graphopt.passes.quant_rewrite import Site, find_sites, remove_unused_attributes, rewrite_weights
 from torch import fx
 
 from graphopt.ir import Graph
 from graphopt.pass_api import PassResult, on_node, register_pass
+from graphopt.passes.quant_rewrite import Site, find_sites, remove_unused_attributes, rewrite_weights
 
 DYNAMIC_RANGE = (0, 255)  # uint8 affine: the run-time range need not be symmetric
 

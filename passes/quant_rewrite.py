@@ -14,6 +14,7 @@ import fnmatch
 import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -93,7 +94,8 @@ def _site(module: fx.GraphModule, node: fx.Node, kinds: Sequence[str]) -> Site |
         return Site(node, kind, [node.args[0]])
     if node.target in _MATMUL_FUNCTIONS and len(node.args) == 2 and all(isinstance(a, fx.Node) for a in node.args):
         right = node.args[1]
-        if right.op == "get_attr" and getattr_path(module, str(right.target)).dim() == 2:  # type: ignore[union-attr]
+        assert isinstance(right, fx.Node)  # checked just above
+        if right.op == "get_attr" and getattr_path(module, str(right.target)).dim() == 2:
             return Site(node, kind, [node.args[0]], constant_weight=True)  # type: ignore[list-item]
         return Site(node, kind, list(node.args))  # type: ignore[arg-type]
     return None
@@ -151,19 +153,20 @@ def _rewrite_constant_matmul(graph: Graph, site: Site, per_channel: bool) -> Non
     """``matmul(x, W_t)`` with a constant ``[K, N]`` W_t: int8 W_t with one scale per column (output channel)."""
     module, node = graph.module, site.node
     constant = node.args[1]
+    assert isinstance(constant, fx.Node)  # Site.constant_weight: a get_attr node
     holder_name = f"{node.name}_quantized"
     module.add_module(
         holder_name, QuantizedWeights(getattr_path(module, str(constant.target)), None, per_channel, axis=1)
-    )  # type: ignore[union-attr, arg-type]
+    )
     with module.graph.inserting_before(node):
         q_weight = _attr(module.graph, f"{holder_name}.weight_int8", f"{node.name}_weight_int8")
         scales = _attr(module.graph, f"{holder_name}.weight_scale", f"{node.name}_weight_scale")
         weight = module.graph.call_function(torch.ops.graphopt.dequantize_per_channel.default, (q_weight, scales, 1))
         weight.name = f"{node.name}_weight"
-    node.replace_input_with(constant, weight)  # type: ignore[arg-type]
-    if not constant.users:  # type: ignore[union-attr]
-        module.graph.erase_node(constant)  # type: ignore[arg-type]
-        _delete_attr(module, str(constant.target))  # type: ignore[union-attr]
+    node.replace_input_with(constant, weight)
+    if not constant.users:
+        module.graph.erase_node(constant)
+        _delete_attr(module, str(constant.target))
 
 
 def rewrite_weights(graph: Graph, site: Site, *, per_channel: bool) -> None:
@@ -183,9 +186,14 @@ def rewrite_weights(graph: Graph, site: Site, *, per_channel: bool) -> None:
         layer = site.layer
         assert layer is not None
         if not isinstance(module.get_submodule(target), QuantizedWeights):  # a layer called twice is quantized once
-            module.set_submodule(target, QuantizedWeights(layer.weight, layer.bias, per_channel))
+            module.set_submodule(
+                target,
+                QuantizedWeights(cast(torch.Tensor, layer.weight), cast(torch.Tensor | None, layer.bias), per_channel),
+            )
         function: Callable = F.linear if isinstance(layer, nn.Linear) else F.conv2d
-        extra = () if function is F.linear else (layer.stride, layer.padding, layer.dilation, layer.groups)
+        extra: tuple[Any, ...] = (
+            () if function is F.linear else (layer.stride, layer.padding, layer.dilation, layer.groups)
+        )
         x = node.args[0]
     else:
         weight_node = node.args[1]
@@ -222,11 +230,12 @@ def rewrite_weights(graph: Graph, site: Site, *, per_channel: bool) -> None:
             _delete_attr(module, str(attribute.target))
 
 
-def getattr_path(module: nn.Module, target: str) -> torch.Tensor | None:
+def getattr_path(module: nn.Module, target: str) -> Any:
+    """The attribute at dotted ``target`` (a tensor, or None for a layer's absent bias)."""
     value: object = module
     for part in target.split("."):
         value = getattr(value, part)
-    return value  # type: ignore[return-value]
+    return value
 
 
 def remove_unused_attributes(module: fx.GraphModule) -> None:

@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
             if args.rpc:
                 from graphopt.targets.runtime.rpc import time_remote
 
+                assert out_dir is not None  # written out for --rpc (above)
                 compiled_time = time_remote(out_dir, arrays, args.rpc, number=args.runs, repeat=args.repeat)
             else:
                 compiled(*arrays)  # warm-up: the first call allocates

@@ -37,13 +37,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
-from graphopt.targets.registry import TargetBackend, register_target
-from graphopt.targets.runtime import CompiledModel, check_inputs
 
 from graphopt.errors import ArtifactError, GraphoptError, InputError
+from graphopt.targets.registry import TargetBackend, register_target
+from graphopt.targets.runtime import CompiledModel, check_inputs
 
 CROSS_COMPILER = "aarch64-linux-gnu-g++"
 QEMU = "qemu-aarch64"
@@ -173,7 +173,7 @@ def elf_machine(path: str | Path) -> int:
     header = Path(path).read_bytes()[:20]
     if header[:4] != b"\x7fELF":
         raise ArtifactError(f"{path} is not an ELF shared object")
-    byteorder = "little" if header[5] == 1 else "big"
+    byteorder: Literal["little", "big"] = "little" if header[5] == 1 else "big"
     return int.from_bytes(header[18:20], byteorder)
 
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 from typing import Any
 
 import tvm
-from graphopt.targets.cpu.dot_product import DotProductRule, register_dot_intrinsic
 from tvm import s_tir
+
+from graphopt.targets.cpu.dot_product import DotProductRule, register_dot_intrinsic
 
 SDOT_INTRIN = "graphopt_dot_4x4_i8i8i32_sdot"
 VECTOR = 4  # int32 lanes of one NEON register: output channels per sdot

@@ -17,11 +17,11 @@ import platform
 from typing import Any
 
 import tvm
-from graphopt.targets.registry import TargetBackend, register_target
-from graphopt.targets.runtime import cpuinfo_flags, normalize_feature
 from tvm.target import codegen
 
 from graphopt.errors import InputError
+from graphopt.targets.registry import TargetBackend, register_target
+from graphopt.targets.runtime import cpuinfo_flags, normalize_feature
 
 #: Vector-ISA features worth recording and checking at load time (LLVM spelling).
 VECTOR_FEATURES = (

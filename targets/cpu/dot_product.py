@@ -19,9 +19,10 @@ import functools
 from typing import Any
 
 import tvm
-from graphopt.targets.cpu.int8_kernels import DENSE_BLOCK, GROUP, LANES
 from tvm import s_tir, tirx
 from tvm.s_tir import dlight
+
+from graphopt.targets.cpu.int8_kernels import DENSE_BLOCK, GROUP, LANES
 
 
 @functools.cache

@@ -91,8 +91,9 @@ def schedule_injective_block(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV
     loops = sch.get_loops(block)
     if not loops:
         return
-    extents = [_extent(sch, loop) for loop in loops]
-    if any(e is None for e in extents):
+    maybe_extents = [_extent(sch, loop) for loop in loops]
+    extents = [e for e in maybe_extents if e is not None]
+    if len(extents) != len(maybe_extents):
         sch.parallel(loops[0])
         return
     total = 1

@@ -48,6 +48,12 @@ def _extent(sch: s_tir.Schedule, loop: s_tir.schedule.LoopRV) -> int | None:
     return int(extent) if isinstance(extent, tirx.IntImm) else None
 
 
+def _static_extent(sch: s_tir.Schedule, loop: s_tir.schedule.LoopRV) -> int:
+    extent = _extent(sch, loop)
+    assert extent is not None, "tiled only where every loop extent is static (checked before)"
+    return extent
+
+
 def _innermost_output_var(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV) -> tirx.Var | None:
     """The block iter var that indexes the output's innermost dimension, if it is a plain var."""
     writes = sch.get(block).writes
@@ -177,11 +183,11 @@ def _tile_main(
     reduction = [it.loop_rv for it in main.iters if it.kind == "R"]
     j = spatial[-1]
     i = spatial[-2] if len(spatial) > 1 else None
-    extent_j = _extent(sch, j)
-    extent_i = _extent(sch, i) if i is not None else 1
+    extent_j = _static_extent(sch, j)
+    extent_i = _static_extent(sch, i) if i is not None else 1
     reduction_size = 1
     for loop in reduction:
-        reduction_size *= _extent(sch, loop)
+        reduction_size *= _static_extent(sch, loop)
     ii, nj, vw = choose_tiles(extent_i, extent_j, lanes, reduction_size)
 
     # Accumulate into a tile-sized intermediate: the epilogue's input, or a copy of the output.

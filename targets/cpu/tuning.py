@@ -34,17 +34,19 @@ import os
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tvm
-from graphopt.targets.runtime.rpc import RemoteError, _first_line, parse_tracker_address, tracker_servers
 from tvm import relax
 from tvm.ir.utils import derived_object
 from tvm.s_tir import dlight
 from tvm.s_tir import meta_schedule as ms
 from tvm.target import Target
+
+from graphopt.targets.runtime.rpc import RemoteError, _first_line, parse_tracker_address, tracker_servers
 
 from .schedule import default_rules, prepare_cpu_module, schedule_cpu
 
@@ -110,7 +112,8 @@ def import_tensor_intrinsics() -> None:
     original = inspect.stack
 
     def frames_only(context: int = 1) -> list[inspect.FrameInfo]:
-        frames, frame = [], sys._getframe(1)
+        frames: list[inspect.FrameInfo] = []
+        frame: types.FrameType | None = sys._getframe(1)
         while frame is not None:
             code = frame.f_code
             line = linecache.getline(code.co_filename, frame.f_lineno)

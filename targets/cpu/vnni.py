@@ -12,6 +12,7 @@ The tensor intrinsic comes from ``dot_product.register_dot_intrinsic``, not from
 from __future__ import annotations
 
 import tvm
+
 from graphopt.targets.cpu.dot_product import DotProductRule, register_dot_intrinsic
 from graphopt.targets.cpu.int8_kernels import LANES
 

@@ -16,12 +16,12 @@ import shutil
 from typing import Any
 
 import tvm
-from graphopt.targets.cpu import cpu_target, describe_cpu
-from graphopt.targets.pipeline.relax_pipeline import fuse_passes
-from graphopt.targets.registry import TargetBackend, register_target
 from tvm.s_tir import dlight
 
 from graphopt.errors import GraphoptError, InputError
+from graphopt.targets.cpu import cpu_target, describe_cpu
+from graphopt.targets.pipeline.relax_pipeline import fuse_passes
+from graphopt.targets.registry import TargetBackend, register_target
 
 DEFAULT_ARCH = "sm_90"
 

@@ -19,17 +19,24 @@ from typing import Any
 from torch import fx
 
 
+def args_of(node: fx.Node) -> tuple[Any, ...]:
+    """``node.args`` typed as what converters read: fx types them as any ``Argument`` (a wide union),
+    while each ATen/graphopt op fixes what sits at each position (a node, an int list, a literal)."""
+    return tuple(node.args)
+
+
 def uses_indices(node: fx.Node) -> str | None:
     """The indices output (item 1) of a ``*_with_indices`` op is used: TVM would give zeros."""
     for user in node.users:
-        if user.target.__name__ == "getitem" and user.args[1] != 0:
+        if getattr(user.target, "__name__", None) == "getitem" and user.args[1] != 0:
             return "its indices output is used, which TVM's frontend does not compute"
     return None
 
 
 def _adaptive_kernel(node: fx.Node) -> tuple[int, int] | str:
-    value = node.args[0].meta.get("val")
-    output = list(node.args[1])
+    source, output_size = args_of(node)[:2]
+    value = source.meta.get("val")
+    output = list(output_size)
     if value is None or value.dim() != 4:
         return "only 4-d (NCHW) inputs are supported"
     sizes = [value.shape[2], value.shape[3]]

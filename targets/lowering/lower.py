@@ -17,12 +17,12 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from graphopt.targets.lowering.converters import BUILTIN_CHECKS, BUILTIN_CONVERTERS
 from torch import fx
 
 from graphopt.errors import CaptureError, GraphoptError, InputError, UnsupportedOpError
 from graphopt.ir import Graph
 from graphopt.metadata import user_source
+from graphopt.targets.lowering.converters import BUILTIN_CHECKS, BUILTIN_CONVERTERS
 
 #: Converters for ops TVM's frontend does not know: ``"op_name.overload" -> fn(node, importer)``.
 #: ``fn`` gets the exported fx node and the importer (``importer.env[arg]`` is an argument's
@@ -92,8 +92,9 @@ def _where(graph: Graph, node: fx.Node) -> tuple[str, str | None]:
 
 def supported_ops() -> set[str]:
     """Names (``"convolution.default"``) the frontend and our registered converters translate."""
-    import graphopt.targets.lowering.quantized  # noqa: F401  (registers the int8 converters)
     from tvm.relax.frontend.torch.exported_program_translator import ExportedProgramImporter
+
+    import graphopt.targets.lowering.quantized  # noqa: F401  (registers the int8 converters)
 
     return {name for name in ExportedProgramImporter().convert_map if isinstance(name, str)} | set(CUSTOM_CONVERTERS)
 

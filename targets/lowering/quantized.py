@@ -27,12 +27,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from graphopt.targets.cpu import int8_kernels  # noqa: F401  (int8 matmul/conv legalization: packed weights)
-from graphopt.targets.lowering.lower import register_converter
 from torch import fx
 from tvm import relax
 
 import graphopt.qdq_ops  # noqa: F401  (registers torch.ops.graphopt.*)
+from graphopt.targets.cpu import int8_kernels  # noqa: F401  (int8 matmul/conv legalization: packed weights)
+from graphopt.targets.lowering.converters import args_of
+from graphopt.targets.lowering.lower import register_converter
 
 OPS = torch.ops.graphopt
 _aten = torch.ops.aten
@@ -69,12 +70,12 @@ def _quantize_expr(importer: Any, x: relax.Expr, scale: Any, zero_point: Any, qm
 
 
 def convert_quantize(node: fx.Node, importer: Any) -> relax.Expr:
-    x, scale, zero_point, qmin, qmax = node.args
+    x, scale, zero_point, qmin, qmax = args_of(node)
     return _quantize_expr(importer, importer.env[x], float(scale), int(zero_point), int(qmin), int(qmax))
 
 
 def convert_dequantize(node: fx.Node, importer: Any) -> relax.Expr:
-    q, scale, zero_point = node.args
+    q, scale, zero_point = args_of(node)
     shifted = relax.op.subtract(relax.op.astype(importer.env[q], "float32"), _const(float(zero_point), "float32"))
     return _emit(importer, relax.op.multiply(shifted, _const(float(scale), "float32")))
 
@@ -84,7 +85,7 @@ def _channel_view(scales: relax.Expr, ndim: int, axis: int) -> relax.Expr:
 
 
 def convert_dequantize_per_channel(node: fx.Node, importer: Any) -> relax.Expr:
-    q, scales, axis = node.args
+    q, scales, axis = args_of(node)
     weight = importer.env[q]
     ndim = len(weight.ty.shape)
     view = _channel_view(importer.env[scales], ndim, int(axis) % ndim)
@@ -108,7 +109,7 @@ def _dynamic_qparams(importer: Any, x: relax.Expr, qmin: int, qmax: int) -> tupl
 
 
 def convert_fake_quantize_dynamic(node: fx.Node, importer: Any) -> relax.Expr:
-    x, qmin, qmax = node.args
+    x, qmin, qmax = args_of(node)
     scale, zero_point = _dynamic_qparams(importer, importer.env[x], int(qmin), int(qmax))
     q = relax.op.astype(_quantize_expr(importer, importer.env[x], scale, zero_point, int(qmin), int(qmax)), "float32")
     return _emit(importer, relax.op.multiply(relax.op.subtract(q, zero_point), scale))
@@ -131,13 +132,17 @@ def _activation(node: Any, importer: Any) -> IntegerOperand | None:
     chain = []
     while isinstance(node, fx.Node) and node.target in _LAYOUT:
         chain.append(node)
-        node = node.args[0]
+        node = args_of(node)[0]
     if not isinstance(node, fx.Node):
         return None
-    if node.target == OPS.dequantize.default and node.args[0].target == OPS.quantize.default:
-        value, scale, zero_point = importer.env[node.args[0]], _const(float(node.args[1]), "float32"), int(node.args[2])
+    if node.target == OPS.dequantize.default and args_of(node)[0].target == OPS.quantize.default:
+        value, scale, zero_point = (
+            importer.env[args_of(node)[0]],
+            _const(float(args_of(node)[1]), "float32"),
+            int(args_of(node)[2]),
+        )
     elif node.target == OPS.fake_quantize_dynamic.default:
-        x, qmin, qmax = node.args
+        x, qmin, qmax = args_of(node)
         scale, zero_point_f = _dynamic_qparams(importer, importer.env[x], int(qmin), int(qmax))
         value = _quantize_expr(importer, importer.env[x], scale, zero_point_f, int(qmin), int(qmax))
         zero_point = _emit(importer, relax.op.astype(zero_point_f, "int32"))
@@ -145,7 +150,7 @@ def _activation(node: Any, importer: Any) -> IntegerOperand | None:
         return None
     for layout in reversed(chain):
         if layout.target == _aten.permute.default:
-            value = _emit(importer, relax.op.permute_dims(value, list(layout.args[1])))
+            value = _emit(importer, relax.op.permute_dims(value, list(args_of(layout)[1])))
         else:  # the float conversion of this node already knows its (possibly symbolic) shape
             shape = importer.env[layout].ty.shape
             op = relax.op.broadcast_to if layout.target == _aten.expand.default else relax.op.reshape
@@ -163,24 +168,28 @@ class IntegerWeight:
 
 
 def _is_dequantize_per_channel(node: Any, axis: int) -> bool:
-    return isinstance(node, fx.Node) and node.target == OPS.dequantize_per_channel.default and int(node.args[2]) == axis
+    return (
+        isinstance(node, fx.Node)
+        and node.target == OPS.dequantize_per_channel.default
+        and int(args_of(node)[2]) == axis
+    )
 
 
 def _matmul_weight(node: Any, importer: Any) -> IntegerWeight | None:
     """``permute(dequantize_per_channel(w, s, 0), [1, 0])`` (a Linear) or ``dequantize_per_channel(w, s, 1)`` (pretransposed)."""
-    if isinstance(node, fx.Node) and node.target == _aten.permute.default and list(node.args[1]) == [1, 0]:
-        inner = node.args[0]
+    if isinstance(node, fx.Node) and node.target == _aten.permute.default and list(args_of(node)[1]) == [1, 0]:
+        inner = args_of(node)[0]
         if _is_dequantize_per_channel(inner, 0):
-            value = _emit(importer, relax.op.permute_dims(importer.env[inner.args[0]]))
-            return IntegerWeight(value, importer.env[inner.args[1]], [0])
-    if _is_dequantize_per_channel(node, 1) and len(importer.env[node.args[0]].ty.shape) == 2:
-        return IntegerWeight(importer.env[node.args[0]], importer.env[node.args[1]], [0])
+            value = _emit(importer, relax.op.permute_dims(importer.env[args_of(inner)[0]]))
+            return IntegerWeight(value, importer.env[args_of(inner)[1]], [0])
+    if _is_dequantize_per_channel(node, 1) and len(importer.env[args_of(node)[0]].ty.shape) == 2:
+        return IntegerWeight(importer.env[args_of(node)[0]], importer.env[args_of(node)[1]], [0])
     return None
 
 
 def _conv_weight(node: Any, importer: Any) -> IntegerWeight | None:
     if _is_dequantize_per_channel(node, 0):
-        return IntegerWeight(importer.env[node.args[0]], importer.env[node.args[1]], [1, 2, 3])
+        return IntegerWeight(importer.env[args_of(node)[0]], importer.env[args_of(node)[1]], [1, 2, 3])
     return None
 
 
@@ -211,7 +220,7 @@ def _default(importer: Any, name: str) -> Callable[[fx.Node], relax.Expr]:
 
 
 def convert_addmm(node: fx.Node, importer: Any) -> relax.Expr:
-    bias, a, b = node.args[:3]
+    bias, a, b = args_of(node)[:3]
     plain = node.kwargs.get("beta", 1) == 1 and node.kwargs.get("alpha", 1) == 1
     x = _activation(a, importer) if plain else None
     weight = _matmul_weight(b, importer) if x is not None else None
@@ -222,7 +231,7 @@ def convert_addmm(node: fx.Node, importer: Any) -> relax.Expr:
 
 def _convert_matmul(name: str) -> Callable[[fx.Node, Any], relax.Expr]:
     def convert(node: fx.Node, importer: Any) -> relax.Expr:
-        a, b = node.args[:2]
+        a, b = args_of(node)[:2]
         x = _activation(a, importer)
         weight = _matmul_weight(b, importer) if x is not None and name == "mm.default" else None
         if x is not None and weight is not None:
@@ -237,7 +246,7 @@ def _convert_matmul(name: str) -> Callable[[fx.Node, Any], relax.Expr]:
 
 
 def convert_convolution(node: fx.Node, importer: Any) -> relax.Expr:
-    data, kernel, bias, stride, padding, dilation, transposed, _, groups = node.args
+    data, kernel, bias, stride, padding, dilation, transposed, _, groups = args_of(node)
     x = _activation(data, importer) if not transposed and len(list(stride)) == 2 else None
     weight = _conv_weight(kernel, importer) if x is not None else None
     if x is None or weight is None:

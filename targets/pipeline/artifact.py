@@ -18,9 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from graphopt.targets.runtime import FORMAT, FORMAT_VERSION, MANIFEST, sha256_file
-
 from graphopt.errors import InputError
+from graphopt.targets.runtime import FORMAT, FORMAT_VERSION, MANIFEST, sha256_file
 
 LIBRARY = "model.so"
 

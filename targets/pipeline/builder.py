@@ -18,14 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from graphopt.errors import BuildError, GraphoptError
+from graphopt.ir import Graph
 from graphopt.targets.lowering.lower import lower_to_relax
 from graphopt.targets.pipeline.artifact import base_manifest, versions, write_artifact
 from graphopt.targets.pipeline.relax_pipeline import compile_module
 from graphopt.targets.registry import get_target
 from graphopt.targets.runtime import BATCH, CompiledModel, TensorSpec
-
-from graphopt.errors import BuildError, GraphoptError
-from graphopt.ir import Graph
 
 
 def build_graph(

@@ -18,8 +18,9 @@ import importlib
 from typing import Any
 
 import tvm
-from graphopt.targets.registry import TargetBackend
 from tvm import relax
+
+from graphopt.targets.registry import TargetBackend
 
 
 def fuse_passes() -> list[tvm.transform.Pass]:

@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 import tvm
-from graphopt.targets.runtime import CompiledModel, TensorSpec, check_inputs, read_manifest, to_numpy, verify_files
 from tvm import rpc
 from tvm.runtime.vm import VirtualMachine
 
 from graphopt.errors import GraphoptError, InputError
+from graphopt.targets.runtime import CompiledModel, TensorSpec, check_inputs, read_manifest, to_numpy, verify_files
 
 
 class RemoteError(GraphoptError):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from graphopt.passes.pretranspose_weights import PRETRANSPOSED_FROM
 from graphopt.targets.lowering.lower import export_graph
-
 from tests.passes.models import FLOAT_TOLERANCE, Mlp, assert_matches_eager, captured, kinds, run_pass
 
 #: ops that transpose (or permute) a tensor, in the core-ATen program the targets lower

@@ -99,7 +99,6 @@ def test_a_cross_target_is_quantized_without_timing_it(capsys, tmp_path) -> None
     assert report["notes"] == ["latency not measured: 'arm' artifacts do not run on this machine's CPU"]
     # The aarch64 code (under qemu) computes what the x86 int8 artifact computes.
     from graphopt.targets.arm import run_on_qemu
-
     from tests.targets.test_arm import require_arm_tools
 
     require_arm_tools()

@@ -13,10 +13,10 @@ import re
 import numpy as np
 import pytest
 import torch
-from graphopt.targets import build
-from graphopt.targets.lowering.lower import lower_to_relax
 
 import graphopt
+from graphopt.targets import build
+from graphopt.targets.lowering.lower import lower_to_relax
 from samples.cnn import digits_cnn
 from samples.digits import load_digits_28, load_digits_flat
 from samples.mnist_mlp import mnist_mlp

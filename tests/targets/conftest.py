@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from graphopt.targets import build
 
 from graphopt.capture import capture
 from graphopt.numerics import flatten_outputs, relative_error
+from graphopt.targets import build
 
 TOLERANCE = 1e-5
 

@@ -22,15 +22,15 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from graphopt.targets import arm, build
-from graphopt.targets.pipeline.relax_pipeline import compile_module
-from graphopt.targets.registry import get_target
 from tvm import relax
 
 import graphopt
 from graphopt.capture import capture
 from graphopt.errors import ArtifactError, InputError
 from graphopt.numerics import relative_error
+from graphopt.targets import arm, build
+from graphopt.targets.pipeline.relax_pipeline import compile_module
+from graphopt.targets.registry import get_target
 from samples.cnn import digits_cnn
 from samples.digits import load_digits_28, load_digits_flat
 from samples.mnist_mlp import mnist_mlp

@@ -12,13 +12,13 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from graphopt.targets import build, load_artifact, registry
-from graphopt.targets.runtime import MANIFEST
 from torch import nn
 
 import graphopt
 from graphopt.capture import capture
 from graphopt.errors import ArtifactError, BuildError, InputError
+from graphopt.targets import build, load_artifact, registry
+from graphopt.targets.runtime import MANIFEST
 from tests.targets.conftest import assert_matches_eager, randomize
 
 

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 import tvm
-from graphopt.targets import build
-from graphopt.targets.cuda import cuda_modules
 
 import graphopt
 from graphopt.capture import capture
 from graphopt.errors import ArtifactError
+from graphopt.targets import build
+from graphopt.targets.cuda import cuda_modules
 from samples.cnn import digits_cnn
 from tests.targets.conftest import assert_matches_eager
 

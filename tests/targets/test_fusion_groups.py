@@ -13,11 +13,11 @@ from collections import Counter
 
 import pytest
 import torch
-from graphopt.targets.cpu.schedule import host_target, prepare_cpu_module
-from graphopt.targets.lowering.lower import lower_to_relax
 
 import graphopt
 from graphopt import ir
+from graphopt.targets.cpu.schedule import host_target, prepare_cpu_module
+from graphopt.targets.lowering.lower import lower_to_relax
 from samples.cnn import digits_cnn
 from samples.mnist_mlp import mnist_mlp
 from samples.mobilenet import mobilenet_small

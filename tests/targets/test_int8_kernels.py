@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 import tvm
+from tvm import relax
+
 from graphopt.targets.cpu import int8_kernels  # noqa: F401  (registers the legalizations)
 from graphopt.targets.cpu.vnni import has_vnni
 from graphopt.targets.pipeline.relax_pipeline import compile_module
 from graphopt.targets.registry import get_target
-from tvm import relax
 
 CPU = get_target("cpu")
 TARGET = CPU.make_target({"num_cores": 2})

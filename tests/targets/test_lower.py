@@ -6,6 +6,10 @@ import re
 
 import pytest
 import torch
+from torch import nn
+
+from graphopt.capture import capture
+from graphopt.errors import UnsupportedOpError
 from graphopt.targets import build
 from graphopt.targets.lowering.lower import (
     export_graph,
@@ -14,10 +18,6 @@ from graphopt.targets.lowering.lower import (
     origin_node,
     register_converter,
 )
-from torch import nn
-
-from graphopt.capture import capture
-from graphopt.errors import UnsupportedOpError
 from tests.targets.conftest import assert_matches_eager, randomize
 
 
@@ -137,8 +137,9 @@ class UsesCustomOp(nn.Module):
 
 def test_a_registered_converter_lowers_a_custom_op(monkeypatch, compile_cpu) -> None:
     """How graphopt's own ops (quantize/dequantize) reach TVM: a converter keyed by the op."""
-    from graphopt.targets.lowering import lower
     from tvm import relax
+
+    from graphopt.targets.lowering import lower
 
     model = UsesCustomOp().eval()
     x = torch.randn(4, 6)

@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 import torch
 import tvm
-from graphopt.targets.cpu import tuning
-from graphopt.targets.cpu.schedule import host_target
-from graphopt.targets.runtime.rpc import RemoteError, bench_remote, run_remote, time_remote, tracker_servers
 from torch import nn
 
 import graphopt
 from graphopt.cli import main
 from graphopt.errors import BuildError, InputError
+from graphopt.targets.cpu import tuning
+from graphopt.targets.cpu.schedule import host_target
+from graphopt.targets.runtime.rpc import RemoteError, bench_remote, run_remote, time_remote, tracker_servers
 from samples.mnist_mlp import mnist_mlp
 from tests.targets.conftest import TOLERANCE
 

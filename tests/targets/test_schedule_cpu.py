@@ -14,9 +14,6 @@ import numpy as np
 import pytest
 import torch
 import tvm
-from graphopt.targets.cpu.schedule import default_rules, host_target, prepare_cpu_module, schedule_cpu
-from graphopt.targets.cpu.schedule_simple import Injective, inline_spatial, is_reduction_block
-from graphopt.targets.cpu.schedule_tiled import TiledContraction, choose_tiles
 from torch import nn
 from tvm import relax, s_tir
 from tvm.relax.frontend.torch import from_exported_program
@@ -24,6 +21,9 @@ from tvm.s_tir import dlight
 from tvm.s_tir.dlight.analysis import normalize_prim_func
 from tvm.s_tir.dlight.base import try_inline_contiguous_spatial
 
+from graphopt.targets.cpu.schedule import default_rules, host_target, prepare_cpu_module, schedule_cpu
+from graphopt.targets.cpu.schedule_simple import Injective, inline_spatial, is_reduction_block
+from graphopt.targets.cpu.schedule_tiled import TiledContraction, choose_tiles
 from tests.targets.conftest import TOLERANCE, randomize
 
 TARGET = host_target()

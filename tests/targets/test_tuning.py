@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 import tvm
-from graphopt.targets.cpu import tuning
-from graphopt.targets.cpu.schedule import host_target, prepare_cpu_module
 from torch import nn
 from tvm import relax
 
+from graphopt.targets.cpu import tuning
+from graphopt.targets.cpu.schedule import host_target, prepare_cpu_module
 from tests.targets.conftest import TOLERANCE
 from tests.targets.test_schedule_cpu import output, relative_error, to_relax
 
