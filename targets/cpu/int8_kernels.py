@@ -1,7 +1,7 @@
 """Integer dot-product kernels: int8 matmuls and convolutions on packed weights (VNNI, Arm dot product).
 
 ``relax.matmul(A, W, out_dtype="int32")`` with A uint8/int8 ``[M, K]`` and W int8 ``[K, N]`` (what
-``targets/quantized.py`` emits for a quantized Linear), and an NHWC/HWIO ``relax.nn.conv2d`` of the
+``targets/lowering/quantized.py`` emits for a quantized Linear), and an NHWC/HWIO ``relax.nn.conv2d`` of the
 same dtypes (a quantized Conv2d after the CPU layout pass) are legalized here into three steps:
 
 1. ``pack_int8_weight``: W -> ``Wp[N/16, K/4, 16, 4]``, four consecutive k of 16 output channels
@@ -20,16 +20,18 @@ same dtypes (a quantized Conv2d after the CPU layout pass) are legalized here in
 
 This is the layout VNNI's ``vpdpbusd`` consumes: one instruction multiplies 4 uint8 activations by
 4 int8 weights for 16 output channels and accumulates into 16 int32 lanes; ``vnni.Int8DotProduct``
-(first in ``schedule_cpu.default_rules``) tensorizes ``int8_dense`` with it. Arm's ``sdot`` takes a
-quarter of the same tile (4 channels x 4 k, 16 contiguous bytes of ``Wp``): ``arm_dot.ArmDotProduct``
+(first in ``schedule.default_rules``) tensorizes ``int8_dense`` with it. Arm's ``sdot`` takes a
+quarter of the same tile (4 channels x 4 k, 16 contiguous bytes of ``Wp``): ``arm.dot.ArmDotProduct``
 tensorizes with it. Matmuls take this form on every target (elsewhere the generic rules schedule the
 same compute); convolutions only where the target has VNNI or the Arm dot product, since without
 either TVM's own direct convolution is faster. Anything else (grouped convs, symbolic shapes) keeps
-TVM's own legalization.
+TVM's own legalization. These are legalizations of the CPU pipeline only (``legalize_map``, passed to
+``LegalizeOps`` by ``schedule.prepare_cpu_module``); TVM's registered ones stay as they are.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import tvm
@@ -251,7 +253,7 @@ def legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
         and _static_shape(call) is not None
         and (_target_has_vnni() or _target_has_arm_dotprod())
     )
-    if not eligible:  # float32 convs on CPUs: packed weights too (targets/packed_weights.py)
+    if not eligible:  # float32 convs on CPUs: packed weights too (targets/cpu/packed_weights.py)
         return legalize_float_conv2d(bb, call, _DEFAULT_CONV2D)
     data, kernel = call.args
     kh, kw, ci, _ = _static_shape(kernel)  # type: ignore[misc]
@@ -269,5 +271,8 @@ def legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
     return _emit_dense(bb, kernel_fn, activation, weight_kn, out_shape, shift=shift_of(data.ty.dtype, to_dtype))
 
 
-tvm.ir.register_op_attr("relax.matmul", "FLegalize", legalize_matmul, level=11)
-tvm.ir.register_op_attr("relax.nn.conv2d", "FLegalize", legalize_conv2d, level=11)
+def legalize_map() -> dict[str, Callable[[relax.BlockBuilder, relax.Call], relax.Expr]]:
+    """The CPU/ARM legalizations of matmul and conv2d, for ``LegalizeOps(customize_legalize_map=...)``
+    in the CPU pipeline (``schedule.prepare_cpu_module``). An explicit step rather than a global
+    ``FLegalize`` registration, so importing this module changes no other build."""
+    return {"relax.matmul": legalize_matmul, "relax.nn.conv2d": legalize_conv2d}

@@ -4,10 +4,10 @@ TVM 0.27's CPU pipeline leaves every fused TIR function as naive scalar loops (4
 torch eager). ``schedule_cpu`` is the seam the CPU build calls: it applies one rule per op class to
 every fused PrimFunc, dlight-style, first matching rule wins:
 
-0. the integer dot-product rules for ``int8_dense`` (targets/int8_kernels.py): ``Int8DotProduct``
-   (targets/vnni.py, AVX-512 VNNI) and ``ArmDotProduct`` (targets/arm_dot.py, aarch64 ``+dotprod``),
+0. the integer dot-product rules for ``int8_dense`` (targets/cpu/int8_kernels.py): ``Int8DotProduct``
+   (targets/cpu/vnni.py, AVX-512 VNNI) and ``ArmDotProduct`` (targets/arm/dot.py, aarch64 ``+dotprod``),
    each declining on targets without its instruction;
-1. ``TiledContraction`` (targets/schedule_tiled.py): dense/matmul/batch-matmul, conv2d (NHWC, so the
+1. ``TiledContraction`` (targets/cpu/schedule_tiled.py): dense/matmul/batch-matmul, conv2d (NHWC, so the
    output channel is the contiguous SIMD axis), depthwise conv and pooling, with fused epilogues;
 2. dlight's CPU ``Reduction``: softmax, layer norm and other row reductions;
 3. ``Injective``: elementwise, reshape and transpose functions (vectorized, parallel);
@@ -15,7 +15,7 @@ every fused PrimFunc, dlight-style, first matching rule wins:
 
 Given a module that still holds high-level Relax ops, ``schedule_cpu`` first converts conv/pool
 layouts to NHWC/HWIO, legalizes (float32 convs and matmuls read weights blocked by output-channel tile,
-targets/packed_weights.py; the transposes and the packing fold into the constants at compile time, so
+targets/cpu/packed_weights.py; the transposes and the packing fold into the constants at compile time, so
 they cost nothing per inference) and fuses; given an already fused module it only schedules. The thread count is the runtime's: ``TVM_NUM_THREADS`` or the number of cores.
 """
 
@@ -28,7 +28,7 @@ from tvm import relax, topi
 from tvm.s_tir import dlight
 from tvm.target import Target
 
-from . import int8_kernels  # noqa: F401  (registers the int8 and packed float32 conv2d legalizations)
+from . import int8_kernels
 from .schedule_simple import Injective, ParallelFallback
 from .schedule_tiled import TiledContraction
 
@@ -118,7 +118,8 @@ def _has_fused_prim_funcs(mod: tvm.IRModule) -> bool:
 
 def prepare_cpu_module(mod: tvm.IRModule, target: Target) -> tvm.IRModule:
     """Relax-level preparation: batch norm as a scale and shift (fused into the conv epilogue), NHWC
-    layouts, legalization, constant folding, fusion."""
+    layouts, legalization (matmuls and convs on packed weights: ``int8_kernels.legalize_map``),
+    constant folding, fusion."""
     passes = [
         relax.transform.DecomposeOpsForInference(),
         ClipAsMinMax(),
@@ -126,7 +127,7 @@ def prepare_cpu_module(mod: tvm.IRModule, target: Target) -> tvm.IRModule:
         relax.transform.Normalize(),
         FastGelu(),
         relax.transform.FastMathTransform(),
-        relax.transform.LegalizeOps(),
+        relax.transform.LegalizeOps(int8_kernels.legalize_map()),
         relax.transform.AnnotateTIROpPattern(),
         relax.transform.FoldConstant(),
         relax.transform.FuseOps(),

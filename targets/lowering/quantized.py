@@ -1,6 +1,6 @@
 """Integer compute for quantized graphs: QDQ patterns become int8 x int8 -> int32 kernels.
 
-Two kinds of converters are registered with the lowering (``targets/lower.py``):
+Two kinds of converters are registered with the lowering (``targets/lowering/lower.py``):
 
 - graphopt's quantization ops (``quantize``, ``dequantize``, ``dequantize_per_channel``,
   ``fake_quantize_dynamic``) get their reference semantics in Relax, so any quantized graph lowers;
@@ -14,7 +14,7 @@ Two kinds of converters are registered with the lowering (``targets/lower.py``):
   which is exact algebra of the fake-quantized reference: ``sum_k (q_x - z_x) s_x * q_w s_w[c]``.
   Anything else falls back to TVM's own converter (float math on dequantized tensors).
 
-The integer kernels are legalized on packed weights (targets/int8_kernels.py) and tensorized with
+The integer kernels are legalized on packed weights (targets/cpu/int8_kernels.py) and tensorized with
 the CPU's dot-product instruction where the target has one: AVX-512 VNNI ``vpdpbusd`` (uint8 x int8;
 int8 activations are shifted by +128) and, on aarch64 with ``+dotprod``, ``sdot`` (int8 x int8;
 uint8 activations are shifted by -128); the shift is undone exactly in the int32 result.
@@ -31,7 +31,6 @@ from torch import fx
 from tvm import relax
 
 import graphopt.qdq_ops  # noqa: F401  (registers torch.ops.graphopt.*)
-from graphopt.targets.cpu import int8_kernels  # noqa: F401  (int8 matmul/conv legalization: packed weights)
 from graphopt.targets.lowering.converters import args_of
 from graphopt.targets.lowering.lower import register_converter
 

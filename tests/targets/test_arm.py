@@ -189,8 +189,6 @@ def _integers(shape: tuple[int, ...], dtype: str, seed: int) -> np.ndarray:
 
 def _build_for_arm(tmp_path: Path, inputs: list[Any], make_output: Any, mattr: list[str]) -> Path:
     """A one-op Relax function compiled for arm with ``mattr``, linked into ``tmp_path/model.so``."""
-    from graphopt.targets.cpu import int8_kernels  # noqa: F401  (registers the packed-weight legalizations)
-
     bb = relax.BlockBuilder()
     with bb.function("main", inputs):
         with bb.dataflow():

@@ -1,4 +1,4 @@
-"""Integer kernels on packed weights (targets/int8_kernels.py, targets/vnni.py): exact int32 results.
+"""Integer kernels on packed weights (targets/cpu/int8_kernels.py, targets/cpu/vnni.py): exact int32 results.
 
 An int8 x int8 -> int32 matmul or convolution has one right answer, so these compare with the
 integer reference exactly (no tolerance): any mistake in packing, padding, the +128 shift of int8
@@ -8,13 +8,16 @@ also be the ``vpdpbusd`` ones (checked in the generated assembly).
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 import tvm
 from tvm import relax
 
-from graphopt.targets.cpu import int8_kernels  # noqa: F401  (registers the legalizations)
+from graphopt.targets.cpu.schedule import prepare_cpu_module
 from graphopt.targets.cpu.vnni import has_vnni
 from graphopt.targets.pipeline.relax_pipeline import compile_module
 from graphopt.targets.registry import get_target
@@ -102,3 +105,30 @@ def test_int8_matmul_uses_vpdpbusd() -> None:
     weight = relax.const(_integers((64, 32), "int8", 4))
     executable, _ = _compile([x], lambda x: relax.op.matmul(x, weight, out_dtype="int32"))
     assert "vpdpbusd" in executable.mod.imports[0].inspect_source("asm")
+
+
+def test_importing_the_cpu_kernels_changes_no_global_legalization() -> None:
+    """TVM's own matmul/conv2d legalizations stay registered after the CPU modules are imported (a
+    fresh interpreter, so nothing imported them before): other targets' builds keep TVM's kernels."""
+    code = """
+import tvm
+ops = ["relax.matmul", "relax.nn.conv2d"]
+before = [tvm.ir.Op.get(op).get_attr("FLegalize") for op in ops]
+import graphopt.targets.cpu.int8_kernels, graphopt.targets.cpu.schedule, graphopt.targets.lowering.quantized
+after = [tvm.ir.Op.get(op).get_attr("FLegalize") for op in ops]
+print(all(a.same_as(b) for a, b in zip(before, after, strict=True)))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "True"
+
+
+def test_the_cpu_pipeline_legalizes_int8_matmuls_on_packed_weights() -> None:
+    """The packed-weight kernels are an explicit step of ``prepare_cpu_module`` (CPU and ARM builds)."""
+    x = relax.Var("x", relax.TensorType((4, 64), "uint8"))
+    bb = relax.BlockBuilder()
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            out = bb.emit_output(relax.op.matmul(x, relax.const(_integers((64, 32), "int8", 5)), out_dtype="int32"))
+        bb.emit_func_output(out)
+    prepared = prepare_cpu_module(bb.get(), TARGET).script()
+    assert "int8_dense" in prepared and "pack_int8_weight" not in prepared  # packed once, at compile time
