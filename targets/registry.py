@@ -4,7 +4,7 @@ A target is a ``TargetBackend``: how to make its ``tvm.target.Target``, the sche
 Relax pipeline (the seam where default schedules, dlight or tuning go), how to export the library
 (a cross compiler for aarch64), and which runtime device runs it. ``build`` looks a name up here;
 a name not registered yet is imported as ``graphopt.targets.<name>``, whose import registers it.
-So ``targets/arm.py`` only needs to call ``register_target(TargetBackend(name="arm", ...))``.
+So ``targets/arm/__init__.py`` only needs to call ``register_target(TargetBackend(name="arm", ...))``.
 """
 
 from __future__ import annotations

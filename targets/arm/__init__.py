@@ -7,7 +7,7 @@ library: copy it to a 64-bit ARM Linux board with the TVM runtime and it runs th
 
 To check it here, ``build(target="arm")`` returns a ``QemuCompiledModel``: calling it (or
 ``run_on_qemu(artifact_dir, inputs)``) runs the library under ``qemu-aarch64`` through ``graphopt_runner``,
-a small C++ program (``targets/arm_runner/runner.cc``) cross-compiled against the aarch64 TVM runtime
+a small C++ program (``targets/arm/runner/runner.cc``) cross-compiled against the aarch64 TVM runtime
 (``libtvm_runtime.so`` + ``libtvm_ffi.so`` from PyPI's manylinux aarch64 apache-tvm wheels). It loads
 the library, starts the Relax VM on the CPU with the pooled allocator, calls ``main`` and writes the
 outputs back, so the comparison with PyTorch eager exercises the real aarch64 code.
@@ -22,7 +22,7 @@ the runner there. Building needs only the cross compiler; running on qemu needs 
 
 Target options (``graphopt.compile(..., target="arm", arm_mattr=[...], arm_mcpu=...)``): ``arm_mattr``
 replaces the default ``["+neon"]`` (e.g. ``["+neon", "+dotprod"]`` for int8 dot products on
-Cortex-A55/A76 and later: quantized matmuls and convs then run on ``sdot``, targets/arm_dot.py), ``arm_mcpu`` names a core (``"cortex-a72"``), ``arm_num_cores`` sets the
+Cortex-A55/A76 and later: quantized matmuls and convs then run on ``sdot``, targets/arm/dot.py), ``arm_mcpu`` names a core (``"cortex-a72"``), ``arm_num_cores`` sets the
 number of threads the schedules assume.
 """
 

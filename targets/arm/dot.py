@@ -1,4 +1,4 @@
-"""``ArmDotProduct``: the schedule rule that runs ``int8_dense`` (targets/int8_kernels.py) on Arm ``sdot``.
+"""``ArmDotProduct``: the schedule rule that runs ``int8_dense`` (targets/cpu/int8_kernels.py) on Arm ``sdot``.
 
 On an aarch64 target with the dot-product extension (``mattr`` ``+dotprod``, or an ``mcpu`` that has
 it: Cortex-A55/A76 and later), ``int8_kernels`` makes the activations int8 (uint8 ones shifted by
@@ -8,7 +8,7 @@ every lane) with 4 int8 weights of that lane's output channel. In the packed wei
 ``Wp[N/16, K/4, 16, 4]`` those 4 channels x 4 k are 16 contiguous bytes, one NEON register.
 
 Each output tile is ``rows`` matrix rows (or conv pixels) x 16 channels; the 16 channels are 4
-vectors of 4, and each 4x4 core is one ``sdot`` (the tiling is targets/dot_product.py's, shared
+vectors of 4, and each 4x4 core is one ``sdot`` (the tiling is targets/cpu/dot_product.py's, shared
 with VNNI). A tile keeps ``rows * 4`` accumulators in NEON registers (at most 6 rows: 24
 accumulators, 4 weight registers and the broadcast activations within NEON's 32).
 

@@ -1,6 +1,6 @@
-"""``DotProductRule``: the schedule shared by the integer dot-product rules (targets/vnni.py, arm_dot.py).
+"""``DotProductRule``: the schedule shared by the integer dot-product rules (targets/cpu/vnni.py, arm/dot.py).
 
-``int8_dense`` (targets/int8_kernels.py) reads packed weights ``Wp[N/16, K/4, 16, 4]``; one
+``int8_dense`` (targets/cpu/int8_kernels.py) reads packed weights ``Wp[N/16, K/4, 16, 4]``; one
 dot-product instruction consumes 4 consecutive k of ``vector`` output channels (VNNI: 16,
 Arm ``sdot``: 4). Each output tile is ``rows`` matrix rows (or conv pixels) x 16 channels, the
 16 channels split into ``16 / vector`` instruction-wide vectors; the rows and vectors are

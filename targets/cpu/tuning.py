@@ -7,7 +7,7 @@ does not know yet and returns the module with each function scheduled by its bes
   (``tune_db=`` overrides it). Workloads are keyed by the structure of the TIR function (weights
   are arguments, not part of it), so a second compile of the same model, or of another model with
   the same layer shapes, finds the records and runs no trial.
-* Before any trial, the default schedule of each new workload (targets/schedule_cpu.py) is measured
+* Before any trial, the default schedule of each new workload (targets/cpu/schedule.py) is measured
   by MetaSchedule's own runner and committed as a record. The best record wins, so tuning with a
   small budget is never slower than not tuning, as far as the runner can measure.
 * A rich progress bar counts measured candidates.

@@ -1,8 +1,8 @@
-"""``Int8DotProduct``: the schedule rule that runs ``int8_dense`` (targets/int8_kernels.py) on VNNI.
+"""``Int8DotProduct``: the schedule rule that runs ``int8_dense`` (targets/cpu/int8_kernels.py) on VNNI.
 
 Each output tile is ``rows`` pixels (or matrix rows) x 16 channels; its ``k`` loop steps by 4 and
 its 16x4 core is one ``vpdpbusd`` (uint8 x int8 -> int32, 16 lanes), so a tile keeps ``rows``
-accumulators, one register each (the tiling is targets/dot_product.py's, shared with Arm ``sdot``).
+accumulators, one register each (the tiling is targets/cpu/dot_product.py's, shared with Arm ``sdot``).
 
 The rule declines on CPUs without ``avx512vnni`` (the generic rules then schedule the same compute).
 The tensor intrinsic comes from ``dot_product.register_dot_intrinsic``, not from

@@ -11,7 +11,7 @@ the numbers are the device's own, without network time.
 
 An address is ``HOST:PORT`` (a server) or ``KEY@HOST:PORT`` (a tracker and the device key); the
 ``key=`` argument is the other way to name a tracker's key. Tuning on a remote device
-(``tune_rpc=`` of ``build``, targets/tuning.py) goes through a tracker: ``parse_tracker_address``
+(``tune_rpc=`` of ``build``, targets/cpu/tuning.py) goes through a tracker: ``parse_tracker_address``
 and ``tracker_servers`` check such an address before MetaSchedule's RPC runner is started.
 """
 

@@ -1,4 +1,4 @@
-"""MetaSchedule tuning with a persistent database (targets/tuning.py).
+"""MetaSchedule tuning with a persistent database (targets/cpu/tuning.py).
 
 One tiny-budget run on a two-layer MLP: it writes the database, seeds it with the default
 schedules, keeps eager's numbers (relative 1e-5, see conftest.py), and a second compile of the same
