@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from graphopt.errors import CaptureError, GraphoptError, InputError
+from graphopt.errors import CaptureError, GraphoptError, InputError, first_line
 from graphopt.ir import Graph
 from graphopt.metadata import annotate, user_source
 
@@ -63,14 +63,6 @@ def _user_frame(error: BaseException) -> str | None:
         return None
     frame = mine[-1]
     return f"{frame.filename}:{frame.lineno}" + (f" `{frame.line.strip()}`" if frame.line else "")
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()[:300]
-    return type(error).__name__
 
 
 def _symbolic_trace(model: nn.Module) -> fx.GraphModule:
@@ -174,7 +166,7 @@ def capture(model: Any, example_inputs: Any, *, method: str = "auto", name: str 
     try:
         model_copy = copy.deepcopy(model)
     except Exception as error:
-        raise CaptureError(f"cannot copy the model to capture it safely: {_first_line(error)}") from error
+        raise CaptureError(f"cannot copy the model to capture it safely: {first_line(error)}") from error
     model_name = name or type(model).__name__
     notes: list[str] = []
     trace_error: Exception | None = None
@@ -184,8 +176,8 @@ def capture(model: Any, example_inputs: Any, *, method: str = "auto", name: str 
         except Exception as error:
             trace_error = error
             if method == "symbolic_trace":
-                raise CaptureError(f"symbolic_trace failed: {_first_line(error)}", source=_user_frame(error)) from error
-            notes.append(f"symbolic_trace failed ({_first_line(error)}); captured with torch.export instead")
+                raise CaptureError(f"symbolic_trace failed: {first_line(error)}", source=_user_frame(error)) from error
+            notes.append(f"symbolic_trace failed ({first_line(error)}); captured with torch.export instead")
         else:
             _annotate_or_explain(graph)
             return graph
@@ -194,11 +186,11 @@ def capture(model: Any, example_inputs: Any, *, method: str = "auto", name: str 
     except Exception as error:
         _raise_if_inputs_do_not_fit(model_copy, inputs)
         source = _user_frame(error) or (_user_frame(trace_error) if trace_error else None)
-        message = f"cannot capture {model_name}: torch.export failed: {_first_line(error)}"
+        message = f"cannot capture {model_name}: torch.export failed: {first_line(error)}"
         if trace_error is not None:
             message = (
-                f"cannot capture {model_name}: symbolic_trace failed ({_first_line(trace_error)}) "
-                f"and torch.export failed ({_first_line(error)})"
+                f"cannot capture {model_name}: symbolic_trace failed ({first_line(trace_error)}) "
+                f"and torch.export failed ({first_line(error)})"
             )
         raise CaptureError(message, source=source) from error
     graph = Graph(module, inputs, name=model_name, capture_method="export", notes=notes)
@@ -217,7 +209,7 @@ def _raise_if_inputs_do_not_fit(model: nn.Module, inputs: tuple[torch.Tensor, ..
             model(*inputs)
     except Exception as error:
         raise InputError(
-            f"the model fails on example inputs of shape {_describe_inputs(inputs)}: {_first_line(error)}",
+            f"the model fails on example inputs of shape {_describe_inputs(inputs)}: {first_line(error)}",
             source=_user_frame(error),
         ) from error
 
@@ -231,7 +223,7 @@ def _annotate_or_explain(graph: Graph) -> None:
     except Exception as error:
         failing = getattr(error, "graphopt_node", None)
         raise InputError(
-            f"the model fails on example inputs of shape {_describe_inputs(graph.example_inputs)}: {_first_line(error)}",
+            f"the model fails on example inputs of shape {_describe_inputs(graph.example_inputs)}: {first_line(error)}",
             node=failing.name if failing is not None else None,
             source=(user_source(failing) if failing is not None else None) or _user_frame(error),
         ) from error

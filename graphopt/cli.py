@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from graphopt import __version__
-from graphopt.errors import GraphoptError
+from graphopt.errors import GraphoptError, first_line
 
 DESCRIPTION = "A compiler-style graph optimizer for PyTorch models: capture, optimize, compile with TVM."
 
@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"{type(error).__name__}: {error}", error, debug)
     except Exception as error:
         where = traceback.extract_tb(error.__traceback__)[-1]
-        message = f"internal error: {type(error).__name__}: {_first_line(error)} (in {where.filename}:{where.lineno})"
+        message = f"internal error: {type(error).__name__}: {first_line(error)} (in {where.filename}:{where.lineno})"
         if not debug:
             message += "; rerun with --debug for the traceback and please report it"
         _fail(message, error, debug)
@@ -82,11 +82,6 @@ def _fail(message: str, error: BaseException, debug: bool) -> int:
         traceback.print_exception(error, file=sys.stderr)
     print(f"graphopt: error: {' '.join(message.split())}", file=sys.stderr)
     return 2
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else ""
 
 
 if __name__ == "__main__":

@@ -82,3 +82,13 @@ class ArtifactError(GraphoptError):
 
 class BuildError(GraphoptError):
     """A target's compiler (TVM, nvcc, a cross compiler) failed on a graph it accepted."""
+
+
+def first_line(error: BaseException) -> str:
+    """The line of ``error`` worth showing a user: its first non-blank line that is not part of a
+    nested traceback (TVM's messages embed one), at most 300 characters; the type name if blank."""
+    for line in str(error).splitlines():
+        text = line.strip()
+        if text and not line.startswith((" ", "\t")) and not text.startswith("Traceback"):
+            return text[:300]
+    return type(error).__name__

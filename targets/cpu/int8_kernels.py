@@ -37,18 +37,11 @@ from typing import Any
 import tvm
 from tvm import relax, te, tirx
 
-from .packed_weights import legalize_float_conv2d, legalize_float_matmul
+from .packed_weights import legalize_float_conv2d, legalize_float_matmul, static_shape
 
 LANES, GROUP = 16, 4  # output channels per vector, k values per 32-bit lane
 DENSE_BLOCK = "int8_dense"
 SHIFT = 128  # int8 activations are made unsigned by adding this (uint8 made signed by subtracting it)
-
-
-def _static_shape(expr: relax.Expr) -> list[int] | None:
-    shape = getattr(expr.ty, "shape", None)
-    if shape is None or not all(isinstance(d, tirx.IntImm) for d in shape):
-        return None
-    return [int(d) for d in shape]
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -61,8 +54,8 @@ def _integer_operands(call: relax.Call) -> bool:
         call.attrs.out_dtype == "int32"
         and a.ty.dtype in ("uint8", "int8")
         and w.ty.dtype == "int8"
-        and _static_shape(a) is not None
-        and _static_shape(w) is not None
+        and static_shape(a) is not None
+        and static_shape(w) is not None
     )
 
 
@@ -225,11 +218,11 @@ _DEFAULT_CONV2D = tvm.ir.Op.get("relax.nn.conv2d").get_attr("FLegalize")
 def legalize_matmul(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
     """2-d int8 matmuls through packed weights (see the module docstring); others as TVM does."""
     a, w = call.args
-    if not _integer_operands(call) or len(_static_shape(a) or []) != 2 or len(_static_shape(w) or []) != 2:
+    if not _integer_operands(call) or len(static_shape(a) or []) != 2 or len(static_shape(w) or []) != 2:
         return legalize_float_matmul(bb, call, _DEFAULT_MATMUL)
     to_dtype = activation_dtype()
     activation = bb.emit_te(shifted_activation, a, to_dtype, primfunc_name_hint="int8_activation")
-    m, n = _static_shape(a)[0], _static_shape(w)[1]  # type: ignore[index]
+    m, n = static_shape(a)[0], static_shape(w)[1]  # type: ignore[index]
     return _emit_dense(bb, dense, activation, w, [m, n], shift=shift_of(a.ty.dtype, to_dtype))
 
 
@@ -250,14 +243,14 @@ def legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
         and attrs.kernel_layout == "HWIO"
         and attrs.out_layout == "NHWC"
         and int(attrs.groups) == 1
-        and _static_shape(call) is not None
+        and static_shape(call) is not None
         and (_target_has_vnni() or _target_has_arm_dotprod())
     )
     if not eligible:  # float32 convs on CPUs: packed weights too (targets/cpu/packed_weights.py)
         return legalize_float_conv2d(bb, call, _DEFAULT_CONV2D)
     data, kernel = call.args
-    kh, kw, ci, _ = _static_shape(kernel)  # type: ignore[misc]
-    out_shape = _static_shape(call)
+    kh, kw, ci, _ = static_shape(kernel)  # type: ignore[misc]
+    out_shape = static_shape(call)
     assert out_shape is not None
     channels4 = _round_up(ci, GROUP)
     pads = tuple(int(p) for p in attrs.padding)  # top, left, bottom, right

@@ -32,7 +32,8 @@ from .schedule_simple import vector_lanes
 from .schedule_tiled import choose_tiles
 
 
-def _static_shape(expr: relax.Expr) -> list[int] | None:
+def static_shape(expr: relax.Expr) -> list[int] | None:
+    """``expr``'s shape as ints, or None where any dimension is symbolic or unknown."""
     shape = getattr(expr.ty, "shape", None)
     if shape is None or not all(isinstance(d, tirx.IntImm) for d in shape):
         return None
@@ -83,8 +84,8 @@ def legalize_float_conv2d(bb: relax.BlockBuilder, call: relax.Call, fallback: An
     attrs = call.attrs
     data, kernel = call.args
     target = tvm.target.Target.current(allow_none=True)
-    out_shape = _static_shape(call)
-    kernel_shape = _static_shape(kernel)
+    out_shape = static_shape(call)
+    kernel_shape = static_shape(kernel)
     eligible = (
         target is not None
         and target.kind.name == "llvm"
@@ -95,7 +96,7 @@ def legalize_float_conv2d(bb: relax.BlockBuilder, call: relax.Call, fallback: An
         and int(attrs.groups) == 1
         and out_shape is not None
         and kernel_shape is not None
-        and _static_shape(data) is not None
+        and static_shape(data) is not None
     )
     if not eligible:
         return fallback(bb, call)
@@ -128,7 +129,7 @@ def legalize_float_matmul(bb: relax.BlockBuilder, call: relax.Call, fallback: An
     """A float32 ``[M, K] x [K, N]`` matmul by a constant weight on packed weights, else ``fallback``."""
     a, w = call.args
     target = tvm.target.Target.current(allow_none=True)
-    a_shape, w_shape = _static_shape(a), _static_shape(w)
+    a_shape, w_shape = static_shape(a), static_shape(w)
     eligible = (
         target is not None
         and target.kind.name == "llvm"

@@ -46,7 +46,8 @@ from tvm.s_tir import dlight
 from tvm.s_tir import meta_schedule as ms
 from tvm.target import Target
 
-from graphopt.targets.runtime.rpc import RemoteError, _first_line, parse_tracker_address, tracker_servers
+from graphopt.errors import first_line
+from graphopt.targets.runtime.rpc import RemoteError, parse_tracker_address, tracker_servers
 
 from .schedule import default_rules, prepare_cpu_module, schedule_cpu
 
@@ -157,7 +158,7 @@ def _runner_error(message: str) -> str:
     lines = message.splitlines()
     if len(lines) > 1 and lines[0].startswith("RPCRunner: An exception"):
         lines = lines[1:]
-    return _first_line(RuntimeError("\n".join(lines)))
+    return first_line(RuntimeError("\n".join(lines)))
 
 
 def seed_default_schedules(tasks: list, target: Target, database: ms.database.Database, *, runner: Any = None) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import fx
 
-from graphopt.errors import CaptureError, GraphoptError, InputError, UnsupportedOpError
+from graphopt.errors import CaptureError, GraphoptError, InputError, UnsupportedOpError, first_line
 from graphopt.ir import Graph
 from graphopt.metadata import user_source
 from graphopt.targets.lowering.converters import BUILTIN_CHECKS, BUILTIN_CONVERTERS
@@ -63,7 +63,7 @@ def export_graph(graph: Graph, *, dynamic_batch: bool = False) -> torch.export.E
     try:
         program = torch.export.export(graph.module, inputs, dynamic_shapes=dynamic_shapes, strict=False)
     except Exception as error:
-        message = _first_line(error)
+        message = first_line(error)
         if dynamic_batch:
             raise InputError(f"cannot compile with a dynamic batch size: {message}") from error
         raise CaptureError(f"torch.export of graph '{graph.name}' failed: {message}") from error
@@ -184,10 +184,3 @@ def _tracking_importer() -> Any:
             return {name: _tracked(fn) for name, fn in super().create_convert_map().items()}
 
     return TrackingImporter()
-
-
-def _first_line(error: BaseException) -> str:
-    for line in str(error).splitlines():
-        if line.strip():
-            return line.strip()[:300]
-    return type(error).__name__

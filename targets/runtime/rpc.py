@@ -18,7 +18,6 @@ and ``tracker_servers`` check such an address before MetaSchedule's RPC runner i
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import socket
 import statistics
 import struct
@@ -33,8 +32,16 @@ import tvm
 from tvm import rpc
 from tvm.runtime.vm import VirtualMachine
 
-from graphopt.errors import GraphoptError, InputError
-from graphopt.targets.runtime import CompiledModel, TensorSpec, check_inputs, read_manifest, to_numpy, verify_files
+from graphopt.errors import GraphoptError, InputError, first_line
+from graphopt.targets.runtime import (
+    CompiledModel,
+    TensorSpec,
+    check_inputs,
+    read_manifest,
+    sha256_file,
+    to_numpy,
+    verify_files,
+)
 
 
 class RemoteError(GraphoptError):
@@ -94,7 +101,7 @@ def tracker_servers(address: str, *, key: str | None = None, timeout_s: float = 
     try:
         summary = _tracker_summary(host, port, timeout_s)
     except Exception as error:
-        raise RemoteError(f"cannot reach the RPC tracker at {host}:{port}: {_first_line(error)}") from error
+        raise RemoteError(f"cannot reach the RPC tracker at {host}:{port}: {first_line(error)}") from error
     keys = [str(s.get("key", "")).partition(":")[2] for s in summary.get("server_info", [])]
     if key not in keys:
         known = ", ".join(sorted({k for k in keys if k})) or "none"
@@ -128,7 +135,7 @@ def connect(address: str, *, key: str | None = None, timeout_s: float = 60) -> A
         return rpc.connect(host, port, session_timeout=timeout_s)
     except Exception as error:
         what = f"the RPC tracker at {address} (key {key!r})" if key else f"the RPC server at {address}"
-        raise RemoteError(f"cannot reach {what}: {_first_line(error)}") from error
+        raise RemoteError(f"cannot reach {what}: {first_line(error)}") from error
 
 
 def example_inputs(specs: Sequence[TensorSpec], batch: int = 1, seed: int = 0) -> list[np.ndarray]:
@@ -171,7 +178,7 @@ def _run_on(
     session: Any, library_path: Path, manifest: dict[str, Any], arrays: list[np.ndarray], address: str, **timing: int
 ) -> RemoteBenchmark:
     try:
-        remote_name = f"graphopt_{_sha256(library_path)[:16]}.so"
+        remote_name = f"graphopt_{sha256_file(library_path)[:16]}.so"
         session.upload(str(library_path), target=remote_name)
         library = session.load_module(remote_name)
         device = session.cuda(0) if manifest["target"].get("device") == "cuda" else session.cpu(0)
@@ -183,7 +190,7 @@ def _run_on(
     except GraphoptError:
         raise
     except Exception as error:
-        raise RemoteError(f"running the artifact on {address} failed: {_first_line(error)}") from error
+        raise RemoteError(f"running the artifact on {address} failed: {first_line(error)}") from error
     return RemoteBenchmark(seconds=seconds, outputs=outputs, device=f"{device} via {address}")
 
 
@@ -216,14 +223,3 @@ def _library(artifact: str | Path | CompiledModel) -> Iterator[tuple[Path, dict[
         path = Path(scratch) / "model.so"
         artifact.module.export_library(str(path))
         yield path, artifact.manifest
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _first_line(error: BaseException) -> str:
-    for line in str(error).splitlines():
-        if line.strip() and not line.startswith((" ", "\t")) and not line.strip().startswith("Traceback"):
-            return line.strip()[:300]
-    return type(error).__name__
