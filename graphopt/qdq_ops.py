@@ -10,15 +10,13 @@ Conventions: ``scale`` is a Python float and ``zero_point`` an int (literals in 
 lowering can fold them); the storage dtype follows from the range (``qmin < 0`` is int8, else
 uint8). Rounding is half-to-even, as ``torch.round``.
 
-The fused ``quantized_linear`` / ``quantized_conv2d`` / ``quantized_matmul`` ops are what the
-targets rewrite QDQ patterns into before lowering; their reference is, by construction, exactly the
-fake-quantized math of the pattern they replace.
+The targets match the QDQ patterns around each linear/conv2d/matmul themselves
+(targets/lowering/quantized.py) and lower them to integer compute; there are no fused ops here.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -90,81 +88,3 @@ def fake_quantize_dynamic(x: Tensor, qmin: int, qmax: int) -> Tensor:
 @fake_quantize_dynamic.register_fake
 def _(x: Tensor, qmin: int, qmax: int) -> Tensor:
     return torch.empty_like(x)
-
-
-# -- fused integer ops: what targets rewrite QDQ patterns into -----------------------------------
-
-
-def _fake_input(x: Tensor, scale: float, zero_point: int, qmin: int, qmax: int) -> Tensor:
-    if scale <= 0:  # dynamic: scale measured at run time
-        return fake_quantize_dynamic(x, qmin, qmax)
-    return dequantize(quantize(x, scale, zero_point, qmin, qmax), scale, zero_point)
-
-
-@torch.library.custom_op("graphopt::quantized_linear", mutates_args=())
-def quantized_linear(
-    x: Tensor,
-    scale: float,
-    zero_point: int,
-    qmin: int,
-    qmax: int,
-    weight: Tensor,
-    weight_scales: Tensor,
-    bias: Tensor | None,
-) -> Tensor:
-    """``linear(dequantize(quantize(x)), dequantize_per_channel(weight), bias)``; scale <= 0: dynamic."""
-    return F.linear(
-        _fake_input(x, scale, zero_point, qmin, qmax), dequantize_per_channel(weight, weight_scales, 0), bias
-    )
-
-
-@quantized_linear.register_fake
-def _(x, scale, zero_point, qmin, qmax, weight, weight_scales, bias):  # type: ignore[no-untyped-def]
-    return x.new_empty((*x.shape[:-1], weight.shape[0]))
-
-
-@torch.library.custom_op("graphopt::quantized_conv2d", mutates_args=())
-def quantized_conv2d(
-    x: Tensor,
-    scale: float,
-    zero_point: int,
-    qmin: int,
-    qmax: int,
-    weight: Tensor,
-    weight_scales: Tensor,
-    bias: Tensor | None,
-    stride: list[int],
-    padding: list[int],
-    dilation: list[int],
-    groups: int,
-) -> Tensor:
-    """``conv2d(dequantize(quantize(x)), dequantize_per_channel(weight), bias, ...)``."""
-    return F.conv2d(
-        _fake_input(x, scale, zero_point, qmin, qmax),
-        dequantize_per_channel(weight, weight_scales, 0),
-        bias,
-        stride,
-        padding,
-        dilation,
-        groups,
-    )
-
-
-@quantized_conv2d.register_fake
-def _(x, scale, zero_point, qmin, qmax, weight, weight_scales, bias, stride, padding, dilation, groups):  # type: ignore[no-untyped-def]
-    return F.conv2d(x, weight.to(x.dtype), None, stride, padding, dilation, groups)
-
-
-@torch.library.custom_op("graphopt::quantized_matmul", mutates_args=())
-def quantized_matmul(
-    a: Tensor, a_scale: float, a_zero_point: int, b: Tensor, b_scale: float, b_zero_point: int, qmin: int, qmax: int
-) -> Tensor:
-    """``matmul`` of two activations, each quantized per tensor."""
-    return torch.matmul(
-        _fake_input(a, a_scale, a_zero_point, qmin, qmax), _fake_input(b, b_scale, b_zero_point, qmin, qmax)
-    )
-
-
-@quantized_matmul.register_fake
-def _(a, a_scale, a_zero_point, b, b_scale, b_zero_point, qmin, qmax):  # type: ignore[no-untyped-def]
-    return torch.matmul(a, b)

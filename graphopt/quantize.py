@@ -14,7 +14,8 @@ the worst layers are kept in float, one by one, until the int8 model meets it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import difflib
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -23,8 +24,7 @@ from graphopt.calibration import CalibrationSet, prepare
 from graphopt.errors import InputError
 from graphopt.ir import Graph
 from graphopt.numerics import relative_error
-
-MODES = ("auto", "static", "dynamic")
+from graphopt.passes.quant_plan import QuantizeOptions, apply, plan
 
 
 @dataclass
@@ -115,43 +115,16 @@ def _accuracy(outputs: torch.Tensor, labels: torch.Tensor | None) -> float | Non
 
 
 class _Quantizer:
-    """Quantizes copies of one graph with observation done once, so trying subsets is cheap."""
+    """Quantizes copies of one graph from one plan (observation done once), so trying subsets is cheap."""
 
-    def __init__(self, graph: Graph, calibration: CalibrationSet, mode: str, options: dict[str, Any]) -> None:
-        from graphopt.passes.insert_qdq import calibrate
-        from graphopt.passes.quant_dynamic import dynamic_sites
-        from graphopt.passes.quant_rewrite import find_sites
-
-        self.graph, self.calibration, self.mode = graph, calibration, mode
-        self.per_channel = options["per_channel"]
-        if mode == "static":
-            self.sites, self.skipped = find_sites(graph, kinds=("linear", "conv2d", "matmul"), skip=options["skip"])
-        else:
-            self.sites, self.skipped = dynamic_sites(graph, skip=options["skip"])
-        self.qparams = (
-            calibrate(
-                graph,
-                self.sites,
-                calibration.batches,
-                method=options["method"],
-                activation=options["activation"],
-                percentile=options["percentile"],
-            )
-            if mode == "static"
-            else {}
-        )
+    def __init__(self, graph: Graph, calibration: CalibrationSet, options: QuantizeOptions) -> None:
+        self.graph, self.calibration = graph, calibration
+        self.plan = plan(graph, options, calibration.batches if options.mode == "static" else None)
         self.reference = _outputs(graph, calibration)
 
     def build(self, keep_float: set[str]) -> Graph:
-        from graphopt.passes.insert_qdq import apply_static
-        from graphopt.passes.quant_dynamic import apply_dynamic
-
         quantized = self.graph.copy()
-        sites = [s for s in self.sites if s.node.name not in keep_float]
-        if self.mode == "static":
-            apply_static(quantized, sites, self.qparams, per_channel=self.per_channel)
-        else:
-            apply_dynamic(quantized, sites, per_channel=self.per_channel)
+        apply(quantized, self.plan, keep_float=keep_float)
         quantized.refresh()
         return quantized
 
@@ -161,11 +134,11 @@ class _Quantizer:
 
     def sensitivity(self) -> list[LayerSensitivity]:
         """Each layer quantized alone, worst first (by accuracy drop when labels exist, then error)."""
-        names = [s.node.name for s in self.sites]
+        names = set(self.plan.layers)
         float_accuracy = _accuracy(self.reference, self.calibration.labels)
         ranking = []
-        for site in self.sites:
-            error, accuracy = self.measure(self.build(set(names) - {site.node.name}))
+        for site in self.plan.sites:
+            error, accuracy = self.measure(self.build(names - {site.node.name}))
             drop = None if accuracy is None or float_accuracy is None else float_accuracy - accuracy
             ranking.append(LayerSensitivity(site.node.name, site.kind, error, drop))
         return sorted(ranking, key=lambda s: (-(s.accuracy_drop or 0.0), -s.output_error))
@@ -174,34 +147,26 @@ class _Quantizer:
 def quantize(
     ir: Graph,
     calibration_data: Any = None,
+    options: QuantizeOptions | None = None,
     *,
-    method: str = "minmax",
-    per_channel: bool = True,
-    activation: str = "int8",
-    percentile: float = 99.99,
-    mode: str = "auto",
-    skip: tuple[str | type, ...] | list[str | type] = (),
     labels: Any = None,
     sensitivity: bool = False,
     max_accuracy_drop: float | None = None,
+    **option_values: Any,
 ) -> tuple[Graph, QuantizationReport]:
     """Quantize ``ir`` to int8; returns the new graph (``ir`` is untouched) and a report.
 
-    ``mode`` "auto" is static with calibration data, dynamic without. ``skip`` names nodes (glob
-    patterns on node names or module paths, or module types such as ``nn.Conv2d`` / "Conv2d") to
-    keep in float. ``max_accuracy_drop`` (percentage points, needs labels) keeps the most sensitive
-    layers in float until int8 accuracy is within that much of float accuracy.
+    How to quantize is a ``QuantizeOptions`` (or its fields as keywords: ``method="mse"``,
+    ``skip=("fc3",)``, ...). ``max_accuracy_drop`` (percentage points, needs labels) keeps the
+    most sensitive layers in float until int8 accuracy is within that much of float accuracy.
 
     >>> int8_graph, report = graphopt.quantize(graph, calibration_batches, method="mse")
     >>> report.size_ratio, report.output_error
     """
     if not isinstance(ir, Graph):
         raise InputError(f"quantize takes a graphopt.Graph (use graphopt.capture first), got {type(ir).__name__}")
-    if mode not in MODES:
-        raise InputError(f"unknown quantization mode '{mode}' (choose from {', '.join(MODES)})")
-    if mode == "auto":
-        mode = "static" if calibration_data is not None else "dynamic"
-    if mode == "static" or calibration_data is not None:
+    options = quantize_options(options, **option_values).resolve(has_data=calibration_data is not None)
+    if calibration_data is not None:
         calibration = prepare(calibration_data, ir.example_inputs, labels)
     else:  # dynamic without data: measure on the example inputs
         calibration = prepare(
@@ -209,10 +174,7 @@ def quantize(
         )
     if max_accuracy_drop is not None and calibration.labels is None:
         raise InputError("max_accuracy_drop needs labels for the calibration data (labels=..., --labels)")
-    options = dict(
-        method=method, per_channel=per_channel, activation=activation, percentile=percentile, skip=tuple(skip)
-    )
-    quantizer = _Quantizer(ir, calibration, mode, options)
+    quantizer = _Quantizer(ir, calibration, options)
     ranking = quantizer.sensitivity() if sensitivity or max_accuracy_drop is not None else []
     keep_float: list[str] = []
     quantized = quantizer.build(set())
@@ -226,10 +188,10 @@ def quantize(
             quantized = quantizer.build(set(keep_float))
             error, accuracy = quantizer.measure(quantized)
     report = QuantizationReport(
-        mode=mode,
-        method=method if mode == "static" else None,
-        quantized=[s.node.name for s in quantizer.sites if s.node.name not in keep_float],
-        skipped=quantizer.skipped,
+        mode=options.mode,
+        method=options.method if options.mode == "static" else None,
+        quantized=[name for name in quantizer.plan.layers if name not in keep_float],
+        skipped=quantizer.plan.skipped,
         kept_float=keep_float,
         float_bytes=ir.stats().param_bytes,
         quantized_bytes=quantized.stats().param_bytes,
@@ -239,5 +201,16 @@ def quantize(
         quantized_accuracy=accuracy,
         sensitivity=ranking,
     )
-    quantized.notes.append(f"int8 {mode} quantization: {len(report.quantized)} layer(s) int8")
+    quantized.notes.append(f"int8 {options.mode} quantization: {len(report.quantized)} layer(s) int8")
     return quantized, report
+
+
+def quantize_options(options: QuantizeOptions | None = None, **values: Any) -> QuantizeOptions:
+    """``options`` with ``values`` replacing its fields; an unknown name is refused with the nearest one."""
+    known = [f.name for f in fields(QuantizeOptions)]
+    for name in values:
+        if name not in known:
+            near = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean '{near[0]}'?)" if near else f" (options: {', '.join(known)})"
+            raise InputError(f"unknown quantization option '{name}'{hint}")
+    return replace(options or QuantizeOptions(), **values)

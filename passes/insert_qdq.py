@@ -15,67 +15,12 @@ quantized ops (q, k and v projections) is quantized once, with one scale, and sh
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import replace
 from typing import Any
 
-import torch
-from torch import fx
-
-from graphopt.calibration import METHODS, choose_qparams, prepare
-from graphopt.errors import InputError
+from graphopt.calibration import prepare
 from graphopt.ir import Graph
-from graphopt.pass_api import PassResult, on_node, register_pass
-from graphopt.passes.quant_rewrite import Site, find_sites, observe, remove_unused_attributes, rewrite_weights
-
-QParams = tuple[float, int, int, int]  # scale, zero_point, qmin, qmax
-ACTIVATIONS = ("int8", "uint8")
-
-
-def calibrate(
-    graph: Graph,
-    sites: list[Site],
-    batches: Iterable[tuple[torch.Tensor, ...]],
-    *,
-    method: str = "minmax",
-    activation: str = "int8",
-    percentile: float = 99.99,
-) -> dict[str, QParams]:
-    """Quantization parameters for every activation the sites read, by the name of its node."""
-    if method not in METHODS:
-        raise InputError(f"unknown calibration method '{method}' (choose from {', '.join(METHODS)})")
-    if activation not in ACTIVATIONS:
-        raise InputError(f"unknown activation type '{activation}' (choose from {', '.join(ACTIVATIONS)})")
-    observers = observe(graph, sites, batches)
-    return {
-        name: choose_qparams(*observer.value_range(method, percentile), symmetric=activation == "int8")
-        for name, observer in observers.items()
-    }
-
-
-def apply_static(graph: Graph, sites: list[Site], qparams: dict[str, QParams], *, per_channel: bool = True) -> None:
-    """Rewrite ``sites`` in place: int8 weights, and a shared QDQ pair on each activation they read."""
-    fx_graph = graph.module.graph
-    dequantized: dict[str, fx.Node] = {}
-    for site in sites:
-        node = graph.node(site.node.name)
-        with on_node(node):
-            rewrite_weights(graph, replace(site, node=node), per_channel=per_channel)
-            for source in [graph.node(a.name) for a in site.activations]:
-                if source.name not in dequantized:
-                    dequantized[source.name] = _insert_qdq(fx_graph, source, qparams[source.name])
-                node.replace_input_with(source, dequantized[source.name])
-    remove_unused_attributes(graph.module)
-
-
-def _insert_qdq(fx_graph: fx.Graph, source: fx.Node, qparams: QParams) -> fx.Node:
-    scale, zero_point, qmin, qmax = qparams
-    with fx_graph.inserting_after(source):
-        quantized = fx_graph.call_function(torch.ops.graphopt.quantize.default, (source, scale, zero_point, qmin, qmax))
-    with fx_graph.inserting_after(quantized):
-        restored = fx_graph.call_function(torch.ops.graphopt.dequantize.default, (quantized, scale, zero_point))
-    quantized.name, restored.name = f"{source.name}_q", f"{source.name}_dq"
-    return restored
+from graphopt.pass_api import PassResult, register_pass
+from graphopt.passes.quant_plan import QuantizeOptions, apply, plan
 
 
 @register_pass(
@@ -97,15 +42,17 @@ def insert_qdq(
     skip: tuple[str, ...] = (),
 ) -> PassResult:
     """Static int8 quantization of linear/conv2d/matmul, calibrated on the given data."""
+    options = QuantizeOptions(
+        mode="static", method=method, per_channel=per_channel, activation=activation, percentile=percentile, skip=skip
+    )
     calibration = prepare(calibration_data, graph.example_inputs)
-    sites, skipped = find_sites(graph, skip=skip)
-    qparams = calibrate(graph, sites, calibration.batches, method=method, activation=activation, percentile=percentile)
-    apply_static(graph, sites, qparams, per_channel=per_channel)
+    quant_plan = plan(graph, options, calibration.batches)
+    quantized = apply(graph, quant_plan)
     details = {
-        "quantized": [site.node.name for site in sites],
-        "skipped": skipped,
+        "quantized": quantized,
+        "skipped": quant_plan.skipped,
         "method": method,
         "activation": activation,
         "calibration_samples": calibration.samples,
     }
-    return PassResult(graph, changed=bool(sites), details=details)
+    return PassResult(graph, changed=bool(quantized), details=details)

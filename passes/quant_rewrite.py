@@ -238,12 +238,6 @@ def getattr_path(module: nn.Module, target: str) -> Any:
     return value
 
 
-def remove_unused_attributes(module: fx.GraphModule) -> None:
-    """Drop dead nodes and the submodules no node refers to any more (the float layers just replaced)."""
-    module.graph.eliminate_dead_code()
-    module.delete_all_unused_submodules()
-
-
 def _delete_attr(module: nn.Module, target: str) -> None:
     parent, _, name = target.rpartition(".")
     owner = module.get_submodule(parent) if parent else module

@@ -100,3 +100,15 @@ def test_o2_graph_with_pretransposed_weights_is_quantized_and_skippable_by_layer
     assert [quantized.info(n).kind for n in quantized.compute_nodes()].count("dequantize_per_channel") == 2
     assert len(report.quantized) == 2 and len(report.skipped) == 1
     assert _accuracy(graph, x, y) - _accuracy(quantized, x, y) <= 1.0
+
+
+def test_quantize_options_are_checked_before_any_work() -> None:
+    from graphopt import QuantizeOptions
+    from graphopt.errors import InputError
+    from graphopt.quantize import quantize_options
+
+    with pytest.raises(InputError, match="unknown calibration method 'mse2'"):
+        QuantizeOptions(method="mse2")
+    with pytest.raises(InputError, match="did you mean 'per_channel'"):
+        quantize_options(per_chanel=False)
+    assert quantize_options(QuantizeOptions(method="mse"), skip=["fc3"]) == QuantizeOptions(method="mse", skip=("fc3",))
