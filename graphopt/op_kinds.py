@@ -221,3 +221,29 @@ def op_label(module: fx.GraphModule, node: fx.Node) -> str:
         name = getattr(target, "__name__", str(target))
         return f"{qualified}.{name}" if qualified and qualified != "_operator" else name
     return node.op
+
+
+# Name fragments of ops whose result is not a function of their inputs (``empty`` returns whatever
+# memory held, ``seed`` changes the generator).
+_RANDOM = ("rand", "dropout", "bernoulli", "normal", "uniform", "multinomial", "poisson", "empty", "seed")
+_IN_PLACE = frozenset({operator.iadd, operator.isub, operator.imul, operator.itruediv, operator.setitem})
+
+
+def is_pure(module: fx.GraphModule, node: fx.Node) -> bool:
+    """Whether ``node`` computes a function of its inputs and changes nothing else: no randomness,
+    no in-place update. Folding and merging such a node cannot change what the graph computes.
+
+    Passes add their own policy on top (fold_constants keeps graphopt's quantize ops, common
+    subexpressions leave layers in training mode alone)."""
+    if node.op in ("placeholder", "output") or node.is_impure():
+        return False
+    if node.op == "get_attr":
+        return True
+    if node.op == "call_module":
+        names = [type(m).__name__.lower() for m in module.get_submodule(str(node.target)).modules()]
+        return not any(word in name for name in names for word in _RANDOM)
+    if node.target in _IN_PLACE:
+        return False
+    name = str(node.target) if node.op == "call_method" else getattr(node.target, "__name__", str(node.target))
+    base = name.split(".")[0]
+    return not (any(word in base.lower() for word in _RANDOM) or (base.endswith("_") and not base.startswith("_")))

@@ -13,9 +13,8 @@ from typing import Any
 from torch import fx
 
 from graphopt.ir import Graph
+from graphopt.op_kinds import is_pure
 from graphopt.pass_api import PassResult, register_pass
-
-_RANDOM = ("rand", "dropout", "bernoulli", "normal", "uniform", "multinomial", "poisson", "empty")
 
 
 class _UnhashableError(Exception):
@@ -41,14 +40,12 @@ def _key(value: Any) -> Any:
 
 
 def _mergeable(graph: Graph, node: fx.Node) -> bool:
-    if node.op not in ("call_module", "call_function", "call_method", "get_attr") or node.is_impure():
+    if node.op not in ("call_module", "call_function", "call_method", "get_attr"):
         return False
-    name = str(node.target if node.op != "call_function" else getattr(node.target, "__name__", node.target))
-    if any(word in name.lower() for word in _RANDOM) or (name.endswith("_") and not name.startswith("_")):
+    if not is_pure(graph.module, node):
         return False
-    if node.op == "call_module":
-        submodule = graph.module.get_submodule(str(node.target))
-        return not any(m.training for m in submodule.modules())
+    if node.op == "call_module":  # a layer in training mode (BatchNorm's statistics) changes itself
+        return not any(m.training for m in graph.module.get_submodule(str(node.target)).modules())
     return True
 
 

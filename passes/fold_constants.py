@@ -14,33 +14,23 @@ Results are bit-identical: the same PyTorch kernels run, only earlier.
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 import torch
 from torch import fx
 
 from graphopt.ir import Graph
+from graphopt.op_kinds import is_pure
 from graphopt.pass_api import PassResult, on_node, register_pass
 from graphopt.passes._layers import insert_constant, remove_dead_nodes, remove_unused_attributes, unused_attributes
 
-_RANDOM = ("rand", "dropout", "bernoulli", "normal", "uniform", "multinomial", "poisson", "empty", "seed")
-_IN_PLACE = {operator.iadd, operator.isub, operator.imul, operator.itruediv, operator.setitem}
 _LITERAL = (int, float, bool, str, torch.dtype, torch.device, type(None))
 
 
 def _deterministic(module: fx.GraphModule, node: fx.Node) -> bool:
-    if node.op not in ("call_function", "call_method", "call_module") or node.is_impure():
+    if node.op not in ("call_function", "call_method", "call_module"):
         return False
-    if node.op == "call_module":
-        submodule = module.get_submodule(str(node.target))
-        names = [type(m).__name__.lower() for m in submodule.modules()]
-        return not any(word in name for name in names for word in _RANDOM)
-    if node.target in _IN_PLACE or _is_quantization_op(node.target):
-        return False
-    name = str(node.target) if node.op == "call_method" else getattr(node.target, "__name__", str(node.target))
-    base = name.split(".")[0]
-    return not (any(word in base.lower() for word in _RANDOM) or (base.endswith("_") and not base.startswith("_")))
+    return is_pure(module, node) and not _is_quantization_op(node.target)
 
 
 def _is_quantization_op(target: Any) -> bool:
