@@ -14,45 +14,73 @@ different order than ``addmm`` may, so results agree to float32 rounding, not bi
 
 from __future__ import annotations
 
+import torch
+from torch import fx
+
 from graphopt.ir import Graph
 from graphopt.pass_api import PassResult, on_node, register_pass
 from graphopt.passes._layers import (
     emit,
     insert_constant,
     layer_of,
-    remove_dead_nodes,
     remove_unused_attributes,
     unused_attributes,
 )
+from graphopt.rewrite import Match, Op, Rule, Var, apply_rules
 
 #: node.meta key set on the matmul that replaced a Linear: the name of that Linear node.
 PRETRANSPOSED_FROM = "pretransposed_from"
+
+
+def _constant_linear(match: Match) -> bool:
+    layer = layer_of(match.module, match.root)
+    return layer is not None and layer.is_constant("weight") and layer.is_constant("bias")
+
+
+def _matmul_by_transposed(match: Match) -> fx.Node:
+    node, layer = match.root, layer_of(match.module, match.root)
+    assert layer is not None
+    with on_node(node):
+        weight, bias = layer.get("weight"), layer.get("bias")
+        assert weight is not None
+        transposed = insert_constant(match.module, weight.t().contiguous(), f"{node.name}_weight_t", before=node)
+        result = emit(match.graph, node, "matmul", match["x"], transposed)
+        result.meta[PRETRANSPOSED_FROM] = node.name
+        if bias is not None:
+            bias_node = insert_constant(match.module, bias, f"{node.name}_bias", before=node)
+            result = emit(match.graph, node, "add", result, bias_node)
+    return result
+
+
+def _nbytes(tensor: torch.Tensor | None) -> int:
+    return 0 if tensor is None else tensor.numel() * tensor.element_size()
+
+
+RULES = [
+    Rule(
+        "linear(x, W, b) -> matmul(x, W.T) + b",
+        Op("linear", Var("x")),
+        replace=_matmul_by_transposed,
+        when=_constant_linear,
+    )
+]
 
 
 @register_pass("pretranspose_weights", reports=("pretransposed", "layout_bytes"))
 def pretranspose_weights(graph: Graph) -> PassResult:
     """Replace Linear by matmul with a pre-transposed constant weight (no weight transpose at run time)."""
     already_unused = unused_attributes(graph.module)
-    done, layout_bytes = [], 0
-    for node in list(graph.module.graph.nodes):
-        layer = layer_of(graph.module, node)
-        if layer is None or layer.kind != "linear" or not (layer.is_constant("weight") and layer.is_constant("bias")):
-            continue
-        with on_node(node):
-            weight, bias = layer.get("weight"), layer.get("bias")
-            assert weight is not None
-            transposed = insert_constant(graph.module, weight.t().contiguous(), f"{node.name}_weight_t", before=node)
-            result = emit(graph, node, "matmul", layer.input, transposed)
-            result.meta[PRETRANSPOSED_FROM] = node.name
-            if bias is not None:
-                bias_node = insert_constant(graph.module, bias, f"{node.name}_bias", before=node)
-                result = emit(graph, node, "add", result, bias_node)
-            node.replace_all_uses_with(result)
-            graph.module.graph.erase_node(node)
-        done.append(node.name)
-        layout_bytes += weight.numel() * weight.element_size()
-    if done:
-        remove_dead_nodes(graph.module)  # the old weight's get_attr nodes
+    weight_bytes = {
+        node.name: _nbytes(layer.get("weight"))
+        for node in graph.module.graph.nodes
+        if (layer := layer_of(graph.module, node)) is not None
+        and layer.kind == "linear"
+        and layer.is_constant("weight")
+    }
+    apply_rules(graph, RULES)
+    done = [n.meta[PRETRANSPOSED_FROM] for n in graph.module.graph.nodes if PRETRANSPOSED_FROM in n.meta]
+    done = [name for name in done if name in weight_bytes]  # made by this run, not an earlier one
+    layout_bytes = sum(weight_bytes[name] for name in done)
     freed = remove_unused_attributes(graph.module, spare=already_unused)
     details = {"pretransposed": done, "layout_bytes": layout_bytes, "removed_weights": freed}
     return PassResult(graph, changed=bool(done), details=details)
