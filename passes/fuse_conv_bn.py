@@ -17,6 +17,10 @@ in a group, with no batch-norm op left to lower.
 Handles both spellings: ``nn.Conv2d``/``nn.BatchNorm2d`` modules and the aten overloads of
 ``torch.export`` (``aten.conv2d``, ``aten.linear``, ``aten.batch_norm``,
 ``aten._native_batch_norm_legit_no_training``).
+
+It is a loop rather than a rule of graphopt/rewrite.py for two reasons the engine does not model:
+the aten form returns a tuple whose ``getitem`` users, not the BatchNorm node, are what gets
+replaced; and a BatchNorm in training mode must stop the pass with an error, not be skipped.
 """
 
 from __future__ import annotations
