@@ -82,3 +82,7 @@ class ArtifactError(GraphoptError):
 
 class BuildError(GraphoptError):
     """A target's compiler (TVM, nvcc, a cross compiler) failed on a graph it accepted."""
+
+
+class MismatchError(GraphoptError):
+    """A compiled model's outputs differ from PyTorch eager by more than the bound its build states."""

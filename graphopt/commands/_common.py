@@ -69,6 +69,53 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, *, default_passes: s
     parser.add_argument("--dump-ir", metavar="DIR", help="write the graph after every pass to DIR (one file per pass)")
 
 
+def add_check_arguments(parser: argparse.ArgumentParser, *, keep: bool = True) -> None:
+    """--no-check, --keep-mismatch: the check of the artifact against PyTorch eager (graphopt.eager_check)."""
+    parser.add_argument("--no-check", action="store_true", help="do not run the artifact against PyTorch eager")
+    if not keep:
+        return
+    parser.add_argument(
+        "--keep-mismatch",
+        action="store_true",
+        help="write the artifact even if it differs from PyTorch eager (marked: graphopt.load then refuses it "
+        "without allow_mismatch=True)",
+    )
+
+
+def check_options(args: argparse.Namespace, loaded: Loaded) -> dict[str, Any]:
+    """The check keywords of ``graphopt.compile`` from the flags: against the user's model itself."""
+    return {
+        "check": not args.no_check,
+        "keep_mismatch": getattr(args, "keep_mismatch", False),
+        "reference": loaded.eager,
+    }
+
+
+def checker(args: argparse.Namespace, loaded: Loaded, graph: Any) -> Any:
+    """An ``EagerChecker`` for ``targets.build`` from the flags (None with --no-check)."""
+    if args.no_check:
+        return None
+    from graphopt.eager_check import EagerChecker
+
+    return EagerChecker(loaded.eager, graph, loaded.inputs, keep_mismatch=getattr(args, "keep_mismatch", False))
+
+
+def recorded_check(compiled: Any) -> Any:
+    """The ``EagerCheck`` in a compiled model's manifest (None when the check was skipped)."""
+    from graphopt.eager_check import recorded
+
+    return recorded(compiled.manifest)
+
+
+def print_check(check: Any) -> None:
+    if check is None:
+        return
+    colour = "yellow" if check.ok is None else "green" if check.ok else "red"
+    text = check.describe()
+    head, colon, rest = text.partition(":")
+    stdout.print(f"[{colour}]{head}[/]{colon}{rest}", highlight=False)
+
+
 def add_json_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
 

@@ -40,6 +40,7 @@ def add_parser(subparsers: Any) -> None:
         metavar="HOST:PORT",
         help="time the artifact on a TVM RPC server (HOST:PORT, or KEY@HOST:PORT for a tracker)",
     )
+    _common.add_check_arguments(parser, keep=False)
     _common.add_json_argument(parser)
 
 
@@ -74,7 +75,13 @@ def run(args: argparse.Namespace) -> int:
         out_dir = Path(scratch) / "artifact" if args.rpc else None
         with _common.status(f"compiling for {args.target}", quiet=args.json):
             compiled = compile_model(
-                loaded.graph, loaded.inputs, target=args.target, passes=args.passes, out_dir=out_dir, **options
+                loaded.graph,
+                loaded.inputs,
+                target=args.target,
+                passes=args.passes,
+                out_dir=out_dir,
+                **_common.check_options(args, loaded),
+                **options,
             )
         with _common.status("timing the compiled model", quiet=args.json):
             if args.rpc:
