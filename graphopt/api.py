@@ -50,6 +50,7 @@ def compile(
     from graphopt.capture import capture
     from graphopt.pass_manager import optimize
 
+    _check_build_request(target, out_dir)
     given_graph = hasattr(model, "module") and hasattr(model, "example_inputs")
     graph = model if given_graph else capture(model, example_inputs)
     optimized, report = optimize(
@@ -63,10 +64,7 @@ def compile(
     )
     if quantize is not None:
         optimized = _quantize(optimized, report, quantize, calibration_data)
-    try:
-        from graphopt.targets import build
-    except ImportError as error:
-        raise GraphoptError(f"the compiler targets are not available: {error}") from error
+    from graphopt.targets import build
 
     checker = None
     if check:
@@ -75,6 +73,15 @@ def compile(
         eager = reference or (graph if given_graph else eager_callable(model))
         checker = EagerChecker(eager, optimized, graph.example_inputs, keep_mismatch=keep_mismatch)
     return build(optimized, report, target=target, out_dir=out_dir, check=checker, **target_options)
+
+
+def _check_build_request(target: str, out_dir: str | Path | None) -> None:
+    """Before any slow step: the target exists and ``out_dir`` can take an artifact."""
+    try:
+        from graphopt.targets import check_build_request
+    except ImportError as error:
+        raise GraphoptError(f"the compiler targets are not available: {error}") from error
+    check_build_request(target, out_dir)
 
 
 def _quantize(graph: Any, report: Any, scheme: str, calibration_data: Any) -> Any:

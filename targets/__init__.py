@@ -16,7 +16,24 @@ from typing import Any
 
 from graphopt.targets.registry import TargetBackend, get_target, list_targets, register_target
 
-__all__ = ["TargetBackend", "build", "get_target", "list_targets", "load_artifact", "register_target"]
+__all__ = [
+    "TargetBackend",
+    "build",
+    "check_build_request",
+    "get_target",
+    "list_targets",
+    "load_artifact",
+    "register_target",
+]
+
+
+def check_build_request(target: str, out_dir: str | Path | None = None) -> None:
+    """What can be checked before capture and passes: the target exists, ``out_dir`` can take an artifact."""
+    from graphopt.targets.pipeline.artifact import check_out_dir
+
+    get_target(target)
+    if out_dir is not None:
+        check_out_dir(out_dir)
 
 
 def build(

@@ -201,19 +201,28 @@ def load_and_capture(args: argparse.Namespace) -> Loaded:
     from graphopt.capture import capture
     from graphopt.model_loading import example_inputs, inputs_like_program, load_model
 
+    # The shapes are checked before the model is loaded (a saved program may omit them).
+    inputs = example_inputs(args.input_shape, args.input_dtype) if args.input_shape else None
     with status(f"loading {args.model}", quiet=getattr(args, "json", False)) as spinner:
         model = load_model(args.model)
         import torch
 
-        if isinstance(model, torch.export.ExportedProgram) and not args.input_shape:
+        if inputs is None and isinstance(model, torch.export.ExportedProgram):
             if args.input_dtype:
                 raise InputError("--input-dtype needs --input-shape")
             inputs = inputs_like_program(model)
-        else:
+        elif inputs is None:
             inputs = example_inputs(args.input_shape, args.input_dtype)
         if spinner is not None:
             spinner.update(f"capturing {args.model}")
         return Loaded(model, inputs, capture(model, inputs, name=model_name(args.model, model)))
+
+
+def check_build_request(target: str, out_dir: str | None) -> None:
+    """The target exists and ``out_dir`` can take an artifact: checked before loading the model."""
+    from graphopt.targets import check_build_request as check
+
+    check(target, out_dir)
 
 
 def resolve_pipeline(passes: str, calibration_data: Any = None) -> list[Any]:

@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if args.calibrate and not args.quantize and not calibrated:
         raise InputError("--calibrate is used by --quantize int8 (or a pipeline with quantization passes, e.g. O3)")
     total = len(pipeline)
+    _common.check_build_request(args.target, args.out)
     loaded = _common.load_and_capture(args)
     with _common.status(f"compiling for {args.target}", quiet=args.json) as spinner:
         compiled = compile_model(

@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     calibration = load_npz(args.calibrate, args.calibrate_key) if args.calibrate else None
     labels = load_labels(args.labels, args.calibrate) if args.labels else None
     _common.resolve_passes(args.passes, {})
+    _common.check_build_request(args.target, args.out)
     loaded = _common.load_and_capture(args)
     with _common.status("quantizing", quiet=args.json) as spinner:
         optimized, opt_report = optimize(loaded.graph, args.passes)
