@@ -6,7 +6,7 @@ when called, and ``load`` needs neither torch nor the passes, only the TVM runti
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,9 @@ def compile(
     dump_dir: str | Path | None = None,
     instruments: Sequence[Any] = (),
     quantize: str | None = None,
+    check: bool = True,
+    keep_mismatch: bool = False,
+    reference: Callable[..., Any] | None = None,
     **target_options: Any,
 ) -> Any:
     """Capture, optimize and build ``model`` for ``target``; write the artifact to ``out_dir``.
@@ -34,13 +37,22 @@ def compile(
     ``pass_options``, ``dump_dir`` and ``instruments`` go to ``optimize``; ``quantize="int8"`` runs
     ``graphopt.quantize`` on the optimized graph (static with ``calibration_data``, else dynamic).
 
+    The compiled model is checked against PyTorch eager on the example inputs before the artifact
+    is written (``graphopt.eager_check``: float32 within 1e-4, int8 within its stated error): a
+    mismatch raises ``MismatchError`` and writes nothing, unless ``keep_mismatch`` (the artifact is
+    then written, marked in its manifest, and ``load`` refuses it without ``allow_mismatch``).
+    ``check=False`` skips it. ``reference`` is what the outputs are compared with (default
+    ``model``; the captured graph when ``model`` is a ``Graph``).
+
     >>> compiled = graphopt.compile(MnistMLP().eval(), torch.randn(1, 784), out_dir="out/mlp")
     >>> compiled(np.zeros((1, 784), np.float32))
     """
     from graphopt.capture import capture
     from graphopt.pass_manager import optimize
 
-    graph = model if hasattr(model, "module") and hasattr(model, "example_inputs") else capture(model, example_inputs)
+    _check_build_request(target, out_dir)
+    given_graph = hasattr(model, "module") and hasattr(model, "example_inputs")
+    graph = model if given_graph else capture(model, example_inputs)
     optimized, report = optimize(
         graph,
         passes,
@@ -52,12 +64,24 @@ def compile(
     )
     if quantize is not None:
         optimized = _quantize(optimized, report, quantize, calibration_data)
+    from graphopt.targets import build
+
+    checker = None
+    if check:
+        from graphopt.eager_check import EagerChecker, eager_callable
+
+        eager = reference or (graph if given_graph else eager_callable(model))
+        checker = EagerChecker(eager, optimized, graph.example_inputs, keep_mismatch=keep_mismatch)
+    return build(optimized, report, target=target, out_dir=out_dir, check=checker, **target_options)
+
+
+def _check_build_request(target: str, out_dir: str | Path | None) -> None:
+    """Before any slow step: the target exists and ``out_dir`` can take an artifact."""
     try:
-        from graphopt.targets import build
+        from graphopt.targets import check_build_request
     except ImportError as error:
         raise GraphoptError(f"the compiler targets are not available: {error}") from error
-
-    return build(optimized, report, target=target, out_dir=out_dir, **target_options)
+    check_build_request(target, out_dir)
 
 
 def _quantize(graph: Any, report: Any, scheme: str, calibration_data: Any) -> Any:
@@ -74,8 +98,12 @@ def _quantize(graph: Any, report: Any, scheme: str, calibration_data: Any) -> An
     return quantized
 
 
-def load(out_dir: str | Path) -> Any:
-    """Load an artifact written by ``compile``; runs with the TVM runtime alone (no torch needed)."""
+def load(out_dir: str | Path, *, allow_mismatch: bool = False) -> Any:
+    """Load an artifact written by ``compile``; runs with the TVM runtime alone (no torch needed).
+
+    An artifact kept although it failed its eager check (``keep_mismatch``) loads only with
+    ``allow_mismatch=True``.
+    """
     from graphopt.targets.runtime import load_artifact
 
-    return load_artifact(out_dir)
+    return load_artifact(out_dir, allow_mismatch=allow_mismatch)

@@ -37,8 +37,6 @@ class _Tracer(fx.Tracer):
 
 def normalize_inputs(example_inputs: Any) -> tuple[torch.Tensor, ...]:
     """Accept one tensor, a tuple/list of tensors, or numpy arrays; return a tuple of tensors."""
-    if isinstance(example_inputs, torch.Tensor):
-        return (example_inputs,)
     if not isinstance(example_inputs, (tuple, list)):
         example_inputs = (example_inputs,)
     result = []
@@ -49,7 +47,32 @@ def normalize_inputs(example_inputs: Any) -> tuple[torch.Tensor, ...]:
             result.append(torch.as_tensor(value))
         else:
             raise InputError(f"example input {index} is a {type(value).__name__}, expected a tensor")
+        if 0 in result[-1].shape:
+            shape = "x".join(str(d) for d in result[-1].shape)
+            raise InputError(f"example input {index} has shape {shape}: every dimension must be at least 1")
     return tuple(result)
+
+
+def check_program_inputs(program: torch.export.ExportedProgram, inputs: tuple[torch.Tensor, ...]) -> None:
+    """The inputs fit the shapes ``program`` was exported with (its static dimensions must match)."""
+    user_inputs = program.graph_signature.user_inputs
+    recorded = {n.name: n.meta.get("val") for n in program.graph.nodes if n.op == "placeholder"}
+    if len(inputs) != len(user_inputs):
+        raise InputError(f"the program takes {len(user_inputs)} input(s), {len(inputs)} were given")
+    for index, (name, given) in enumerate(zip(user_inputs, inputs, strict=True)):
+        value = recorded.get(name)
+        if value is None or not hasattr(value, "shape"):
+            continue
+        exported = tuple(value.shape)
+        static = ["?" if not isinstance(d, int) else str(d) for d in exported]
+        fits = len(exported) == given.dim() and all(
+            not isinstance(d, int) or d == g for d, g in zip(exported, given.shape, strict=False)
+        )
+        if not fits:
+            raise InputError(
+                f"input {index} ('{name}') has shape {'x'.join(str(d) for d in given.shape)}, but the program was "
+                f"exported for {'x'.join(static)} ('?' is dynamic): give that shape, or export with dynamic_shapes"
+            )
 
 
 def _user_frame(error: BaseException) -> str | None:
@@ -155,6 +178,7 @@ def capture(model: Any, example_inputs: Any, *, method: str = "auto", name: str 
     if method not in ("auto", "symbolic_trace", "export"):
         raise InputError(f"unknown capture method '{method}' (choose auto, symbolic_trace or export)")
     if isinstance(model, torch.export.ExportedProgram):
+        check_program_inputs(model, inputs)
         module = module_from_exported(model)
         if not _has_training_ops(module):
             _mark_eval(module)

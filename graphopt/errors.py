@@ -84,6 +84,10 @@ class BuildError(GraphoptError):
     """A target's compiler (TVM, nvcc, a cross compiler) failed on a graph it accepted."""
 
 
+class MismatchError(GraphoptError):
+    """A compiled model's outputs differ from PyTorch eager by more than the bound its build states."""
+
+
 def first_line(error: BaseException) -> str:
     """The line of ``error`` worth showing a user: its first non-blank line that is not part of a
     nested traceback (TVM's messages embed one), at most 300 characters; the type name if blank."""

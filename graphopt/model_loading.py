@@ -170,8 +170,8 @@ def parse_shape(text: str) -> tuple[int, ...]:
         shape = tuple(int(p) for p in parts)
     except ValueError:
         raise InputError(f"bad input shape '{text}': write dimensions as integers joined by x, e.g. 1x784") from None
-    if not shape or any(d < 0 for d in shape):
-        raise InputError(f"bad input shape '{text}': dimensions must be non-negative integers")
+    if not shape or any(d < 1 for d in shape):
+        raise InputError(f"bad input shape '{text}': every dimension must be a positive integer")
     return shape
 
 

@@ -10,12 +10,30 @@ Importing this package is cheap and imports neither torch nor tvm: ``graphopt.ta
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from graphopt.targets.registry import TargetBackend, get_target, list_targets, register_target
 
-__all__ = ["TargetBackend", "build", "get_target", "list_targets", "load_artifact", "register_target"]
+__all__ = [
+    "TargetBackend",
+    "build",
+    "check_build_request",
+    "get_target",
+    "list_targets",
+    "load_artifact",
+    "register_target",
+]
+
+
+def check_build_request(target: str, out_dir: str | Path | None = None) -> None:
+    """What can be checked before capture and passes: the target exists, ``out_dir`` can take an artifact."""
+    from graphopt.targets.pipeline.artifact import check_out_dir
+
+    get_target(target)
+    if out_dir is not None:
+        check_out_dir(out_dir)
 
 
 def build(
@@ -28,6 +46,7 @@ def build(
     tune: bool = False,
     tune_trials: int = 64,
     tune_db: str | Path | None = None,
+    check: Callable[[Any], dict[str, Any] | None] | None = None,
     **options: Any,
 ) -> Any:
     """Lower ``graph`` to TVM Relax, compile it for ``target`` and return a ``CompiledModel``.
@@ -36,6 +55,10 @@ def build(
     temporary directory beside it, renamed at the end; on failure nothing is left at ``out_dir``.
     Failures are ``GraphoptError`` subclasses (``UnsupportedOpError`` lists every op the target
     cannot handle, with node names and source lines), never a raw TVM traceback.
+
+    ``check`` (a ``graphopt.eager_check.EagerChecker``) is called with the compiled model before
+    anything is written; it may raise (nothing is then left at ``out_dir``) and what it returns
+    goes into the manifest.
     """
     from graphopt.targets.pipeline.builder import build_graph
 
@@ -48,12 +71,13 @@ def build(
         tune=tune,
         tune_trials=tune_trials,
         tune_db=tune_db,
+        check=check,
         **options,
     )
 
 
-def load_artifact(out_dir: str | Path) -> Any:
+def load_artifact(out_dir: str | Path, *, allow_mismatch: bool = False) -> Any:
     """Load an artifact written by ``build``; needs only the TVM runtime (see ``runtime``)."""
     from graphopt.targets.runtime import load_artifact as _load
 
-    return _load(out_dir)
+    return _load(out_dir, allow_mismatch=allow_mismatch)

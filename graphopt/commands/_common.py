@@ -69,6 +69,53 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, *, default_passes: s
     parser.add_argument("--dump-ir", metavar="DIR", help="write the graph after every pass to DIR (one file per pass)")
 
 
+def add_check_arguments(parser: argparse.ArgumentParser, *, keep: bool = True) -> None:
+    """--no-check, --keep-mismatch: the check of the artifact against PyTorch eager (graphopt.eager_check)."""
+    parser.add_argument("--no-check", action="store_true", help="do not run the artifact against PyTorch eager")
+    if not keep:
+        return
+    parser.add_argument(
+        "--keep-mismatch",
+        action="store_true",
+        help="write the artifact even if it differs from PyTorch eager (marked: graphopt.load then refuses it "
+        "without allow_mismatch=True)",
+    )
+
+
+def check_options(args: argparse.Namespace, loaded: Loaded) -> dict[str, Any]:
+    """The check keywords of ``graphopt.compile`` from the flags: against the user's model itself."""
+    return {
+        "check": not args.no_check,
+        "keep_mismatch": getattr(args, "keep_mismatch", False),
+        "reference": loaded.eager,
+    }
+
+
+def checker(args: argparse.Namespace, loaded: Loaded, graph: Any) -> Any:
+    """An ``EagerChecker`` for ``targets.build`` from the flags (None with --no-check)."""
+    if args.no_check:
+        return None
+    from graphopt.eager_check import EagerChecker
+
+    return EagerChecker(loaded.eager, graph, loaded.inputs, keep_mismatch=getattr(args, "keep_mismatch", False))
+
+
+def recorded_check(compiled: Any) -> Any:
+    """The ``EagerCheck`` in a compiled model's manifest (None when the check was skipped)."""
+    from graphopt.eager_check import recorded
+
+    return recorded(compiled.manifest)
+
+
+def print_check(check: Any) -> None:
+    if check is None:
+        return
+    colour = "yellow" if check.ok is None else "green" if check.ok else "red"
+    text = check.describe()
+    head, colon, rest = text.partition(":")
+    stdout.print(f"[{colour}]{head}[/]{colon}{rest}", highlight=False)
+
+
 def add_json_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
 
@@ -154,19 +201,28 @@ def load_and_capture(args: argparse.Namespace) -> Loaded:
     from graphopt.capture import capture
     from graphopt.model_loading import example_inputs, inputs_like_program, load_model
 
+    # The shapes are checked before the model is loaded (a saved program may omit them).
+    inputs = example_inputs(args.input_shape, args.input_dtype) if args.input_shape else None
     with status(f"loading {args.model}", quiet=getattr(args, "json", False)) as spinner:
         model = load_model(args.model)
         import torch
 
-        if isinstance(model, torch.export.ExportedProgram) and not args.input_shape:
+        if inputs is None and isinstance(model, torch.export.ExportedProgram):
             if args.input_dtype:
                 raise InputError("--input-dtype needs --input-shape")
             inputs = inputs_like_program(model)
-        else:
+        elif inputs is None:
             inputs = example_inputs(args.input_shape, args.input_dtype)
         if spinner is not None:
             spinner.update(f"capturing {args.model}")
         return Loaded(model, inputs, capture(model, inputs, name=model_name(args.model, model)))
+
+
+def check_build_request(target: str, out_dir: str | None) -> None:
+    """The target exists and ``out_dir`` can take an artifact: checked before loading the model."""
+    from graphopt.targets import check_build_request as check
+
+    check(target, out_dir)
 
 
 def resolve_pipeline(passes: str, calibration_data: Any = None) -> list[Any]:

@@ -40,6 +40,7 @@ def add_parser(subparsers: Any) -> None:
         metavar="HOST:PORT",
         help="time the artifact on a TVM RPC server (HOST:PORT, or KEY@HOST:PORT for a tracker)",
     )
+    _common.add_check_arguments(parser, keep=False)
     _common.add_json_argument(parser)
 
 
@@ -62,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.runs < 1 or args.repeat < 1:
         raise InputError("--runs and --repeat must be at least 1")
     options = target_options(args)
+    _common.check_build_request(args.target, None)
     loaded = _common.load_and_capture(args)
     arrays = [t.numpy() for t in loaded.inputs]
     with _common.status("timing PyTorch eager", quiet=args.json):
@@ -74,7 +76,13 @@ def run(args: argparse.Namespace) -> int:
         out_dir = Path(scratch) / "artifact" if args.rpc else None
         with _common.status(f"compiling for {args.target}", quiet=args.json):
             compiled = compile_model(
-                loaded.graph, loaded.inputs, target=args.target, passes=args.passes, out_dir=out_dir, **options
+                loaded.graph,
+                loaded.inputs,
+                target=args.target,
+                passes=args.passes,
+                out_dir=out_dir,
+                **_common.check_options(args, loaded),
+                **options,
             )
         with _common.status("timing the compiled model", quiet=args.json):
             if args.rpc:

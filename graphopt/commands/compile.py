@@ -13,11 +13,6 @@ from typing import Any
 from graphopt.commands import _common
 from graphopt.errors import InputError
 
-#: Compiled float32 results must match PyTorch eager to this relative error (max |diff| / max |eager|).
-#: TVM reorders float32 sums (a 784-long dot product, conv reductions), which moves results by a few
-#: ulps of the largest accumulated value; 1e-4 leaves room for that and still catches a wrong kernel.
-EAGER_TOLERANCE = 1e-4
-
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -34,7 +29,7 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--calibrate", metavar="DATA.npz", help="calibration inputs for --quantize (an .npz or .npy)")
     _common.add_pipeline_arguments(parser)
-    parser.add_argument("--no-check", action="store_true", help="do not run the artifact against PyTorch eager")
+    _common.add_check_arguments(parser)
     _common.add_json_argument(parser)
 
 
@@ -97,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if args.calibrate and not args.quantize and not calibrated:
         raise InputError("--calibrate is used by --quantize int8 (or a pipeline with quantization passes, e.g. O3)")
     total = len(pipeline)
+    _common.check_build_request(args.target, args.out)
     loaded = _common.load_and_capture(args)
     with _common.status(f"compiling for {args.target}", quiet=args.json) as spinner:
         compiled = compile_model(
@@ -111,15 +107,14 @@ def run(args: argparse.Namespace) -> int:
             dump_dir=args.dump_ir,
             instruments=[_common.PassProgress(spinner, total)],
             quantize=args.quantize,
+            **_common.check_options(args, loaded),
             **options,
         )
-        # A quantized model is not held to the float32 tolerance: its error is reported, not judged.
-        quantized = args.quantize is not None or calibrated
-        check = None if args.no_check else check_against_eager(compiled, loaded, strict=not quantized)
+    check = _common.recorded_check(compiled)
     report = compiled.report
     if args.json:
         data = report.to_dict() if report is not None else {}
-        data.update({"target": args.target, "out_dir": args.out, "eager_check": check})
+        data.update({"target": args.target, "out_dir": args.out, "eager_check": check and check.to_dict()})
         _common.print_json(data)
     else:
         if report is not None:
@@ -127,47 +122,11 @@ def run(args: argparse.Namespace) -> int:
             for note in report.notes:
                 _common.stdout.print(f"note: {note}")
         _common.stdout.print(f"artifact: {args.out}" if args.out else "no --out given: the artifact was not saved")
-        print_check(check)
-    return 1 if check is not None and check.get("ok") is False else 0
+        _common.print_check(check)
+    return 1 if check is not None and check.ok is False else 0
 
 
 def load_calibration(path: str) -> Any:
     from graphopt.calibration import load_npz
 
     return load_npz(path)
-
-
-def check_against_eager(compiled: Any, loaded: _common.Loaded, *, strict: bool) -> dict[str, Any]:
-    """Run the artifact on the example inputs and compare with the user's model in PyTorch eager."""
-    from graphopt.numerics import relative_error
-
-    try:
-        outputs = compiled(*[t.numpy() for t in loaded.inputs])
-    except Exception as error:  # e.g. an ARM artifact on an x86 host without qemu
-        return {"checked": False, "reason": f"{type(error).__name__}: {error}".splitlines()[0]}
-    drift = relative_error(loaded.eager(), outputs)
-    return {
-        "checked": True,
-        "max_relative_error": drift,
-        "tolerance": EAGER_TOLERANCE if strict else None,
-        "ok": drift <= EAGER_TOLERANCE if strict else None,
-    }
-
-
-def print_check(check: dict[str, Any] | None) -> None:
-    if check is None:
-        return
-    if not check["checked"]:
-        _common.stdout.print(f"[yellow]not checked against PyTorch eager:[/] {check['reason']}")
-    elif check["ok"] is None:
-        _common.stdout.print(f"against PyTorch eager: max relative error {check['max_relative_error']:.3g} (quantized)")
-    elif check["ok"]:
-        _common.stdout.print(
-            f"[green]matches PyTorch eager[/]: max relative error {check['max_relative_error']:.3g} "
-            f"(tolerance {check['tolerance']:.0e})"
-        )
-    else:
-        _common.stdout.print(
-            f"[red]differs from PyTorch eager[/]: max relative error {check['max_relative_error']:.3g} "
-            f"exceeds {check['tolerance']:.0e}"
-        )

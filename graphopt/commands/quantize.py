@@ -46,6 +46,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--target", default="cpu", help="target for the latency comparison and -o (default cpu)")
     parser.add_argument("--no-latency", action="store_true", help="skip building and timing the two artifacts")
     parser.add_argument("-o", "--out", metavar="OUT_DIR", help="write the int8 artifact here")
+    _common.add_check_arguments(parser)
     _common.add_json_argument(parser)
 
 
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     calibration = load_npz(args.calibrate, args.calibrate_key) if args.calibrate else None
     labels = load_labels(args.labels, args.calibrate) if args.labels else None
     _common.resolve_passes(args.passes, {})
+    _common.check_build_request(args.target, args.out)
     loaded = _common.load_and_capture(args)
     with _common.status("quantizing", quiet=args.json) as spinner:
         optimized, opt_report = optimize(loaded.graph, args.passes)
@@ -99,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         )
         latency: dict[str, float] = {}
         notes = []
+        eager_check = None
         timed = not args.no_latency and _runs_here(args.target)
         if not args.no_latency and not timed:
             notes.append(f"latency not measured: '{args.target}' artifacts do not run on this machine's CPU")
@@ -107,17 +110,22 @@ def run(args: argparse.Namespace) -> int:
 
             if spinner is not None:
                 spinner.update(f"building the int8 artifact for {args.target}")
-            int8 = build(quantized, opt_report, target=args.target, out_dir=args.out)
+            check = _common.checker(args, loaded, quantized)
+            int8 = build(quantized, opt_report, target=args.target, out_dir=args.out, check=check)
+            eager_check = _common.recorded_check(int8)
             if timed:
-                float32 = build(optimized, opt_report, target=args.target)
+                check = _common.checker(args, loaded, optimized)
+                float32 = build(optimized, opt_report, target=args.target, check=check)
                 latency = {
                     "float32_ms": _latency_ms(float32, loaded.inputs),
                     "int8_ms": _latency_ms(int8, loaded.inputs),
                 }
     data = report.to_dict() | {"latency": latency, "out_dir": args.out, "target": args.target, "notes": notes}
+    data["eager_check"] = eager_check and eager_check.to_dict()
+    status = 1 if eager_check is not None and eager_check.ok is False else 0
     if args.json:
         _common.print_json(data)
-        return 0
+        return status
     table = report.table()
     if latency:
         speedup = latency["float32_ms"] / latency["int8_ms"]
@@ -131,4 +139,5 @@ def run(args: argparse.Namespace) -> int:
         _common.stdout.print(note)
     if args.out:
         _common.stdout.print(f"int8 artifact: {args.out}")
-    return 0
+    _common.print_check(eager_check)
+    return status

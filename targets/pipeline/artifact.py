@@ -45,7 +45,9 @@ def base_manifest(**fields: Any) -> dict[str, Any]:
     return {"format": FORMAT, "format_version": FORMAT_VERSION, **fields}
 
 
-def _check_replaceable(out_dir: Path) -> None:
+def check_out_dir(out_dir: str | Path) -> None:
+    """``out_dir`` can take an artifact: absent, an empty folder, or an artifact (replaced)."""
+    out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"cannot write the artifact to {out_dir}: a file of that name exists")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file():
@@ -64,7 +66,7 @@ def write_artifact(
     ``manifest["files"]`` gets the sha256 and size of every file written.
     """
     out_dir = Path(out_dir).absolute()
-    _check_replaceable(out_dir)
+    check_out_dir(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
@@ -86,7 +88,7 @@ def _replace(staging: Path, out_dir: Path) -> None:
     """Rename ``staging`` to ``out_dir``; an old artifact there is moved aside first, then deleted."""
     old = None
     if out_dir.exists():
-        _check_replaceable(out_dir)
+        check_out_dir(out_dir)
         old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
         os.rmdir(old)
         os.rename(out_dir, old)

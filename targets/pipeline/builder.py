@@ -14,7 +14,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ def build_graph(
     tune: bool = False,
     tune_trials: int = 64,
     tune_db: str | Path | None = None,
+    check: Callable[[CompiledModel], dict[str, Any] | None] | None = None,
     **options: Any,
 ) -> CompiledModel:
     """See ``graphopt.targets.build``."""
@@ -72,6 +73,8 @@ def build_graph(
         files={},
         library=None,
     )
+    if check is not None:  # before anything is written: a failed check raises and leaves no artifact
+        manifest = {**manifest, **(check(_as_model(backend, CompiledModel(executable, manifest, report=report))) or {})}
     if out_dir is not None:
         export = backend.export_library or _export_with_host_compiler
 
@@ -82,7 +85,10 @@ def build_graph(
         with _summarized(f"cannot write the library for target '{target}'"):
             manifest = write_artifact(out_dir, manifest, write_files)
     written = Path(out_dir) if out_dir is not None else None
-    compiled = CompiledModel(executable, manifest, out_dir=written, report=report)
+    return _as_model(backend, CompiledModel(executable, manifest, out_dir=written, report=report))
+
+
+def _as_model(backend: Any, compiled: CompiledModel) -> CompiledModel:
     model_class = backend.extra.get("model_class")  # a cross target's stand-in: arm runs under qemu
     return model_class(compiled) if model_class else compiled
 

@@ -338,11 +338,22 @@ def use_prebuilt_kernels(out_dir: Path, manifest: dict[str, Any]) -> None:
         use_prebuilt_kernels.installed = True  # type: ignore[attr-defined]
 
 
-def load_artifact(out_dir: str | Path) -> CompiledModel:
-    """Load the artifact at ``out_dir`` after checking its manifest, hashes and target."""
+def load_artifact(out_dir: str | Path, *, allow_mismatch: bool = False) -> CompiledModel:
+    """Load the artifact at ``out_dir`` after checking its manifest, hashes and target.
+
+    An artifact kept although it failed its check against PyTorch eager (``keep_mismatch``) is
+    refused unless ``allow_mismatch``.
+    """
     directory = Path(out_dir)
     manifest = read_manifest(directory)
     verify_files(directory, manifest)
+    check = manifest.get("eager_check")
+    if isinstance(check, dict) and check.get("ok") is False and not allow_mismatch:
+        raise ArtifactError(
+            f"the artifact at {out_dir} failed its check against PyTorch eager when it was built (max relative "
+            f"error {check.get('max_relative_error'):.3g} on output '{check.get('output')}', bound "
+            f"{check.get('tolerance'):.1e}): graphopt.load(..., allow_mismatch=True) loads it anyway"
+        )
     check_runnable_here(manifest)
     if manifest["target"].get("device") == "cuda":
         use_prebuilt_kernels(directory, manifest)

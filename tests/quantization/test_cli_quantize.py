@@ -55,7 +55,8 @@ def test_compile_o3_with_calibration_reports_the_int8_error_and_succeeds(capsys,
     assert status == 0
     assert "insert_qdq" in [p["name"] for p in report["passes"]]
     check = report["eager_check"]
-    assert check["checked"] and check["ok"] is None and 0 < check["max_relative_error"] < 0.2
+    assert check["checked"] and check["ok"] is True and check["quantized"]
+    assert 0 < check["max_relative_error"] < 0.2 and check["max_relative_error"] <= check["tolerance"]
 
 
 def test_table_without_data_is_dynamic(capsys) -> None:
