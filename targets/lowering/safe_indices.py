@@ -26,6 +26,8 @@ import numpy as np
 import tvm
 from tvm import relax
 
+from graphopt.targets.lowering.positive_axes import rewrite_relax_functions
+
 
 def _static_size(expr: relax.Expr, axis: int) -> int | None:
     shape = getattr(expr.ty, "shape", None)
@@ -94,8 +96,4 @@ def bound_indices(mod: tvm.IRModule) -> tvm.IRModule:
 
     >>> mod = bound_indices(mod)  # x[:, -1]: take(x, 4, axis=1, mode="clip") for an axis of 5
     """
-    rewriter = _IndexRewriter(mod)
-    for gvar, func in mod.functions_items():
-        if isinstance(func, relax.Function):
-            rewriter.builder_.update_func(gvar, rewriter.visit_expr(func))
-    return relax.transform.Normalize()(rewriter.builder_.get())
+    return relax.transform.Normalize()(rewrite_relax_functions(_IndexRewriter(mod), mod))
