@@ -8,9 +8,12 @@ import numpy as np
 
 
 def flatten_outputs(value: Any) -> list[np.ndarray]:
-    """Outputs (a tensor, an array, or nested tuples/lists/dicts of them) as a list of arrays."""
+    """Outputs (a tensor, an array, or nested tuples/lists/dicts of them) as a list of arrays.
+
+    A dict is read in insertion order, the order ``torch.export`` (and so a compiled artifact) keeps.
+    """
     if isinstance(value, dict):
-        return [a for key in sorted(value) for a in flatten_outputs(value[key])]
+        return [a for item in value.values() for a in flatten_outputs(item)]
     if isinstance(value, (list, tuple)):
         return [a for item in value for a in flatten_outputs(item)]
     if hasattr(value, "detach"):

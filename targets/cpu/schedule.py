@@ -28,6 +28,8 @@ from tvm import relax, topi
 from tvm.s_tir import dlight
 from tvm.target import Target
 
+from graphopt.targets.lowering.positive_axes import PositiveAxes, rewrite_relax_functions
+
 from . import int8_kernels
 from .schedule_simple import Injective, ParallelFallback
 from .schedule_tiled import TiledContraction
@@ -63,14 +65,6 @@ class _ClipRewriter(relax.PyExprMutator):
         return relax.op.minimum(lower, relax.const(float(high.value), dtype))
 
 
-def _rewrite_relax_functions(rewriter: relax.PyExprMutator, mod: tvm.IRModule) -> tvm.IRModule:
-    """``mod`` with every Relax function passed through ``rewriter``."""
-    for gvar, func in mod.functions_items():
-        if isinstance(func, relax.Function):
-            rewriter.builder_.update_func(gvar, rewriter.visit_expr(func))
-    return rewriter.builder_.get()
-
-
 @tvm.transform.module_pass(opt_level=0, name="ClipAsMinMax")
 class ClipAsMinMax:
     """``clip`` (ReLU6, hardtanh) as ``minimum(maximum(x, lo), hi)``: TVM 0.27's ConvertLayout has no
@@ -78,7 +72,7 @@ class ClipAsMinMax:
     the conv kernel; the two binary ops follow the layout and fuse into the conv's epilogue."""
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        return _rewrite_relax_functions(_ClipRewriter(mod), mod)
+        return rewrite_relax_functions(_ClipRewriter(mod), mod)
 
 
 @tvm.transform.module_pass(opt_level=0, name="FastGelu")
@@ -86,7 +80,7 @@ class FastGelu:
     """GELU through TOPI's vectorizable ``fast_erf`` (libm's erf is a scalar call per element)."""
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        return _rewrite_relax_functions(_GeluRewriter(mod), mod)
+        return rewrite_relax_functions(_GeluRewriter(mod), mod)
 
 
 def default_rules() -> list[dlight.ScheduleRule]:
@@ -118,11 +112,12 @@ def _has_fused_prim_funcs(mod: tvm.IRModule) -> bool:
 
 def prepare_cpu_module(mod: tvm.IRModule, target: Target) -> tvm.IRModule:
     """Relax-level preparation: batch norm as a scale and shift (fused into the conv epilogue), NHWC
-    layouts, legalization (matmuls and convs on packed weights: ``int8_kernels.legalize_map``),
+    layouts (after writing negative axes as positive ones, which ConvertLayout needs), legalization (matmuls and convs on packed weights: ``int8_kernels.legalize_map``),
     constant folding, fusion."""
     passes = [
         relax.transform.DecomposeOpsForInference(),
         ClipAsMinMax(),
+        PositiveAxes(),  # ConvertLayout aborts (std::bad_alloc) on a negative axis: MultiheadAttention's squeeze
         relax.transform.ConvertLayout(NHWC_LAYOUTS),
         relax.transform.Normalize(),
         FastGelu(),

@@ -23,6 +23,7 @@ from graphopt.errors import CaptureError, GraphoptError, InputError, Unsupported
 from graphopt.ir import Graph
 from graphopt.metadata import user_source
 from graphopt.targets.lowering.converters import BUILTIN_CHECKS, BUILTIN_CONVERTERS
+from graphopt.targets.lowering.safe_indices import bound_indices
 
 #: Converters for ops TVM's frontend does not know: ``"op_name.overload" -> fn(node, importer)``.
 #: ``fn`` gets the exported fx node and the importer (``importer.env[arg]`` is an argument's
@@ -130,6 +131,7 @@ def lower_to_relax(
 ) -> tuple[Any, dict[str, Any]]:
     """Lower ``graph`` to a Relax ``IRModule`` with one function "main".
 
+    Every gather reads in bounds with PyTorch's meaning of negative indices (``safe_indices``).
     Returns ``(mod, params)``. By default the parameters are bound into ``mod`` as constants and
     ``params`` is empty; with ``keep_params`` they stay function inputs after the user's inputs
     and ``params`` maps their names to ``tvm.runtime.Tensor`` values.
@@ -155,6 +157,7 @@ def lower_to_relax(
         where, source = _where(graph, failing) if failing is not None else (None, None)
         op = f"aten.{_op_name(failing.target)}" if failing is not None else None
         raise UnsupportedOpError(target, [(where or "?", op or "?", source)]) from error
+    mod = bound_indices(mod)
     params: dict[str, Any] = {}
     if keep_params:
         names = [spec.arg.name for spec in program.graph_signature.input_specs if spec.kind.name == "PARAMETER"]

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from torch import fx
+
 from graphopt.errors import BuildError, GraphoptError
 from graphopt.ir import Graph
 from graphopt.targets.lowering.lower import lower_to_relax
@@ -59,6 +61,7 @@ def build_graph(
         },
         inputs=[s.to_dict() for s in inputs],
         outputs=[s.to_dict() for s in outputs],
+        output_keys=dict_output_keys(graph),
         dynamic_batch=dynamic_batch,
         params="bound into the library as constants",
         passes=report.to_dict() if report is not None else None,
@@ -113,7 +116,30 @@ def _spec(name: str, ty: Any) -> TensorSpec:
     return TensorSpec(name, shape, str(ty.dtype))
 
 
+def dict_output_keys(graph: Graph) -> list[str] | None:
+    """The keys, in order, of a model that returns one flat dict of tensors (``{"sum": a, ...}``), else None.
+
+    A symbolic_trace graph returns the dict itself; an exported one a flat tuple, with the dict in its
+    output pytree spec. The artifact then names its outputs by these keys and returns a dict.
+    """
+    args = graph.output_node().args[0]
+    if isinstance(args, dict):
+        keys, values = list(args), list(args.values())
+        return [str(k) for k in keys] if all(isinstance(v, fx.Node) for v in values) else None
+    spec = getattr(graph.module, "_out_spec", None)
+    if (
+        spec is not None
+        and spec.type is dict
+        and all(child.num_leaves == 1 and not child.children() for child in spec.children())
+    ):
+        return [str(k) for k in spec.context]
+    return None
+
+
 def _output_names(graph: Graph, count: int) -> list[str]:
+    keys = dict_output_keys(graph)
+    if keys is not None and len(keys) == count:
+        return keys
     args = graph.output_node().args[0]
     flat = list(args) if isinstance(args, (tuple, list)) else [args]
     names = [getattr(a, "name", None) for a in flat]

@@ -55,7 +55,8 @@ class TensorSpec:
 class CompiledModel:
     """A compiled model: call it with numpy arrays (or torch tensors), get numpy arrays back.
 
-    One output comes back as an array, several as a tuple. Inputs are checked against the
+    One output comes back as an array, several as a tuple, a model's dict of outputs as a dict (same
+    keys, same order). Inputs are checked against the
     manifest first, so a wrong shape or dtype is an ``InputError`` naming the input.
     """
 
@@ -66,6 +67,7 @@ class CompiledModel:
         self.report = report
         self.inputs = [TensorSpec.from_dict(d) for d in manifest["inputs"]]
         self.outputs = [TensorSpec.from_dict(d) for d in manifest["outputs"]]
+        self.output_keys: list[str] | None = manifest.get("output_keys")
         self._vm: VirtualMachine | None = None
         self._device: Any = None
         self._main: Any = None
@@ -110,8 +112,10 @@ class CompiledModel:
             staging.key, staging.tensors, staging.views = key, *self._staging_tensors(*args, **kwargs)
         for view, array in zip(staging.views, args, strict=False):
             view[...] = array
-        result = to_numpy(self._main(*staging.tensors), len(self.outputs))
-        return _unaliased(result, staging.views)
+        result = _unaliased(to_numpy(self._main(*staging.tensors), len(self.outputs)), staging.views)
+        if self.output_keys is not None:
+            return dict(zip(self.output_keys, result if isinstance(result, tuple) else (result,), strict=True))
+        return result
 
     def _staging_tensors(self, *args: Any, **kwargs: Any) -> tuple[list[Any], list[np.ndarray]]:
         """Checked inputs on the device, and (on the CPU, for numpy inputs) numpy views of them that the
