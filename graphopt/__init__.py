@@ -24,6 +24,7 @@ _LAZY = {
     "load": "graphopt.api",
     "visualize": "graphopt.visualize",
     "quantize": "graphopt.quantize",
+    "prune": "graphopt.pruning",
     "Graph": "graphopt.ir",
     "GraphStats": "graphopt.ir",
     "PassResult": "graphopt.pass_api",
