@@ -25,6 +25,7 @@ _LAZY = {
     "visualize": "graphopt.visualize",
     "quantize": "graphopt.quantize",
     "prune": "graphopt.pruning",
+    "sensitivity": "graphopt.pruning",
     "Graph": "graphopt.ir",
     "GraphStats": "graphopt.ir",
     "PassResult": "graphopt.pass_api",

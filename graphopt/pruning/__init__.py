@@ -14,6 +14,7 @@ from __future__ import annotations
 from graphopt.pruning.dependency import DependencyAnalysis, PruningGroup, analyze, groups
 from graphopt.pruning.importance import IMPORTANCE, scores, select
 from graphopt.pruning.prune import PruneReport, PruneStep, prune
+from graphopt.pruning.sensitivity import SensitivityReport, SensitivityRow, sensitivity
 from graphopt.pruning.shrink import mask, shrink
 
 __all__ = [
@@ -22,11 +23,14 @@ __all__ = [
     "PruneReport",
     "PruneStep",
     "PruningGroup",
+    "SensitivityReport",
+    "SensitivityRow",
     "analyze",
     "groups",
     "mask",
     "prune",
     "scores",
     "select",
+    "sensitivity",
     "shrink",
 ]

@@ -131,12 +131,15 @@ def _budget(ratio: float | None, flops: float | None, params: float | None) -> t
     return name, float(value)
 
 
-def _prune_at(graph: Graph, ratio: float, importance: str, round_to: int, ignore: Sequence[str], seed: int) -> Graph:
-    """A pruned copy of ``graph``: every group at ``ratio``."""
+def _prune_at(
+    graph: Graph, ratio: float | dict[int, float], importance: str, round_to: int, ignore: Sequence[str], seed: int
+) -> Graph:
+    """A pruned copy of ``graph``: every group at ``ratio`` (or group index -> ratio)."""
     work = graph.copy()
     analysis = analyze(work, ignore=ignore)
     unit_scores = scores(analysis, importance, seed=seed)
-    removed = select(analysis, unit_scores, {g.index: ratio for g in analysis.groups}, round_to)
+    ratios = ratio if isinstance(ratio, dict) else {g.index: ratio for g in analysis.groups}
+    removed = select(analysis, unit_scores, ratios, round_to)
     return shrink(analysis, removed) if removed else work
 
 
@@ -179,6 +182,7 @@ def prune(
     evaluate: Callable[[Any], float] | None = None,
     measure: bool = False,
     target: str = "cpu",
+    sensitivity: Any = None,
 ) -> tuple[Graph, PruneReport]:
     """Prune channels of ``model_or_graph``; returns ``(graph, report)`` like ``graphopt.optimize``.
 
@@ -188,6 +192,8 @@ def prune(
     layers whose output channels stay. ``finetune(module)`` runs after every step on the pruned
     ``fx.GraphModule`` (trainable); ``evaluate(module) -> float`` is recorded before and after each
     step; ``measure=True`` compiles before and after each step for ``target`` and times it.
+    ``sensitivity`` (a ``SensitivityReport`` of the same graph) replaces the uniform ratio by
+    per-group levels taken from its curves, least metric loss per FLOP (or parameter) saved first.
 
     >>> pruned, report = graphopt.prune(model, torch.randn(1, 3, 224, 224), flops=0.5)
     >>> compiled = graphopt.compile(pruned, pruned.example_inputs)
@@ -208,7 +214,11 @@ def prune(
             f"nothing to prune in {graph.name}: no channel group can be removed"
             + (f" (channels are fixed because they: {'; '.join(reasons)})" if reasons else " (no Conv/Linear layers)")
         )
+    if sensitivity is not None:
+        _check_sensitivity(sensitivity, analysis, name, steps)
     budget = f"ratio {value}" if name == "ratio" else f"{name} <= {value}x"
+    if sensitivity is not None:
+        budget += f", allocated by sensitivity ({sensitivity.metric})"
     report = PruneReport(graph.name, budget, importance, round_to, graph.stats())
     report.metric_before = _evaluate(evaluate, graph)
     if measure:
@@ -216,7 +226,10 @@ def prune(
     start = time.perf_counter()
     current = graph
     for step in range(1, steps + 1):
-        if name == "ratio":
+        if sensitivity is not None:
+            goal = getattr(report.before, name) * value
+            step_ratio, pruned = _allocate(current, sensitivity, name, goal, importance, round_to, ignore, seed + step)
+        elif name == "ratio":
             step_ratio = 1 - (1 - value) ** (1 / steps)
             pruned = _prune_at(current, step_ratio, importance, round_to, ignore, seed + step)
         else:
@@ -238,6 +251,46 @@ def prune(
     report.notes.append(f"pruned in {time.perf_counter() - start:.2f} s")
     current.notes.append(f"pruned: {budget} ({importance})")
     return current, report
+
+
+def _check_sensitivity(sensitivity: Any, analysis: Any, name: str, steps: int) -> None:
+    if name == "ratio" or steps != 1:
+        raise InputError("allocation by sensitivity needs a flops= or params= budget and steps=1")
+    sizes = {g.index: g.size for g in analysis.groups}
+    for row in sensitivity.rows:
+        if sizes.get(row.group) != row.channels:
+            raise InputError(
+                f"the sensitivity report does not match this graph: its group {row.group} has {row.channels} "
+                "channels here it has " + str(sizes.get(row.group, "no such group"))
+            )
+
+
+def _allocate(
+    graph: Graph,
+    sensitivity: Any,
+    name: str,
+    goal: float,
+    importance: str,
+    round_to: int,
+    ignore: Sequence[str],
+    seed: int,
+) -> tuple[float, Graph]:
+    """Take the sensitivity curves' levels, cheapest first, until ``name`` <= ``goal``.
+
+    Returns the mean per-group ratio (for the report) and the pruned graph.
+    """
+    from graphopt.pruning.sensitivity import allocation_moves
+
+    ratios: dict[int, float] = {}
+    for group, level in allocation_moves(sensitivity, name):
+        ratios[group] = level
+        candidate = _prune_at(graph, ratios, importance, round_to, ignore, seed)
+        if getattr(candidate.stats(), name) <= goal:
+            return sum(ratios.values()) / len(ratios), candidate
+    raise InputError(
+        f"the {name} budget cannot be met with the sensitivity levels measured (at most "
+        f"{max(r.level for r in sensitivity.rows)} per group); run the sensitivity analysis with higher levels"
+    )
 
 
 def _bisect(
