@@ -25,6 +25,8 @@ _LAZY = {
     "visualize": "graphopt.visualize",
     "quantize": "graphopt.quantize",
     "QuantizeOptions": "graphopt.passes.quant_plan",
+    "prune": "graphopt.pruning",
+    "sensitivity": "graphopt.pruning",
     "Graph": "graphopt.ir",
     "GraphStats": "graphopt.ir",
     "PassResult": "graphopt.pass_api",

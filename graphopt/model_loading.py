@@ -238,3 +238,15 @@ def _where(error: BaseException, path: Path | None = None) -> str:
     if path is not None:
         frames = [f for f in frames if Path(f.filename).resolve() == path.resolve()] or frames
     return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+
+
+def load_callable(spec: str, what: str = "function") -> Any:
+    """The callable named by ``file.py:name`` or ``module.name:name`` (an evaluation or data function)."""
+    location, sep, name = spec.rpartition(":")
+    if not sep or not location or not name:
+        raise InputError(f"{what} '{spec}' should read path/to/file.py:name or module.name:name")
+    module = _import_location(location)
+    found = getattr(module, name, None)
+    if not callable(found):
+        raise InputError(f"{location} has no {what} '{name}'")
+    return found

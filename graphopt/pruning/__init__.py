@@ -1,0 +1,36 @@
+"""Structured pruning that shrinks tensors: dependency groups, importance, budgets, sensitivity.
+
+>>> for group in graphopt.pruning.groups(graphopt.capture(model, x)):
+...     print(group.describe())
+>>> pruned, report = graphopt.prune(model, x, flops=0.5)   # at most half the FLOPs
+>>> print(report.table())
+
+``pruned`` is a ``graphopt.Graph`` (a torch.fx GraphModule with smaller weights): it trains, and
+``graphopt.compile`` takes it.
+"""
+
+from __future__ import annotations
+
+from graphopt.pruning.dependency import DependencyAnalysis, PruningGroup, analyze, groups
+from graphopt.pruning.importance import IMPORTANCE, scores, select
+from graphopt.pruning.prune import PruneReport, PruneStep, prune
+from graphopt.pruning.sensitivity import SensitivityReport, SensitivityRow, sensitivity
+from graphopt.pruning.shrink import mask, shrink
+
+__all__ = [
+    "IMPORTANCE",
+    "DependencyAnalysis",
+    "PruneReport",
+    "PruneStep",
+    "PruningGroup",
+    "SensitivityReport",
+    "SensitivityRow",
+    "analyze",
+    "groups",
+    "mask",
+    "prune",
+    "scores",
+    "select",
+    "sensitivity",
+    "shrink",
+]

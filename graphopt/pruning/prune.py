@@ -1,0 +1,339 @@
+"""``graphopt.prune``: structured pruning to a channel ratio or a FLOPs/parameter budget.
+
+One step: analyse the dependency groups of the current graph, score their units, remove the
+lowest ``ratio`` of every group (a multiple of ``round_to`` kept), shrink the tensors. A budget
+(``flops=0.5``: at most half the FLOPs) is met by bisecting the uniform ratio, each candidate built
+and counted for real. ``steps > 1`` reaches the target in equal geometric steps, re-scoring the
+pruned graph each time and calling ``finetune`` between steps. The user's model is never changed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphopt.errors import GraphoptError, InputError
+from graphopt.ir import Graph, GraphStats
+from graphopt.pruning.dependency import analyze
+from graphopt.pruning.importance import IMPORTANCE, scores, select
+from graphopt.pruning.shrink import shrink
+
+#: Ratio bisection stops when the bracket is this narrow (1/4096 of the channels is below any rounding step).
+_BISECTION_STEPS = 12
+_MAX_RATIO = 0.999
+
+
+@dataclass
+class PruneStep:
+    """One prune step: the uniform ratio used, the graph's size after it, metric and latency if asked."""
+
+    step: int
+    ratio: float
+    stats: GraphStats
+    channels: dict[str, tuple[int, int]]  # group label -> (before, after)
+    metric: float | None = None
+    latency_ms: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "ratio": round(self.ratio, 6),
+            "stats": self.stats.to_dict(),
+            "channels": {k: list(v) for k, v in self.channels.items()},
+            "metric": self.metric,
+            "latency_ms": self.latency_ms,
+        }
+
+
+@dataclass
+class PruneReport:
+    """What ``prune`` did: the budget, the size before, one record per step, notes."""
+
+    model: str
+    budget: str
+    importance: str
+    round_to: int
+    before: GraphStats
+    metric_before: float | None = None
+    latency_before_ms: float | None = None
+    steps: list[PruneStep] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def after(self) -> GraphStats:
+        return self.steps[-1].stats if self.steps else self.before
+
+    @property
+    def speedup(self) -> float | None:
+        last = self.steps[-1].latency_ms if self.steps else None
+        return self.latency_before_ms / last if last and self.latency_before_ms else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "budget": self.budget,
+            "importance": self.importance,
+            "round_to": self.round_to,
+            "before": self.before.to_dict(),
+            "after": self.after.to_dict(),
+            "metric_before": self.metric_before,
+            "latency_before_ms": self.latency_before_ms,
+            "speedup": self.speedup,
+            "steps": [s.to_dict() for s in self.steps],
+            "notes": self.notes,
+        }
+
+    def table(self) -> str:
+        """A plain-text table: one row before pruning, one per step."""
+        header = f"{'step':>4}  {'ratio':>6}  {'params':>12}  {'MFLOPs':>10}  {'metric':>9}  {'latency ms':>10}"
+        rows = [f"prune {self.model}: {self.budget}, importance {self.importance}, round_to {self.round_to}", header]
+
+        def row(label: str, ratio: str, stats: GraphStats, metric: float | None, latency: float | None) -> str:
+            metric_text = f"{metric:.4g}" if metric is not None else "-"
+            latency_text = f"{latency:.3f}" if latency is not None else "-"
+            return (
+                f"{label:>4}  {ratio:>6}  {stats.params:>12,}  {stats.flops / 1e6:>10.2f}  "
+                f"{metric_text:>9}  {latency_text:>10}"
+            )
+
+        rows.append(row("-", "0", self.before, self.metric_before, self.latency_before_ms))
+        for step in self.steps:
+            rows.append(row(str(step.step), f"{step.ratio:.3f}", step.stats, step.metric, step.latency_ms))
+        after, before = self.after, self.before
+        summary = f"params {after.params / before.params:.3f}x, FLOPs {after.flops / max(before.flops, 1):.3f}x"
+        if self.speedup is not None:
+            summary += f", compiled latency {self.speedup:.2f}x faster"
+        rows.append(summary)
+        return "\n".join(rows)
+
+
+def _as_graph(model_or_graph: Any, example_inputs: Any) -> Graph:
+    if isinstance(model_or_graph, Graph):
+        return model_or_graph.copy()
+    from graphopt.capture import capture
+
+    if example_inputs is None:
+        raise InputError("prune needs example_inputs to capture the model")
+    return capture(model_or_graph, example_inputs)
+
+
+def _budget(ratio: float | None, flops: float | None, params: float | None) -> tuple[str, float]:
+    given = {
+        name: value for name, value in (("ratio", ratio), ("flops", flops), ("params", params)) if value is not None
+    }
+    if len(given) != 1:
+        raise InputError("give exactly one of ratio=, flops= or params= (e.g. flops=0.5 keeps at most half the FLOPs)")
+    ((name, value),) = given.items()
+    if not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise InputError(f"{name} must lie strictly between 0 and 1, got {value}")
+    return name, float(value)
+
+
+def _prune_at(
+    graph: Graph, ratio: float | dict[int, float], importance: str, round_to: int, ignore: Sequence[str], seed: int
+) -> Graph:
+    """A pruned copy of ``graph``: every group at ``ratio`` (or group index -> ratio)."""
+    work = graph.copy()
+    analysis = analyze(work, ignore=ignore)
+    unit_scores = scores(analysis, importance, seed=seed)
+    ratios = ratio if isinstance(ratio, dict) else {g.index: ratio for g in analysis.groups}
+    removed = select(analysis, unit_scores, ratios, round_to)
+    return shrink(analysis, removed) if removed else work
+
+
+def _measure(graph: Graph, target: str) -> float:
+    """Median milliseconds per run of ``graph`` compiled for ``target`` (O2), on its example inputs."""
+    from graphopt.api import compile as compile_graph
+
+    compiled = compile_graph(graph, graph.example_inputs, target=target)
+    inputs = [t.numpy() for t in graph.example_inputs]
+    times = sorted(compiled.time(*inputs, number=20, repeat=5))
+    return 1000 * times[len(times) // 2]
+
+
+def _evaluate(evaluate: Callable[[Any], float] | None, graph: Graph) -> float | None:
+    if evaluate is None:
+        return None
+    try:
+        return float(evaluate(graph.module))
+    except GraphoptError:
+        raise
+    except Exception as error:
+        raise GraphoptError(
+            f"the evaluation function raised {type(error).__name__}: {error}".splitlines()[0]
+        ) from error
+
+
+def prune(
+    model_or_graph: Any,
+    example_inputs: Any = None,
+    *,
+    ratio: float | None = None,
+    flops: float | None = None,
+    params: float | None = None,
+    importance: str = "l1",
+    round_to: int = 8,
+    ignore: Iterable[str] = (),
+    steps: int = 1,
+    seed: int = 0,
+    finetune: Callable[[Any], Any] | None = None,
+    evaluate: Callable[[Any], float] | None = None,
+    measure: bool = False,
+    target: str = "cpu",
+    sensitivity: Any = None,
+) -> tuple[Graph, PruneReport]:
+    """Prune channels of ``model_or_graph``; returns ``(graph, report)`` like ``graphopt.optimize``.
+
+    Give one of ``ratio`` (remove that fraction of every group's channels), ``flops`` or ``params``
+    (keep at most that fraction of the original). ``importance`` is one of l1, l2, bn_scale,
+    random (seeded by ``seed``); kept channel counts are multiples of ``round_to``. ``ignore`` names
+    layers whose output channels stay. ``finetune(module)`` runs after every step on the pruned
+    ``fx.GraphModule`` (trainable); ``evaluate(module) -> float`` is recorded before and after each
+    step; ``measure=True`` compiles before and after each step for ``target`` and times it.
+    ``sensitivity`` (a ``SensitivityReport`` of the same graph) replaces the uniform ratio by
+    per-group levels taken from its curves, least metric loss per FLOP (or parameter) saved first.
+
+    >>> pruned, report = graphopt.prune(model, torch.randn(1, 3, 224, 224), flops=0.5)
+    >>> compiled = graphopt.compile(pruned, pruned.example_inputs)
+    """
+    name, value = _budget(ratio, flops, params)
+    if importance not in IMPORTANCE:
+        raise InputError(f"unknown importance '{importance}' (choose {', '.join(IMPORTANCE)})")
+    if not isinstance(round_to, int) or round_to < 1:
+        raise InputError(f"round_to must be a positive integer, got {round_to}")
+    if not isinstance(steps, int) or steps < 1:
+        raise InputError(f"steps must be a positive integer, got {steps}")
+    ignore = list(ignore)
+    graph = _as_graph(model_or_graph, example_inputs)
+    analysis = analyze(graph, ignore=ignore)
+    if not analysis.groups:
+        reasons = sorted(set(analysis.why_fixed.values()))[:3]
+        raise InputError(
+            f"nothing to prune in {graph.name}: no channel group can be removed"
+            + (f" (channels are fixed because they: {'; '.join(reasons)})" if reasons else " (no Conv/Linear layers)")
+        )
+    if sensitivity is not None:
+        _check_sensitivity(sensitivity, analysis, name, steps)
+    budget = f"ratio {value}" if name == "ratio" else f"{name} <= {value}x"
+    if sensitivity is not None:
+        budget += f", allocated by sensitivity ({sensitivity.metric})"
+    report = PruneReport(graph.name, budget, importance, round_to, graph.stats())
+    report.metric_before = _evaluate(evaluate, graph)
+    if measure:
+        report.latency_before_ms = _measure(graph, target)
+    start = time.perf_counter()
+    current = graph
+    for step in range(1, steps + 1):
+        if sensitivity is not None:
+            goal = getattr(report.before, name) * value
+            step_ratio, pruned = _allocate(current, sensitivity, name, goal, importance, round_to, ignore, seed + step)
+        elif name == "ratio":
+            step_ratio = 1 - (1 - value) ** (1 / steps)
+            pruned = _prune_at(current, step_ratio, importance, round_to, ignore, seed + step)
+        else:
+            goal = getattr(report.before, name) * value ** (step / steps)
+            step_ratio, pruned = _bisect(current, name, goal, importance, round_to, ignore, seed + step)
+        if finetune is not None:
+            try:
+                finetune(pruned.module)
+            except Exception as error:
+                raise GraphoptError(f"the fine-tuning function raised {type(error).__name__}: {error}") from error
+            pruned.module.eval()
+            pruned.refresh()
+        record = PruneStep(step, step_ratio, pruned.stats(), _channel_changes(current, pruned, ignore))
+        record.metric = _evaluate(evaluate, pruned)
+        if measure:
+            record.latency_ms = _measure(pruned, target)
+        report.steps.append(record)
+        current = pruned
+    report.notes.append(f"pruned in {time.perf_counter() - start:.2f} s")
+    current.notes.append(f"pruned: {budget} ({importance})")
+    return current, report
+
+
+def _check_sensitivity(sensitivity: Any, analysis: Any, name: str, steps: int) -> None:
+    if name == "ratio" or steps != 1:
+        raise InputError("allocation by sensitivity needs a flops= or params= budget and steps=1")
+    sizes = {g.index: g.size for g in analysis.groups}
+    for row in sensitivity.rows:
+        if sizes.get(row.group) != row.channels:
+            raise InputError(
+                f"the sensitivity report does not match this graph: its group {row.group} has {row.channels} "
+                "channels here it has " + str(sizes.get(row.group, "no such group"))
+            )
+
+
+def _allocate(
+    graph: Graph,
+    sensitivity: Any,
+    name: str,
+    goal: float,
+    importance: str,
+    round_to: int,
+    ignore: Sequence[str],
+    seed: int,
+) -> tuple[float, Graph]:
+    """Take the sensitivity curves' levels, cheapest first, until ``name`` <= ``goal``.
+
+    Returns the mean per-group ratio (for the report) and the pruned graph.
+    """
+    from graphopt.pruning.sensitivity import allocation_moves
+
+    ratios: dict[int, float] = {}
+    for group, level in allocation_moves(sensitivity, name):
+        ratios[group] = level
+        candidate = _prune_at(graph, ratios, importance, round_to, ignore, seed)
+        if getattr(candidate.stats(), name) <= goal:
+            return sum(ratios.values()) / len(ratios), candidate
+    raise InputError(
+        f"the {name} budget cannot be met with the sensitivity levels measured (at most "
+        f"{max(r.level for r in sensitivity.rows)} per group); run the sensitivity analysis with higher levels"
+    )
+
+
+def _bisect(
+    graph: Graph, name: str, goal: float, importance: str, round_to: int, ignore: Sequence[str], seed: int
+) -> tuple[float, Graph]:
+    """The smallest uniform ratio whose pruned graph has ``name`` (flops or params) <= ``goal``."""
+    hi = _MAX_RATIO
+    best = _prune_at(graph, hi, importance, round_to, ignore, seed)
+    if getattr(best.stats(), name) > goal:
+        smallest = getattr(best.stats(), name) / getattr(graph.stats(), name)
+        raise InputError(
+            f"the {name} budget cannot be met: with every group at its minimum ({round_to} channel(s) with "
+            f"round_to={round_to}) the model keeps {smallest:.3f}x of its {name}; ask for more or lower round_to"
+        )
+    if getattr(graph.stats(), name) <= goal:
+        return 0.0, graph.copy()
+    lo = 0.0
+    for _ in range(_BISECTION_STEPS):
+        middle = (lo + hi) / 2
+        candidate = _prune_at(graph, middle, importance, round_to, ignore, seed)
+        if getattr(candidate.stats(), name) <= goal:
+            hi, best = middle, candidate
+        else:
+            lo = middle
+    return hi, best
+
+
+def _channel_changes(before: Graph, after: Graph, ignore: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """Output channels of each Conv/Linear that changed size: label -> (before, after)."""
+    changes: dict[str, tuple[int, int]] = {}
+    sizes_after = _widths(after)
+    for label, width in _widths(before).items():
+        new = sizes_after.get(label)
+        if new is not None and new != width:
+            changes[label] = (width, new)
+    return changes
+
+
+def _widths(graph: Graph) -> dict[str, int]:
+    widths = {}
+    for node in graph.module.graph.nodes:
+        facts = node.meta.get("graphopt")
+        if facts is not None and facts.kind in ("conv1d", "conv2d", "conv3d", "linear") and facts.shape:
+            label = str(node.target) if node.op == "call_module" else node.name
+            widths[label] = int(facts.shape[1] if facts.kind != "linear" else facts.shape[-1])
+    return widths

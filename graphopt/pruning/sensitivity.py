@@ -1,0 +1,226 @@
+"""Sensitivity analysis: prune one dependency group at a time at several levels, record the damage.
+
+For every group and level, a copy of the graph loses that fraction of the group's channels (the
+lowest-ranked by ``importance``) and nothing else; the row records its FLOPs and parameters
+relative to the unpruned graph and a metric: ``evaluate(module)`` when given (accuracy, loss...),
+else the *fidelity error*, ``max |y - y_pruned| / max |y|`` on the calibration inputs (0 is
+perfect). ``measure=True`` adds the latency of the compiled candidate on ``target``. Distiller's
+sensitivity CSV is the shape of ``to_csv``: one row per (group, level).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from graphopt.errors import InputError
+from graphopt.ir import Graph
+from graphopt.numerics import relative_error
+from graphopt.pruning.dependency import analyze
+from graphopt.pruning.importance import kept_units, scores, select
+from graphopt.pruning.prune import _as_graph, _evaluate, _measure
+from graphopt.pruning.shrink import shrink
+
+
+@dataclass
+class SensitivityRow:
+    """One candidate: ``group`` pruned at ``level`` (fraction of its channels removed)."""
+
+    group: int
+    layer: str  # the group's first producer, to name it in tables and plots
+    level: float
+    channels: int
+    kept: int
+    flops: float  # relative to the unpruned graph
+    params: float
+    metric: float
+    latency_ms: float | None = None
+
+
+@dataclass
+class SensitivityReport:
+    """All rows, the metric's name, and the unpruned graph's metric and latency."""
+
+    model: str
+    metric: str
+    baseline: float
+    higher_is_better: bool = True
+    baseline_latency_ms: float | None = None
+    rows: list[SensitivityRow] = field(default_factory=list)
+
+    def loss(self, row: SensitivityRow | None) -> float:
+        """How much worse than unpruned a row is (0 for ``None``, the unpruned point); never negative."""
+        if row is None:
+            return 0.0
+        delta = self.baseline - row.metric if self.higher_is_better else row.metric - self.baseline
+        return max(delta, 0.0)
+
+    def curve(self, group: int) -> list[tuple[float, float]]:
+        """(level, metric) points of one group, with the unpruned point (0, baseline) first."""
+        return [(0.0, self.baseline)] + [(r.level, r.metric) for r in self.rows if r.group == group]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "metric": self.metric,
+            "baseline": self.baseline,
+            "higher_is_better": self.higher_is_better,
+            "baseline_latency_ms": self.baseline_latency_ms,
+            "rows": [asdict(r) for r in self.rows],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def to_csv(self) -> str:
+        """One line per (group, level): group, layer, level, channels, kept, flops, params, metric, latency_ms."""
+        buffer = io.StringIO()
+        names = list(SensitivityRow.__dataclass_fields__)
+        writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
+        writer.writeheader()
+        for row in self.rows:
+            writer.writerow(asdict(row))
+        return buffer.getvalue()
+
+    def table(self) -> str:
+        lines = [
+            f"sensitivity of {self.model}: {self.metric} (unpruned {self.baseline:.4g})",
+            f"{'group':>5}  {'layer':<28}  {'level':>5}  {'kept':>9}  {'FLOPs':>6}  {'params':>6}  {self.metric:>12}"
+            + ("  latency ms" if self.baseline_latency_ms is not None else ""),
+        ]
+        for r in self.rows:
+            line = (
+                f"{r.group:>5}  {r.layer[:28]:<28}  {r.level:>5.2f}  {f'{r.kept}/{r.channels}':>9}  "
+                f"{r.flops:>6.3f}  {r.params:>6.3f}  {r.metric:>12.4g}"
+            )
+            if r.latency_ms is not None:
+                line += f"  {r.latency_ms:>10.3f}"
+            lines.append(line)
+        return "\n".join(lines)
+
+
+def _fidelity(graph: Graph, inputs: tuple[torch.Tensor, ...]) -> Callable[[Any], float]:
+    with torch.no_grad():
+        reference = graph.module(*inputs)
+
+    def error(module: Any) -> float:
+        with torch.no_grad():
+            return relative_error(reference, module(*inputs))
+
+    return error
+
+
+def sensitivity(
+    model_or_graph: Any,
+    example_inputs: Any = None,
+    *,
+    levels: Sequence[float] = (0.25, 0.5, 0.75),
+    importance: str = "l1",
+    round_to: int = 1,
+    evaluate: Callable[[Any], float] | None = None,
+    metric_name: str | None = None,
+    higher_is_better: bool = True,
+    calibration_inputs: Any = None,
+    ignore: Iterable[str] = (),
+    groups: Iterable[int] | None = None,
+    measure: bool = False,
+    target: str = "cpu",
+    seed: int = 0,
+) -> SensitivityReport:
+    """Prune each group (or those in ``groups``) alone at each of ``levels``; see the module docstring.
+
+    ``higher_is_better`` says which way ``evaluate``'s metric improves (True for accuracy).
+
+    >>> report = graphopt.pruning.sensitivity(model, torch.randn(1, 1, 28, 28), levels=(0.25, 0.5, 0.75))
+    >>> print(report.table()); Path("sens.csv").write_text(report.to_csv())
+    """
+    levels = [float(level) for level in levels]
+    if not levels or any(not 0 < level < 1 for level in levels):
+        raise InputError(f"sensitivity levels must lie strictly between 0 and 1, got {levels}")
+    graph = _as_graph(model_or_graph, example_inputs)
+    ignore = list(ignore)
+    analysis = analyze(graph, ignore=ignore)
+    if not analysis.groups:
+        raise InputError(f"nothing to prune in {graph.name}: no channel group can be removed")
+    wanted = set(groups) if groups is not None else {g.index for g in analysis.groups}
+    unknown = wanted - {g.index for g in analysis.groups}
+    if unknown:
+        raise InputError(f"no group {sorted(unknown)[0]} (the graph has groups 0..{len(analysis.groups) - 1})")
+    if evaluate is None:
+        inputs = graph.example_inputs
+        if calibration_inputs is not None:
+            from graphopt.capture import normalize_inputs
+
+            inputs = normalize_inputs(calibration_inputs)
+        evaluate, metric_name, higher_is_better = _fidelity(graph, inputs), "fidelity error", False
+    baseline = _evaluate(evaluate, graph)
+    assert baseline is not None
+    report = SensitivityReport(graph.name, metric_name or "metric", baseline, higher_is_better)
+    if measure:
+        report.baseline_latency_ms = _measure(graph, target)
+    before = graph.stats()
+    unit_scores = scores(analysis, importance, seed=seed)
+    for group in analysis.groups:
+        if group.index not in wanted:
+            continue
+        layer = next(name for name, side in group.layers if side == "out")
+        for level in levels:
+            keep = kept_units(group, level, round_to)
+            if keep == group.size:
+                continue
+            removed = select(analysis, unit_scores, {group.index: level}, round_to)
+            candidate = graph.copy()
+            shrink(analyze(candidate, ignore=ignore), removed)
+            stats = candidate.stats()
+            row = SensitivityRow(
+                group.index,
+                layer,
+                level,
+                group.size,
+                keep,
+                stats.flops / max(before.flops, 1),
+                stats.params / max(before.params, 1),
+                _evaluate(evaluate, candidate) or 0.0,
+            )
+            if measure:
+                row.latency_ms = _measure(candidate, target)
+            report.rows.append(row)
+    return report
+
+
+def allocation_moves(report: SensitivityReport, budget: str) -> list[tuple[int, float]]:
+    """Per-group levels in the order a budget should take them: least metric loss per unit saved first.
+
+    ``budget`` is ``flops`` or ``params``. Each group's levels are taken in increasing order; among
+    the groups' next levels, the one whose extra loss per extra fraction saved is smallest comes
+    next (a greedy walk down the curves, treating the groups' savings as additive).
+    """
+    by_group: dict[int, list[SensitivityRow]] = {}
+    for row in report.rows:
+        by_group.setdefault(row.group, []).append(row)
+    for rows in by_group.values():
+        rows.sort(key=lambda r: r.level)
+    position = dict.fromkeys(by_group, -1)
+    moves: list[tuple[int, float]] = []
+    while True:
+        best: tuple[float, int] | None = None
+        for group, rows in by_group.items():
+            if position[group] + 1 >= len(rows):
+                continue
+            current = rows[position[group]] if position[group] >= 0 else None
+            following = rows[position[group] + 1]
+            saved = (getattr(current, budget) if current else 1.0) - getattr(following, budget)
+            cost = (report.loss(following) - report.loss(current)) / max(saved, 1e-9)
+            if best is None or cost < best[0]:
+                best = (cost, group)
+        if best is None:
+            return moves
+        group = best[1]
+        position[group] += 1
+        moves.append((group, by_group[group][position[group]].level))

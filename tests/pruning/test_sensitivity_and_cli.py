@@ -1,0 +1,130 @@
+"""Sensitivity analysis, allocation from its curves, and the ``graphopt prune`` / ``sensitivity`` commands."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+import graphopt
+from graphopt.cli import main
+from graphopt.errors import InputError
+from graphopt.pruning.sensitivity import allocation_moves
+from samples.cnn import DigitsCNN
+
+ROOT = Path(__file__).resolve().parents[2]
+CNN = f"{ROOT}/samples/cnn.py:DigitsCNN"
+X = torch.randn(2, 1, 28, 28)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
+    status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_sensitivity_prunes_each_group_alone_and_writes_csv_rows() -> None:
+    report = graphopt.sensitivity(DigitsCNN().eval(), X, levels=(0.25, 0.5))
+    assert [(r.group, r.level, r.kept) for r in report.rows] == [
+        (0, 0.25, 12),
+        (0, 0.5, 8),
+        (1, 0.25, 24),
+        (1, 0.5, 16),
+    ]
+    assert report.metric == "fidelity error" and report.baseline == 0.0 and not report.higher_is_better
+    assert all(r.metric > 0 for r in report.rows)
+    assert report.curve(0) == [(0.0, 0.0), (0.25, report.rows[0].metric), (0.5, report.rows[1].metric)]
+    rows = list(csv.DictReader(io.StringIO(report.to_csv())))
+    assert len(rows) == 4 and float(rows[3]["flops"]) == pytest.approx(report.rows[3].flops)
+    assert json.loads(report.to_json())["rows"][0]["layer"] == "conv1"
+
+
+def test_allocation_follows_the_curves_and_meets_the_budget() -> None:
+    model = DigitsCNN().eval()
+    curves = graphopt.sensitivity(model, X, levels=(0.25, 0.5, 0.75))
+    first = {r.group: r for r in curves.rows if r.level == 0.25}
+    cheapest = min(first, key=lambda g: first[g].metric / (1 - first[g].flops))  # loss per FLOP saved
+    assert allocation_moves(curves, "flops")[0] == (cheapest, 0.25)
+    _, report = graphopt.prune(model, X, flops=0.5, round_to=1, sensitivity=curves)
+    assert report.after.flops <= 0.5 * report.before.flops
+    assert "allocated by sensitivity" in report.budget
+    with pytest.raises(InputError, match="allocation by sensitivity needs a flops= or params= budget"):
+        graphopt.prune(model, X, ratio=0.5, sensitivity=curves)
+    with pytest.raises(InputError, match="sensitivity levels must lie strictly between 0 and 1"):
+        graphopt.sensitivity(model, X, levels=(0.5, 1.0))
+
+
+def test_cli_prune_saves_a_program_that_prune_reports_and_compile_reads(capsys, tmp_path) -> None:
+    out = tmp_path / "pruned.pt2"
+    status, stdout, _ = run(capsys, "prune", CNN, "--input-shape", "1x1x28x28", "--flops", "0.5", "-o", out, "--json")
+    assert status == 0 and out.is_file()
+    report = json.loads(stdout)
+    assert report["after"]["flops"] <= 0.5 * report["before"]["flops"] and report["out"] == str(out)
+    program = torch.export.load(str(out))
+    x = torch.randn(1, 1, 28, 28)
+    assert program.module()(x).shape == (1, 10)
+    assert program.module().conv1.weight.shape[0] < 16  # the saved graph holds the smaller tensors
+
+
+def test_cli_prune_lists_groups_and_refuses_bad_budgets_without_writing(capsys, tmp_path) -> None:
+    status, stdout, _ = run(capsys, "prune", CNN, "--input-shape", "1x1x28x28", "--groups")
+    assert status == 0 and stdout.splitlines()[0] == "group 0: 16 channels; out of conv1, bn1; into conv2"
+    out = tmp_path / "pruned.pt2"
+    for argv, message in [
+        (["--flops", "1.5"], "flops must lie strictly between 0 and 1, got 1.5"),
+        (["--flops", "0.001"], "the flops budget cannot be met"),
+        ([], "give a budget: --flops F, --params P or --ratio R"),
+        (["--ratio", "0.5", "--ignore", "nope"], "ignored layer 'nope' is not in the graph"),
+    ]:
+        status, _, err = run(capsys, "prune", CNN, "--input-shape", "1x1x28x28", *argv, "-o", out)
+        assert status == 2 and message in err and len(err.strip().splitlines()) == 1
+        assert not out.exists()
+
+
+def test_cli_sensitivity_with_a_user_metric_writes_csv(capsys, tmp_path) -> None:
+    metric = tmp_path / "metric.py"
+    metric.write_text(
+        textwrap.dedent(
+            """
+            import torch
+            torch.manual_seed(0)
+            X = torch.randn(4, 1, 28, 28)
+            def mean_logit(module):
+                with torch.no_grad():
+                    return float(module(X).mean())
+            def broken(module):
+                raise ValueError("no labels")
+            """
+        )
+    )
+    table = tmp_path / "sens.csv"
+    status, stdout, _ = run(
+        capsys,
+        "sensitivity",
+        CNN,
+        "--input-shape",
+        "1x1x28x28",
+        "--eval",
+        f"{metric}:mean_logit",
+        "--levels",
+        "0.5",
+        "--csv",
+        table,
+    )
+    assert status == 0 and "mean_logit" in stdout
+    assert [row["level"] for row in csv.DictReader(table.open())] == ["0.5", "0.5"]
+    status, _, err = run(capsys, "sensitivity", CNN, "--input-shape", "1x1x28x28", "--eval", f"{metric}:broken")
+    assert status == 2 and "the evaluation function raised ValueError: no labels" in err
+
+
+@pytest.mark.slow
+def test_cli_compile_takes_the_pruned_program(capsys, tmp_path) -> None:
+    pruned = tmp_path / "pruned.pt2"
+    assert run(capsys, "prune", CNN, "--input-shape", "1x1x28x28", "--ratio", "0.5", "-o", pruned)[0] == 0
+    status, stdout, _ = run(capsys, "compile", pruned, "-o", tmp_path / "artifact")
+    assert status == 0 and "matches PyTorch eager" in stdout
