@@ -82,3 +82,13 @@ class ArtifactError(GraphoptError):
 
 class BuildError(GraphoptError):
     """A target's compiler (TVM, nvcc, a cross compiler) failed on a graph it accepted."""
+
+
+class UnsupportedOnnxError(UnsupportedOpError):
+    """An ONNX model has nodes graphopt cannot import; all of them are listed at once."""
+
+    def __init__(self, problems: list[tuple[str, str, str | None]], hint: str) -> None:
+        self.target = "onnx"
+        self.problems = problems
+        listed = "; ".join(f"{op} at node '{node}'" + (f" ({why})" if why else "") for node, op, why in problems)
+        GraphoptError.__init__(self, f"{len(problems)} ONNX node(s) cannot be imported: {listed}; {hint}")
