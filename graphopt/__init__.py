@@ -24,6 +24,7 @@ _LAZY = {
     "load": "graphopt.api",
     "visualize": "graphopt.visualize",
     "quantize": "graphopt.quantize",
+    "export_onnx": "graphopt.onnx_io",
     "Graph": "graphopt.ir",
     "GraphStats": "graphopt.ir",
     "PassResult": "graphopt.pass_api",

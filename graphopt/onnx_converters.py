@@ -6,7 +6,10 @@ plain PyTorch, so the converted model is captured, optimized and lowered like an
 
 - the Reduce ops of opset 18 (and 20 for Max/Min), whose ``axes`` moved from an attribute to an
   input: constant axes only, as onnx2torch's own ReduceSum-13;
-- CastLike (15+), Size (1+), Gelu (20), Trilu (14): not in onnx2torch 1.5.
+- CastLike (15+), Size (1+), Gelu (20), Trilu (14): not in onnx2torch 1.5;
+- Reshape to a constant shape (what every exporter writes) as a plain ``reshape`` with that shape:
+  onnx2torch's Reshape reads the shape tensor at run time, which ``torch.export`` (and so every
+  graphopt target) cannot trace.
 """
 
 from __future__ import annotations
@@ -56,6 +59,17 @@ class Trilu(nn.Module):
     def forward(self, input: torch.Tensor, k: torch.Tensor | None = None) -> torch.Tensor:
         diagonal = self.k if self.k is not None else (int(k.reshape(-1)[0]) if k is not None else 0)
         return torch.triu(input, diagonal) if self.upper else torch.tril(input, diagonal)
+
+
+class StaticReshape(nn.Module):
+    """ONNX Reshape to a constant shape (``0`` copies the input's dimension, ``-1`` is inferred)."""
+
+    def __init__(self, shape: list[int]) -> None:
+        super().__init__()
+        self.shape = shape
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return input.reshape([input.shape[i] if d == 0 else d for i, d in enumerate(self.shape)])
 
 
 class Reduce(nn.Module):
@@ -167,3 +181,21 @@ def register() -> None:
         return OperationConverterResult(torch_module=Trilu(upper, k), onnx_mapping=mapping)
 
     add("Trilu", (14,), trilu)
+
+    for version in (5, 13, 14):
+        general = _CONVERTER_REGISTRY[OperationDescription("", "Reshape", version)]
+        _CONVERTER_REGISTRY[OperationDescription("", "Reshape", version)] = _static_reshape(general)
+
+
+def _static_reshape(general: Any) -> Any:
+    """A Reshape converter that emits ``StaticReshape`` for a constant shape, else defers to onnx2torch's."""
+    from onnx2torch.utils.common import OnnxMapping, OperationConverterResult
+
+    def convert(node: Any, graph: Any) -> Any:
+        if node.attributes.get("allowzero", 0) or not _is_constant(node.input_values[1], graph):
+            return general(node, graph)
+        shape = [int(d) for d in _constant(node.input_values[1], graph).reshape(-1).tolist()]
+        mapping = OnnxMapping(inputs=(node.input_values[0],), outputs=node.output_values)
+        return OperationConverterResult(torch_module=StaticReshape(shape), onnx_mapping=mapping)
+
+    return convert

@@ -115,7 +115,7 @@ def read_onnx(source: Any) -> Any:
         if _uses_external_data(model):
             try:
                 onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
-            except (OSError, ValueError) as error:
+            except Exception as error:  # OSError, or onnx's ValidationError for a missing file
                 raise InputError(
                     f"{path}: cannot load its external data (keep the data files beside the model): {_one_line(error)}"
                 ) from error
