@@ -27,6 +27,7 @@ _LAZY = {
     "QuantizeOptions": "graphopt.passes.quant_plan",
     "prune": "graphopt.pruning",
     "sensitivity": "graphopt.pruning",
+    "export_onnx": "graphopt.onnx_io",
     "Graph": "graphopt.ir",
     "GraphStats": "graphopt.ir",
     "PassResult": "graphopt.pass_api",

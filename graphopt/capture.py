@@ -164,16 +164,25 @@ def _mark_eval(module: nn.Module) -> None:
         submodule.training = False  # set directly: the unlifted module's eval() raises
 
 
-def capture(model: Any, example_inputs: Any, *, method: str = "auto", name: str | None = None) -> Graph:
+def capture(model: Any, example_inputs: Any = None, *, method: str = "auto", name: str | None = None) -> Graph:
     """Trace ``model`` into a ``Graph`` whose nodes carry shape, dtype, parameter bytes and FLOPs.
 
     ``method`` is "auto" (symbolic_trace, then torch.export), "symbolic_trace" or "export".
-    ``model`` may also be a ``torch.export.ExportedProgram``.
+    ``model`` may also be a ``torch.export.ExportedProgram``, or an ONNX model (a ``.onnx`` path or
+    an ``onnx.ModelProto``), converted by onnx2torch and then captured like a PyTorch model; its
+    example inputs default to random ones of the shapes and dtypes the file declares.
 
     >>> graph = graphopt.capture(MnistMLP().eval(), torch.randn(1, 784))
     >>> graph(torch.randn(1, 784)).shape
     torch.Size([1, 10])
+    >>> graph = graphopt.capture("model.onnx")
     """
+    from graphopt.onnx_io import is_onnx_spec
+
+    if is_onnx_spec(model):
+        return _capture_onnx(model, example_inputs, method=method, name=name)
+    if example_inputs is None:
+        raise InputError("capture needs example inputs (a tensor or a tuple of tensors) for a PyTorch model")
     inputs = normalize_inputs(example_inputs)
     if method not in ("auto", "symbolic_trace", "export"):
         raise InputError(f"unknown capture method '{method}' (choose auto, symbolic_trace or export)")
@@ -220,6 +229,36 @@ def capture(model: Any, example_inputs: Any, *, method: str = "auto", name: str 
     graph = Graph(module, inputs, name=model_name, capture_method="export", notes=notes)
     _annotate_or_explain(graph)
     return graph
+
+
+def _capture_onnx(model: Any, example_inputs: Any, *, method: str, name: str | None) -> Graph:
+    """Convert an ONNX model to a torch module with onnx2torch, then capture that module."""
+    from pathlib import Path
+
+    from graphopt.onnx_io import check_inputs, default_opset, import_onnx, inputs_like_onnx
+
+    module, proto = import_onnx(model)
+    if example_inputs is None:
+        inputs = inputs_like_onnx(proto)
+    else:
+        inputs = normalize_inputs(example_inputs)
+        check_inputs(proto, inputs)
+    default_name = Path(model).stem if isinstance(model, (str, Path)) else (proto.graph.name or "onnx_model")
+    graph = capture_converted(module, inputs, method=method, name=name or default_name)
+    graph.notes.insert(0, f"imported from ONNX (opset {default_opset(proto)}) with onnx2torch")
+    return graph
+
+
+def capture_converted(module: fx.GraphModule, inputs: tuple[torch.Tensor, ...], *, method: str, name: str) -> Graph:
+    """Capture onnx2torch's GraphModule; where neither tracer can (shapes computed from tensor values,
+    as ONNX Reshape and Unsqueeze read them), its own fx graph of converter modules is the IR."""
+    try:
+        return capture(module, inputs, method=method, name=name)
+    except CaptureError as error:
+        graph = Graph(module, inputs, name=name, capture_method="onnx2torch")
+        graph.notes.append(f"kept onnx2torch's graph: {error}")
+        _annotate_or_explain(graph)
+        return graph
 
 
 def _describe_inputs(inputs: tuple[torch.Tensor, ...]) -> str:

@@ -96,3 +96,11 @@ def first_line(error: BaseException) -> str:
         if text and not line.startswith((" ", "\t")) and not text.startswith("Traceback"):
             return text[:300]
     return type(error).__name__
+class UnsupportedOnnxError(UnsupportedOpError):
+    """An ONNX model has nodes graphopt cannot import; all of them are listed at once."""
+
+    def __init__(self, problems: list[tuple[str, str, str | None]], hint: str) -> None:
+        self.target = "onnx"
+        self.problems = problems
+        listed = "; ".join(f"{op} at node '{node}'" + (f" ({why})" if why else "") for node, op, why in problems)
+        GraphoptError.__init__(self, f"{len(problems)} ONNX node(s) cannot be imported: {listed}; {hint}")

@@ -1,8 +1,8 @@
 """Turn what a user types on the command line into a model and example inputs.
 
 A model spec is ``path/to/file.py:Name`` or ``package.module:Name`` (a class, instantiated with no
-arguments; a factory, called with none; or a module instance), or a saved ``torch.export``
-program ``model.pt2``. Every failure is an ``InputError`` that says what to fix, so the CLI can
+arguments; a factory, called with none; or a module instance), a saved ``torch.export``
+program ``model.pt2``, or an ONNX model ``model.onnx``. Every failure is an ``InputError`` that says what to fix, so the CLI can
 print one line instead of an import traceback.
 
 >>> model = load_model("samples/mnist_mlp.py:mnist_mlp")
@@ -44,16 +44,16 @@ INT_HIGH = 10
 
 
 def load_model(spec: str) -> nn.Module | torch.export.ExportedProgram:
-    """The model named by ``spec``, in eval mode (an ExportedProgram is returned as loaded)."""
+    """The model named by ``spec``, in eval mode (an ExportedProgram is returned as loaded; an ONNX
+    file comes back as the torch module onnx2torch converts it to)."""
     path = Path(spec)
     suffix = path.suffix.lower()
     if suffix == ".pt2":
         return load_exported_program(path)
     if suffix == ".onnx":
-        raise InputError(
-            f"{spec}: ONNX models are not supported yet; give the PyTorch model as file.py:Class "
-            "or a torch.export program saved with torch.export.save (.pt2)"
-        )
+        from graphopt.onnx_io import import_onnx
+
+        return import_onnx(path)[0]
     if suffix in (".pt", ".pth", ".bin", ".safetensors"):
         raise InputError(
             f"{spec}: a {suffix} file holds weights, not a model; give the model as file.py:Class or file.py:factory "
@@ -198,10 +198,10 @@ def example_inputs(
     if len(kinds) != len(parsed):
         raise InputError(f"{len(kinds)} --input-dtype values for {len(parsed)} inputs: give one, or one per input")
     generator = torch.Generator().manual_seed(seed)
-    return tuple(_random(shape, dtype, generator) for shape, dtype in zip(parsed, kinds, strict=True))
+    return tuple(random_tensor(shape, dtype, generator) for shape, dtype in zip(parsed, kinds, strict=True))
 
 
-def _random(shape: tuple[int, ...], dtype: torch.dtype, generator: torch.Generator) -> torch.Tensor:
+def random_tensor(shape: tuple[int, ...], dtype: torch.dtype, generator: torch.Generator) -> torch.Tensor:
     if dtype.is_floating_point:
         return torch.randn(shape, generator=generator).to(dtype)
     if dtype == torch.bool:
@@ -220,7 +220,7 @@ def inputs_like_program(program: torch.export.ExportedProgram, *, seed: int = 0)
                 raise InputError(f"the program's input '{node.name}' has no recorded shape; give --input-shape")
             specs.append((tuple(int(d) for d in value.shape), value.dtype))
     generator = torch.Generator().manual_seed(seed)
-    return tuple(_random(shape, dtype, generator) for shape, dtype in specs)
+    return tuple(random_tensor(shape, dtype, generator) for shape, dtype in specs)
 
 
 def _one_line(error: BaseException) -> str:

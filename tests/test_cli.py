@@ -198,7 +198,7 @@ UNTRACEABLE = """
             "unknown pass 'no_such_pass' (registered passes: ",
         ),
         (["optimize", MLP, "--input-shape", "1x784", "--pass-option", "nodot=1"], "bad --pass-option 'nodot=1'"),
-        (["optimize", "model.onnx"], "ONNX models are not supported yet"),
+        (["optimize", "model.onnx"], "ONNX file not found: model.onnx"),
         (["optimize", "weights.pt"], "a .pt file holds weights, not a model"),
         (["optimize", "{model}:Gate", "--input-shape", "2x4"], "cannot capture Gate: symbolic_trace failed"),
         (

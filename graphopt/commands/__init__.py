@@ -13,7 +13,7 @@ import pkgutil
 from types import ModuleType
 
 #: Subcommands in the order ``graphopt --help`` lists them; others follow alphabetically.
-ORDER = ("compile", "optimize", "passes", "bench", "quantize", "viz")
+ORDER = ("compile", "optimize", "export", "passes", "bench", "quantize", "viz")
 
 
 def command_names() -> list[str]:

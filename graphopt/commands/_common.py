@@ -22,7 +22,7 @@ from graphopt.errors import InputError
 MODEL_HELP = (
     "the model: path/to/file.py:Name (a torch.nn.Module class, instantiated with no arguments, or a factory "
     "function, called with none; the model is put in eval mode), module.name:Name, or a torch.export program "
-    "saved with torch.export.save (file.pt2). ONNX files are not supported yet."
+    "saved with torch.export.save (file.pt2), or an ONNX model (file.onnx; converted with onnx2torch)."
 )
 
 #: Tables keep their columns when piped: a non-terminal gets a wide console rather than rich's 80.
@@ -37,7 +37,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--input-shape",
         action="append",
         metavar="SHAPE",
-        help="shape of one model input, e.g. 1x784; repeat once per input (optional for .pt2 programs)",
+        help="shape of one model input, e.g. 1x784; repeat once per input (optional for .pt2 programs and "
+        ".onnx files without symbolic dimensions)",
     )
     parser.add_argument(
         "--input-dtype",
@@ -190,32 +191,47 @@ class Loaded:
 
 
 def model_name(spec: str, model: Any) -> str:
-    """The name reports show: the file's stem for a .pt2 program, else the model's class."""
+    """The name reports show: the file's stem for a .pt2 program or .onnx file, else the model's class."""
     from pathlib import Path
 
-    return Path(spec).stem if spec.endswith(".pt2") else type(model).__name__
+    return Path(spec).stem if spec.endswith((".pt2", ".onnx")) else type(model).__name__
 
 
 def load_and_capture(args: argparse.Namespace) -> Loaded:
     """Load ``args.model``, build example inputs (``--input-shape``/``--input-dtype``), capture."""
-    from graphopt.capture import capture
+    from graphopt.capture import capture, capture_converted
     from graphopt.model_loading import example_inputs, inputs_like_program, load_model
+    from graphopt.onnx_io import check_inputs, default_opset, import_onnx, inputs_like_onnx
 
     # The shapes are checked before the model is loaded (a saved program may omit them).
     inputs = example_inputs(args.input_shape, args.input_dtype) if args.input_shape else None
     with status(f"loading {args.model}", quiet=getattr(args, "json", False)) as spinner:
-        model = load_model(args.model)
+        onnx_file = args.model.lower().endswith(".onnx")
+        proto = None
+        model: Any
+        if onnx_file:
+            model, proto = import_onnx(args.model)
+        else:
+            model = load_model(args.model)
         import torch
 
-        if inputs is None and isinstance(model, torch.export.ExportedProgram):
+        if inputs is None and (isinstance(model, torch.export.ExportedProgram) or proto is not None):
             if args.input_dtype:
                 raise InputError("--input-dtype needs --input-shape")
-            inputs = inputs_like_program(model)
+            inputs = inputs_like_onnx(proto) if proto is not None else inputs_like_program(model)
         elif inputs is None:
             inputs = example_inputs(args.input_shape, args.input_dtype)
+        if proto is not None:
+            check_inputs(proto, inputs)
         if spinner is not None:
             spinner.update(f"capturing {args.model}")
-        return Loaded(model, inputs, capture(model, inputs, name=model_name(args.model, model)))
+        if proto is not None:
+            graph = capture_converted(model, inputs, method="auto", name=model_name(args.model, model))
+        else:
+            graph = capture(model, inputs, name=model_name(args.model, model))
+        if proto is not None:
+            graph.notes.insert(0, f"imported from ONNX (opset {default_opset(proto)}) with onnx2torch")
+        return Loaded(model, inputs, graph)
 
 
 def check_build_request(target: str, out_dir: str | None) -> None:

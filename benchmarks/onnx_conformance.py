@@ -1,0 +1,242 @@
+"""The onnx package's backend node tests through graphopt's ONNX import, with ONNX Runtime beside it.
+
+Every node test case of the installed onnx package (``onnx.backend.test.case.node.collect_testcases``,
+the generator of ``onnx/backend/test/data/node``: a one-node model, inputs and the reference outputs)
+is imported with ``graphopt.capture(model, inputs)`` (onnx2torch plus graphopt's checks) and the
+captured graph is run in PyTorch. A case passes when every output matches the reference within the
+case's own tolerance (``rtol``/``atol`` as the onnx backend test runner uses them, 1e-3 and 1e-7 unless
+the case says otherwise). ONNX Runtime runs the same cases as the yardstick.
+
+    python benchmarks/onnx_conformance.py --out benchmarks/results/onnx.md
+    python benchmarks/onnx_conformance.py --ops Relu,Conv,Gemm   # a subset, no file written
+
+Results per case: ``pass``, ``mismatch`` (imported and ran, wrong numbers), ``unsupported`` (graphopt's
+one-line import error: no converter, control flow, non-tensor inputs), ``error`` (imported but failed
+to run, or another failure), ``timeout``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import io
+import signal
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.run_suite import cpu_model  # noqa: E402
+
+CASE_SECONDS = 20
+
+
+def node_cases(ops: set[str] | None) -> list[Any]:
+    """The node test cases, each with ``op``: the tested op (for an ``_expanded`` case, its function's op)."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        from onnx.backend.test.case.node import collect_testcases
+
+        cases = [case for case in collect_testcases(None) if case.model is not None and case.data_sets]
+    single = {case.name: case.model.graph.node[0].op_type for case in cases if len(case.model.graph.node) == 1}
+    for case in cases:
+        base = case.name.removesuffix("_expanded").removesuffix("_expanded_ver18")
+        nodes = case.model.graph.node
+        case.op = single.get(base) or single.get(case.name) or (nodes[0].op_type if nodes else "?")
+    if ops:
+        cases = [case for case in cases if case.op in ops]
+    return sorted(cases, key=lambda case: case.name)
+
+
+class CaseTimeoutError(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def time_limit(seconds: int) -> Any:
+    def expire(signum: int, frame: Any) -> None:
+        raise CaseTimeoutError
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _flat(value: Any) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        return [item for element in value for item in _flat(element)]
+    return [value]
+
+
+def matches(outputs: list[Any], expected: list[Any], rtol: float, atol: float) -> tuple[bool, str]:
+    got = [np.asarray(o.detach().numpy() if hasattr(o, "detach") else o) for o in _flat(outputs)]
+    want = [np.asarray(e) for e in _flat(expected)]
+    if len(got) != len(want):
+        return False, f"{len(got)} outputs, expected {len(want)}"
+    for index, (a, b) in enumerate(zip(got, want, strict=True)):
+        if a.shape != b.shape:
+            return False, f"output {index} shape {a.shape}, expected {b.shape}"
+        if b.dtype.kind in "OSU":
+            if not np.array_equal(a, b):
+                return False, f"output {index} differs"
+            continue
+        try:
+            np.testing.assert_allclose(a.astype(np.float64), b.astype(np.float64), rtol=rtol, atol=atol, equal_nan=True)
+        except AssertionError:
+            return False, f"output {index} differs (max abs {np.nanmax(np.abs(a.astype(float) - b.astype(float))):.3g})"
+    return True, ""
+
+
+def run_graphopt(case: Any) -> tuple[str, str]:
+    import torch
+
+    import graphopt
+    from graphopt.errors import GraphoptError
+
+    inputs, expected = case.data_sets[0]
+    if not all(isinstance(i, np.ndarray) for i in inputs):
+        return "unsupported", "non-tensor input"
+    try:
+        tensors = tuple(torch.from_numpy(np.ascontiguousarray(i)) for i in inputs)
+    except TypeError:
+        return "unsupported", f"input dtype {', '.join(sorted({str(i.dtype) for i in inputs}))} has no torch tensor"
+    try:
+        with time_limit(CASE_SECONDS), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            graph = graphopt.capture(case.model, tensors)
+            outputs = graph(*tensors)
+    except CaseTimeoutError:
+        return "timeout", f"over {CASE_SECONDS} s"
+    except GraphoptError as error:
+        kind = "unsupported" if "cannot be imported" in str(error) else "error"
+        return kind, str(error)[:200]
+    except Exception as error:
+        return (
+            "error",
+            f"{type(error).__name__}: {str(error).strip().splitlines()[0][:160] if str(error).strip() else ''}",
+        )
+    ok, why = matches(_flat(outputs), list(expected), case.rtol, case.atol)
+    return ("pass", "") if ok else ("mismatch", why)
+
+
+def run_onnxruntime(case: Any) -> tuple[str, str]:
+    import onnxruntime as ort
+
+    inputs, expected = case.data_sets[0]
+    try:
+        with time_limit(CASE_SECONDS):
+            options = ort.SessionOptions()
+            options.log_severity_level = 4
+            session = ort.InferenceSession(case.model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+            feed = {value.name: data for value, data in zip(session.get_inputs(), inputs, strict=False)}
+            outputs = session.run(None, feed)
+    except CaseTimeoutError:
+        return "timeout", ""
+    except Exception as error:
+        return (
+            "error",
+            f"{type(error).__name__}: {str(error).strip().splitlines()[0][:160] if str(error).strip() else ''}",
+        )
+    ok, why = matches(outputs, list(expected), case.rtol, case.atol)
+    return ("pass", "") if ok else ("mismatch", why)
+
+
+def render(results: list[dict[str, Any]], header: dict[str, str]) -> str:
+    total = len(results)
+    count = collections.Counter(r["graphopt"] for r in results)
+    ort_pass = sum(r["onnxruntime"] == "pass" for r in results)
+    both = [r for r in results if r["onnxruntime"] == "pass"]
+    lines = [
+        "# ONNX backend node tests: graphopt import vs ONNX Runtime",
+        "",
+        f"- command: `{header['command']}`",
+        f"- date: {header['date']}; CPU: {header['cpu']}; onnx {header['onnx']}, onnx2torch {header['onnx2torch']}, "
+        f"onnxruntime {header['onnxruntime']}, torch {header['torch']}; wall time {header['seconds']} s",
+        "- case: a node test of the installed onnx package (`collect_testcases`: the generator of "
+        "`onnx/backend/test/data/node`, `_expanded` function variants included), data set 0; graphopt: "
+        "`graphopt.capture(model, inputs)` then the captured graph in PyTorch; pass = every output within the "
+        "case's rtol/atol of the reference (the onnx runner's rule)",
+        "",
+        f"**graphopt: {count['pass']}/{total} = {count['pass'] / total:.1%} pass**; "
+        f"ONNX Runtime {ort_pass}/{total} = {ort_pass / total:.1%}; on the {len(both)} cases ONNX Runtime passes, "
+        f"graphopt passes {sum(r['graphopt'] == 'pass' for r in both)} "
+        f"({sum(r['graphopt'] == 'pass' for r in both) / max(len(both), 1):.1%}).",
+        "",
+        "graphopt outcomes: "
+        + ", ".join(f"{kind} {count[kind]}" for kind in ("pass", "mismatch", "unsupported", "error", "timeout")),
+        "",
+        "## Per op",
+        "",
+        "| op | cases | graphopt pass | ONNX Runtime pass | graphopt failures (first reason) |",
+        "|---|---|---|---|---|",
+    ]
+    by_op: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for result in results:
+        by_op[result["op"]].append(result)
+    for op in sorted(by_op):
+        rows = by_op[op]
+        failures = [r for r in rows if r["graphopt"] != "pass"]
+        reason = f"{failures[0]['graphopt']}: {failures[0]['why']}".replace("|", "/")[:140] if failures else ""
+        lines.append(
+            f"| {op} | {len(rows)} | {sum(r['graphopt'] == 'pass' for r in rows)} | "
+            f"{sum(r['onnxruntime'] == 'pass' for r in rows)} | {reason} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ops", help="comma-separated op types to run (default: all)")
+    parser.add_argument("--out", type=Path, help="write the markdown table here")
+    parser.add_argument("--verbose", action="store_true", help="print every case")
+    args = parser.parse_args(argv)
+
+    import onnx
+    import onnxruntime
+    import torch
+
+    from graphopt.onnx_io import onnx2torch_version
+
+    started = time.time()
+    cases = node_cases(set(args.ops.split(",")) if args.ops else None)
+    results = []
+    for index, case in enumerate(cases):
+        mine, why = run_graphopt(case)
+        theirs, _ = run_onnxruntime(case)
+        results.append({"name": case.name, "op": case.op, "graphopt": mine, "why": why, "onnxruntime": theirs})
+        if args.verbose:
+            print(f"{case.name}: {mine} {why} | ort {theirs}", flush=True)
+        elif index % 100 == 0:
+            print(f"{index}/{len(cases)}", file=sys.stderr, flush=True)
+    header = {
+        "command": "python "
+        + " ".join(["benchmarks/onnx_conformance.py", *(argv if argv is not None else sys.argv[1:])]),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpu": cpu_model(),
+        "onnx": onnx.__version__,
+        "onnx2torch": onnx2torch_version(),
+        "onnxruntime": onnxruntime.__version__,
+        "torch": torch.__version__,
+        "seconds": f"{time.time() - started:.0f}",
+    }
+    text = render(results, header)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,462 @@
+"""ONNX in and out: read a ``.onnx`` file into a torch module graphopt captures, write a graph as ONNX.
+
+Import is onnx2torch's ``convert`` (ONNX -> ``torch.fx.GraphModule`` of torch modules), which
+graphopt then captures like any PyTorch model, so every pass, the viewer and every target apply.
+Around it graphopt adds what a user needs from a converter that fails deep inside:
+
+- one-line errors for a missing, truncated or non-ONNX file, missing external data, an invalid
+  model (``onnx.checker``) and an opset outside 7..newest;
+- every node onnx2torch cannot convert, listed at once with its name, op and opset, before any
+  conversion starts;
+- converters for newer opset versions of ops whose new version only added tensor types (onnx2torch
+  registers e.g. Identity up to opset 16 and refuses an opset-19 Identity): the older converter is
+  registered for the newer version through onnx2torch's own ``add_converter``; and a few converters
+  onnx2torch lacks (``graphopt.onnx_converters``);
+- onnx2torch imports torchvision for its NonMaxSuppression and RoiAlign converters; PyPI's
+  torchvision does not load with the pinned CPU torch, so when torchvision cannot be imported
+  graphopt imports onnx2torch without it and reports those two ops as unsupported.
+
+Export is ``torch.onnx.export`` of the graph's module (the TorchScript exporter: about 0.2 s for a
+small model where the torch.export-based one takes 2-10 s), checked with ``onnx.checker``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import sys
+import types
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import fx
+
+from graphopt.errors import GraphoptError, InputError, UnsupportedOnnxError
+
+#: The oldest default-domain opset graphopt imports (onnx2torch's converters start at opset 1-9).
+MIN_OPSET = 7
+
+#: Ops whose newer versions changed, besides types, only what does not apply to onnx2torch's converter:
+#: Cast's ``saturate`` and ``round_mode`` act on float8/float4 targets only, which it does not convert;
+#: MaxPool-22's documentation adds that windows starting in the right padding are ignored, which is
+#: what PyTorch's ``max_pool`` (ceil_mode) already does. Other ops are aliased only when
+#: ``_type_only_change`` holds.
+TYPES_ONLY_IN_EFFECT = ("Cast", "MaxPool")
+
+_HINT = (
+    "re-export the model without them, or at another opset (onnx.version_converter.convert_version); "
+    "benchmarks/results/onnx.md lists the ops that import"
+)
+
+#: Ops that need torchvision in onnx2torch.
+_TORCHVISION_OPS = ("NonMaxSuppression", "RoiAlign")
+
+_NUMPY_DTYPES = {
+    "tensor(float)": torch.float32,
+    "tensor(double)": torch.float64,
+    "tensor(float16)": torch.float16,
+    "tensor(bfloat16)": torch.bfloat16,
+    "tensor(int64)": torch.int64,
+    "tensor(int32)": torch.int32,
+    "tensor(int16)": torch.int16,
+    "tensor(int8)": torch.int8,
+    "tensor(uint8)": torch.uint8,
+    "tensor(bool)": torch.bool,
+}
+
+
+@dataclass(frozen=True)
+class OnnxInput:
+    """One graph input of an ONNX model: ``shape`` has a str for a symbolic dimension, None for an unknown one."""
+
+    name: str
+    shape: tuple[int | str | None, ...]
+    dtype: torch.dtype | None
+    type_name: str
+
+    def describe(self) -> str:
+        dims = "x".join("?" if d is None else str(d) for d in self.shape)
+        return f"'{self.name}' {dims or 'scalar'} {self.type_name}"
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+def is_onnx_spec(model: Any) -> bool:
+    """Whether ``model`` names an ONNX model: a path ending in ``.onnx`` or an ``onnx.ModelProto``."""
+    if isinstance(model, (str, Path)):
+        return Path(model).suffix.lower() == ".onnx"
+    return type(model).__name__ == "ModelProto" and type(model).__module__.startswith("onnx")
+
+
+def read_onnx(source: Any) -> Any:
+    """The checked ``onnx.ModelProto`` of a path (external data loaded) or of a ModelProto."""
+    import onnx
+
+    if not isinstance(source, (str, Path)):
+        model = source
+        where = "the ONNX model"
+    else:
+        path = Path(source)
+        where = str(path)
+        if not path.is_file():
+            raise InputError(f"ONNX file not found: {path}")
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception as error:
+            raise InputError(
+                f"{path} is not a readable ONNX model (truncated, or not ONNX): {_one_line(error)}"
+            ) from error
+        if _uses_external_data(model):
+            try:
+                onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
+            except Exception as error:  # OSError, or onnx's ValidationError for a missing file
+                raise InputError(
+                    f"{path}: cannot load its external data (keep the data files beside the model): {_one_line(error)}"
+                ) from error
+    if not model.graph.output or not model.opset_import:
+        raise InputError(f"{where} is not an ONNX model: it has no graph outputs or no opset (truncated file?)")
+    try:
+        onnx.checker.check_model(model)
+    except Exception as error:
+        raise InputError(f"{where} is not a valid ONNX model: {_one_line(error)}") from error
+    return model
+
+
+def _uses_external_data(model: Any) -> bool:
+    import onnx
+
+    return any(
+        tensor.data_location == onnx.TensorProto.EXTERNAL
+        for tensor in onnx.external_data_helper._get_all_tensors(model)
+    )
+
+
+def default_opset(model: Any) -> int:
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
+    raise InputError("the ONNX model imports no default-domain (ai.onnx) opset")
+
+
+def onnx_inputs(model: Any) -> list[OnnxInput]:
+    """The model's real inputs (initializers listed as inputs are weights, not inputs)."""
+    initializers = {t.name for t in model.graph.initializer}
+    inputs = []
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        kind = value.type.WhichOneof("value")
+        if kind != "tensor_type":
+            inputs.append(OnnxInput(value.name, (), None, kind or "unknown"))
+            continue
+        tensor = value.type.tensor_type
+        import onnx
+
+        type_name = f"tensor({onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)})" if tensor.elem_type else "?"
+        type_name = type_name.replace("float32", "float").replace("float64", "double")
+        dims: list[int | str | None] = []
+        for dim in tensor.shape.dim:
+            which = dim.WhichOneof("value")
+            dims.append(int(dim.dim_value) if which == "dim_value" else (dim.dim_param or None))
+        inputs.append(OnnxInput(value.name, tuple(dims), _NUMPY_DTYPES.get(type_name), type_name))
+    return inputs
+
+
+def inputs_like_onnx(model: Any, *, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Seeded random example inputs of the shapes and dtypes an ONNX model declares."""
+    from graphopt.model_loading import random_tensor
+
+    generator = torch.Generator().manual_seed(seed)
+    tensors = []
+    for spec in onnx_inputs(model):
+        if spec.dtype is None:
+            raise InputError(f"ONNX input {spec.describe()} is not a tensor of a supported dtype")
+        if not all(isinstance(d, int) for d in spec.shape):
+            raise InputError(
+                f"ONNX input {spec.describe()} has symbolic or unknown dimensions: give the shapes, "
+                "e.g. --input-shape 1x3x224x224 (once per input), or example inputs"
+            )
+        tensors.append(random_tensor(tuple(int(d) for d in spec.shape), spec.dtype, generator))  # type: ignore[arg-type]
+    return tuple(tensors)
+
+
+def check_inputs(model: Any, inputs: tuple[torch.Tensor, ...]) -> None:
+    """Refuse example inputs whose number, dtype or fixed dimensions differ from the model's inputs."""
+    specs = onnx_inputs(model)
+    if len(inputs) != len(specs):
+        raise InputError(
+            f"the ONNX model takes {len(specs)} input(s) ({', '.join(s.describe() for s in specs)}), got {len(inputs)}"
+        )
+    for spec, tensor in zip(specs, inputs, strict=True):
+        got = f"{'x'.join(map(str, tensor.shape)) or 'scalar'} {str(tensor.dtype).replace('torch.', '')}"
+        if spec.dtype is not None and tensor.dtype != spec.dtype:
+            raise InputError(f"ONNX input {spec.describe()} was given {got} (wrong dtype)")
+        fixed = len(spec.shape) == tensor.dim() and all(
+            not isinstance(d, int) or d == size for d, size in zip(spec.shape, tensor.shape, strict=True)
+        )
+        if spec.shape and not fixed:
+            raise InputError(f"ONNX input {spec.describe()} was given {got} (wrong shape)")
+
+
+# -- converting --------------------------------------------------------------------------------
+
+
+def _onnx2torch() -> Any:
+    """onnx2torch, imported without torchvision if that cannot be imported (see the module docstring)."""
+    if "onnx2torch" in sys.modules:
+        return sys.modules["onnx2torch"]
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # absent, or PyPI's CUDA build failing to load with the CPU torch
+        with _without_torchvision():
+            module = importlib.import_module("onnx2torch")
+    else:
+        module = importlib.import_module("onnx2torch")
+    from graphopt import onnx_converters
+
+    onnx_converters.register()
+    _register_type_only_versions()
+    return module
+
+
+def torchvision_available() -> bool:
+    module = sys.modules.get("onnx2torch.node_converters.nms")
+    return module is not None and not getattr(module.torchvision, "graphopt_stand_in", False)
+
+
+@contextlib.contextmanager
+def _without_torchvision() -> Iterator[None]:
+    """A stand-in ``torchvision`` while onnx2torch imports; its ops raise if a converted model calls them."""
+
+    def missing(*args: Any, **kwargs: Any) -> Any:
+        raise GraphoptError("this ONNX op needs torchvision, which cannot be imported here")
+
+    stand_in = types.ModuleType("torchvision")
+    ops = types.ModuleType("torchvision.ops")
+    ops.nms = ops.box_convert = ops.roi_align = missing  # type: ignore[attr-defined]
+    stand_in.ops = ops  # type: ignore[attr-defined]
+    stand_in.graphopt_stand_in = True  # type: ignore[attr-defined]
+    saved = {name: sys.modules.pop(name) for name in list(sys.modules) if name.split(".")[0] == "torchvision"}
+    sys.modules.update({"torchvision": stand_in, "torchvision.ops": ops})
+    try:
+        yield
+    finally:
+        for name in ("torchvision", "torchvision.ops"):
+            sys.modules.pop(name, None)
+        sys.modules.update(saved)
+
+
+def _register_type_only_versions() -> None:
+    """Alias onnx2torch's newest converter of an op to the op's newer versions that changed only types."""
+    import onnx
+    from onnx2torch.node_converters.registry import _CONVERTER_REGISTRY, OperationDescription, add_converter
+
+    newest = _newest_opset()
+    by_op: dict[str, list[int]] = {}
+    for description in list(_CONVERTER_REGISTRY):
+        if description.domain == "":
+            by_op.setdefault(description.operation_type, []).append(description.version)
+    for op, versions in by_op.items():
+        base = max(versions)
+        converter = _CONVERTER_REGISTRY[OperationDescription("", op, base)]
+        found = {_since_version(op, v) for v in range(base + 1, newest + 1)}
+        since = sorted(v for v in found if v is not None and v != base)
+        for version in since:
+            if op not in TYPES_ONLY_IN_EFFECT and not _type_only_change(
+                onnx.defs.get_schema(op, base), onnx.defs.get_schema(op, version)
+            ):
+                break  # a real change: this and every later version stay unsupported
+            add_converter(operation_type=op, version=version)(converter)
+
+
+def _since_version(op: str, version: int) -> int | None:
+    import onnx
+
+    try:
+        return int(onnx.defs.get_schema(op, version).since_version)
+    except Exception:
+        return None
+
+
+def _type_only_change(old: Any, new: Any) -> bool:
+    """Whether two versions of an op's schema differ in their type constraints only: same attributes
+    (names, defaults, required), inputs, outputs, arities and documentation."""
+
+    def signature(schema: Any) -> tuple[Any, ...]:
+        attributes = sorted((k, str(a.default_value), a.required) for k, a in schema.attributes.items())
+        inputs = [(i.name, i.option) for i in schema.inputs]
+        outputs = [(o.name, o.option) for o in schema.outputs]
+        return (
+            attributes,
+            inputs,
+            outputs,
+            schema.min_input,
+            schema.max_input,
+            schema.min_output,
+            schema.max_output,
+            schema.doc,
+        )
+
+    return signature(old) == signature(new)
+
+
+def unsupported_nodes(model: Any) -> list[tuple[str, str, str | None]]:
+    """Every node onnx2torch has no converter for: (node name, "Op (opset N)", reason or None)."""
+    onnx2torch = _onnx2torch()
+    get_converter = onnx2torch.node_converters.get_converter
+    opsets = {entry.domain or "": int(entry.version) for entry in model.opset_import}
+    opsets.setdefault("", opsets.get("ai.onnx", 0))
+    problems: list[tuple[str, str, str | None]] = []
+    for index, node in enumerate(model.graph.node):
+        domain = "" if node.domain in ("", "ai.onnx") else node.domain
+        version = opsets.get(domain)
+        label = f"{node.op_type} (opset {version})" if not domain else f"{domain}.{node.op_type}"
+        name = node.name or f"#{index}"
+        reason: str | None = None
+        if node.op_type in ("If", "Loop", "Scan") and not domain:
+            reason = "control flow is not supported"
+        elif node.op_type in _TORCHVISION_OPS and not domain:
+            _onnx2torch()
+            if not torchvision_available():
+                reason = "needs torchvision"
+        if reason is None:
+            try:
+                get_converter(operation_type=node.op_type, version=version, domain=domain or "")
+                continue
+            except NotImplementedError:
+                reason = None
+        problems.append((name, label, reason))
+    return problems
+
+
+def import_onnx(source: Any) -> tuple[fx.GraphModule, Any]:
+    """ONNX (a path or ModelProto) -> ``(torch.fx.GraphModule, checked ModelProto)``, or one InputError."""
+    model = read_onnx(source)
+    opset = default_opset(model)
+    newest = _newest_opset()
+    if not MIN_OPSET <= opset <= newest:
+        raise InputError(
+            f"ONNX opset {opset} is not supported (graphopt imports opsets {MIN_OPSET} to {newest}); "
+            "convert the model with onnx.version_converter.convert_version"
+        )
+    problems = unsupported_nodes(model)
+    if problems:
+        raise UnsupportedOnnxError(problems, _HINT)
+    onnx2torch = _onnx2torch()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        try:
+            module = onnx2torch.convert(model)
+        except Exception as error:
+            raise _conversion_error(model, error) from error
+    module.eval()
+    return module, model
+
+
+def _newest_opset() -> int:
+    import onnx
+
+    return int(onnx.defs.onnx_opset_version())
+
+
+def _conversion_error(model: Any, error: Exception) -> GraphoptError:
+    """onnx2torch failed inside a converter (an attribute it does not handle): name every such node."""
+    onnx2torch = _onnx2torch()
+    from onnx2torch.onnx_graph import OnnxGraph
+
+    try:
+        graph = OnnxGraph(model.graph)
+        opset = default_opset(model)
+        failing: list[tuple[str, str, str | None]] = []
+        for name, node in graph.nodes.items():
+            converter = onnx2torch.node_converters.get_converter(
+                operation_type=node.operation_type, version=opset, domain=node.domain
+            )
+            try:
+                converter(node, graph)
+            except Exception as node_error:
+                failing.append((name, f"{node.operation_type} (opset {opset})", _one_line(node_error)))
+    except Exception:
+        failing = []
+    if failing:
+        return UnsupportedOnnxError(failing, _HINT)
+    return InputError(f"cannot convert the ONNX model: {_one_line(error)}")
+
+
+# -- writing -----------------------------------------------------------------------------------
+
+
+def export_onnx(graph: Any, path: str | Path, example_inputs: Any = None, *, opset: int | None = None) -> Path:
+    """Write ``graph`` (a captured or optimized ``graphopt.Graph``) as ONNX to ``path``; returns the path.
+
+    The file is checked with ``onnx.checker.check_model(full_check=True)`` and written only when it
+    passes (the parent folder is created). ``example_inputs`` default to the graph's own.
+
+    >>> optimized, _ = graphopt.optimize(graphopt.capture(model, x), "O2")
+    >>> graphopt.export_onnx(optimized, "model.onnx")
+    """
+    import onnx
+
+    from graphopt.capture import normalize_inputs, quiet_torch
+
+    inputs = normalize_inputs(example_inputs) if example_inputs is not None else tuple(graph.example_inputs)
+    target = Path(path)
+    if target.suffix.lower() != ".onnx":
+        raise InputError(f"ONNX output path should end in .onnx: {target}")
+    buffer = io.BytesIO()
+    names = [f"input_{i}" if not n.name.isidentifier() else n.name for i, n in enumerate(graph.input_nodes())]
+    try:
+        with quiet_torch(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                graph.module,
+                inputs,
+                buffer,  # type: ignore[arg-type]
+                input_names=names,
+                opset_version=opset,
+                dynamo=False,
+                do_constant_folding=True,
+            )
+        model = onnx.load_from_string(buffer.getvalue())
+        onnx.checker.check_model(model, full_check=True)
+    except GraphoptError:
+        raise
+    except Exception as error:
+        raise GraphoptError(f"cannot export graph '{graph.name}' to ONNX: {_one_line(error)}") from error
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(buffer.getvalue())
+    return target
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{type(error).__name__}: {first[:300]}" if first else type(error).__name__
+
+
+def onnx2torch_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("onnx2torch")
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def run_onnxruntime(path: str | Path, inputs: Any) -> list[Any]:
+    """Run an ONNX file in ONNX Runtime (CPU) on ``inputs`` (tensors or arrays); its outputs as numpy arrays."""
+    import numpy as np
+    import onnxruntime
+
+    from graphopt.capture import normalize_inputs
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    arrays = [np.ascontiguousarray(t.detach().cpu().numpy()) for t in normalize_inputs(inputs)]
+    feed = {value.name: array for value, array in zip(session.get_inputs(), arrays, strict=True)}
+    return list(session.run(None, feed))

@@ -1,0 +1,220 @@
+"""ONNX in and out: samples exported with torch.onnx, imported into the IR, checked against ONNX Runtime;
+optimized graphs exported and run by ONNX Runtime; every bad input one line.
+
+The samples go through torch.onnx's TorchScript exporter (``dynamo=False``): about 0.2 s a model
+here, where the torch.export-based exporter takes 2-12 s.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+import graphopt
+from graphopt.errors import GraphoptError, InputError, UnsupportedOpError
+from graphopt.numerics import relative_error
+from graphopt.onnx_io import run_onnxruntime
+from samples.cnn import digits_cnn
+from samples.digits import load_digits_28, load_digits_flat
+from samples.mnist_mlp import mnist_mlp
+from samples.transformer import transformer_encoder
+
+# float32 with a different summation order (onnx2torch's torch kernels vs ONNX Runtime's): ~1e-6
+# relative on these sizes; 1e-5 flags any real difference.
+TOLERANCE = 1e-5
+
+
+def export(model: torch.nn.Module, example: torch.Tensor, path) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (example,), str(path), input_names=["x"], dynamo=False)
+    return str(path)
+
+
+def samples():
+    return {
+        "mnist_mlp": (mnist_mlp(), load_digits_flat()[0][:8]),
+        "digits_cnn": (digits_cnn(), load_digits_28()[0][:8]),
+        "transformer": (transformer_encoder(d_model=32, nhead=4, num_layers=2), torch.randn(2, 8, 32)),
+    }
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("onnx")
+    return {name: (export(model, x, folder / f"{name}.onnx"), model, x) for name, (model, x) in samples().items()}
+
+
+@pytest.mark.parametrize("name", ["mnist_mlp", "digits_cnn", "transformer"])
+def test_imported_sample_matches_onnxruntime_on_real_inputs(exported, name):
+    path, model, x = exported[name]
+    graph = graphopt.capture(path, x)  # the real digits (or random embeddings for the transformer)
+    assert graph.name == name and graph.notes[0].startswith("imported from ONNX (opset ")
+    assert relative_error(run_onnxruntime(path, x)[0], graph(x)) < TOLERANCE
+    assert relative_error(model(x).detach(), graph(x)) < TOLERANCE
+    for node in graph.compute_nodes():  # the same per-node facts as a captured PyTorch model
+        assert graph.info(node).shape is not None and graph.info(node).dtype in ("float32", "int64")
+
+
+@pytest.mark.parametrize(
+    ("name", "passes"), [("mnist_mlp", []), ("digits_cnn", ["fuse_conv_bn", "eliminate_dead_weights"])]
+)
+def test_imported_graph_has_the_stats_of_the_pytorch_capture(exported, name, passes):
+    path, model, x = exported[name]
+    # torch.onnx folds eval-mode BatchNorm into the Conv before it, as fuse_conv_bn does
+    from_torch = graphopt.optimize(graphopt.capture(model, x), passes)[0].stats()
+    from_onnx = graphopt.capture(path, x).stats()
+    assert (from_onnx.params, from_onnx.param_bytes, from_onnx.flops) == (
+        from_torch.params,
+        from_torch.param_bytes,
+        from_torch.flops,
+    )
+
+
+def test_example_inputs_come_from_the_file(exported):
+    path, _, x = exported["digits_cnn"]
+    graph = graphopt.capture(path)
+    assert [tuple(t.shape) for t in graph.example_inputs] == [tuple(x.shape)]
+    assert graph.example_inputs[0].dtype == torch.float32
+
+
+def test_passes_run_on_an_imported_graph(exported):
+    path, _, x = exported["mnist_mlp"]
+    optimized, report = graphopt.optimize(graphopt.capture(path, x), "O2", verify=True)
+    assert report.final.nodes >= 5
+    assert relative_error(run_onnxruntime(path, x)[0], optimized(x)) < TOLERANCE
+
+
+@pytest.mark.parametrize("name", ["mnist_mlp", "digits_cnn"])
+def test_export_of_an_optimized_graph_runs_in_onnxruntime(exported, tmp_path, name):
+    _, model, x = exported[name]
+    optimized, _ = graphopt.optimize(graphopt.capture(model, x), "O2")
+    path = graphopt.export_onnx(optimized, tmp_path / "optimized.onnx")
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    assert relative_error(model(x).detach(), run_onnxruntime(path, x)[0]) < TOLERANCE
+    # and back: the round trip keeps the numbers and the weights
+    again = graphopt.capture(path, x)
+    assert relative_error(optimized(x), again(x)) < TOLERANCE
+    assert again.stats().params == optimized.stats().params
+
+
+def test_fused_batchnorm_is_gone_from_the_export(tmp_path):
+    class ConvBN(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+            self.bn = torch.nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            return torch.relu(self.bn(self.conv(x)))
+
+    model = ConvBN().eval()
+    torch.nn.init.uniform_(model.bn.running_var, 0.5, 2.0)
+    x = torch.randn(1, 3, 8, 8)
+    optimized, _ = graphopt.optimize(graphopt.capture(model, x), ["fuse_conv_bn"])
+    path = graphopt.export_onnx(optimized, tmp_path / "fused.onnx", opset=17)
+    ops = [node.op_type for node in onnx.load(str(path)).graph.node]
+    assert "BatchNormalization" not in ops and ops.count("Conv") == 1
+    assert relative_error(model(x).detach(), run_onnxruntime(path, x)[0]) < TOLERANCE
+
+
+def tiny_model(nodes, inputs, outputs, opset=20, initializers=()):
+    graph = helper.make_graph(nodes, "tiny", inputs, outputs, initializer=list(initializers))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def value(name, shape, kind=TensorProto.FLOAT):
+    return helper.make_tensor_value_info(name, kind, shape)
+
+
+def test_unsupported_ops_are_all_listed_with_node_and_opset(tmp_path):
+    model = tiny_model(
+        [
+            helper.make_node("Relu", ["x"], ["a"], name="ok"),
+            helper.make_node("RMSNormalization", ["a", "s"], ["b"], name="norm"),
+            helper.make_node("DFT", ["b"], ["y"], name="fourier"),
+        ],
+        [value("x", [2, 4]), value("s", [4])],
+        [value("y", [2, 4])],
+        opset=23,
+    )
+    onnx.save(model, tmp_path / "m.onnx")
+    with pytest.raises(UnsupportedOpError) as caught:
+        graphopt.capture(tmp_path / "m.onnx")
+    message = str(caught.value)
+    assert message.startswith("2 ONNX node(s) cannot be imported: ")
+    assert "RMSNormalization (opset 23) at node 'norm'" in message and "DFT (opset 23) at node 'fourier'" in message
+    assert "\n" not in message and "Relu" not in message
+
+
+def test_control_flow_names_the_node(tmp_path):
+    branch = helper.make_graph([helper.make_node("Identity", ["x"], ["o"])], "b", [], [value("o", [1])])
+    model = tiny_model(
+        [helper.make_node("If", ["c"], ["y"], name="branch", then_branch=branch, else_branch=branch)],
+        [value("c", [], TensorProto.BOOL), value("x", [1])],
+        [value("y", [1])],
+    )
+    with pytest.raises(UnsupportedOpError, match=r"If \(opset 20\) at node 'branch' \(control flow is not supported\)"):
+        graphopt.capture(model)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"this is not an ONNX model", "is not a readable ONNX model (truncated, or not ONNX)"),
+        (None, "is not a readable ONNX model (truncated, or not ONNX)"),  # a truncated file
+        (b"", "is not an ONNX model: it has no graph outputs or no opset"),
+    ],
+)
+def test_corrupt_files_are_one_line(tmp_path, exported, content, message):
+    path = tmp_path / "bad.onnx"
+    if content is None:
+        content = Path(exported["digits_cnn"][0]).read_bytes()[:2000]
+    path.write_bytes(content)
+    with pytest.raises(InputError) as caught:
+        graphopt.capture(path)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_missing_file_and_missing_external_data(tmp_path):
+    with pytest.raises(InputError, match="ONNX file not found: "):
+        graphopt.capture(tmp_path / "nowhere.onnx")
+    weight = onnx.numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
+    model = tiny_model([helper.make_node("MatMul", ["x", "w"], ["y"])], [value("x", [1, 4])], [value("y", [1, 4])])
+    model.graph.initializer.append(weight)
+    onnx.save(model, tmp_path / "ext.onnx", save_as_external_data=True, location="ext.data", size_threshold=0)
+    assert graphopt.capture(tmp_path / "ext.onnx", torch.ones(1, 4))(torch.ones(1, 4)).sum() == 16
+    (tmp_path / "ext.data").unlink()
+    with pytest.raises(InputError, match="cannot load its external data"):
+        graphopt.capture(tmp_path / "ext.onnx")
+
+
+def test_opset_and_input_checks(tmp_path, exported):
+    old = tiny_model([helper.make_node("Relu", ["x"], ["y"])], [value("x", [2])], [value("y", [2])], opset=6)
+    with pytest.raises(InputError, match=r"ONNX opset 6 is not supported \(graphopt imports opsets 7 to \d+\)"):
+        graphopt.capture(old)
+    path = exported["mnist_mlp"][0]
+    with pytest.raises(
+        InputError, match=r"ONNX input 'x' 8x784 tensor\(float\) was given 1x100 float32 \(wrong shape\)"
+    ):
+        graphopt.capture(path, torch.zeros(1, 100))
+    with pytest.raises(InputError, match=r"was given 8x784 int64 \(wrong dtype\)"):
+        graphopt.capture(path, torch.zeros(8, 784, dtype=torch.int64))
+    symbolic = tiny_model(
+        [helper.make_node("Relu", ["x"], ["y"])], [value("x", ["batch", 3])], [value("y", ["batch", 3])]
+    )
+    with pytest.raises(InputError, match="has symbolic or unknown dimensions: give the shapes"):
+        graphopt.capture(symbolic)
+    assert graphopt.capture(symbolic, torch.randn(5, 3)).example_inputs[0].shape == (5, 3)
+
+
+def test_export_refuses_a_bad_path(exported):
+    _, model, x = exported["mnist_mlp"]
+    with pytest.raises(GraphoptError, match=r"should end in \.onnx"):
+        graphopt.export_onnx(graphopt.capture(model, x), "model.pt2")
