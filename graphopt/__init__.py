@@ -24,6 +24,8 @@ _LAZY = {
     "load": "graphopt.api",
     "visualize": "graphopt.visualize",
     "quantize": "graphopt.quantize",
+    "share_weights": "graphopt.compression.sharing",
+    "magnitude_prune": "graphopt.compression.magnitude",
     "Graph": "graphopt.ir",
     "GraphStats": "graphopt.ir",
     "PassResult": "graphopt.pass_api",
