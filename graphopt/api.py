@@ -26,6 +26,7 @@ def compile(
     dump_dir: str | Path | None = None,
     instruments: Sequence[Any] = (),
     quantize: str | None = None,
+    compress: bool | None = None,
     **target_options: Any,
 ) -> Any:
     """Capture, optimize and build ``model`` for ``target``; write the artifact to ``out_dir``.
@@ -33,11 +34,15 @@ def compile(
     Returns the compiled model (callable on numpy arrays or tensors) with its ``report``.
     ``pass_options``, ``dump_dir`` and ``instruments`` go to ``optimize``; ``quantize="int8"`` runs
     ``graphopt.quantize`` on the optimized graph (static with ``calibration_data``, else dynamic).
+    ``compress=True`` writes the weights beside the library as a compressed weights file (codebook,
+    packed indices, zeros left out, entropy-coded), decoded once by ``graphopt.load``; the default
+    (None) does so for a graph from ``graphopt.share_weights`` or ``graphopt.magnitude_prune``.
 
     >>> compiled = graphopt.compile(MnistMLP().eval(), torch.randn(1, 784), out_dir="out/mlp")
     >>> compiled(np.zeros((1, 784), np.float32))
     """
     from graphopt.capture import capture
+    from graphopt.compression.layers import is_compressed
     from graphopt.pass_manager import optimize
 
     graph = model if hasattr(model, "module") and hasattr(model, "example_inputs") else capture(model, example_inputs)
@@ -57,7 +62,9 @@ def compile(
     except ImportError as error:
         raise GraphoptError(f"the compiler targets are not available: {error}") from error
 
-    return build(optimized, report, target=target, out_dir=out_dir, **target_options)
+    if compress is None:
+        compress = is_compressed(graph)
+    return build(optimized, report, target=target, out_dir=out_dir, compress=bool(compress), **target_options)
 
 
 def _quantize(graph: Any, report: Any, scheme: str, calibration_data: Any) -> Any:
