@@ -26,6 +26,8 @@ _LAZY = {
     "quantize": "graphopt.quantize",
     "share_weights": "graphopt.compression.sharing",
     "magnitude_prune": "graphopt.compression.magnitude",
+    "fine_tune": "graphopt.compression.finetune",
+    "distill": "graphopt.compression.distill",
     "Graph": "graphopt.ir",
     "GraphStats": "graphopt.ir",
     "PassResult": "graphopt.pass_api",
