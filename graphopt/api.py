@@ -29,6 +29,7 @@ def compile(
     check: bool = True,
     keep_mismatch: bool = False,
     reference: Callable[..., Any] | None = None,
+    compress: bool | None = None,
     **target_options: Any,
 ) -> Any:
     """Capture, optimize and build ``model`` for ``target``; write the artifact to ``out_dir``.
@@ -36,6 +37,9 @@ def compile(
     Returns the compiled model (callable on numpy arrays or tensors) with its ``report``.
     ``pass_options``, ``dump_dir`` and ``instruments`` go to ``optimize``; ``quantize="int8"`` runs
     ``graphopt.quantize`` on the optimized graph (static with ``calibration_data``, else dynamic).
+    ``compress=True`` writes the weights beside the library as a compressed weights file (codebook,
+    packed indices, zeros left out, entropy-coded), decoded once by ``graphopt.load``; the default
+    (None) does so for a graph from ``graphopt.share_weights`` or ``graphopt.magnitude_prune``.
 
     The compiled model is checked against PyTorch eager on the example inputs before the artifact
     is written (``graphopt.eager_check``: float32 within 1e-4, int8 within its stated error): a
@@ -48,6 +52,7 @@ def compile(
     >>> compiled(np.zeros((1, 784), np.float32))
     """
     from graphopt.capture import capture
+    from graphopt.compression.layers import is_compressed
     from graphopt.pass_manager import optimize
 
     _check_build_request(target, out_dir)
@@ -72,7 +77,11 @@ def compile(
 
         eager = reference or (graph if given_graph else eager_callable(model))
         checker = EagerChecker(eager, optimized, graph.example_inputs, keep_mismatch=keep_mismatch)
-    return build(optimized, report, target=target, out_dir=out_dir, check=checker, **target_options)
+    if compress is None:
+        compress = is_compressed(graph)
+    return build(
+        optimized, report, target=target, out_dir=out_dir, check=checker, compress=bool(compress), **target_options
+    )
 
 
 def _check_build_request(target: str, out_dir: str | Path | None) -> None:

@@ -96,6 +96,8 @@ def first_line(error: BaseException) -> str:
         if text and not line.startswith((" ", "\t")) and not text.startswith("Traceback"):
             return text[:300]
     return type(error).__name__
+
+
 class UnsupportedOnnxError(UnsupportedOpError):
     """An ONNX model has nodes graphopt cannot import; all of them are listed at once."""
 

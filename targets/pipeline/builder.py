@@ -23,6 +23,7 @@ from torch import fx
 from graphopt.errors import BuildError, GraphoptError
 from graphopt.ir import Graph
 from graphopt.targets.lowering.lower import lower_to_relax
+from graphopt.targets.pipeline import compressed
 from graphopt.targets.pipeline.artifact import base_manifest, versions, write_artifact
 from graphopt.targets.pipeline.relax_pipeline import compile_module
 from graphopt.targets.registry import get_target
@@ -40,6 +41,7 @@ def build_graph(
     tune_trials: int = 64,
     tune_db: str | Path | None = None,
     check: Callable[[CompiledModel], dict[str, Any] | None] | None = None,
+    compress: bool = False,
     **options: Any,
 ) -> CompiledModel:
     """See ``graphopt.targets.build``."""
@@ -47,7 +49,10 @@ def build_graph(
     backend = get_target(target)
     options = {**options, "dynamic_batch": dynamic_batch, "tune": tune, "tune_trials": tune_trials, "tune_db": tune_db}
     tvm_target = backend.make_target(options)
-    mod, _ = lower_to_relax(graph, dynamic_batch=dynamic_batch, target=target)
+    mod, params = lower_to_relax(graph, dynamic_batch=dynamic_batch, keep_params=compress, target=target)
+    weights = compressed.weight_arrays(mod, params) if compress else None
+    if compress:
+        backend = compressed.lifting_backend(backend)
     inputs, outputs = io_specs(graph, mod)
     with _summarized(f"TVM failed to compile '{graph.name}' for target '{target}'"):
         executable = compile_module(mod, backend, tvm_target, options)
@@ -63,7 +68,7 @@ def build_graph(
         outputs=[s.to_dict() for s in outputs],
         output_keys=dict_output_keys(graph),
         dynamic_batch=dynamic_batch,
-        params="bound into the library as constants",
+        params=compressed.PARAMS_NOTE if compress else "bound into the library as constants",
         passes=report.to_dict() if report is not None else None,
         versions=versions(),
         build={
@@ -77,18 +82,31 @@ def build_graph(
         library=None,
     )
     if check is not None:  # before anything is written: a failed check raises and leaves no artifact
-        manifest = {**manifest, **(check(_as_model(backend, CompiledModel(executable, manifest, report=report))) or {})}
+        manifest = {**manifest, **(check(_as_model(backend, _compiled(executable, manifest, report, weights))) or {})}
     if out_dir is not None:
         export = backend.export_library or _export_with_host_compiler
 
         def write_files(path: str) -> dict[str, Any] | None:
             export(executable, path)
-            return backend.package(executable, tvm_target, os.path.dirname(path)) if backend.package else None
+            extra = compressed.write_weights(os.path.dirname(path), weights) if weights is not None else {}
+            if backend.package:
+                extra.update(backend.package(executable, tvm_target, os.path.dirname(path)) or {})
+            return extra
 
         with _summarized(f"cannot write the library for target '{target}'"):
             manifest = write_artifact(out_dir, manifest, write_files)
     written = Path(out_dir) if out_dir is not None else None
-    return _as_model(backend, CompiledModel(executable, manifest, out_dir=written, report=report))
+    return _as_model(backend, _compiled(executable, manifest, report, weights, out_dir=written))
+
+
+def _compiled(
+    executable: Any, manifest: dict[str, Any], report: Any, weights: Any, out_dir: Path | None = None
+) -> CompiledModel:
+    """The compiled model, with the weights a compressed build keeps outside the library bound."""
+    compiled = CompiledModel(executable, manifest, out_dir=out_dir, report=report)
+    if weights is not None:
+        compiled.bind_weights([array for _, array in weights])
+    return compiled
 
 
 def _as_model(backend: Any, compiled: CompiledModel) -> CompiledModel:

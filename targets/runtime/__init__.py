@@ -31,6 +31,8 @@ MANIFEST = "manifest.json"
 FORMAT = "graphopt-artifact"
 FORMAT_VERSION = 1
 BATCH = "batch"  #: the name a dynamic batch dimension has in the manifest
+WEIGHTS = "weights.gopw"  #: a compressed artifact's weights (``graphopt.compression.codec``)
+TRANSFORM_PARAMS = "main_transform_params"  #: prepares the decoded weights for ``main``, once
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class CompiledModel:
         self._vm: VirtualMachine | None = None
         self._device: Any = None
         self._main: Any = None
+        self._weights: list[Any] = []
         self._staging = threading.local()
 
     def __repr__(self) -> str:
@@ -97,6 +100,12 @@ class CompiledModel:
             self._vm = VirtualMachine(self.module, self.device)
         return self._vm
 
+    def bind_weights(self, arrays: list[np.ndarray]) -> None:
+        """Give a compressed artifact its decoded weights: copied to the device and prepared by
+        ``main_transform_params`` once; every call then passes them to ``main`` after the inputs."""
+        tensors = [_device_tensor(np.ascontiguousarray(a), self.device) for a in arrays]
+        self._weights = list(self.vm[TRANSFORM_PARAMS](tensors))
+
     def prepare(self, *args: Any, **kwargs: Any) -> list[Any]:
         """Check the inputs against the manifest and copy them to the device as TVM tensors."""
         arrays = check_inputs(self.inputs, args, kwargs)
@@ -112,7 +121,7 @@ class CompiledModel:
             staging.key, staging.tensors, staging.views = key, *self._staging_tensors(*args, **kwargs)
         for view, array in zip(staging.views, args, strict=False):
             view[...] = array
-        result = _unaliased(to_numpy(self._main(*staging.tensors), len(self.outputs)), staging.views)
+        result = _unaliased(to_numpy(self._main(*staging.tensors, *self._weights), len(self.outputs)), staging.views)
         if self.output_keys is not None:
             return dict(zip(self.output_keys, result if isinstance(result, tuple) else (result,), strict=True))
         return result
@@ -130,7 +139,7 @@ class CompiledModel:
     def time(self, *args: Any, number: int = 10, repeat: int = 3) -> list[float]:
         """Seconds per run, ``repeat`` measurements each averaging ``number`` runs (TVM's time_evaluator)."""
         timer = self.vm.time_evaluator("main", self.device, number=number, repeat=repeat)
-        return [float(r) for r in timer(*self.prepare(*args)).results]
+        return [float(r) for r in timer(*self.prepare(*args), *self._weights).results]
 
 
 def _device_tensor(array: np.ndarray, device: Any) -> Any:
@@ -366,4 +375,21 @@ def load_artifact(out_dir: str | Path, *, allow_mismatch: bool = False) -> Compi
     except Exception as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ArtifactError(f"cannot load the library of the artifact at {out_dir}: {first}") from error
-    return CompiledModel(module, manifest, out_dir=directory)
+    model = CompiledModel(module, manifest, out_dir=directory)
+    if manifest.get("weights"):
+        model.bind_weights(read_weights(directory, manifest))
+    return model
+
+
+def read_weights(directory: Path, manifest: dict[str, Any]) -> list[np.ndarray]:
+    """The decoded weights of a compressed artifact, checked against what ``main`` expects."""
+    from graphopt.compression.codec import decode_weights
+
+    entry = manifest["weights"]
+    try:
+        weights = decode_weights((directory / entry["file"]).read_bytes())
+    except ArtifactError as error:
+        raise ArtifactError(f"cannot load the artifact at {directory}: {error}") from error
+    if len(weights) != len(entry.get("tensors", [])):
+        raise ArtifactError(f"corrupt artifact at {directory}: {entry['file']} holds the wrong number of tensors")
+    return [array for _, array in weights]

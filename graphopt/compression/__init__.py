@@ -1,0 +1,1 @@
+"""Model compression: weight sharing, magnitude pruning, distillation, and the compressed weights format."""

@@ -1,0 +1,102 @@
+"""share_weights and magnitude_prune on a small conv net: value counts, zeros, reports, bad options."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import graphopt
+from graphopt.compression.layers import is_compressed, weight_layers
+from graphopt.errors import InputError
+
+
+class SmallNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8 * 6 * 6, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.bn(self.conv(x))).flatten(1))
+
+
+@pytest.fixture(scope="module")
+def model() -> nn.Module:
+    torch.manual_seed(0)
+    net = SmallNet()
+    with torch.no_grad():
+        net.bn.running_mean.uniform_(-0.5, 0.5)
+        net.bn.running_var.uniform_(0.5, 2)
+    return net.eval()
+
+
+X = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture(scope="module")
+def optimized(model: nn.Module) -> graphopt.Graph:
+    """The model captured and optimized once (BN folded); the tests pass ``passes=None``."""
+    graph, _ = graphopt.optimize(graphopt.capture(model, X), "O2")
+    return graph
+
+
+def _distinct(graph: graphopt.Graph) -> dict[str, int]:
+    return {layer.name: len(np.unique(layer.tensor.detach().numpy())) for layer in weight_layers(graph)}
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 8])
+def test_no_layer_has_more_than_two_to_the_bits_values(optimized: graphopt.Graph, bits: int) -> None:
+    before = {k: v.clone() for k, v in optimized.module.state_dict().items()}
+    shared, report = graphopt.share_weights(optimized, bits=bits, passes=None)
+    assert set(_distinct(shared)) == {"conv.weight", "fc_weight_t"}  # BN folded into the conv first
+    assert all(count <= 2**bits for count in _distinct(shared).values())
+    assert [layer.distinct for layer in report.layers] == list(_distinct(shared).values())
+    assert all(layer.bits == bits for layer in report.layers)
+    assert all(torch.equal(before[k], v) for k, v in optimized.module.state_dict().items())  # input untouched
+    assert is_compressed(shared)
+    # relative output error on the example inputs: 256 values are nearly exact, 2 are not
+    assert report.output_error < 0.01 if bits == 8 else report.output_error > 0.01
+
+
+def test_pruned_zeros_stay_and_count_among_the_values(model: nn.Module) -> None:
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    pruned, prune_report = graphopt.magnitude_prune(model, X, sparsity={"fc*": 0.75})
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the user's model untouched
+    assert [layer.name for layer in prune_report.layers] == ["fc_weight_t"]
+    assert prune_report.layers[0].zeros == round(0.75 * 288 * 5)
+    shared, report = graphopt.share_weights(pruned, bits=2, passes=None)
+    fc = next(layer for layer in weight_layers(shared) if layer.name == "fc_weight_t").tensor
+    assert torch.equal(fc == 0, pruned.module.fc_weight_t == 0)
+    fc_report = next(layer for layer in report.layers if layer.name == "fc_weight_t")
+    assert len(torch.unique(fc)) <= 4 and fc_report.zeros == prune_report.layers[0].zeros
+
+
+def test_per_channel_gives_each_output_channel_its_own_values(optimized: graphopt.Graph) -> None:
+    shared, report = graphopt.share_weights(optimized, bits=1, per_channel=True, layers=["conv.weight"], passes=None)
+    weight = shared.module.conv.weight.detach()
+    assert all(len(torch.unique(channel)) <= 2 for channel in weight)
+    assert len(torch.unique(weight)) > 2 and report.layers[0].distinct <= 2
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"bits": 0}, "bits must be an integer from 1 to 8, got 0"),
+        ({"bits": 9}, "bits must be an integer from 1 to 8, got 9"),
+        ({"bits": {"conv.weight": 12}}, "got 12"),
+        ({"bits": {"nope": 4}}, "bits given for 'nope', which matches no weight tensor"),
+        ({"layers": ["fc1"]}, "no weight tensor matches 'fc1'"),
+    ],
+)
+def test_bad_options_are_one_line_errors(optimized: graphopt.Graph, options: dict, message: str) -> None:
+    with pytest.raises(InputError, match=message) as error:
+        graphopt.share_weights(optimized, passes=None, **options)
+    assert "\n" not in str(error.value)
+
+
+def test_bad_sparsity_is_a_one_line_error(optimized: graphopt.Graph) -> None:
+    with pytest.raises(InputError, match=r"sparsity must be a number in \[0, 1\), got 1.5"):
+        graphopt.magnitude_prune(optimized, sparsity=1.5, passes=None)

@@ -1,0 +1,81 @@
+"""fine_tune keeps zeros and codebooks; distill trains a copy of the student; bad data is one line."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import graphopt
+from graphopt.compression.layers import weight_layers
+from graphopt.errors import InputError
+
+GENERATOR = torch.Generator().manual_seed(0)
+X = torch.randn(256, 12, generator=GENERATOR)
+Y = (X[:, :4].sum(dim=1) > 0).long() + (X[:, 4] > 1).long()  # 3 classes a small MLP can learn
+
+
+def mlp(hidden: int = 32, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(12, hidden), nn.ReLU(), nn.Linear(hidden, 3)).eval()
+
+
+def accuracy(model: nn.Module) -> float:
+    with torch.no_grad():
+        return float((model(X).argmax(1) == Y).float().mean())
+
+
+def test_fine_tune_keeps_zeros_and_codebooks_while_the_loss_falls() -> None:
+    pruned, _ = graphopt.magnitude_prune(mlp(128), X[:1], sparsity={"0*": 0.8})  # 307 values left: dense
+    shared, _ = graphopt.share_weights(pruned, bits=3, layers=["2*"], passes=None)
+    tuned, report = graphopt.fine_tune(shared, (X, Y), epochs=6, lr=3e-3)
+    assert report.losses[-1] < report.losses[0]
+    assert report.masked_layers == ["0_weight_t"] and report.codebook_layers == ["2_weight_t"]
+    before = {layer.name: layer.tensor for layer in weight_layers(shared)}
+    after = {layer.name: layer.tensor for layer in weight_layers(tuned)}
+    assert torch.equal(after["0_weight_t"] == 0, before["0_weight_t"] == 0)
+    assert not torch.equal(after["0_weight_t"], before["0_weight_t"])  # the rest did train
+    assert len(torch.unique(after["2_weight_t"])) <= 8
+    # the same partition: weights that shared a centroid before share one after (centroids moved)
+    old = torch.unique(before["2_weight_t"], return_inverse=True)[1].flatten()
+    new = torch.unique(after["2_weight_t"], return_inverse=True)[1].flatten()
+    assert len(torch.unique(old * 256 + new)) == len(torch.unique(old)) == len(torch.unique(new))
+    assert not torch.equal(after["2_weight_t"], before["2_weight_t"])
+
+
+def test_distill_trains_a_copy_and_leaves_the_teacher_alone() -> None:
+    teacher, student = mlp(64, seed=1), mlp(8, seed=2)
+    teacher_state = {k: v.clone() for k, v in teacher.state_dict().items()}
+    student_state = {k: v.clone() for k, v in student.state_dict().items()}
+    trained, report = graphopt.distill(teacher, student, (X, Y), epochs=4, eval=accuracy, batch_size=32)
+    assert all(torch.equal(teacher_state[k], v) for k, v in teacher.state_dict().items())
+    assert all(torch.equal(student_state[k], v) for k, v in student.state_dict().items())
+    assert trained is not student and len(report.student_scores) == 4
+    assert report.student_score == max(report.student_scores) == accuracy(trained)
+    assert report.losses[-1] < report.losses[0] and report.teacher_parameters > report.student_parameters
+
+
+def test_a_student_of_the_wrong_output_shape_is_refused() -> None:
+    student = nn.Sequential(nn.Linear(12, 5))
+    with pytest.raises(InputError, match=r"student's outputs have shape \(2, 5\), the teacher's \(2, 3\)") as error:
+        graphopt.distill(mlp(), student, (X, Y), epochs=1)
+    assert "\n" not in str(error.value)
+
+
+def _raises() -> list:
+    raise RuntimeError("the data server is down\nmore detail")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (_raises, "the train_data function raised RuntimeError: the data server is down$"),
+        ([(X[:8], Y[:4])], r"inputs of shape \(8, 12\) and labels of shape \(4,\)"),
+        ([X[:8]], "batch 0 is a Tensor, expected"),
+        ((X, Y[:10]), "train_data has 256 inputs and 10 labels"),
+        (iter([(X, Y)]), "one-shot iterator"),
+    ],
+)
+def test_bad_train_data_is_a_one_line_error(data: object, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        graphopt.distill(mlp(), mlp(8), data, epochs=2)
