@@ -75,7 +75,9 @@ def compile(
     if check:
         from graphopt.eager_check import EagerChecker, eager_callable
 
-        eager = reference or (graph if given_graph else eager_callable(model))
+        # A Graph, or a model file (ONNX) imported by capture: the captured graph is the reference.
+        from_graph = given_graph or isinstance(model, (str, Path))
+        eager = reference or (graph if from_graph else eager_callable(model))
         checker = EagerChecker(eager, optimized, graph.example_inputs, keep_mismatch=keep_mismatch)
     if compress is None:
         compress = is_compressed(graph)
