@@ -106,13 +106,18 @@ def run_mlp(scratch: Path) -> dict[str, Any]:
 
 def run_mobilenet(scratch: Path) -> dict[str, Any]:
     model = mobilenet_small_digits()
-    x, _ = load_digits_28("test")
+    x_train, y_train = load_digits_28("train")
+    x, y = load_digits_28("test")
     shared, report = graphopt.share_weights(model, x[:1], bits=4)
+    untuned = top1(shared(x), y)
+    shared, _ = graphopt.fine_tune(shared, (x_train, y_train), epochs=3, lr=1e-4)
     result = compare_artifacts("mobilenet", model, shared, load_digits_28, scratch)
     distinct = max(layer.distinct for layer in report.layers)
-    return result | {
-        "recipe": f"share 4 bits in all {len(report.layers)} layers (max {distinct} values), no fine-tuning"
-    }
+    recipe = (
+        f"share 4 bits in all {len(report.layers)} layers of the BN-folded graph (max {distinct} values; "
+        f"top-1 {untuned:.2f}% before fine-tuning), centroids fine-tuned 3 epochs"
+    )
+    return result | {"recipe": recipe}
 
 
 def run_distill(seeds: tuple[int, ...] = (0, 1, 2), epochs: int = 6) -> dict[str, Any]:

@@ -6,14 +6,15 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import graphopt
 from graphopt.cli import main
-from samples.digits import load_digits_flat
 
 ROOT = Path(__file__).resolve().parents[2]
-MLP = f"{ROOT}/samples/mnist_mlp.py:mnist_mlp"
+TINY = Path(__file__).resolve().parent / "tiny_models.py"
+MLP = f"{TINY}:tiny_mlp"
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:
@@ -22,20 +23,20 @@ def run(capsys, *argv) -> tuple[int, str, str]:
     return status, out, err
 
 
-@pytest.mark.slow  # two TVM builds of the MLP
-def test_share_reports_every_stage_and_writes_the_artifact(capsys, tmp_path: Path) -> None:
+@pytest.mark.slow  # three TVM builds of a tiny MLP, one fine-tune
+def test_prune_and_share_report_every_stage_and_write_the_artifact(capsys, tmp_path: Path) -> None:
     out_dir = tmp_path / "mlp"
-    argv = [MLP, "--input-shape", "1x784", "--share", "4", "--no-latency", "--json"]
-    status, out, _ = run(capsys, *argv, "--eval", "samples.digits:accuracy_flat", "-o", out_dir)
+    argv = [MLP, "--input-shape", "1x32", "--prune", "0.5", "--share", "3", "--no-latency", "--json"]
+    data = ["--data", f"{TINY}:train_data", "--fine-tune-epochs", "1", "--eval", f"{TINY}:accuracy"]
+    status, out, _ = run(capsys, *argv, *data, "-o", out_dir)
     assert status == 0
     result = json.loads(out)
-    assert [s["name"] for s in result["stages"]] == ["float32", "shared 4 bits"]
-    float32, shared = result["stages"]
-    assert shared["payload_bytes"] * 8 < float32["payload_bytes"]  # 4 of 32 bits, then entropy-coded
+    assert [s["name"] for s in result["stages"]] == ["float32", "pruned 50%", "shared 3 bits"]
+    float32, _, shared = result["stages"]
+    assert shared["payload_bytes"] * 4 < float32["payload_bytes"]  # half the weights, 3 of 32 bits, biases raw
     assert shared["payload_bytes"] == (out_dir / "weights.gopw").stat().st_size
     assert result["artifact_accuracy"] == shared["accuracy"]  # the loaded artifact predicts as PyTorch does
-    x, _ = load_digits_flat("test")
-    assert graphopt.load(out_dir)(x.numpy()).shape == (359, 10)
+    assert graphopt.load(out_dir)(np.zeros((7, 32), np.float32)).shape == (7, 5)
 
 
 @pytest.mark.parametrize(
@@ -51,7 +52,7 @@ def test_share_reports_every_stage_and_writes_the_artifact(capsys, tmp_path: Pat
     ],
 )
 def test_bad_options_are_one_line_errors(capsys, options: list[str], message: str) -> None:
-    status, _, err = run(capsys, MLP, "--input-shape", "1x784", *options)
+    status, _, err = run(capsys, MLP, "--input-shape", "1x32", *options)
     assert status == 2
     assert len(err.strip().splitlines()) == 1
     assert re.search(message, err), err

@@ -21,7 +21,7 @@ def test_pack_unpack_round_trips_bit_exactly(bits: int, data: st.DataObject) -> 
     assert np.array_equal(unpack_indices(packed, bits, indices.size), indices)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(
     hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=3, max_side=12)),
     st.integers(1, 300),
