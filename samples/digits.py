@@ -49,3 +49,21 @@ def load_digits_flat(split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
     """``(x, y)`` as ``load_digits_28`` with x flattened to ``N x 784`` (input of ``MnistMLP``)."""
     x, y = load_digits_28(split)
     return x.reshape(len(x), 784), y
+
+
+def accuracy(model: object, flat: bool = False) -> float:
+    """Top-1 accuracy in percent of ``model`` (a callable on a batch tensor giving logits) on the test split."""
+    x, y = load_digits_flat("test") if flat else load_digits_28("test")
+    with torch.no_grad():
+        logits = model(x)  # type: ignore[operator]
+    return float((logits.argmax(dim=1) == y).float().mean()) * 100
+
+
+def accuracy_flat(model: object) -> float:
+    """``accuracy`` on flattened inputs (``MnistMLP``): ``graphopt compress --eval samples.digits:accuracy_flat``."""
+    return accuracy(model, flat=True)
+
+
+def train_flat() -> tuple[torch.Tensor, torch.Tensor]:
+    """The training split, flattened: ``graphopt compress --data samples.digits:train_flat``."""
+    return load_digits_flat("train")

@@ -7,6 +7,8 @@ encoded ones, ``-0.0`` and NaN payloads included, because values are compared as
   positions, then only the non-zero elements in one of the forms below;
 * codebook: where at most 256 distinct values remain, the sorted distinct values (the codebook) and
   one ``b``-bit index per element, ``b = ceil(log2(distinct))``, packed most significant bit first;
+* channel codebook: where more values remain but each output channel (first or last axis) has at
+  most 256 (``share_weights(per_channel=True)``), one codebook per channel and packed indices;
 * raw: the elements' bytes.
 
 The concatenated tensors are then entropy-coded by ``lzma`` (the standard library) or ``zstandard``,
@@ -112,6 +114,25 @@ def _encode_values(words: np.ndarray) -> tuple[dict[str, Any], list[bytes]]:
     return {"form": "raw", "bits": 8 * words.dtype.itemsize, "distinct": len(codebook)}, [raw]
 
 
+def _encode_channels(words: np.ndarray, shape: tuple[int, ...]) -> tuple[dict[str, Any], list[bytes]] | None:
+    """One codebook per output channel (axis 0 or the last), the smaller of the two; None if neither fits."""
+    best: tuple[dict[str, Any], list[bytes]] | None = None
+    for axis in sorted({0, len(shape) - 1}) if len(shape) >= 2 else []:
+        rows = np.moveaxis(words.reshape(shape), axis, 0).reshape(shape[axis], -1)
+        books = [np.unique(row, return_inverse=True) for row in rows]
+        distinct = max(len(book) for book, _ in books)
+        if distinct > _MAX_CODEBOOK:
+            continue
+        bits = index_bits(distinct)
+        counts = np.array([len(book) for book, _ in books], dtype=np.uint16)
+        indices = np.concatenate([inverse.ravel() for _, inverse in books])
+        packed = [counts.tobytes(), np.concatenate([book for book, _ in books]).tobytes(), pack_indices(indices, bits)]
+        entry = {"form": "channel codebook", "bits": bits, "distinct": distinct, "axis": axis}
+        if best is None or sum(map(len, packed)) < sum(map(len, best[1])):
+            best = entry, packed
+    return best
+
+
 def _encode_tensor(name: str, array: np.ndarray) -> tuple[dict[str, Any], list[bytes], TensorStats]:
     words = _as_words(array)
     entry: dict[str, Any] = {"name": name, "dtype": str(array.dtype), "shape": list(array.shape)}
@@ -122,6 +143,10 @@ def _encode_tensor(name: str, array: np.ndarray) -> tuple[dict[str, Any], list[b
         words = words[nonzero]
         entry["sparse"] = True
     values, packed = _encode_values(words)
+    if values["form"] == "raw" and not entry.get("sparse"):
+        channels = _encode_channels(words, array.shape)
+        if channels is not None and sum(map(len, channels[1])) < len(packed[0]):
+            values, packed = channels
     entry.update(values, count=int(words.size), lengths=[len(s) for s in [*segments, *packed]])
     segments += packed
     form = ("sparse " if entry.get("sparse") else "") + values["form"]
@@ -231,6 +256,8 @@ def _decode_tensor(entry: dict[str, Any], parts: list[bytes]) -> np.ndarray:
         mask = np.unpackbits(np.frombuffer(parts.pop(0), dtype=np.uint8))[:size].astype(bool)
         if mask.size != size or int(mask.sum()) != count:
             raise ArtifactError(f"corrupt compressed weights: the mask of '{entry['name']}' does not match its size")
+    if entry["form"] == "channel codebook":
+        return _decode_channels(entry, parts, word).view(dtype).copy()
     if entry["form"] == "codebook":
         codebook = np.frombuffer(parts[0], dtype=word)
         indices = unpack_indices(parts[1], int(entry["bits"]), count)
@@ -247,3 +274,19 @@ def _decode_tensor(entry: dict[str, Any], parts: list[bytes]) -> np.ndarray:
         words = np.zeros(size, dtype=word)
         words[mask] = values
     return words.view(dtype).reshape(shape).copy()
+
+
+def _decode_channels(entry: dict[str, Any], parts: list[bytes], word: np.dtype) -> np.ndarray:
+    shape, axis = tuple(entry["shape"]), int(entry["axis"])
+    counts = np.frombuffer(parts[0], dtype=np.uint16).astype(np.int64)
+    books = np.frombuffer(parts[1], dtype=word)
+    if len(counts) != shape[axis] or int(counts.sum()) != len(books):
+        raise ArtifactError(f"corrupt compressed weights: the codebooks of '{entry['name']}' do not match its shape")
+    per_row = int(entry["count"]) // max(len(counts), 1)
+    indices = unpack_indices(parts[2], int(entry["bits"]), int(entry["count"])).reshape(len(counts), per_row)
+    if (indices >= counts[:, None]).any():
+        raise ArtifactError(f"corrupt compressed weights: an index of '{entry['name']}' is past its codebook")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rows = books[starts[:, None] + indices]
+    moved = (shape[axis], *(d for i, d in enumerate(shape) if i != axis))
+    return np.moveaxis(rows.reshape(moved), 0, axis)

@@ -1,7 +1,8 @@
 """Weight sharing: each layer's weights replaced by the nearest of at most ``2**bits`` centroids.
 
 Deep Compression (Han et al., 2016): the values of one layer are clustered by 1-D k-means (sklearn's
-``KMeans``, seeded, initialized at evenly spaced quantiles of the weights, so reruns agree); each
+``KMeans``, seeded; initialized evenly spaced between the smallest and largest weight, the "linear"
+initialization that paper found best: it keeps centroids for the few large weights); each
 weight becomes its cluster's centroid (float32). A layer holding exact zeros (pruned first) keeps
 them: zero is one of its ``2**bits`` values and the others are clustered from the non-zero weights,
 so a layer never has more than ``2**bits`` distinct values. With ``per_channel`` each output channel
@@ -162,9 +163,7 @@ def cluster(values: np.ndarray, bits: int, seed: int = 0) -> np.ndarray:
     result = np.where(nonzero, flat, np.float32(0))  # -0.0 becomes +0.0: one zero value
     if len(np.unique(points)) <= clusters:
         return result.reshape(values.shape)
-    init = np.quantile(points, (np.arange(clusters) + 0.5) / clusters).reshape(-1, 1)
-    if len(np.unique(init)) < clusters:  # heavily repeated values: spread the seeds evenly instead
-        init = np.linspace(points.min(), points.max(), clusters).reshape(-1, 1)
+    init = np.linspace(points.min(), points.max(), clusters).reshape(-1, 1)
     kmeans = KMeans(n_clusters=clusters, init=init, n_init=1, random_state=seed, max_iter=100)
     labels = kmeans.fit_predict(points.reshape(-1, 1))
     centroids = kmeans.cluster_centers_.ravel().astype(np.float32)

@@ -49,7 +49,8 @@ def build_graph(
     backend = get_target(target)
     options = {**options, "dynamic_batch": dynamic_batch, "tune": tune, "tune_trials": tune_trials, "tune_db": tune_db}
     tvm_target = backend.make_target(options)
-    mod, params = lower_to_relax(graph, dynamic_batch=dynamic_batch, keep_params=compress, target=target)
+    lowered = compressed.with_buffers_as_parameters(graph) if compress else graph
+    mod, params = lower_to_relax(lowered, dynamic_batch=dynamic_batch, keep_params=compress, target=target)
     weights = compressed.weight_arrays(mod, params) if compress else None
     if compress:
         backend = compressed.lifting_backend(backend)

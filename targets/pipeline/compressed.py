@@ -19,13 +19,28 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tvm import relax
 
 from graphopt.compression.codec import encode_weights
+from graphopt.ir import Graph
 from graphopt.targets.registry import TargetBackend
 from graphopt.targets.runtime import TRANSFORM_PARAMS, WEIGHTS
 
 PARAMS_NOTE = f"inputs of main after the model's inputs, decoded from {WEIGHTS} at load time"
+
+
+def with_buffers_as_parameters(graph: Graph) -> Graph:
+    """A copy of ``graph`` whose buffers (int8 weights of a quantized graph, constants) are parameters:
+    the lowering keeps parameters as inputs of ``main`` and binds buffers into the library."""
+    graph = graph.copy()
+    for module in graph.module.modules():
+        for name, buffer in list(module.named_buffers(recurse=False)):
+            if name in module._non_persistent_buffers_set:
+                continue
+            del module._buffers[name]
+            module.register_parameter(name, torch.nn.Parameter(buffer, requires_grad=False))
+    return graph
 
 
 def lifting_backend(backend: TargetBackend) -> TargetBackend:

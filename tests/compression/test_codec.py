@@ -21,7 +21,7 @@ def test_pack_unpack_round_trips_bit_exactly(bits: int, data: st.DataObject) -> 
     assert np.array_equal(unpack_indices(packed, bits, indices.size), indices)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(
     hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=3, max_side=12)),
     st.integers(1, 300),
@@ -82,3 +82,17 @@ def test_a_corrupt_file_is_refused_with_one_line(where: int) -> None:
 def test_bits_outside_one_to_eight_are_refused(bits: object) -> None:
     with pytest.raises(InputError, match="bits must be an integer from 1 to 8"):
         pack_indices(np.zeros(4, np.uint8), bits)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("axis", [0, -1])
+def test_one_codebook_per_channel_round_trips(axis: int) -> None:
+    """Per-channel sharing: 16 values per output channel, 64 channels with different values."""
+    rng = np.random.default_rng(1)
+    books = rng.standard_normal((64, 16)).astype(np.float32)
+    weights = np.take_along_axis(books, rng.integers(0, 16, (64, 100)), axis=1).reshape(64, 10, 10)
+    weights = np.ascontiguousarray(np.moveaxis(weights, 0, axis))
+    blob, stats, _ = encode_weights([("w", weights)], coder="none")
+    assert stats[0].form == "channel codebook" and stats[0].bits == 4 and stats[0].distinct == 16
+    # 64 counts (u16), at most 64 codebooks of 16 floats, 4-bit indices: under a third of float32
+    assert stats[0].stored_bytes <= 64 * 2 + 64 * 16 * 4 + 6400 // 2 < weights.nbytes / 3
+    assert decode_weights(blob)[0][1].tobytes() == weights.tobytes()

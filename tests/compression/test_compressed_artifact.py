@@ -88,3 +88,19 @@ def test_compress_true_stores_any_models_weights_outside_the_library(tmp_path: P
     assert loaded.manifest["weights"]["coder"] in ("none", "lzma", "zstd")
     assert np.array_equal(loaded(x.numpy()), compiled(x.numpy()))
     np.testing.assert_allclose(loaded(x.numpy()), model(x).detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_compressed_artifact_loads_without_torch(compressed) -> None:
+    """The deploy-time loader decodes weights.gopw with numpy alone (lzma from the standard library)."""
+    import subprocess
+    import sys
+
+    _, out = compressed
+    script = (
+        "import sys; sys.modules['torch'] = None; sys.modules['sklearn'] = None\n"
+        "import numpy as np, graphopt\n"
+        f"print(graphopt.load({str(out)!r})(np.zeros((3, 784), np.float32)).shape)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "(3, 10)"
