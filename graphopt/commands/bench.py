@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.runs < 1 or args.repeat < 1:
         raise InputError("--runs and --repeat must be at least 1")
     options = target_options(args)
-    _common.check_build_request(args.target, None)
+    options = _common.check_build_request(args.target, None, options).to_dict()
     loaded = _common.load_and_capture(args)
     arrays = [t.numpy() for t in loaded.inputs]
     with _common.status("timing PyTorch eager", quiet=args.json):

@@ -20,6 +20,7 @@ from typing import Any
 
 from graphopt.errors import BuildError, GraphoptError
 from graphopt.ir import Graph
+from graphopt.options import BuildOptions
 from graphopt.targets.lowering.lower import lower_to_relax
 from graphopt.targets.pipeline.artifact import base_manifest, versions, write_artifact
 from graphopt.targets.pipeline.relax_pipeline import compile_module
@@ -33,22 +34,20 @@ def build_graph(
     *,
     target: str = "cpu",
     out_dir: str | Path | None = None,
-    dynamic_batch: bool = False,
-    tune: bool = False,
-    tune_trials: int = 64,
-    tune_db: str | Path | None = None,
+    options: BuildOptions | None = None,
     check: Callable[[CompiledModel], dict[str, Any] | None] | None = None,
-    **options: Any,
 ) -> CompiledModel:
-    """See ``graphopt.targets.build``."""
+    """See ``graphopt.targets.build`` (which checks the options: here they are typed already)."""
     started = time.perf_counter()
     backend = get_target(target)
-    options = {**options, "dynamic_batch": dynamic_batch, "tune": tune, "tune_trials": tune_trials, "tune_db": tune_db}
-    tvm_target = backend.make_target(options)
+    typed = options or BuildOptions()
+    dynamic_batch, tune, tune_trials, tune_db = typed.dynamic_batch, typed.tune, typed.tune_trials, typed.tune_db
+    options_dict = typed.to_dict()
+    tvm_target = backend.make_target(options_dict)
     mod, _ = lower_to_relax(graph, dynamic_batch=dynamic_batch, target=target)
     inputs, outputs = io_specs(graph, mod)
     with _summarized(f"TVM failed to compile '{graph.name}' for target '{target}'"):
-        executable = compile_module(mod, backend, tvm_target, options)
+        executable = compile_module(mod, backend, tvm_target, options_dict)
     manifest = base_manifest(
         model=graph.name,
         target={
@@ -67,7 +66,7 @@ def build_graph(
             "tuned": bool(tune),
             "tune_trials": tune_trials if tune else None,
             "tune_db": str(tune_db) if tune and tune_db else None,
-            "tune_rpc": str(options["tune_rpc"]) if tune and options.get("tune_rpc") else None,
+            "tune_rpc": str(typed.tune_rpc) if tune and typed.tune_rpc else None,
             "compile_seconds": round(time.perf_counter() - started, 3),
         },
         files={},
