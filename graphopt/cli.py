@@ -2,7 +2,8 @@
 
 Every failure the user can act on (a ``GraphoptError``: bad model spec, wrong shape or dtype,
 untraceable model, unknown pass, failed verification, unsupported op) is one line on stderr,
-``graphopt: error: ...``, and exit status 2. ``--debug`` shows the traceback instead.
+``graphopt: error: ...``, and exit status 2. ``--debug`` shows the traceback instead. Ctrl-C (or
+SIGTERM) at any stage is ``graphopt: interrupted`` and exit status 130 (143), leaving no artifact.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from graphopt import __version__
+from graphopt import __version__, interrupts
 from graphopt.errors import GraphoptError
 
 DESCRIPTION = "A compiler-style graph optimizer for PyTorch models: capture, optimize, compile with TVM."
@@ -60,12 +61,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.filterwarnings("ignore", category=DeprecationWarning)
     try:
         args = build_parser().parse_args(argv)
-        return int(args.run(args) or 0)
+        with interrupts.handling_interrupts():
+            try:
+                return int(args.run(args) or 0)
+            except Exception:
+                interrupts.check()  # an error that is really a Ctrl-C (TVM wraps it in its own)
+                raise
     except GraphoptError as error:
         return _fail(str(error), error, debug)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
         print("graphopt: interrupted", file=sys.stderr)
-        return 130
+        return error.exit_status if isinstance(error, interrupts.Interrupted) else 130
     except (OSError, MemoryError) as error:
         return _fail(f"{type(error).__name__}: {error}", error, debug)
     except Exception as error:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from graphopt import presets
+from graphopt import interrupts, presets
 from graphopt.errors import GraphoptError, InputError, PassError, VerificationError
 from graphopt.ir import Graph
 from graphopt.metadata import user_source
@@ -146,6 +146,7 @@ def optimize(
             if hasattr(instrument, "before_pass"):
                 instrument.before_pass(info, current)
         record, current = _run_one(info, current, options.get(info.name, {}), context)
+        interrupts.check()
         if verify:
             outputs = current(*current.example_inputs)
             record.max_error = relative_error(reference, outputs)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from graphopt import interrupts
 from graphopt.errors import BuildError, GraphoptError
 from graphopt.ir import Graph
 from graphopt.options import BuildOptions
@@ -46,8 +47,10 @@ def build_graph(
     tvm_target = backend.make_target(options_dict)
     mod, _ = lower_to_relax(graph, dynamic_batch=dynamic_batch, target=target)
     inputs, outputs = io_specs(graph, mod)
+    interrupts.check()
     with _summarized(f"TVM failed to compile '{graph.name}' for target '{target}'"):
         executable = compile_module(mod, backend, tvm_target, options_dict)
+    interrupts.check()  # TVM may have swallowed a Ctrl-C: stop before checking and writing
     manifest = base_manifest(
         model=graph.name,
         target={
@@ -129,6 +132,7 @@ def _summarized(what: str) -> Iterator[None]:
     except GraphoptError:
         raise
     except Exception as error:
+        interrupts.check()  # a Ctrl-C that TVM wrapped in its own error is an interrupt, not a failure
         raise BuildError(f"{what}: {summarize(error)}") from error
 
 
