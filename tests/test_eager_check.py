@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 import graphopt
+from graphopt import progress
 from graphopt.cli import main
 from graphopt.eager_check import FLOAT_TOLERANCE, EagerChecker, compare
 from graphopt.errors import ArtifactError, MismatchError
@@ -108,7 +109,15 @@ def test_the_api_refuses_a_wrong_artifact_and_writes_nothing(tmp_path, wrong_pas
 @pytest.mark.slow
 def test_a_right_artifact_records_its_check_and_loads(tmp_path):
     x = torch.randn(2, 8)
-    graphopt.compile(tiny(), x, out_dir=tmp_path / "right")
+    stages: list[str] = []
+    with progress.listening(stages.append):  # after the passes, each build stage names itself
+        graphopt.compile(tiny(), x, out_dir=tmp_path / "right")
+    assert stages == [
+        "lowering 'Sequential' to TVM Relax",
+        "building with TVM for cpu",
+        "checking the compiled model against PyTorch eager",
+        f"writing the artifact to {tmp_path / 'right'}",
+    ]
     check = graphopt.load(tmp_path / "right").manifest["eager_check"]
     assert check["checked"] and check["ok"] and check["max_relative_error"] <= FLOAT_TOLERANCE
     assert check["tolerance"] == FLOAT_TOLERANCE and check["output"]

@@ -141,22 +141,24 @@ def status(message: str, *, quiet: bool = False) -> Iterator[Any]:
     if quiet or not stderr.is_terminal:
         yield None
         return
-    with stderr.status(message) as spinner:
+    from graphopt import progress
+
+    with stderr.status(message) as spinner, progress.listening(spinner.update):
         yield spinner
 
 
 class PassProgress:
-    """A pass instrument that shows which pass is running on the spinner."""
+    """A pass instrument that says which pass is running (``graphopt.progress``: the spinner listens)."""
 
-    def __init__(self, spinner: Any, total: int) -> None:
-        self.spinner = spinner
+    def __init__(self, total: int) -> None:
         self.total = total
         self.index = 0
 
     def before_pass(self, info: Any, graph: Any) -> None:
+        from graphopt import progress
+
         self.index += 1
-        if self.spinner is not None:
-            self.spinner.update(f"pass {self.index}/{self.total}: {info.name}")
+        progress.stage(f"pass {self.index}/{self.total}: {info.name}")
 
 
 @dataclass

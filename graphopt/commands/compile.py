@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     total = len(pipeline)
     options = _common.check_build_request(args.target, args.out, options).to_dict()
     loaded = _common.load_and_capture(args)
-    with _common.status(f"compiling for {args.target}", quiet=args.json) as spinner:
+    with _common.status(f"compiling for {args.target}", quiet=args.json):
         compiled = compile_model(
             loaded.graph,
             loaded.inputs,
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             calibration_data=calibration,
             pass_options=pass_options,
             dump_dir=args.dump_ir,
-            instruments=[_common.PassProgress(spinner, total)],
+            instruments=[_common.PassProgress(total)],
             quantize=args.quantize,
             **_common.check_options(args, loaded),
             **options,

@@ -37,14 +37,14 @@ def run(args: argparse.Namespace) -> int:
     options = _common.pass_options(args.pass_option)
     total = _common.resolve_passes(args.passes, options)
     graph = _common.load_and_capture(args).graph
-    with _common.status("optimizing", quiet=args.json) as spinner:
+    with _common.status("optimizing", quiet=args.json):
         optimized, report = optimize(
             graph,
             args.passes,
             verify=args.verify,
             options=options,
             dump_dir=args.dump_ir,
-            instruments=[_common.PassProgress(spinner, total)],
+            instruments=[_common.PassProgress(total)],
         )
         if args.out:
             save_program(optimized, Path(args.out))

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from graphopt import interrupts
+from graphopt import interrupts, progress
 from graphopt.errors import BuildError, GraphoptError
 from graphopt.ir import Graph
 from graphopt.options import BuildOptions
@@ -45,9 +45,12 @@ def build_graph(
     dynamic_batch, tune, tune_trials, tune_db = typed.dynamic_batch, typed.tune, typed.tune_trials, typed.tune_db
     options_dict = typed.to_dict()
     tvm_target = backend.make_target(options_dict)
+    progress.stage(f"lowering '{graph.name}' to TVM Relax")
     mod, _ = lower_to_relax(graph, dynamic_batch=dynamic_batch, target=target)
     inputs, outputs = io_specs(graph, mod)
     interrupts.check()
+    tuning = f", tuning {tune_trials} trials" if tune else ""
+    progress.stage(f"building with TVM for {target}{tuning}")
     with _summarized(f"TVM failed to compile '{graph.name}' for target '{target}'"):
         executable = compile_module(mod, backend, tvm_target, options_dict)
     interrupts.check()  # TVM may have swallowed a Ctrl-C: stop before checking and writing
@@ -76,6 +79,7 @@ def build_graph(
         library=None,
     )
     if check is not None:  # before anything is written: a failed check raises and leaves no artifact
+        progress.stage("checking the compiled model against PyTorch eager")
         manifest = {**manifest, **(check(_as_model(backend, CompiledModel(executable, manifest, report=report))) or {})}
     if out_dir is not None:
         export = backend.export_library or _export_with_host_compiler
@@ -84,6 +88,7 @@ def build_graph(
             export(executable, path)
             return backend.package(executable, tvm_target, os.path.dirname(path)) if backend.package else None
 
+        progress.stage(f"writing the artifact to {out_dir}")
         with _summarized(f"cannot write the library for target '{target}'"):
             manifest = write_artifact(out_dir, manifest, write_files)
     written = Path(out_dir) if out_dir is not None else None
