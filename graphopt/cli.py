@@ -37,10 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         subparsers.choices[name].set_defaults(run=module.run)
     for sub in subparsers.choices.values():
+        _plain_text(sub)
         if any("--debug" in action.option_strings for action in sub._actions):
             continue
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
     return parser
+
+
+def _plain_text(parser: argparse.ArgumentParser) -> None:
+    """The commands' docstrings are reST (``code``); --help shows them as plain text (`code`)."""
+    if parser.description:
+        parser.description = parser.description.replace("``", "`")
+    for action in parser._actions:
+        if isinstance(action.help, str):
+            action.help = action.help.replace("``", "`")
 
 
 def _add_broken(subparsers: Any, name: str, error: Exception) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -68,11 +69,11 @@ def save_program(graph: Any, path: Path) -> None:
     except Exception as error:
         raise GraphoptError(f"cannot export the optimized graph to save it: {error}".splitlines()[0]) from error
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp.pt2")
-    os.close(handle)
+    # Saved under its final name in a temporary folder beside it: torch.export.save names the
+    # archive's root folder after the file, and the file gets the umask's mode, not mkstemp's 0600.
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.stem}.tmp-"))
     try:
-        torch.export.save(program, temporary)
-        os.replace(temporary, path)
+        torch.export.save(program, staging / path.name)
+        os.replace(staging / path.name, path)
     finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+        shutil.rmtree(staging, ignore_errors=True)
