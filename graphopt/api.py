@@ -97,9 +97,11 @@ def _quantize(graph: Any, report: Any, scheme: str, calibration_data: Any) -> An
     from graphopt.quantize import quantize
 
     quantized, summary = quantize(graph, calibration_data)
+    measured_on = f"{summary.samples} calibration sample(s)" if calibration_data is not None else "the example inputs"
     report.notes.append(
         f"int8 quantization ({summary.mode}): {len(summary.quantized)} layer(s), weights "
-        f"{summary.float_bytes} -> {summary.quantized_bytes} bytes, output error {summary.output_error:.3g} relative"
+        f"{summary.float_bytes} -> {summary.quantized_bytes} bytes, output error {summary.output_error:.3g} "
+        f"relative on {measured_on}"
     )
     return quantized
 

@@ -64,7 +64,7 @@ class EagerCheck:
         verdict = "matches" if self.ok else "differs from"
         return (
             f"{verdict} PyTorch eager: max relative error {self.max_relative_error:.3g} on output "
-            f"'{self.output}' ({kind} {self.tolerance:.1e})"
+            f"'{self.output}' over the example inputs ({kind} {self.tolerance:.1e})"
         )
 
 

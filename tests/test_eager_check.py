@@ -65,7 +65,7 @@ def test_compare_names_the_worst_output_and_judges_it_by_the_bound():
     assert compare(expected, close, ["logits", "score"], FLOAT_TOLERANCE, quantized=False).ok is True
     result = compare(expected, far, ["logits", "score"], FLOAT_TOLERANCE, quantized=False)
     assert result.ok is False and result.output == "score" and result.max_relative_error == pytest.approx(0.1)
-    assert "max relative error 0.1 on output 'score' (tolerance 1.0e-04)" in result.describe()
+    assert "max relative error 0.1 on output 'score' over the example inputs (tolerance 1.0e-04)" in result.describe()
     assert compare(expected, expected[:1], ["a", "b"], FLOAT_TOLERANCE, quantized=False).ok is False
 
 
