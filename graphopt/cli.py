@@ -9,10 +9,13 @@ SIGTERM) at any stage is ``graphopt: interrupted`` and exit status 130 (143), le
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+import tempfile
 import traceback
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from graphopt import __version__, interrupts
@@ -66,12 +69,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``graphopt`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    if not debug:  # torch's own deprecation notices are not the user's to act on
+    if not debug:  # torch's and TVM's own notices are not the user's to act on
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", module=r"(torch|tvm|tvm_ffi)(\.|$)")
     try:
         args = build_parser().parse_args(argv)
-        with interrupts.handling_interrupts():
+        with interrupts.handling_interrupts(), _native_stderr_hidden(not debug):
             try:
                 return int(args.run(args) or 0)
             except Exception:
@@ -91,6 +95,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             message += "; rerun with --debug for the traceback and please report it"
         _fail(message, error, debug)
         return 1
+
+
+@contextlib.contextmanager
+def _native_stderr_hidden(hidden: bool) -> Iterator[None]:
+    """Within the block, what native code (TVM's C++ logging: "Warning: Scope Saving", ...) writes to
+    file descriptor 2 is dropped; Python's own ``sys.stderr`` (progress, errors) still shows.
+    ``--debug`` keeps everything."""
+    if not hidden:
+        yield
+        return
+    try:
+        python_writes_fd2 = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # replaced by something without a descriptor
+        python_writes_fd2 = False
+    sys.stderr.flush()
+    saved = os.dup(2)
+    original = sys.stderr
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        if python_writes_fd2:
+            sys.stderr = open(os.dup(saved), "w", buffering=1, encoding=original.encoding, errors="backslashreplace")  # noqa: SIM115
+        try:
+            yield
+        finally:
+            if sys.stderr is not original:
+                sys.stderr.close()
+                sys.stderr = original
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _fail(message: str, error: BaseException, debug: bool) -> int:

@@ -41,3 +41,15 @@ def test_optimize_saves_the_program_with_the_umask_mode_and_its_own_archive_name
     assert saved.stat().st_mode & 0o777 == 0o666 & ~umask
     assert {name.split("/")[0] for name in zipfile.ZipFile(saved).namelist()} == {"model"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt2"]
+
+
+@pytest.mark.slow
+def test_tvms_native_warnings_show_only_with_debug(capfd, tmp_path):
+    """TVM's C++ logging writes to file descriptor 2 ("Warning: Scope Saving" when exporting)."""
+    (tmp_path / "tiny.py").write_text("from torch import nn\n\ndef tiny():\n    return nn.Linear(8, 4).eval()\n")
+    spec = f"{tmp_path / 'tiny.py'}:tiny"
+    assert main(["compile", spec, "--input-shape", "1x8", "-o", str(tmp_path / "a"), "--no-check"]) == 0
+    quiet = capfd.readouterr().err
+    assert main(["compile", spec, "--input-shape", "1x8", "-o", str(tmp_path / "b"), "--debug"]) == 0
+    loud = capfd.readouterr().err
+    assert "Warning" in loud and "Warning" not in quiet, quiet
