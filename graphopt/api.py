@@ -35,6 +35,8 @@ def compile(
     """Capture, optimize and build ``model`` for ``target``; write the artifact to ``out_dir``.
 
     Returns the compiled model (callable on numpy arrays or tensors) with its ``report``.
+    ``target_options`` are ``graphopt.options.BuildOptions`` (``tune=True``, ``num_cores=4``, ...):
+    an unknown one is refused before any work, naming the nearest valid name.
     ``pass_options``, ``dump_dir`` and ``instruments`` go to ``optimize``; ``quantize="int8"`` runs
     ``graphopt.quantize`` on the optimized graph (static with ``calibration_data``, else dynamic).
     ``compress=True`` writes the weights beside the library as a compressed weights file (codebook,
@@ -55,7 +57,7 @@ def compile(
     from graphopt.compression.layers import is_compressed
     from graphopt.pass_manager import optimize
 
-    _check_build_request(target, out_dir)
+    build_options = _check_build_request(target, out_dir, target_options)
     given_graph = hasattr(model, "module") and hasattr(model, "example_inputs")
     graph = model if given_graph else capture(model, example_inputs)
     optimized, report = optimize(
@@ -81,18 +83,21 @@ def compile(
         checker = EagerChecker(eager, optimized, graph.example_inputs, keep_mismatch=keep_mismatch)
     if compress is None:
         compress = is_compressed(graph)
-    return build(
-        optimized, report, target=target, out_dir=out_dir, check=checker, compress=bool(compress), **target_options
-    )
+    build_kwargs = {**build_options.to_dict(), "compress": bool(compress)}
+    return build(optimized, report, target=target, out_dir=out_dir, check=checker, **build_kwargs)
 
 
-def _check_build_request(target: str, out_dir: str | Path | None) -> None:
-    """Before any slow step: the target exists and ``out_dir`` can take an artifact."""
+def _check_build_request(target: str, out_dir: str | Path | None, options: dict[str, Any]) -> Any:
+    """Before any slow step: the target exists, ``out_dir`` can take an artifact, the options are
+    known and well typed (a typo among them may be one of ``compile``'s own keywords)."""
+    import inspect
+
     try:
         from graphopt.targets import check_build_request
     except ImportError as error:
         raise GraphoptError(f"the compiler targets are not available: {error}") from error
-    check_build_request(target, out_dir)
+    own = [name for name in inspect.signature(compile).parameters if name != "target_options"]
+    return check_build_request(target, out_dir, options, also_known=own)
 
 
 def _quantize(graph: Any, report: Any, scheme: str, calibration_data: Any) -> Any:
@@ -102,9 +107,11 @@ def _quantize(graph: Any, report: Any, scheme: str, calibration_data: Any) -> An
     from graphopt.quantize import quantize
 
     quantized, summary = quantize(graph, calibration_data)
+    measured_on = f"{summary.samples} calibration sample(s)" if calibration_data is not None else "the example inputs"
     report.notes.append(
         f"int8 quantization ({summary.mode}): {len(summary.quantized)} layer(s), weights "
-        f"{summary.float_bytes} -> {summary.quantized_bytes} bytes, output error {summary.output_error:.3g} relative"
+        f"{summary.float_bytes} -> {summary.quantized_bytes} bytes, output error {summary.output_error:.3g} "
+        f"relative on {measured_on}"
     )
     return quantized
 

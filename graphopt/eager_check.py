@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from graphopt import interrupts
 from graphopt.errors import MismatchError
 from graphopt.numerics import flatten_outputs, relative_error
 
@@ -63,7 +64,7 @@ class EagerCheck:
         verdict = "matches" if self.ok else "differs from"
         return (
             f"{verdict} PyTorch eager: max relative error {self.max_relative_error:.3g} on output "
-            f"'{self.output}' ({kind} {self.tolerance:.1e})"
+            f"'{self.output}' over the example inputs ({kind} {self.tolerance:.1e})"
         )
 
 
@@ -120,6 +121,7 @@ class EagerChecker:
         try:
             outputs = compiled(*arrays)
         except Exception as error:  # e.g. an ARM artifact on an x86 host without qemu
+            interrupts.check()
             return EagerCheck(False, reason=f"{type(error).__name__}: {error}".splitlines()[0])
         names = [spec.name for spec in getattr(compiled, "outputs", [])]
         return compare(self.expected, outputs, names, self.tolerance, quantized=self.quantized)

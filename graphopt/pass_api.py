@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -49,6 +50,8 @@ class PassInfo:
     reports: tuple[str, ...] = ()
     tolerance: float | None = None
     origin: str = ""
+    #: Each option's declared type (the signature's annotation, else its default's type).
+    option_types: dict[str, Any] = field(default_factory=dict)
 
     def __call__(self, graph: Graph, **options: Any) -> PassResult:
         return self.function(graph, **options)
@@ -96,10 +99,28 @@ def register_pass(
             reports=tuple(reports),
             tolerance=tolerance,
             origin=function.__module__,
+            option_types=_option_types(function, options),
         )
         return function
 
     return decorate
+
+
+def _option_types(function: Callable[..., Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """Option name -> type, from the annotations (resolved) or, where there are none, the default's type."""
+    try:
+        hints = typing.get_type_hints(function)
+    except Exception:  # an annotation naming what the pass's module does not import: fall back
+        hints = {}
+    types: dict[str, Any] = {}
+    for name, default in defaults.items():
+        if name in hints:
+            types[name] = hints[name]
+        elif default is not None and default is not inspect.Parameter.empty:
+            types[name] = type(default)
+        else:
+            types[name] = Any
+    return types
 
 
 def unregister_pass(name: str) -> None:

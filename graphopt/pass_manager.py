@@ -12,12 +12,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from graphopt import presets
+from graphopt import interrupts, presets
 from graphopt.errors import GraphoptError, InputError, PassError, VerificationError
 from graphopt.ir import Graph
 from graphopt.metadata import user_source
 from graphopt.numerics import relative_error
 from graphopt.op_kinds import op_label
+from graphopt.options import coerce, nearest
 from graphopt.pass_api import CONTEXT_NAMES, PassInfo, PassResult, get_pass
 from graphopt.report import OptimizeReport, PassRecord
 
@@ -83,6 +84,24 @@ def resolve_pipeline(passes: str | Sequence[PassSpec] | None, context: dict[str,
     return pipeline
 
 
+def check_pass_options(pipeline: Sequence[PassInfo], options: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``{pass: {option: value}}`` checked against the pipeline's passes and converted to the types
+    their signatures declare (``graphopt.options.coerce``): before any pass runs."""
+    by_name = {info.name: info for info in pipeline}
+    typed: dict[str, dict[str, Any]] = {}
+    for name, values in options.items():
+        if name not in by_name:
+            raise InputError(f"options given for pass '{name}', which is not in the pipeline{nearest(name, by_name)}")
+        info = by_name[name]
+        typed[name] = {}
+        for option, value in values.items():
+            if option not in info.options:
+                raise InputError(f"pass '{name}' has no option '{option}'{nearest(option, info.options)}")
+            declared = info.option_types.get(option, Any)
+            typed[name][option] = coerce(value, declared, f"pass option {name}.{option}")
+    return typed
+
+
 def _as_pass_info(spec: PassSpec) -> PassInfo:
     if isinstance(spec, PassInfo):
         return spec
@@ -117,10 +136,7 @@ def optimize(
     """
     context = {"calibration_data": calibration_data, "labels": labels}
     pipeline = resolve_pipeline(passes, context)
-    options = options or {}
-    for name in options:
-        if name not in {p.name for p in pipeline}:
-            raise InputError(f"options given for pass '{name}', which is not in the pipeline")
+    options = check_pass_options(pipeline, options or {})
     all_instruments = list(instruments) + ([DumpIR(dump_dir)] if dump_dir else [])
     report = OptimizeReport(graph.name, graph.capture_method, graph.stats(), notes=list(graph.notes))
     current = graph
@@ -130,6 +146,7 @@ def optimize(
             if hasattr(instrument, "before_pass"):
                 instrument.before_pass(info, current)
         record, current = _run_one(info, current, options.get(info.name, {}), context)
+        interrupts.check()
         if verify:
             outputs = current(*current.example_inputs)
             record.max_error = relative_error(reference, outputs)
@@ -149,11 +166,6 @@ def optimize(
 def _run_one(
     info: PassInfo, graph: Graph, options: dict[str, Any], context: dict[str, Any]
 ) -> tuple[PassRecord, Graph]:
-    unknown = set(options) - set(info.options)
-    if unknown:
-        raise InputError(
-            f"pass '{info.name}' has no option(s) {', '.join(sorted(unknown))} (it has: {', '.join(info.options) or 'none'})"
-        )
     if "eval_mode" in info.requires and graph.module.training:
         raise PassError(info.name, "the model is in training mode; call model.eval() before optimizing")
     kwargs = dict(options)

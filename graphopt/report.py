@@ -69,18 +69,16 @@ class OptimizeReport:
         """A rich Table: one row per pass with nodes, parameter bytes and FLOPs before -> after."""
         from rich.table import Table
 
-        table = Table(title=f"graphopt: {self.model} (captured with {self.capture_method})")
-        for column in ("pass", "time", "nodes", "param bytes", "FLOPs", "what changed"):
+        verified = any(record.max_error is not None for record in self.passes)
+        title = f"graphopt: {self.model} (captured with {self.capture_method})"
+        table = Table(title=title + (", every pass verified in PyTorch" if verified else ""))
+        columns = ["pass", "time", "nodes", "param bytes", "FLOPs", "what changed"]
+        for column in [*columns, "verify: max error"] if verified else columns:
             table.add_column(column, justify="left" if column in ("pass", "what changed") else "right")
-        table.add_row(
-            "(captured)",
-            "",
-            str(self.initial.nodes),
-            human_bytes(self.initial.param_bytes),
-            human_count(self.initial.flops),
-            "",
-        )
+        initial = [str(self.initial.nodes), human_bytes(self.initial.param_bytes), human_count(self.initial.flops)]
+        table.add_row("(captured)", "", *initial, "", *([""] if verified else []))
         for record in self.passes:
+            error = [f"{record.max_error:.2g} relative" if record.max_error is not None else ""] if verified else []
             table.add_row(
                 record.name,
                 f"{record.seconds * 1000:.1f} ms",
@@ -88,6 +86,7 @@ class OptimizeReport:
                 _delta(record.before.param_bytes, record.after.param_bytes, human_bytes),
                 _delta(record.before.flops, record.after.flops, human_count),
                 summarize_details(record.details) if record.changed else "no change",
+                *error,
             )
         return table
 

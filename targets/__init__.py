@@ -10,10 +10,11 @@ Importing this package is cheap and imports neither torch nor tvm: ``graphopt.ta
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from graphopt.options import BuildOptions
 from graphopt.targets.registry import TargetBackend, get_target, list_targets, register_target
 
 __all__ = [
@@ -27,13 +28,18 @@ __all__ = [
 ]
 
 
-def check_build_request(target: str, out_dir: str | Path | None = None) -> None:
-    """What can be checked before capture and passes: the target exists, ``out_dir`` can take an artifact."""
+def check_build_request(
+    target: str, out_dir: str | Path | None = None, options: Mapping[str, Any] | None = None, **how: Any
+) -> BuildOptions:
+    """What can be checked before capture and passes: the target exists, ``out_dir`` can take an
+    artifact, the options are known and well typed (``how``: ``BuildOptions.from_dict``'s label and
+    suggestions). Returns the typed options."""
     from graphopt.targets.pipeline.artifact import check_out_dir
 
-    get_target(target)
+    backend = get_target(target)
     if out_dir is not None:
         check_out_dir(out_dir)
+    return BuildOptions.from_dict(options or {}, extra_types=backend.option_types, **how)
 
 
 def build(
@@ -42,19 +48,18 @@ def build(
     *,
     target: str = "cpu",
     out_dir: str | Path | None = None,
-    dynamic_batch: bool = False,
-    tune: bool = False,
-    tune_trials: int = 64,
-    tune_db: str | Path | None = None,
     check: Callable[[Any], dict[str, Any] | None] | None = None,
     **options: Any,
 ) -> Any:
     """Lower ``graph`` to TVM Relax, compile it for ``target`` and return a ``CompiledModel``.
 
-    With ``out_dir`` the artifact (library + ``manifest.json``) is written atomically: into a
-    temporary directory beside it, renamed at the end; on failure nothing is left at ``out_dir``.
-    Failures are ``GraphoptError`` subclasses (``UnsupportedOpError`` lists every op the target
-    cannot handle, with node names and source lines), never a raw TVM traceback.
+    ``options`` are ``graphopt.options.BuildOptions`` (``dynamic_batch``, ``tune``, ``tune_trials``,
+    ``num_cores``, ...) and the target's own (``TargetBackend.option_types``); an unknown one is
+    refused, naming the nearest valid name. With ``out_dir`` the artifact (library +
+    ``manifest.json``) is written atomically: into a temporary directory beside it, renamed at the
+    end; on failure nothing is left at ``out_dir``. Failures are ``GraphoptError`` subclasses
+    (``UnsupportedOpError`` lists every op the target cannot handle, with node names and source
+    lines), never a raw TVM traceback.
 
     ``check`` (a ``graphopt.eager_check.EagerChecker``) is called with the compiled model before
     anything is written; it may raise (nothing is then left at ``out_dir``) and what it returns
@@ -62,18 +67,8 @@ def build(
     """
     from graphopt.targets.pipeline.builder import build_graph
 
-    return build_graph(
-        graph,
-        report,
-        target=target,
-        out_dir=out_dir,
-        dynamic_batch=dynamic_batch,
-        tune=tune,
-        tune_trials=tune_trials,
-        tune_db=tune_db,
-        check=check,
-        **options,
-    )
+    typed = check_build_request(target, out_dir, options)
+    return build_graph(graph, report, target=target, out_dir=out_dir, options=typed, check=check)
 
 
 def load_artifact(out_dir: str | Path, *, allow_mismatch: bool = False) -> Any:

@@ -28,6 +28,8 @@ class TargetBackend:
       after the library (CUDA: the nvcc-compiled kernels); a dict it returns joins the manifest.
     - ``describe(target)`` -> dict recorded under ``manifest["target"]`` (host CPU, features, ...).
     - ``device``: runtime device kind, "cpu" or "cuda"; ``runs_on_host``: False for cross targets.
+    - ``option_types``: build options of this target beyond ``graphopt.options.BuildOptions``, name ->
+      type (they reach ``make_target``/``schedule`` in ``options`` like the others).
     """
 
     name: str
@@ -39,6 +41,7 @@ class TargetBackend:
     describe: Callable[[Any], dict[str, Any]] = field(default=lambda target: {})
     runs_on_host: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    option_types: dict[str, Any] = field(default_factory=dict)
 
 
 _TARGETS: dict[str, TargetBackend] = {}

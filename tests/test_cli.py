@@ -375,8 +375,10 @@ def test_bench_times_eager_and_compiled(capsys):
     result = json.loads(out)
     assert result["eager_ms"] > 0 and result["compiled_ms"] > 0
     assert result["speedup"] == pytest.approx(result["eager_ms"] / result["compiled_ms"])
+    assert result["latency_ratio"] == pytest.approx(result["compiled_ms"] / result["eager_ms"])
     status, out, _ = run(capsys, "bench", MLP, "--input-shape", "1x784", "--runs", "2", "--repeat", "1")
     assert status == 0 and "PyTorch eager" in out and "1.00x" in out
+    assert "latency vs eager (lower is faster)" in out and "speed-up" in out
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 import graphopt
+from graphopt import progress
 from graphopt.cli import main
 from graphopt.eager_check import FLOAT_TOLERANCE, EagerChecker, compare
 from graphopt.errors import ArtifactError, MismatchError
@@ -64,7 +65,7 @@ def test_compare_names_the_worst_output_and_judges_it_by_the_bound():
     assert compare(expected, close, ["logits", "score"], FLOAT_TOLERANCE, quantized=False).ok is True
     result = compare(expected, far, ["logits", "score"], FLOAT_TOLERANCE, quantized=False)
     assert result.ok is False and result.output == "score" and result.max_relative_error == pytest.approx(0.1)
-    assert "max relative error 0.1 on output 'score' (tolerance 1.0e-04)" in result.describe()
+    assert "max relative error 0.1 on output 'score' over the example inputs (tolerance 1.0e-04)" in result.describe()
     assert compare(expected, expected[:1], ["a", "b"], FLOAT_TOLERANCE, quantized=False).ok is False
 
 
@@ -108,7 +109,15 @@ def test_the_api_refuses_a_wrong_artifact_and_writes_nothing(tmp_path, wrong_pas
 @pytest.mark.slow
 def test_a_right_artifact_records_its_check_and_loads(tmp_path):
     x = torch.randn(2, 8)
-    graphopt.compile(tiny(), x, out_dir=tmp_path / "right")
+    stages: list[str] = []
+    with progress.listening(stages.append):  # after the passes, each build stage names itself
+        graphopt.compile(tiny(), x, out_dir=tmp_path / "right")
+    assert stages == [
+        "lowering 'Sequential' to TVM Relax",
+        "building with TVM for cpu",
+        "checking the compiled model against PyTorch eager",
+        f"writing the artifact to {tmp_path / 'right'}",
+    ]
     check = graphopt.load(tmp_path / "right").manifest["eager_check"]
     assert check["checked"] and check["ok"] and check["max_relative_error"] <= FLOAT_TOLERANCE
     assert check["tolerance"] == FLOAT_TOLERANCE and check["output"]

@@ -7,7 +7,6 @@ Progress goes to stderr (a rich spinner on a terminal, nothing otherwise), resul
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import functools
 import sys
@@ -18,6 +17,7 @@ from typing import Any
 from rich.console import Console
 
 from graphopt.errors import InputError
+from graphopt.options import OptionText
 
 MODEL_HELP = (
     "the model: path/to/file.py:Name (a torch.nn.Module class, instantiated with no arguments, or a factory "
@@ -122,7 +122,8 @@ def add_json_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def pass_options(entries: list[str]) -> dict[str, dict[str, Any]]:
-    """``["fold_constants.max_bytes=1000000"]`` -> ``{"fold_constants": {"max_bytes": 1000000}}`` (values as Python literals, else strings)."""
+    """``["fold_constants.max_bytes=1000000"]`` -> ``{"fold_constants": {"max_bytes": OptionText("1000000")}}``:
+    the pass manager reads each value for the type the pass declares (``graphopt.options``)."""
     options: dict[str, dict[str, Any]] = {}
     for entry in entries:
         key, sep, text = entry.partition("=")
@@ -131,16 +132,8 @@ def pass_options(entries: list[str]) -> dict[str, dict[str, Any]]:
             raise InputError(
                 f"bad --pass-option '{entry}': write PASS.OPTION=VALUE, e.g. fold_constants.max_bytes=1000000"
             )
-        options.setdefault(pass_name.strip(), {})[option.strip()] = literal(text)
+        options.setdefault(pass_name.strip(), {})[option.strip()] = OptionText(text.strip())
     return options
-
-
-def literal(text: str) -> Any:
-    """A command-line value as a Python literal (``0.5``, ``True``, ``[1, 2]``), else the string itself."""
-    try:
-        return ast.literal_eval(text.strip())
-    except (ValueError, SyntaxError):
-        return text.strip()
 
 
 @contextlib.contextmanager
@@ -149,22 +142,24 @@ def status(message: str, *, quiet: bool = False) -> Iterator[Any]:
     if quiet or not stderr.is_terminal:
         yield None
         return
-    with stderr.status(message) as spinner:
+    from graphopt import progress
+
+    with stderr.status(message) as spinner, progress.listening(spinner.update):
         yield spinner
 
 
 class PassProgress:
-    """A pass instrument that shows which pass is running on the spinner."""
+    """A pass instrument that says which pass is running (``graphopt.progress``: the spinner listens)."""
 
-    def __init__(self, spinner: Any, total: int) -> None:
-        self.spinner = spinner
+    def __init__(self, total: int) -> None:
         self.total = total
         self.index = 0
 
     def before_pass(self, info: Any, graph: Any) -> None:
+        from graphopt import progress
+
         self.index += 1
-        if self.spinner is not None:
-            self.spinner.update(f"pass {self.index}/{self.total}: {info.name}")
+        progress.stage(f"pass {self.index}/{self.total}: {info.name}")
 
 
 @dataclass
@@ -234,11 +229,12 @@ def load_and_capture(args: argparse.Namespace) -> Loaded:
         return Loaded(model, inputs, graph)
 
 
-def check_build_request(target: str, out_dir: str | None) -> None:
-    """The target exists and ``out_dir`` can take an artifact: checked before loading the model."""
+def check_build_request(target: str, out_dir: str | None, options: dict[str, Any] | None = None) -> Any:
+    """The target exists, ``out_dir`` can take an artifact, the options are known and well typed:
+    checked before loading the model. Returns the typed ``BuildOptions``."""
     from graphopt.targets import check_build_request as check
 
-    check(target, out_dir)
+    return check(target, out_dir, options, label="--target-option")
 
 
 def resolve_pipeline(passes: str, calibration_data: Any = None) -> list[Any]:
@@ -249,8 +245,12 @@ def resolve_pipeline(passes: str, calibration_data: Any = None) -> list[Any]:
 
 
 def resolve_passes(passes: str, options: dict[str, dict[str, Any]], calibration_data: Any = None) -> int:
-    """``resolve_pipeline``'s length (for progress display)."""
-    return len(resolve_pipeline(passes, calibration_data))
+    """Check the pipeline and the pass options (names, types) before any slow work; its length."""
+    from graphopt.pass_manager import check_pass_options
+
+    pipeline = resolve_pipeline(passes, calibration_data)
+    check_pass_options(pipeline, options)
+    return len(pipeline)
 
 
 def print_json(data: Any) -> None:

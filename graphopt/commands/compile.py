@@ -12,6 +12,7 @@ from typing import Any
 
 from graphopt.commands import _common
 from graphopt.errors import InputError
+from graphopt.options import OptionText
 
 
 def add_parser(subparsers: Any) -> None:
@@ -77,24 +78,26 @@ def target_options(args: argparse.Namespace) -> dict[str, Any]:
         key, sep, value = entry.partition("=")
         if not sep or not key.strip():
             raise InputError(f"bad --target-option '{entry}': write KEY=VALUE")
-        options[key.strip().replace("-", "_")] = _common.literal(value)
+        options[key.strip().replace("-", "_")] = OptionText(value.strip())
     return options
 
 
 def run(args: argparse.Namespace) -> int:
     from graphopt.api import compile as compile_model
+    from graphopt.pass_manager import check_pass_options
 
     options = target_options(args)
     pass_options = _common.pass_options(args.pass_option)
     calibration = load_calibration(args.calibrate) if args.calibrate else None
     pipeline = _common.resolve_pipeline(args.passes, calibration)
+    check_pass_options(pipeline, pass_options)
     calibrated = any("calibration_data" in info.requires for info in pipeline)
     if args.calibrate and not args.quantize and not calibrated:
         raise InputError("--calibrate is used by --quantize int8 (or a pipeline with quantization passes, e.g. O3)")
     total = len(pipeline)
-    _common.check_build_request(args.target, args.out)
+    options = _common.check_build_request(args.target, args.out, options).to_dict()
     loaded = _common.load_and_capture(args)
-    with _common.status(f"compiling for {args.target}", quiet=args.json) as spinner:
+    with _common.status(f"compiling for {args.target}", quiet=args.json):
         compiled = compile_model(
             loaded.graph,
             loaded.inputs,
@@ -105,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             calibration_data=calibration,
             pass_options=pass_options,
             dump_dir=args.dump_ir,
-            instruments=[_common.PassProgress(spinner, total)],
+            instruments=[_common.PassProgress(total)],
             quantize=args.quantize,
             **_common.check_options(args, loaded),
             **options,

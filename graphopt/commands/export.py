@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             calibration_data=calibration,
             options=options,
             dump_dir=args.dump_ir,
-            instruments=[_common.PassProgress(spinner, total)],
+            instruments=[_common.PassProgress(total)],
         )
         if args.quantize:
             optimized = _quantize(optimized, report, args.quantize, calibration)

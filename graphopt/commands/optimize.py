@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -37,14 +38,14 @@ def run(args: argparse.Namespace) -> int:
     options = _common.pass_options(args.pass_option)
     total = _common.resolve_passes(args.passes, options)
     graph = _common.load_and_capture(args).graph
-    with _common.status("optimizing", quiet=args.json) as spinner:
+    with _common.status("optimizing", quiet=args.json):
         optimized, report = optimize(
             graph,
             args.passes,
             verify=args.verify,
             options=options,
             dump_dir=args.dump_ir,
-            instruments=[_common.PassProgress(spinner, total)],
+            instruments=[_common.PassProgress(total)],
         )
         if args.out:
             save_program(optimized, Path(args.out))
@@ -68,11 +69,11 @@ def save_program(graph: Any, path: Path) -> None:
     except Exception as error:
         raise GraphoptError(f"cannot export the optimized graph to save it: {error}".splitlines()[0]) from error
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp.pt2")
-    os.close(handle)
+    # Saved under its final name in a temporary folder beside it: torch.export.save names the
+    # archive's root folder after the file, and the file gets the umask's mode, not mkstemp's 0600.
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.stem}.tmp-"))
     try:
-        torch.export.save(program, temporary)
-        os.replace(temporary, path)
+        torch.export.save(program, staging / path.name)
+        os.replace(staging / path.name, path)
     finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+        shutil.rmtree(staging, ignore_errors=True)

@@ -40,14 +40,14 @@ def run(args: argparse.Namespace) -> int:
     options = _common.pass_options(args.pass_option)
     total = _common.resolve_passes(args.passes, options)
     graph = _common.load_and_capture(args).graph
-    with _common.status("optimizing") as spinner:
+    with _common.status("optimizing"):
         payload = pipeline_payload(
             graph,
             args.passes if total else None,
             verify=args.verify,
             options=options,
             dump_dir=args.dump_ir,
-            instruments=[_common.PassProgress(spinner, total)],
+            instruments=[_common.PassProgress(total)],
         )
     path = write(payload, args.out, args.format)
     final = payload["states"][-1]["graph"]

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from graphopt import interrupts
 from graphopt.errors import InputError
 from graphopt.targets.runtime import FORMAT, FORMAT_VERSION, MANIFEST, sha256_file
 
@@ -68,7 +69,8 @@ def write_artifact(
     out_dir = Path(out_dir).absolute()
     check_out_dir(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    remove_stale_staging(out_dir)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-{os.getpid()}-", dir=out_dir.parent))
     try:
         extra = export_library(str(staging / LIBRARY)) or {}
         files = {}
@@ -77,11 +79,31 @@ def write_artifact(
         manifest = {**manifest, **extra, "library": LIBRARY, "files": files}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
         os.chmod(staging, 0o755)
+        interrupts.check()
         _replace(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
+
+
+def remove_stale_staging(out_dir: Path) -> None:
+    """Delete ``.NAME.tmp-PID-*`` folders beside ``out_dir`` left by a process that no longer runs
+    (killed with SIGKILL, or a machine that lost power, mid-write)."""
+    for path in out_dir.parent.glob(f".{out_dir.name}.tmp-*-*"):
+        pid = path.name.removeprefix(f".{out_dir.name}.tmp-").split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)) and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _replace(staging: Path, out_dir: Path) -> None:

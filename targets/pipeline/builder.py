@@ -20,8 +20,10 @@ from typing import Any
 
 from torch import fx
 
+from graphopt import interrupts, progress
 from graphopt.errors import BuildError, GraphoptError
 from graphopt.ir import Graph
+from graphopt.options import BuildOptions
 from graphopt.targets.lowering.lower import lower_to_relax
 from graphopt.targets.pipeline import compressed
 from graphopt.targets.pipeline.artifact import base_manifest, versions, write_artifact
@@ -36,27 +38,30 @@ def build_graph(
     *,
     target: str = "cpu",
     out_dir: str | Path | None = None,
-    dynamic_batch: bool = False,
-    tune: bool = False,
-    tune_trials: int = 64,
-    tune_db: str | Path | None = None,
+    options: BuildOptions | None = None,
     check: Callable[[CompiledModel], dict[str, Any] | None] | None = None,
-    compress: bool = False,
-    **options: Any,
 ) -> CompiledModel:
-    """See ``graphopt.targets.build``."""
+    """See ``graphopt.targets.build`` (which checks the options: here they are typed already)."""
     started = time.perf_counter()
     backend = get_target(target)
-    options = {**options, "dynamic_batch": dynamic_batch, "tune": tune, "tune_trials": tune_trials, "tune_db": tune_db}
-    tvm_target = backend.make_target(options)
+    typed = options or BuildOptions()
+    dynamic_batch, tune, tune_trials, tune_db = typed.dynamic_batch, typed.tune, typed.tune_trials, typed.tune_db
+    compress = typed.compress
+    options_dict = typed.to_dict()
+    tvm_target = backend.make_target(options_dict)
+    progress.stage(f"lowering '{graph.name}' to TVM Relax")
     lowered = compressed.with_buffers_as_parameters(graph) if compress else graph
     mod, params = lower_to_relax(lowered, dynamic_batch=dynamic_batch, keep_params=compress, target=target)
     weights = compressed.weight_arrays(mod, params) if compress else None
     if compress:
         backend = compressed.lifting_backend(backend)
     inputs, outputs = io_specs(graph, mod)
+    interrupts.check()
+    tuning = f", tuning {tune_trials} trials" if tune else ""
+    progress.stage(f"building with TVM for {target}{tuning}")
     with _summarized(f"TVM failed to compile '{graph.name}' for target '{target}'"):
-        executable = compile_module(mod, backend, tvm_target, options)
+        executable = compile_module(mod, backend, tvm_target, options_dict)
+    interrupts.check()  # TVM may have swallowed a Ctrl-C: stop before checking and writing
     manifest = base_manifest(
         model=graph.name,
         target={
@@ -76,13 +81,14 @@ def build_graph(
             "tuned": bool(tune),
             "tune_trials": tune_trials if tune else None,
             "tune_db": str(tune_db) if tune and tune_db else None,
-            "tune_rpc": str(options["tune_rpc"]) if tune and options.get("tune_rpc") else None,
+            "tune_rpc": str(typed.tune_rpc) if tune and typed.tune_rpc else None,
             "compile_seconds": round(time.perf_counter() - started, 3),
         },
         files={},
         library=None,
     )
     if check is not None:  # before anything is written: a failed check raises and leaves no artifact
+        progress.stage("checking the compiled model against PyTorch eager")
         manifest = {**manifest, **(check(_as_model(backend, _compiled(executable, manifest, report, weights))) or {})}
     if out_dir is not None:
         export = backend.export_library or _export_with_host_compiler
@@ -94,6 +100,7 @@ def build_graph(
                 extra.update(backend.package(executable, tvm_target, os.path.dirname(path)) or {})
             return extra
 
+        progress.stage(f"writing the artifact to {out_dir}")
         with _summarized(f"cannot write the library for target '{target}'"):
             manifest = write_artifact(out_dir, manifest, write_files)
     written = Path(out_dir) if out_dir is not None else None
@@ -175,6 +182,7 @@ def _summarized(what: str) -> Iterator[None]:
     except GraphoptError:
         raise
     except Exception as error:
+        interrupts.check()  # a Ctrl-C that TVM wrapped in its own error is an interrupt, not a failure
         raise BuildError(f"{what}: {summarize(error)}") from error
 
 

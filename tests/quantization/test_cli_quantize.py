@@ -110,3 +110,13 @@ def test_a_cross_target_is_quantized_without_timing_it(capsys, tmp_path) -> None
     on_arm = run_on_qemu(tmp_path / "arm", [batch])[0]
     on_x86 = graphopt.load(tmp_path / "x86")(batch)
     np.testing.assert_allclose(on_arm, on_x86, rtol=1e-4, atol=1e-4 * np.abs(on_x86).max())
+
+
+@pytest.mark.slow
+def test_compile_quantize_says_what_each_error_was_measured_on(capsys, digits_npz) -> None:
+    status, out, _ = run(
+        capsys, "compile", MLP, "--input-shape", "8x784", "--quantize", "int8", "--calibrate", digits_npz,
+    )  # fmt: skip
+    assert status == 0
+    assert "relative on 128 calibration sample(s)" in out  # the quantizer's figure
+    assert "over the example inputs (int8 bound" in out  # the check's, on the seeded random inputs
