@@ -131,13 +131,26 @@ def _budget(ratio: float | None, flops: float | None, params: float | None) -> t
     return name, float(value)
 
 
+@dataclass(frozen=True)
+class Criterion:
+    """How units are ranked: the importance name and what it needs (seed; data and loss for taylor)."""
+
+    importance: str
+    seed: int = 0
+    data: Any = None
+    loss: Callable[..., Any] | None = None
+
+    def scores(self, analysis: Any) -> dict[int, float]:
+        return scores(analysis, self.importance, seed=self.seed, data=self.data, loss=self.loss)
+
+
 def _prune_at(
-    graph: Graph, ratio: float | dict[int, float], importance: str, round_to: int, ignore: Sequence[str], seed: int
+    graph: Graph, ratio: float | dict[int, float], criterion: Criterion, round_to: int, ignore: Sequence[str]
 ) -> Graph:
     """A pruned copy of ``graph``: every group at ``ratio`` (or group index -> ratio)."""
     work = graph.copy()
     analysis = analyze(work, ignore=ignore)
-    unit_scores = scores(analysis, importance, seed=seed)
+    unit_scores = criterion.scores(analysis)
     ratios = ratio if isinstance(ratio, dict) else {g.index: ratio for g in analysis.groups}
     removed = select(analysis, unit_scores, ratios, round_to)
     return shrink(analysis, removed) if removed else work
@@ -183,12 +196,15 @@ def prune(
     measure: bool = False,
     target: str = "cpu",
     sensitivity: Any = None,
+    data: Any = None,
+    loss: Callable[..., Any] | None = None,
 ) -> tuple[Graph, PruneReport]:
     """Prune channels of ``model_or_graph``; returns ``(graph, report)`` like ``graphopt.optimize``.
 
     Give one of ``ratio`` (remove that fraction of every group's channels), ``flops`` or ``params``
     (keep at most that fraction of the original). ``importance`` is one of l1, l2, bn_scale,
-    random (seeded by ``seed``); kept channel counts are multiples of ``round_to``. ``ignore`` names
+    taylor (needs ``data=(inputs, targets)``, ``loss`` default cross-entropy), random (seeded
+    by ``seed``); kept channel counts are multiples of ``round_to``. ``ignore`` names
     layers whose output channels stay. ``finetune(module)`` runs after every step on the pruned
     ``fx.GraphModule`` (trainable); ``evaluate(module) -> float`` is recorded before and after each
     step; ``measure=True`` compiles before and after each step for ``target`` and times it.
@@ -223,18 +239,24 @@ def prune(
     report.metric_before = _evaluate(evaluate, graph)
     if measure:
         report.latency_before_ms = _measure(graph, target)
+    if importance == "taylor" and data is None:
+        raise InputError("taylor importance needs data=(inputs, targets): one batch and its labels")
+
+    def criterion(step: int) -> Criterion:
+        return Criterion(importance, seed + step, data, loss)
+
     start = time.perf_counter()
     current = graph
     for step in range(1, steps + 1):
         if sensitivity is not None:
             goal = getattr(report.before, name) * value
-            step_ratio, pruned = _allocate(current, sensitivity, name, goal, importance, round_to, ignore, seed + step)
+            step_ratio, pruned = _allocate(current, sensitivity, name, goal, criterion(step), round_to, ignore)
         elif name == "ratio":
             step_ratio = 1 - (1 - value) ** (1 / steps)
-            pruned = _prune_at(current, step_ratio, importance, round_to, ignore, seed + step)
+            pruned = _prune_at(current, step_ratio, criterion(step), round_to, ignore)
         else:
             goal = getattr(report.before, name) * value ** (step / steps)
-            step_ratio, pruned = _bisect(current, name, goal, importance, round_to, ignore, seed + step)
+            step_ratio, pruned = _bisect(current, name, goal, criterion(step), round_to, ignore)
         if finetune is not None:
             try:
                 finetune(pruned.module)
@@ -270,10 +292,9 @@ def _allocate(
     sensitivity: Any,
     name: str,
     goal: float,
-    importance: str,
+    criterion: Criterion,
     round_to: int,
     ignore: Sequence[str],
-    seed: int,
 ) -> tuple[float, Graph]:
     """Take the sensitivity curves' levels, cheapest first, until ``name`` <= ``goal``.
 
@@ -284,7 +305,7 @@ def _allocate(
     ratios: dict[int, float] = {}
     for group, level in allocation_moves(sensitivity, name):
         ratios[group] = level
-        candidate = _prune_at(graph, ratios, importance, round_to, ignore, seed)
+        candidate = _prune_at(graph, ratios, criterion, round_to, ignore)
         if getattr(candidate.stats(), name) <= goal:
             return sum(ratios.values()) / len(ratios), candidate
     raise InputError(
@@ -294,11 +315,11 @@ def _allocate(
 
 
 def _bisect(
-    graph: Graph, name: str, goal: float, importance: str, round_to: int, ignore: Sequence[str], seed: int
+    graph: Graph, name: str, goal: float, criterion: Criterion, round_to: int, ignore: Sequence[str]
 ) -> tuple[float, Graph]:
     """The smallest uniform ratio whose pruned graph has ``name`` (flops or params) <= ``goal``."""
     hi = _MAX_RATIO
-    best = _prune_at(graph, hi, importance, round_to, ignore, seed)
+    best = _prune_at(graph, hi, criterion, round_to, ignore)
     if getattr(best.stats(), name) > goal:
         smallest = getattr(best.stats(), name) / getattr(graph.stats(), name)
         raise InputError(
@@ -310,7 +331,7 @@ def _bisect(
     lo = 0.0
     for _ in range(_BISECTION_STEPS):
         middle = (lo + hi) / 2
-        candidate = _prune_at(graph, middle, importance, round_to, ignore, seed)
+        candidate = _prune_at(graph, middle, criterion, round_to, ignore)
         if getattr(candidate.stats(), name) <= goal:
             hi, best = middle, candidate
         else:

@@ -132,10 +132,13 @@ def sensitivity(
     measure: bool = False,
     target: str = "cpu",
     seed: int = 0,
+    data: Any = None,
+    loss: Callable[..., Any] | None = None,
 ) -> SensitivityReport:
     """Prune each group (or those in ``groups``) alone at each of ``levels``; see the module docstring.
 
-    ``higher_is_better`` says which way ``evaluate``'s metric improves (True for accuracy).
+    ``higher_is_better`` says which way ``evaluate``'s metric improves (True for accuracy);
+    ``data``/``loss`` are for ``importance="taylor"`` (see ``graphopt.prune``).
 
     >>> report = graphopt.pruning.sensitivity(model, torch.randn(1, 1, 28, 28), levels=(0.25, 0.5, 0.75))
     >>> print(report.table()); Path("sens.csv").write_text(report.to_csv())
@@ -165,7 +168,7 @@ def sensitivity(
     if measure:
         report.baseline_latency_ms = _measure(graph, target)
     before = graph.stats()
-    unit_scores = scores(analysis, importance, seed=seed)
+    unit_scores = scores(analysis, importance, seed=seed, data=data, loss=loss)
     for group in analysis.groups:
         if group.index not in wanted:
             continue

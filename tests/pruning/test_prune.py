@@ -69,17 +69,21 @@ def test_the_pruned_graph_trains() -> None:
     assert all(not torch.equal(before[k], v) for k, v in module.named_parameters())
 
 
-def test_importances_rank_differently_and_random_is_seeded() -> None:
+def test_each_importance_keeps_its_top_scored_channels_and_random_is_seeded() -> None:
+    torch.manual_seed(0)
     model, x = DigitsCNN().eval(), torch.randn(1, 1, 28, 28)
+    analysis = graphopt.pruning.analyze(graphopt.capture(model, x))
     kept = {}
     for importance in ("l1", "l2", "bn_scale", "random"):
-        pruned, _ = graphopt.prune(model, x, ratio=0.5, importance=importance)
+        pruned, _ = graphopt.prune(model, x, ratio=0.5, importance=importance, seed=3)
         kept[importance] = pruned.module.conv1.weight.detach()
-    again, _ = graphopt.prune(model, x, ratio=0.5, importance="random")
+        # conv1's channels are group 0's units, numbered 0..15; prune's step 1 scores with seed + 1
+        found = graphopt.pruning.scores(analysis, importance, seed=4)
+        top = sorted(sorted(range(16), key=lambda k: found[k])[8:])
+        assert torch.equal(kept[importance], model.conv1.weight[top].detach()), importance
+    again, _ = graphopt.prune(model, x, ratio=0.5, importance="random", seed=3)
     assert torch.equal(again.module.conv1.weight, kept["random"])
     assert not torch.equal(kept["l1"], kept["random"])
-    # l1 keeps the 8 conv1 channels with the largest group magnitude
-    assert kept["l1"].abs().sum() > kept["random"].abs().sum()
 
 
 def test_evaluate_is_recorded_before_and_after() -> None:
@@ -105,7 +109,7 @@ def test_evaluate_is_recorded_before_and_after() -> None:
         ({"flops": 1.0}, "flops must lie strictly between 0 and 1"),
         ({"ratio": 0.5, "flops": 0.5}, "give exactly one of ratio=, flops= or params="),
         ({}, "give exactly one of"),
-        ({"ratio": 0.5, "importance": "taylor"}, "unknown importance 'taylor'"),
+        ({"ratio": 0.5, "importance": "hessian"}, "unknown importance 'hessian'"),
         ({"ratio": 0.5, "ignore": ["conv7"]}, "ignored layer 'conv7' is not in the graph"),
         ({"flops": 0.01}, "the flops budget cannot be met"),
         ({"ratio": 0.5, "round_to": 0}, "round_to must be a positive integer"),
@@ -138,3 +142,22 @@ def test_the_pruned_graph_compiles_for_cpu_and_matches_eager() -> None:
     assert relative_error(pruned(x), compiled(x.numpy())) <= 1e-4  # TVM reorders float32 sums (see compile)
     assert isinstance(compiled(x.numpy()), np.ndarray)
     assert report.after.flops <= 0.5 * report.before.flops
+
+
+def test_taylor_scores_are_the_magnitude_of_summed_weight_times_gradient() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 2 * 2, 3)).eval()
+    x, y = torch.randn(6, 2, 4, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    analysis = graphopt.pruning.analyze(graphopt.capture(model, x[:1]))
+    found = graphopt.pruning.scores(analysis, "taylor", data=(x, y))
+    nn.functional.cross_entropy(model(x), y).backward()
+    conv, fc = model[0], model[3]
+    assert conv.weight.grad is not None and conv.bias.grad is not None and fc.weight.grad is not None
+    columns = (fc.weight * fc.weight.grad).reshape(3, 4, 4).sum((0, 2))  # channel k owns 4 flattened columns
+    expected = ((conv.weight * conv.weight.grad).sum((1, 2, 3)) + conv.bias * conv.bias.grad + columns).abs()
+    (group,) = analysis.groups
+    assert [found[root] for root in group.units] == pytest.approx(expected.tolist(), rel=1e-6)
+    with pytest.raises(InputError, match="taylor importance needs data=\\(inputs, targets\\)"):
+        graphopt.prune(model, x[:1], ratio=0.5, importance="taylor")
+    pruned, _ = graphopt.prune(model, x[:1], ratio=0.5, round_to=1, importance="taylor", data=(x, y))
+    assert pruned.module.get_submodule("0").weight.shape[0] == 2
