@@ -220,6 +220,8 @@ def _visit(analysis: DependencyAnalysis, node: fx.Node, kind: str) -> bool:
         return True
     if node.target is operator.getitem:
         return not inputs  # a tuple's items: only the BatchNorm case above sets a map on one
+    if kind == "size" or (node.target is getattr and node.args[1:] in (("shape",), ("dtype",), ("device",))):
+        return True  # reads sizes, not values: a pruned tensor simply reports its new size
     if not inputs:
         return True  # nothing followed flows in: nothing to decide
     first = node.args[0] if node.args else None
@@ -329,9 +331,12 @@ def _visit_elementwise(analysis: DependencyAnalysis, node: fx.Node, shape: tuple
             return False
         analysis.tie(first.ids, other_map.ids)
     for other in others:
+        facts = other.meta.get("graphopt")
+        if facts is None:
+            return False
         other_shape = _shape(other)
         if other_shape is None:
-            return False
+            continue  # a Python number computed at run time (a size, a scale): same for every channel
         if len(other_shape) >= -first.axis and other_shape[first.axis] != 1:
             analysis.fix(first.ids, f"{node.name} combines them with a tensor of per-channel shape")
     maps[node] = ChannelMap(first.axis, first.ids)
