@@ -161,7 +161,7 @@ def analyze(graph: Graph, *, ignore: Iterable[str] = ()) -> DependencyAnalysis:
     channels must stay; an unknown name raises ``InputError``.
     """
     analysis = DependencyAnalysis(graph)
-    ignored = _resolve_ignored(graph, ignore)
+    ignored = resolve_ignored(graph, ignore)
     module = graph.module
     maps = analysis.maps
     for node in module.graph.nodes:
@@ -184,7 +184,7 @@ def analyze(graph: Graph, *, ignore: Iterable[str] = ()) -> DependencyAnalysis:
     return analysis
 
 
-def _resolve_ignored(graph: Graph, names: Iterable[str]) -> set[fx.Node]:
+def resolve_ignored(graph: Graph, names: Iterable[str]) -> set[fx.Node]:
     names = list(names)
     found: set[fx.Node] = set()
     for name in names:

@@ -24,8 +24,8 @@ from graphopt.ir import Graph
 from graphopt.numerics import relative_error
 from graphopt.pruning.dependency import analyze
 from graphopt.pruning.importance import kept_units, scores, select
-from graphopt.pruning.prune import _as_graph, _evaluate, _measure
 from graphopt.pruning.shrink import shrink
+from graphopt.pruning.structured import as_graph, evaluate_metric, measure_latency
 
 
 @dataclass
@@ -146,7 +146,7 @@ def sensitivity(
     levels = [float(level) for level in levels]
     if not levels or any(not 0 < level < 1 for level in levels):
         raise InputError(f"sensitivity levels must lie strictly between 0 and 1, got {levels}")
-    graph = _as_graph(model_or_graph, example_inputs)
+    graph = as_graph(model_or_graph, example_inputs)
     ignore = list(ignore)
     analysis = analyze(graph, ignore=ignore)
     if not analysis.groups:
@@ -162,11 +162,11 @@ def sensitivity(
 
             inputs = normalize_inputs(calibration_inputs)
         evaluate, metric_name, higher_is_better = _fidelity(graph, inputs), "fidelity error", False
-    baseline = _evaluate(evaluate, graph)
+    baseline = evaluate_metric(evaluate, graph)
     assert baseline is not None
     report = SensitivityReport(graph.name, metric_name or "metric", baseline, higher_is_better)
     if measure:
-        report.baseline_latency_ms = _measure(graph, target)
+        report.baseline_latency_ms = measure_latency(graph, target)
     before = graph.stats()
     unit_scores = scores(analysis, importance, seed=seed, data=data, loss=loss)
     for group in analysis.groups:
@@ -189,10 +189,10 @@ def sensitivity(
                 keep,
                 stats.flops / max(before.flops, 1),
                 stats.params / max(before.params, 1),
-                _evaluate(evaluate, candidate) or 0.0,
+                evaluate_metric(evaluate, candidate) or 0.0,
             )
             if measure:
-                row.latency_ms = _measure(candidate, target)
+                row.latency_ms = measure_latency(candidate, target)
             report.rows.append(row)
     return report
 

@@ -22,9 +22,9 @@ import torch
 from graphopt.errors import InputError
 from graphopt.ir import Graph
 from graphopt.passes._layers import CONV_KINDS, layer_of
-from graphopt.pruning.dependency import _resolve_ignored
-from graphopt.pruning.prune import _as_graph
+from graphopt.pruning.dependency import resolve_ignored
 from graphopt.pruning.shrink import _assign
+from graphopt.pruning.structured import as_graph
 
 PATTERNS = ("unstructured", "2:4")
 
@@ -112,8 +112,8 @@ def sparsify(
         raise InputError(f"unknown sparsity pattern '{pattern}' (choose {', '.join(PATTERNS)})")
     if pattern == "unstructured" and not 0 < sparsity < 1:
         raise InputError(f"sparsity must lie strictly between 0 and 1, got {sparsity}")
-    graph = _as_graph(model_or_graph, example_inputs)
-    ignored = _resolve_ignored(graph, ignore)
+    graph = as_graph(model_or_graph, example_inputs)
+    ignored = resolve_ignored(graph, ignore)
     report = SparsityReport(pattern, 0.5 if pattern == "2:4" else sparsity)
     for node in graph.module.graph.nodes:
         layer = layer_of(graph.module, node)
