@@ -78,7 +78,7 @@ def test_cli_prune_lists_groups_and_refuses_bad_budgets_without_writing(capsys, 
     for argv, message in [
         (["--flops", "1.5"], "flops must lie strictly between 0 and 1, got 1.5"),
         (["--flops", "0.001"], "the flops budget cannot be met"),
-        ([], "give a budget: --flops F, --params P or --ratio R"),
+        ([], "give a budget: --flops F, --params P, --ratio R or --speedup S"),
         (["--ratio", "0.5", "--ignore", "nope"], "ignored layer 'nope' is not in the graph"),
     ]:
         status, _, err = run(capsys, "prune", CNN, "--input-shape", "1x1x28x28", *argv, "-o", out)
