@@ -11,10 +11,12 @@ sensitivity CSV is the shape of ``to_csv``: one row per (group, level).
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -75,6 +77,13 @@ class SensitivityReport:
             "rows": [asdict(r) for r in self.rows],
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SensitivityReport:
+        rows = [SensitivityRow(**row) for row in data["rows"]]
+        return cls(
+            data["model"], data["metric"], data["baseline"], data["higher_is_better"], data["baseline_latency_ms"], rows
+        )
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
@@ -134,11 +143,15 @@ def sensitivity(
     seed: int = 0,
     data: Any = None,
     loss: Callable[..., Any] | None = None,
+    cache_dir: str | Path | None = None,
 ) -> SensitivityReport:
     """Prune each group (or those in ``groups``) alone at each of ``levels``; see the module docstring.
 
     ``higher_is_better`` says which way ``evaluate``'s metric improves (True for accuracy);
-    ``data``/``loss`` are for ``importance="taylor"`` (see ``graphopt.prune``).
+    ``data``/``loss`` are for ``importance="taylor"`` (see ``graphopt.prune``). With ``cache_dir``
+    the report is stored under a key of the graph (structure and weights), the inputs and every
+    option, so a second identical run is read back instead of recomputed; ``evaluate`` enters the
+    key by its qualified name only, so change its name when its data changes.
 
     >>> report = graphopt.pruning.sensitivity(model, torch.randn(1, 1, 28, 28), levels=(0.25, 0.5, 0.75))
     >>> print(report.table()); Path("sens.csv").write_text(report.to_csv())
@@ -148,6 +161,14 @@ def sensitivity(
         raise InputError(f"sensitivity levels must lie strictly between 0 and 1, got {levels}")
     graph = as_graph(model_or_graph, example_inputs)
     ignore = list(ignore)
+    key = None
+    if cache_dir is not None:
+        options = [levels, importance, round_to, metric_name, higher_is_better, sorted(ignore), groups, measure]
+        options += [target, seed, _name_of(evaluate), _name_of(loss)]
+        key = _cache_key(graph, calibration_inputs, data, options)
+        cached = Path(cache_dir) / f"{key}.json"
+        if cached.is_file():
+            return SensitivityReport.from_dict(json.loads(cached.read_text()))
     analysis = analyze(graph, ignore=ignore)
     if not analysis.groups:
         raise InputError(f"nothing to prune in {graph.name}: no channel group can be removed")
@@ -194,7 +215,40 @@ def sensitivity(
             if measure:
                 row.latency_ms = measure_latency(candidate, target)
             report.rows.append(row)
+    if cache_dir is not None:
+        folder = Path(cache_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = folder / f".{key}.tmp"
+        temporary.write_text(report.to_json())
+        temporary.replace(folder / f"{key}.json")
     return report
+
+
+def _name_of(function: Any) -> str | None:
+    if function is None:
+        return None
+    return f"{getattr(function, '__module__', '')}.{getattr(function, '__qualname__', repr(function))}"
+
+
+def _cache_key(graph: Graph, *extra: Any) -> str:
+    """A digest of the graph's code, its tensors, its example inputs and ``extra`` (tensors hashed by value)."""
+    digest = hashlib.sha256(graph.module.code.encode())
+
+    def feed(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().contiguous().cpu()
+            digest.update(f"{tuple(tensor.shape)}{tensor.dtype}".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                feed(item)
+        else:
+            digest.update(repr(value).encode())
+
+    feed([t for _, t in sorted(graph.module.state_dict().items())])
+    feed(list(graph.example_inputs))
+    feed(list(extra))
+    return digest.hexdigest()[:32]
 
 
 def allocation_moves(report: SensitivityReport, budget: str) -> list[tuple[int, float]]:

@@ -128,3 +128,23 @@ def test_cli_compile_takes_the_pruned_program(capsys, tmp_path) -> None:
     assert run(capsys, "prune", CNN, "--input-shape", "1x1x28x28", "--ratio", "0.5", "-o", pruned)[0] == 0
     status, stdout, _ = run(capsys, "compile", pruned, "-o", tmp_path / "artifact")
     assert status == 0 and "matches PyTorch eager" in stdout
+
+
+def test_a_cached_sensitivity_run_is_read_back_and_a_changed_model_is_not(tmp_path) -> None:
+    calls: list[int] = []
+
+    def metric(module: torch.fx.GraphModule) -> float:
+        calls.append(1)
+        with torch.no_grad():
+            return float(module(X).mean())
+
+    torch.manual_seed(0)
+    model = DigitsCNN().eval()
+    first = graphopt.sensitivity(model, X, levels=(0.5,), evaluate=metric, cache_dir=tmp_path)
+    assert len(calls) == 3  # baseline and one level of each of the two groups
+    again = graphopt.sensitivity(model, X, levels=(0.5,), evaluate=metric, cache_dir=tmp_path)
+    assert len(calls) == 3 and again == first
+    with torch.no_grad():
+        model.conv1.weight[0] += 1
+    graphopt.sensitivity(model, X, levels=(0.5,), evaluate=metric, cache_dir=tmp_path)
+    assert len(calls) == 6 and len(list(tmp_path.glob("*.json"))) == 2
