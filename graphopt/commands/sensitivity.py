@@ -33,6 +33,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--measure", action="store_true", help="compile every candidate and time it (slow)")
     parser.add_argument("--target", default="cpu", help="the target --measure compiles for (default cpu)")
     parser.add_argument("--csv", metavar="FILE.csv", help="write the rows as CSV")
+    parser.add_argument("--plot", metavar="FILE.png|svg", help="draw one curve per group")
     parser.add_argument("--cache-dir", metavar="DIR", help="reuse the result of an identical earlier run stored here")
     _common.add_json_argument(parser)
 
@@ -86,10 +87,13 @@ def run(args: argparse.Namespace) -> int:
         path = Path(args.csv)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(report.to_csv())
+    if args.plot:
+        report.plot(args.plot)
     if args.json:
         _common.print_json(report.to_dict())
     else:
         _common.stdout.print(report.table(), markup=False)
-        if args.csv:
-            _common.stdout.print(f"wrote {args.csv}")
+        for written in (args.csv, args.plot):
+            if written:
+                _common.stdout.print(f"wrote {written}")
     return 0

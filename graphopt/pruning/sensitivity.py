@@ -97,6 +97,34 @@ class SensitivityReport:
             writer.writerow(asdict(row))
         return buffer.getvalue()
 
+    def plot(self, path: str | Path) -> Path:
+        """One curve per group (metric against the fraction removed), written as PNG or SVG by its suffix."""
+        path = Path(path)
+        if path.suffix.lower() not in (".png", ".svg"):
+            raise InputError(f"plot {path}: name it *.png or *.svg")
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            from matplotlib import pyplot
+        except ImportError as error:
+            raise InputError("plotting needs matplotlib (pip install matplotlib)") from error
+        figure, axes = pyplot.subplots(figsize=(7, 4.5))
+        for group in sorted({r.group for r in self.rows}):
+            layer = next(r.layer for r in self.rows if r.group == group)
+            levels, metrics = zip(*self.curve(group), strict=True)
+            axes.plot(levels, metrics, marker="o", label=f"{group}: {layer}")
+        axes.set_xlabel("fraction of the group's channels removed")
+        axes.set_ylabel(self.metric)
+        axes.set_title(f"sensitivity of {self.model}")
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize="small", ncol=2)
+        figure.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path)
+        pyplot.close(figure)
+        return path
+
     def table(self) -> str:
         lines = [
             f"sensitivity of {self.model}: {self.metric} (unpruned {self.baseline:.4g})",

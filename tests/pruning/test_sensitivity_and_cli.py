@@ -148,3 +148,12 @@ def test_a_cached_sensitivity_run_is_read_back_and_a_changed_model_is_not(tmp_pa
         model.conv1.weight[0] += 1
     graphopt.sensitivity(model, X, levels=(0.5,), evaluate=metric, cache_dir=tmp_path)
     assert len(calls) == 6 and len(list(tmp_path.glob("*.json"))) == 2
+
+
+def test_the_sensitivity_plot_is_written_as_png_or_svg(tmp_path) -> None:
+    report = graphopt.sensitivity(DigitsCNN().eval(), X, levels=(0.5,))
+    svg = report.plot(tmp_path / "sens.svg").read_text()
+    assert svg.lstrip().startswith("<?xml") and "0: conv1" in svg and "1: conv2" in svg
+    assert report.plot(tmp_path / "sens.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(InputError, match=r"name it \*\.png or \*\.svg"):
+        report.plot(tmp_path / "sens.pdf")
