@@ -9,7 +9,7 @@ dropout) pass the map through; the rest tie elements together (a union-find over
   are one element (a residual stream is one group through the whole stage);
 - ``cat`` on the channel axis: the output's positions are the inputs' positions end to end;
   ``chunk``/``split`` into equal parts: position ``j`` of every part is one element (the parts
-  stay equal);
+  stay equal); ``split`` into listed sizes: each part is its own slice (the sizes are rewritten);
 - a grouped convolution reads input ``j`` of every group through the same weight column, so those
   are one element, and its output channel ``j`` of every group likewise (the groups stay equal);
   a depthwise one (one input channel per group) ties input channel ``k`` to the outputs of group
@@ -106,7 +106,7 @@ class DependencyAnalysis:
     graph: Graph
     maps: dict[fx.Node, ChannelMap] = field(default_factory=dict)
     uses: list[LayerUse] = field(default_factory=list)
-    reshapes: list[tuple[fx.Node, ChannelMap]] = field(default_factory=list)  # split nodes to resize
+    splits: list[tuple[fx.Node, list[list[int]]]] = field(default_factory=list)  # split nodes and their parts' ids
     union: UnionFind = field(default_factory=UnionFind)
     fixed: set[int] = field(default_factory=set)
     why_fixed: dict[int, str] = field(default_factory=dict)
@@ -368,29 +368,36 @@ def _visit_cat(analysis: DependencyAnalysis, node: fx.Node, shape: tuple[int, ..
 
 
 def _visit_chunk(analysis: DependencyAnalysis, node: fx.Node, kind: str) -> bool:
-    """``chunk(x, n, dim)`` / ``split(x, size, dim)`` into equal parts: position j of each part is one element."""
+    """``chunk``/``split`` on the channel axis: each part gets its slice of the map.
+
+    Equal parts (``chunk(x, n)``, ``split(x, size)``) must stay equal, so position j of every part
+    is one element; ``split(x, [a, b, ...])`` parts are independent and the sizes are rewritten
+    when channels go.
+    """
     maps = analysis.maps
     source = node.args[0]
     facts = node.meta.get("graphopt")
-    if not isinstance(source, fx.Node) or facts is None or not facts.shapes:
+    if not isinstance(source, fx.Node) or facts is None or not facts.shapes or len(node.args) < 2:
         return False
     dim = _arg(node, 2, "dim", 0)
     source_shape = _shape(source) or ()
     channel_map = maps[source]
     if not isinstance(dim, int) or (dim - len(source_shape) if dim >= 0 else dim) != channel_map.axis:
         return False
-    count = int(source_shape[channel_map.axis])
-    parts = len(facts.shapes)
-    if kind == "split" and not isinstance(node.args[1], int):
+    widths = [int(s[channel_map.axis]) for s in facts.shapes]
+    sections = node.args[1]
+    listed = kind == "split" and isinstance(sections, (list, tuple))
+    if not listed and (not isinstance(sections, int) or len(set(widths[:-1])) > 1 or widths[-1] != widths[0]):
+        return False  # chunk/split with a ragged last part: not handled
+    if isinstance(sections, (list, tuple)) and list(sections) != widths:
         return False
-    if count % parts or any(s[channel_map.axis] != count // parts for s in facts.shapes):
-        return False
-    width = count // parts
-    slices = [channel_map.ids[k * width : (k + 1) * width] for k in range(parts)]
-    for part in slices[1:]:
-        analysis.tie(slices[0], part)
+    offsets = [sum(widths[:k]) for k in range(len(widths) + 1)]
+    slices = [channel_map.ids[offsets[k] : offsets[k + 1]] for k in range(len(widths))]
+    if not listed:
+        for part in slices[1:]:
+            analysis.tie(slices[0], part)
     if kind == "split":
-        analysis.reshapes.append((node, channel_map))
+        analysis.splits.append((node, slices))
     for user in node.users:
         if user.target is not operator.getitem or not isinstance(user.args[1], int):
             analysis.fix(channel_map.ids, f"{node.name}'s parts are used as a whole")
