@@ -15,7 +15,9 @@ dropout) pass the map through; the rest tie elements together (a union-find over
   a depthwise one (one input channel per group) ties input channel ``k`` to the outputs of group
   ``k`` instead, so whole groups go;
 - ``flatten`` of ``N x C x H x W`` to ``N x CHW`` gives channel ``c`` the ``H * W`` columns
-  ``c*HW .. c*HW + HW - 1``, which a following Linear reads.
+  ``c*HW .. c*HW + HW - 1``, which a following Linear reads;
+- a channel shuffle (``view(N, g, C/g, H, W)``, ``transpose(1, 2)``, ``reshape(N, C, H, W)``)
+  ties position ``j`` of every block and permutes the map as the shuffle permutes channels.
 
 Elements that reach an op the analysis does not know, a graph output, an ignored layer, or a
 tensor the analysis does not follow (a model input, a constant of per-channel shape) are *fixed*,
@@ -39,7 +41,7 @@ from torch import fx
 from graphopt.errors import InputError
 from graphopt.ir import Graph
 from graphopt.op_kinds import ELEMENTWISE, op_kind
-from graphopt.passes._layers import CONV_KINDS, Layer, batch_norm_output, layer_of
+from graphopt.passes._layers import CONV_KINDS, Layer, batch_norm_output, layer_of, only_user
 
 ELEMENTWISE_BINARY = frozenset({"add", "sub", "mul", "div"})
 #: Ops that act on each channel alone (no parameters of channel size, no mixing).
@@ -234,6 +236,8 @@ def _visit(analysis: DependencyAnalysis, node: fx.Node, kind: str) -> bool:
             maps[node] = ChannelMap(1 - len(shape or ()), maps[first].ids)  # type: ignore[index]
             return True
         return False
+    if kind == "reshape" and first in maps and len(inputs) == 1 and _visit_shuffle(analysis, node, first, shape):  # type: ignore[arg-type]
+        return True
     if kind in ("flatten", "reshape") and first in maps and len(inputs) == 1:
         return _visit_flatten(analysis, node, first, shape)  # type: ignore[arg-type]
     if kind == "mean" and first in maps and len(inputs) == 1:
@@ -298,6 +302,50 @@ def _visit_flatten(analysis: DependencyAnalysis, node: fx.Node, source: fx.Node,
         if any(isinstance(s, int) and s != -1 for s in sizes[1:]):
             return False  # a literal width would not follow the pruned channel count
     analysis.maps[node] = ChannelMap(-1, [i for i in channel_map.ids for _ in range(block)])
+    return True
+
+
+def _reshape_sizes(node: fx.Node) -> list[Any]:
+    sizes = node.args[1:]
+    return list(sizes[0]) if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)) else list(sizes)
+
+
+def _visit_shuffle(analysis: DependencyAnalysis, node: fx.Node, source: fx.Node, shape: tuple[int, ...] | None) -> bool:
+    """Channel shuffle: ``view(N, g, C/g, *S)``, ``transpose(1, 2)``, ``reshape(N, C, *S)``.
+
+    Position ``j`` of every one of the ``g`` blocks is one element (the blocks stay equal, so the
+    shuffle of the pruned tensor is the pruned shuffle), and the output's position ``j*g + i``
+    holds block ``i``'s position ``j``. The sizes ``C/g`` and ``C`` must come from the tensor at
+    run time (``x.shape``), not literals; the group count ``g`` may be one.
+    """
+    before, channel_map = _shape(source), analysis.maps[source]
+    if before is None or shape is None or len(before) < 3 or channel_map.axis != 1 - len(before):
+        return False
+    channels = before[1]
+    if len(shape) != len(before) + 1 or shape[0] != before[0] or shape[3:] != before[2:]:
+        return False
+    groups, width = shape[1], shape[2]
+    if groups * width != channels or any(isinstance(s, int) for s in _reshape_sizes(node)[2:3]):
+        return False
+    transpose = only_user(node)
+    module = analysis.graph.module
+    if (
+        transpose is None
+        or op_kind(module, transpose) != "transpose"
+        or list(transpose.args[1:3]) not in ([1, 2], [2, 1])
+    ):
+        return False
+    back = only_user(transpose)
+    while back is not None and op_kind(module, back) == "contiguous":
+        back = only_user(back)
+    if back is None or op_kind(module, back) != "reshape" or _shape(back) != before:
+        return False
+    if isinstance(_reshape_sizes(back)[1], int):
+        return False  # a literal channel count would not follow the pruning
+    for block in range(1, groups):
+        analysis.tie(channel_map.ids[:width], channel_map.ids[block * width : (block + 1) * width])
+    shuffled = [channel_map.ids[i * width + j] for j in range(width) for i in range(groups)]
+    analysis.maps[back] = ChannelMap(channel_map.axis, shuffled)
     return True
 
 

@@ -20,6 +20,7 @@ from graphopt.errors import InputError
 from graphopt.pruning import analyze, groups
 from samples.cnn import DigitsCNN
 from samples.mobilenet import mobilenet_small
+from samples.pruning_patterns import DenseBlock, ResNeXtBlock, ShuffleBlock
 from samples.resnet import resnet_small
 from samples.transformer import transformer_encoder
 from tests.passes.test_o2_property import LAYERS as O2_LAYERS
@@ -54,6 +55,13 @@ def test_a_transformer_prunes_its_mlp_hidden_width_only() -> None:
         "group 0: 64 channels; out of layers.0.ff1; into layers.0.ff2",
         "group 1: 64 channels; out of layers.1.ff1; into layers.1.ff2",
     ]
+
+
+def test_channel_shuffle_ties_every_block_and_permutes_the_channels() -> None:
+    found = groups(capture(ShuffleBlock().eval(), torch.randn(1, 3, 8, 8)))
+    # g1 (4 groups) -> shuffle of 4 blocks -> depthwise -> g2 (4 groups): 32 channels in 2 units of 16
+    assert [(g.size, g.unit_width) for g in found] == [(8, 4), (2, 16), (8, 4)]
+    assert found[1].layers == [("g1", "out"), ("dw", "in"), ("dw", "out"), ("g2", "in")]
 
 
 def test_depthwise_conv_joins_the_group_of_its_input() -> None:
@@ -127,8 +135,21 @@ def test_ignore_keeps_a_layer_and_rejects_unknown_names() -> None:
         (Concat().eval(), (2, 3, 4, 4)),
         (Grouped().eval(), (2, 3, 4, 4)),
         (transformer_encoder(d_model=16, nhead=2, num_layers=1), (2, 4, 16)),
+        (ShuffleBlock().eval(), (2, 3, 8, 8)),
+        (DenseBlock().eval(), (2, 3, 8, 8)),
+        (ResNeXtBlock().eval(), (2, 3, 8, 8)),
     ],
-    ids=["flatten_linear", "residual", "depthwise", "concat", "grouped", "transformer_mlp"],
+    ids=[
+        "flatten_linear",
+        "residual",
+        "depthwise",
+        "concat",
+        "grouped",
+        "transformer_mlp",
+        "shuffle",
+        "dense",
+        "resnext",
+    ],
 )
 def test_shrunk_equals_masked_on_each_pattern(model: nn.Module, shape: tuple[int, ...]) -> None:
     before = capture(model, torch.randn(*shape)).stats()
