@@ -50,6 +50,9 @@ _LAZY = {
     "ArtifactError": "graphopt.errors",
 }
 
+#: Sub-packages reachable as attributes without an explicit import (``graphopt.pruning.groups``).
+_SUBPACKAGES = frozenset({"pruning"})
+
 __all__ = sorted(_LAZY)
 
 
@@ -72,6 +75,8 @@ sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"{__name__}.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'graphopt' has no attribute {name!r}")

@@ -10,6 +10,7 @@ pinned torch), with seeded random weights unless trained weights ship in ``sampl
 - ``transformer.transformer_encoder()``: explicit attention, LayerNorm and GELU feed-forward.
 - ``resnet.resnet_small_digits()`` / ``mobilenet.mobilenet_small_digits()``: the small ResNet and
   MobileNetV2 with a 1-channel stem, trained on ``digits`` (1x28x28).
+- ``pruning_patterns``: DenseNet, ResNeXt and ShuffleNet blocks (concat, grouped conv, channel shuffle).
 - ``digits.load_digits_28()`` / ``load_digits_flat()``: sklearn's bundled digits (no download).
 """
 

@@ -1,8 +1,9 @@
-"""``graphopt prune MODEL --input-shape 1x3x224x224 (--flops F | --params P | --ratio R) -o pruned.pt2``
+"""``graphopt prune MODEL --input-shape 1x3x224x224 (--flops F | --params P | --ratio R | --speedup S) -o pruned.pt2``
 
 Structured pruning (``graphopt.prune``): channels are removed physically, whole dependency groups
 at a time, until the budget holds: ``--flops 0.5`` keeps at most half the FLOPs, ``--params 0.3``
-at most 30% of the parameters, ``--ratio 0.5`` removes half of every group's channels. The pruned
+at most 30% of the parameters, ``--ratio 0.5`` removes half of every group's channels,
+``--speedup 2`` bisects on the latency of the compiled candidates (``--target``). The pruned
 graph is saved as a torch.export program that ``graphopt compile`` takes as MODEL; the file appears
 only when pruning succeeded. ``--groups`` lists the dependency groups and stops.
 """
@@ -29,6 +30,9 @@ def add_parser(subparsers: Any) -> None:
     budget.add_argument("--flops", type=float, metavar="F", help="keep at most this fraction of the FLOPs (0..1)")
     budget.add_argument("--params", type=float, metavar="P", help="keep at most this fraction of the parameters")
     budget.add_argument("--ratio", type=float, metavar="R", help="remove this fraction of every group's channels")
+    budget.add_argument(
+        "--speedup", type=float, metavar="S", help="the compiled model on --target at least S times faster (measured)"
+    )
     parser.add_argument(
         "--importance", default="l1", help="how channels are ranked: l1 (default), l2, bn_scale, random"
     )
@@ -58,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out and not args.out.endswith(".pt2"):
         raise InputError(f"--out {args.out}: the pruned graph is saved as a torch.export program; name it *.pt2")
-    if not args.groups and args.flops is None and args.params is None and args.ratio is None:
-        raise InputError("give a budget: --flops F, --params P or --ratio R (e.g. --flops 0.5)")
+    if not args.groups and all(getattr(args, name) is None for name in ("flops", "params", "ratio", "speedup")):
+        raise InputError("give a budget: --flops F, --params P, --ratio R or --speedup S (e.g. --flops 0.5)")
     from graphopt.model_loading import load_callable
 
     evaluate = load_callable(args.eval, "evaluation function") if args.eval else None
@@ -81,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
             flops=args.flops,
             params=args.params,
             ratio=args.ratio,
+            speedup=args.speedup,
             importance=args.importance,
             round_to=args.round_to,
             ignore=args.ignore,

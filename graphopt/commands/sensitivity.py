@@ -33,6 +33,8 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--measure", action="store_true", help="compile every candidate and time it (slow)")
     parser.add_argument("--target", default="cpu", help="the target --measure compiles for (default cpu)")
     parser.add_argument("--csv", metavar="FILE.csv", help="write the rows as CSV")
+    parser.add_argument("--plot", metavar="FILE.png|svg", help="draw one curve per group")
+    parser.add_argument("--cache-dir", metavar="DIR", help="reuse the result of an identical earlier run stored here")
     _common.add_json_argument(parser)
 
 
@@ -54,7 +56,9 @@ def parse_levels(text: str) -> list[float]:
         raise InputError(f"bad --levels '{text}': write fractions like 0.25,0.5,0.75") from error
 
 
-def run_sensitivity(args: argparse.Namespace, graph: Any, *, round_to: int, measure: bool) -> Any:
+def run_sensitivity(
+    args: argparse.Namespace, graph: Any, *, round_to: int, measure: bool, cache_dir: str | None = None
+) -> Any:
     from graphopt.model_loading import load_callable
     from graphopt.pruning import sensitivity
 
@@ -69,6 +73,7 @@ def run_sensitivity(args: argparse.Namespace, graph: Any, *, round_to: int, meas
         higher_is_better=not args.lower_is_better,
         measure=measure,
         target=args.target,
+        cache_dir=cache_dir,
     )
 
 
@@ -77,15 +82,18 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--csv {args.csv}: name the file *.csv")
     graph = _common.load_and_capture(args).graph
     with _common.status("sensitivity analysis", quiet=args.json):
-        report = run_sensitivity(args, graph, round_to=args.round_to, measure=args.measure)
+        report = run_sensitivity(args, graph, round_to=args.round_to, measure=args.measure, cache_dir=args.cache_dir)
     if args.csv:
         path = Path(args.csv)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(report.to_csv())
+    if args.plot:
+        report.plot(args.plot)
     if args.json:
         _common.print_json(report.to_dict())
     else:
         _common.stdout.print(report.table(), markup=False)
-        if args.csv:
-            _common.stdout.print(f"wrote {args.csv}")
+        for written in (args.csv, args.plot):
+            if written:
+                _common.stdout.print(f"wrote {written}")
     return 0

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from graphopt.pruning.dependency import DependencyAnalysis, PruningGroup, analyze, groups
 from graphopt.pruning.importance import IMPORTANCE, scores, select
-from graphopt.pruning.prune import PruneReport, PruneStep, prune
 from graphopt.pruning.sensitivity import SensitivityReport, SensitivityRow, sensitivity
 from graphopt.pruning.shrink import mask, shrink
+from graphopt.pruning.sparsify import SparsityReport, sparsify
+from graphopt.pruning.structured import PruneReport, PruneStep, prune
 
 __all__ = [
     "IMPORTANCE",
@@ -25,6 +26,7 @@ __all__ = [
     "PruningGroup",
     "SensitivityReport",
     "SensitivityRow",
+    "SparsityReport",
     "analyze",
     "groups",
     "mask",
@@ -33,4 +35,5 @@ __all__ = [
     "select",
     "sensitivity",
     "shrink",
+    "sparsify",
 ]

@@ -9,13 +9,15 @@ dropout) pass the map through; the rest tie elements together (a union-find over
   are one element (a residual stream is one group through the whole stage);
 - ``cat`` on the channel axis: the output's positions are the inputs' positions end to end;
   ``chunk``/``split`` into equal parts: position ``j`` of every part is one element (the parts
-  stay equal);
+  stay equal); ``split`` into listed sizes: each part is its own slice (the sizes are rewritten);
 - a grouped convolution reads input ``j`` of every group through the same weight column, so those
   are one element, and its output channel ``j`` of every group likewise (the groups stay equal);
   a depthwise one (one input channel per group) ties input channel ``k`` to the outputs of group
   ``k`` instead, so whole groups go;
 - ``flatten`` of ``N x C x H x W`` to ``N x CHW`` gives channel ``c`` the ``H * W`` columns
-  ``c*HW .. c*HW + HW - 1``, which a following Linear reads.
+  ``c*HW .. c*HW + HW - 1``, which a following Linear reads;
+- a channel shuffle (``view(N, g, C/g, H, W)``, ``transpose(1, 2)``, ``reshape(N, C, H, W)``)
+  ties position ``j`` of every block and permutes the map as the shuffle permutes channels.
 
 Elements that reach an op the analysis does not know, a graph output, an ignored layer, or a
 tensor the analysis does not follow (a model input, a constant of per-channel shape) are *fixed*,
@@ -39,7 +41,7 @@ from torch import fx
 from graphopt.errors import InputError
 from graphopt.ir import Graph
 from graphopt.op_kinds import ELEMENTWISE, op_kind
-from graphopt.passes._layers import CONV_KINDS, Layer, batch_norm_output, layer_of
+from graphopt.passes._layers import CONV_KINDS, Layer, batch_norm_output, layer_of, only_user
 
 ELEMENTWISE_BINARY = frozenset({"add", "sub", "mul", "div"})
 #: Ops that act on each channel alone (no parameters of channel size, no mixing).
@@ -106,7 +108,7 @@ class DependencyAnalysis:
     graph: Graph
     maps: dict[fx.Node, ChannelMap] = field(default_factory=dict)
     uses: list[LayerUse] = field(default_factory=list)
-    reshapes: list[tuple[fx.Node, ChannelMap]] = field(default_factory=list)  # split nodes to resize
+    splits: list[tuple[fx.Node, list[list[int]]]] = field(default_factory=list)  # split nodes and their parts' ids
     union: UnionFind = field(default_factory=UnionFind)
     fixed: set[int] = field(default_factory=set)
     why_fixed: dict[int, str] = field(default_factory=dict)
@@ -161,7 +163,7 @@ def analyze(graph: Graph, *, ignore: Iterable[str] = ()) -> DependencyAnalysis:
     channels must stay; an unknown name raises ``InputError``.
     """
     analysis = DependencyAnalysis(graph)
-    ignored = _resolve_ignored(graph, ignore)
+    ignored = resolve_ignored(graph, ignore)
     module = graph.module
     maps = analysis.maps
     for node in module.graph.nodes:
@@ -184,7 +186,7 @@ def analyze(graph: Graph, *, ignore: Iterable[str] = ()) -> DependencyAnalysis:
     return analysis
 
 
-def _resolve_ignored(graph: Graph, names: Iterable[str]) -> set[fx.Node]:
+def resolve_ignored(graph: Graph, names: Iterable[str]) -> set[fx.Node]:
     names = list(names)
     found: set[fx.Node] = set()
     for name in names:
@@ -220,6 +222,8 @@ def _visit(analysis: DependencyAnalysis, node: fx.Node, kind: str) -> bool:
         return True
     if node.target is operator.getitem:
         return not inputs  # a tuple's items: only the BatchNorm case above sets a map on one
+    if kind == "size" or (node.target is getattr and node.args[1:] in (("shape",), ("dtype",), ("device",))):
+        return True  # reads sizes, not values: a pruned tensor simply reports its new size
     if not inputs:
         return True  # nothing followed flows in: nothing to decide
     first = node.args[0] if node.args else None
@@ -232,6 +236,8 @@ def _visit(analysis: DependencyAnalysis, node: fx.Node, kind: str) -> bool:
             maps[node] = ChannelMap(1 - len(shape or ()), maps[first].ids)  # type: ignore[index]
             return True
         return False
+    if kind == "reshape" and first in maps and len(inputs) == 1 and _visit_shuffle(analysis, node, first, shape):  # type: ignore[arg-type]
+        return True
     if kind in ("flatten", "reshape") and first in maps and len(inputs) == 1:
         return _visit_flatten(analysis, node, first, shape)  # type: ignore[arg-type]
     if kind == "mean" and first in maps and len(inputs) == 1:
@@ -299,6 +305,50 @@ def _visit_flatten(analysis: DependencyAnalysis, node: fx.Node, source: fx.Node,
     return True
 
 
+def _reshape_sizes(node: fx.Node) -> list[Any]:
+    sizes = node.args[1:]
+    return list(sizes[0]) if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)) else list(sizes)
+
+
+def _visit_shuffle(analysis: DependencyAnalysis, node: fx.Node, source: fx.Node, shape: tuple[int, ...] | None) -> bool:
+    """Channel shuffle: ``view(N, g, C/g, *S)``, ``transpose(1, 2)``, ``reshape(N, C, *S)``.
+
+    Position ``j`` of every one of the ``g`` blocks is one element (the blocks stay equal, so the
+    shuffle of the pruned tensor is the pruned shuffle), and the output's position ``j*g + i``
+    holds block ``i``'s position ``j``. The sizes ``C/g`` and ``C`` must come from the tensor at
+    run time (``x.shape``), not literals; the group count ``g`` may be one.
+    """
+    before, channel_map = _shape(source), analysis.maps[source]
+    if before is None or shape is None or len(before) < 3 or channel_map.axis != 1 - len(before):
+        return False
+    channels = before[1]
+    if len(shape) != len(before) + 1 or shape[0] != before[0] or shape[3:] != before[2:]:
+        return False
+    groups, width = shape[1], shape[2]
+    if groups * width != channels or any(isinstance(s, int) for s in _reshape_sizes(node)[2:3]):
+        return False
+    transpose = only_user(node)
+    module = analysis.graph.module
+    if (
+        transpose is None
+        or op_kind(module, transpose) != "transpose"
+        or list(transpose.args[1:3]) not in ([1, 2], [2, 1])
+    ):
+        return False
+    back = only_user(transpose)
+    while back is not None and op_kind(module, back) == "contiguous":
+        back = only_user(back)
+    if back is None or op_kind(module, back) != "reshape" or _shape(back) != before:
+        return False
+    if isinstance(_reshape_sizes(back)[1], int):
+        return False  # a literal channel count would not follow the pruning
+    for block in range(1, groups):
+        analysis.tie(channel_map.ids[:width], channel_map.ids[block * width : (block + 1) * width])
+    shuffled = [channel_map.ids[i * width + j] for j in range(width) for i in range(groups)]
+    analysis.maps[back] = ChannelMap(channel_map.axis, shuffled)
+    return True
+
+
 def _visit_mean(analysis: DependencyAnalysis, node: fx.Node, source: fx.Node, shape: tuple[int, ...] | None) -> bool:
     before, channel_map = _shape(source), analysis.maps[source]
     dims = _arg(node, 1, "dim")
@@ -329,9 +379,12 @@ def _visit_elementwise(analysis: DependencyAnalysis, node: fx.Node, shape: tuple
             return False
         analysis.tie(first.ids, other_map.ids)
     for other in others:
+        facts = other.meta.get("graphopt")
+        if facts is None:
+            return False
         other_shape = _shape(other)
         if other_shape is None:
-            return False
+            continue  # a Python number computed at run time (a size, a scale): same for every channel
         if len(other_shape) >= -first.axis and other_shape[first.axis] != 1:
             analysis.fix(first.ids, f"{node.name} combines them with a tensor of per-channel shape")
     maps[node] = ChannelMap(first.axis, first.ids)
@@ -363,29 +416,36 @@ def _visit_cat(analysis: DependencyAnalysis, node: fx.Node, shape: tuple[int, ..
 
 
 def _visit_chunk(analysis: DependencyAnalysis, node: fx.Node, kind: str) -> bool:
-    """``chunk(x, n, dim)`` / ``split(x, size, dim)`` into equal parts: position j of each part is one element."""
+    """``chunk``/``split`` on the channel axis: each part gets its slice of the map.
+
+    Equal parts (``chunk(x, n)``, ``split(x, size)``) must stay equal, so position j of every part
+    is one element; ``split(x, [a, b, ...])`` parts are independent and the sizes are rewritten
+    when channels go.
+    """
     maps = analysis.maps
     source = node.args[0]
     facts = node.meta.get("graphopt")
-    if not isinstance(source, fx.Node) or facts is None or not facts.shapes:
+    if not isinstance(source, fx.Node) or facts is None or not facts.shapes or len(node.args) < 2:
         return False
     dim = _arg(node, 2, "dim", 0)
     source_shape = _shape(source) or ()
     channel_map = maps[source]
     if not isinstance(dim, int) or (dim - len(source_shape) if dim >= 0 else dim) != channel_map.axis:
         return False
-    count = int(source_shape[channel_map.axis])
-    parts = len(facts.shapes)
-    if kind == "split" and not isinstance(node.args[1], int):
+    widths = [int(s[channel_map.axis]) for s in facts.shapes]
+    sections = node.args[1]
+    listed = kind == "split" and isinstance(sections, (list, tuple))
+    if not listed and (not isinstance(sections, int) or len(set(widths[:-1])) > 1 or widths[-1] != widths[0]):
+        return False  # chunk/split with a ragged last part: not handled
+    if isinstance(sections, (list, tuple)) and list(sections) != widths:
         return False
-    if count % parts or any(s[channel_map.axis] != count // parts for s in facts.shapes):
-        return False
-    width = count // parts
-    slices = [channel_map.ids[k * width : (k + 1) * width] for k in range(parts)]
-    for part in slices[1:]:
-        analysis.tie(slices[0], part)
+    offsets = [sum(widths[:k]) for k in range(len(widths) + 1)]
+    slices = [channel_map.ids[offsets[k] : offsets[k + 1]] for k in range(len(widths))]
+    if not listed:
+        for part in slices[1:]:
+            analysis.tie(slices[0], part)
     if kind == "split":
-        analysis.reshapes.append((node, channel_map))
+        analysis.splits.append((node, slices))
     for user in node.users:
         if user.target is not operator.getitem or not isinstance(user.args[1], int):
             analysis.fix(channel_map.ids, f"{node.name}'s parts are used as a whole")

@@ -11,10 +11,12 @@ sensitivity CSV is the shape of ``to_csv``: one row per (group, level).
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,8 +26,8 @@ from graphopt.ir import Graph
 from graphopt.numerics import relative_error
 from graphopt.pruning.dependency import analyze
 from graphopt.pruning.importance import kept_units, scores, select
-from graphopt.pruning.prune import _as_graph, _evaluate, _measure
 from graphopt.pruning.shrink import shrink
+from graphopt.pruning.structured import as_graph, evaluate_metric, measure_latency
 
 
 @dataclass
@@ -75,6 +77,13 @@ class SensitivityReport:
             "rows": [asdict(r) for r in self.rows],
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SensitivityReport:
+        rows = [SensitivityRow(**row) for row in data["rows"]]
+        return cls(
+            data["model"], data["metric"], data["baseline"], data["higher_is_better"], data["baseline_latency_ms"], rows
+        )
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
@@ -87,6 +96,34 @@ class SensitivityReport:
         for row in self.rows:
             writer.writerow(asdict(row))
         return buffer.getvalue()
+
+    def plot(self, path: str | Path) -> Path:
+        """One curve per group (metric against the fraction removed), written as PNG or SVG by its suffix."""
+        path = Path(path)
+        if path.suffix.lower() not in (".png", ".svg"):
+            raise InputError(f"plot {path}: name it *.png or *.svg")
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            from matplotlib import pyplot
+        except ImportError as error:
+            raise InputError("plotting needs matplotlib (pip install matplotlib)") from error
+        figure, axes = pyplot.subplots(figsize=(7, 4.5))
+        for group in sorted({r.group for r in self.rows}):
+            layer = next(r.layer for r in self.rows if r.group == group)
+            levels, metrics = zip(*self.curve(group), strict=True)
+            axes.plot(levels, metrics, marker="o", label=f"{group}: {layer}")
+        axes.set_xlabel("fraction of the group's channels removed")
+        axes.set_ylabel(self.metric)
+        axes.set_title(f"sensitivity of {self.model}")
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize="small", ncol=2)
+        figure.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path)
+        pyplot.close(figure)
+        return path
 
     def table(self) -> str:
         lines = [
@@ -132,10 +169,17 @@ def sensitivity(
     measure: bool = False,
     target: str = "cpu",
     seed: int = 0,
+    data: Any = None,
+    loss: Callable[..., Any] | None = None,
+    cache_dir: str | Path | None = None,
 ) -> SensitivityReport:
     """Prune each group (or those in ``groups``) alone at each of ``levels``; see the module docstring.
 
-    ``higher_is_better`` says which way ``evaluate``'s metric improves (True for accuracy).
+    ``higher_is_better`` says which way ``evaluate``'s metric improves (True for accuracy);
+    ``data``/``loss`` are for ``importance="taylor"`` (see ``graphopt.prune``). With ``cache_dir``
+    the report is stored under a key of the graph (structure and weights), the inputs and every
+    option, so a second identical run is read back instead of recomputed; ``evaluate`` enters the
+    key by its qualified name only, so change its name when its data changes.
 
     >>> report = graphopt.pruning.sensitivity(model, torch.randn(1, 1, 28, 28), levels=(0.25, 0.5, 0.75))
     >>> print(report.table()); Path("sens.csv").write_text(report.to_csv())
@@ -143,8 +187,16 @@ def sensitivity(
     levels = [float(level) for level in levels]
     if not levels or any(not 0 < level < 1 for level in levels):
         raise InputError(f"sensitivity levels must lie strictly between 0 and 1, got {levels}")
-    graph = _as_graph(model_or_graph, example_inputs)
+    graph = as_graph(model_or_graph, example_inputs)
     ignore = list(ignore)
+    key = None
+    if cache_dir is not None:
+        options = [levels, importance, round_to, metric_name, higher_is_better, sorted(ignore), groups, measure]
+        options += [target, seed, _name_of(evaluate), _name_of(loss)]
+        key = _cache_key(graph, calibration_inputs, data, options)
+        cached = Path(cache_dir) / f"{key}.json"
+        if cached.is_file():
+            return SensitivityReport.from_dict(json.loads(cached.read_text()))
     analysis = analyze(graph, ignore=ignore)
     if not analysis.groups:
         raise InputError(f"nothing to prune in {graph.name}: no channel group can be removed")
@@ -159,13 +211,13 @@ def sensitivity(
 
             inputs = normalize_inputs(calibration_inputs)
         evaluate, metric_name, higher_is_better = _fidelity(graph, inputs), "fidelity error", False
-    baseline = _evaluate(evaluate, graph)
+    baseline = evaluate_metric(evaluate, graph)
     assert baseline is not None
     report = SensitivityReport(graph.name, metric_name or "metric", baseline, higher_is_better)
     if measure:
-        report.baseline_latency_ms = _measure(graph, target)
+        report.baseline_latency_ms = measure_latency(graph, target)
     before = graph.stats()
-    unit_scores = scores(analysis, importance, seed=seed)
+    unit_scores = scores(analysis, importance, seed=seed, data=data, loss=loss)
     for group in analysis.groups:
         if group.index not in wanted:
             continue
@@ -186,12 +238,45 @@ def sensitivity(
                 keep,
                 stats.flops / max(before.flops, 1),
                 stats.params / max(before.params, 1),
-                _evaluate(evaluate, candidate) or 0.0,
+                evaluate_metric(evaluate, candidate) or 0.0,
             )
             if measure:
-                row.latency_ms = _measure(candidate, target)
+                row.latency_ms = measure_latency(candidate, target)
             report.rows.append(row)
+    if cache_dir is not None:
+        folder = Path(cache_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = folder / f".{key}.tmp"
+        temporary.write_text(report.to_json())
+        temporary.replace(folder / f"{key}.json")
     return report
+
+
+def _name_of(function: Any) -> str | None:
+    if function is None:
+        return None
+    return f"{getattr(function, '__module__', '')}.{getattr(function, '__qualname__', repr(function))}"
+
+
+def _cache_key(graph: Graph, *extra: Any) -> str:
+    """A digest of the graph's code, its tensors, its example inputs and ``extra`` (tensors hashed by value)."""
+    digest = hashlib.sha256(graph.module.code.encode())
+
+    def feed(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().contiguous().cpu()
+            digest.update(f"{tuple(tensor.shape)}{tensor.dtype}".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                feed(item)
+        else:
+            digest.update(repr(value).encode())
+
+    feed([t for _, t in sorted(graph.module.state_dict().items())])
+    feed(list(graph.example_inputs))
+    feed(list(extra))
+    return digest.hexdigest()[:32]
 
 
 def allocation_moves(report: SensitivityReport, budget: str) -> list[tuple[int, float]]:

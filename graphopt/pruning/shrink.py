@@ -100,18 +100,18 @@ def shrink(analysis: DependencyAnalysis, removed: set[int]) -> Graph:
             _resize(layer, "in", int(in_keep.sum()))
         if new is not weight:
             _assign(layer, "weight", new)
-    for node, channel_map in analysis.reshapes:
-        _resize_split(analysis, node, channel_map, removed)
+    for node, parts in analysis.splits:
+        _resize_split(analysis, node, parts, removed)
     remove_unused_attributes(graph.module)
     graph.refresh()
     return graph
 
 
-def _resize_split(analysis: DependencyAnalysis, node: fx.Node, channel_map: Any, removed: set[int]) -> None:
-    parts = len(node.meta["graphopt"].shapes)
-    kept = int(analysis.keep_mask(channel_map.ids, removed).sum())
+def _resize_split(analysis: DependencyAnalysis, node: fx.Node, parts: list[list[int]], removed: set[int]) -> None:
+    """Rewrite ``split``'s sizes to the channels each part keeps (equal parts stay one int)."""
+    kept = [int(analysis.keep_mask(ids, removed).sum()) for ids in parts]
     args = list(node.args)
-    args[1] = kept // parts
+    args[1] = kept if isinstance(args[1], (list, tuple)) else kept[0]
     node.args = tuple(args)
 
 

@@ -2,7 +2,7 @@
 
 ``RandomCNN`` applies a stem conv and a list of blocks to an ``N x 3 x 8 x 8`` input, each block changing the
 channel count its own way (plain conv, conv-BN-ReLU, residual, concat of two branches, depthwise
-with multiplier, grouped conv, chunk-and-gate, squeeze-excite, max-pool), then a head (flatten of
+with multiplier, grouped conv, chunk-and-gate, split into unequal parts, squeeze-excite, max-pool), then a head (flatten of
 C x H x W into a Linear, global average pool, or a spatial mean).
 """
 
@@ -17,7 +17,7 @@ from graphopt.numerics import relative_error
 from graphopt.pruning import analyze, mask, scores, select, shrink
 from tests.passes.models import randomized_bn
 
-BLOCKS = ["conv", "conv_bn_relu", "residual", "concat", "depthwise", "grouped", "chunk", "se", "pool"]
+BLOCKS = ["conv", "conv_bn_relu", "residual", "concat", "depthwise", "grouped", "chunk", "split", "se", "pool"]
 HEADS = ["flatten_linear", "pool_linear", "mean_linear"]
 
 
@@ -59,6 +59,11 @@ class RandomCNN(nn.Module):
                 channels = groups * 3
             elif kind == "chunk":
                 block, channels = nn.Conv2d(channels, 2 * width, 1), width
+            elif kind == "split":  # unequal parts: [width, width + 2] -> two convs -> cat
+                block = nn.ModuleList(
+                    [nn.Conv2d(channels, 2 * width + 2, 1), nn.Conv2d(width, 3, 1), nn.Conv2d(width + 2, 3, 1)]
+                )
+                channels = 6
             elif kind == "se":
                 block = nn.Sequential(nn.Conv2d(channels, width, 1), nn.ReLU(), nn.Conv2d(width, channels, 1))
             else:  # pool
@@ -82,6 +87,11 @@ class RandomCNN(nn.Module):
             elif kind == "chunk":
                 value, gate = block(h).chunk(2, dim=1)
                 h = value * torch.sigmoid(gate)
+            elif kind == "split":
+                widen, left, right = block  # type: ignore[misc]
+                width = left.in_channels
+                a, b = torch.split(widen(h), [width, width + 2], dim=1)
+                h = torch.cat([left(a), right(torch.relu(b))], dim=1)
             elif kind == "se":
                 h = h * torch.sigmoid(block(h.mean((2, 3), keepdim=True)))
             else:

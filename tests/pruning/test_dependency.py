@@ -20,7 +20,9 @@ from graphopt.errors import InputError
 from graphopt.pruning import analyze, groups
 from samples.cnn import DigitsCNN
 from samples.mobilenet import mobilenet_small
+from samples.pruning_patterns import DenseBlock, ResNeXtBlock, ShuffleBlock
 from samples.resnet import resnet_small
+from samples.transformer import transformer_encoder
 from tests.passes.test_o2_property import LAYERS as O2_LAYERS
 from tests.passes.test_o2_property import RandomNet
 from tests.pruning.models import BLOCKS, HEADS, RandomCNN, assert_exact, shrunk_and_masked
@@ -45,6 +47,21 @@ def test_residual_stream_is_one_group_across_the_stage() -> None:
     )
     assert found[-1].startswith("group 7: 64 channels; out of layers.3.conv2, layers.3.bn2, layers.3.downsample.0")
     assert found[-1].endswith("into fc")
+
+
+def test_a_transformer_prunes_its_mlp_hidden_width_only() -> None:
+    # attention heads (q/k/v/out through reshape, transpose, matmul) and the LayerNorm'd stream stay
+    assert described(transformer_encoder(d_model=16, nhead=2, num_layers=2), 1, 4, 16) == [
+        "group 0: 64 channels; out of layers.0.ff1; into layers.0.ff2",
+        "group 1: 64 channels; out of layers.1.ff1; into layers.1.ff2",
+    ]
+
+
+def test_channel_shuffle_ties_every_block_and_permutes_the_channels() -> None:
+    found = groups(capture(ShuffleBlock().eval(), torch.randn(1, 3, 8, 8)))
+    # g1 (4 groups) -> shuffle of 4 blocks -> depthwise -> g2 (4 groups): 32 channels in 2 units of 16
+    assert [(g.size, g.unit_width) for g in found] == [(8, 4), (2, 16), (8, 4)]
+    assert found[1].layers == [("g1", "out"), ("dw", "in"), ("dw", "out"), ("g2", "in")]
 
 
 def test_depthwise_conv_joins_the_group_of_its_input() -> None:
@@ -117,8 +134,22 @@ def test_ignore_keeps_a_layer_and_rejects_unknown_names() -> None:
         (mobilenet_small(), (2, 3, 32, 32)),
         (Concat().eval(), (2, 3, 4, 4)),
         (Grouped().eval(), (2, 3, 4, 4)),
+        (transformer_encoder(d_model=16, nhead=2, num_layers=1), (2, 4, 16)),
+        (ShuffleBlock().eval(), (2, 3, 8, 8)),
+        (DenseBlock().eval(), (2, 3, 8, 8)),
+        (ResNeXtBlock().eval(), (2, 3, 8, 8)),
     ],
-    ids=["flatten_linear", "residual", "depthwise", "concat", "grouped"],
+    ids=[
+        "flatten_linear",
+        "residual",
+        "depthwise",
+        "concat",
+        "grouped",
+        "transformer_mlp",
+        "shuffle",
+        "dense",
+        "resnext",
+    ],
 )
 def test_shrunk_equals_masked_on_each_pattern(model: nn.Module, shape: tuple[int, ...]) -> None:
     before = capture(model, torch.randn(*shape)).stats()
@@ -127,16 +158,33 @@ def test_shrunk_equals_masked_on_each_pattern(model: nn.Module, shape: tuple[int
     assert after.params < before.params and after.flops < before.flops
 
 
+class DepthwiseBlock(nn.Module):
+    """Expand, BN, depthwise (x2 multiplier), BN, residual-free head: the aten spelling's groups argument."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.expand, self.bn1 = nn.Conv2d(3, 6, 1), nn.BatchNorm2d(6)
+        self.depthwise, self.bn2 = nn.Conv2d(6, 12, 3, padding=1, groups=6), nn.BatchNorm2d(12)
+        self.fc = nn.Linear(12 * 4 * 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.bn2(self.depthwise(torch.relu(self.bn1(self.expand(x))))))
+        return self.fc(torch.flatten(h, 1))
+
+
 def test_shrunk_equals_masked_for_a_torch_export_capture() -> None:
-    x = torch.randn(2, 3, 32, 32)
-    graph = capture(mobilenet_small(), x, method="export")
-    shrunk, masked = shrunk_and_masked(graph, {g.index: 0.5 for g in analyze(graph.copy()).groups})
+    x = torch.randn(2, 3, 4, 4)
+    graph = capture(DepthwiseBlock().eval(), x, method="export")
+    assert graph.capture_method == "export"
+    found = analyze(graph.copy()).groups
+    assert [g.size for g in found] == [6]  # expand's channels own the depthwise groups and the fc columns
+    shrunk, masked = shrunk_and_masked(graph, {0: 0.5})
     assert shrunk.stats().params < masked.stats().params
     assert graphopt.numerics.relative_error(masked(x), shrunk(x)) <= 1e-5
 
 
 @pytest.mark.slow
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     blocks=st.lists(st.sampled_from(BLOCKS), min_size=1, max_size=6),
     widths=st.lists(st.integers(2, 6), min_size=6, max_size=6),
@@ -165,3 +213,18 @@ def test_shrunk_equals_masked_on_random_cnns(
 @given(layers=st.lists(st.sampled_from(O2_LAYERS), min_size=1, max_size=6), seed=st.integers(0, 99))
 def test_shrunk_equals_masked_on_the_o2_random_models(layers: list[str], seed: int) -> None:
     assert_exact(RandomNet(layers, seed).eval(), torch.randn(2, 4, 4, 4))
+
+
+def test_size_queries_do_not_pin_channels() -> None:
+    class ViewFlatten(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(3, 6, 3), nn.Linear(6 * 2 * 2, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.conv(x)
+            return self.fc(h.view(h.size(0), -1) + 0 * h.shape[1])
+
+    found = described(ViewFlatten().eval(), 1, 3, 4, 4)
+    assert found == ["group 0: 6 channels; out of conv; into fc"]
+    assert_exact(ViewFlatten().eval(), torch.randn(2, 3, 4, 4))

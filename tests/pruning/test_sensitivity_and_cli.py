@@ -78,7 +78,7 @@ def test_cli_prune_lists_groups_and_refuses_bad_budgets_without_writing(capsys, 
     for argv, message in [
         (["--flops", "1.5"], "flops must lie strictly between 0 and 1, got 1.5"),
         (["--flops", "0.001"], "the flops budget cannot be met"),
-        ([], "give a budget: --flops F, --params P or --ratio R"),
+        ([], "give a budget: --flops F, --params P, --ratio R or --speedup S"),
         (["--ratio", "0.5", "--ignore", "nope"], "ignored layer 'nope' is not in the graph"),
     ]:
         status, _, err = run(capsys, "prune", CNN, "--input-shape", "1x1x28x28", *argv, "-o", out)
@@ -128,3 +128,32 @@ def test_cli_compile_takes_the_pruned_program(capsys, tmp_path) -> None:
     assert run(capsys, "prune", CNN, "--input-shape", "1x1x28x28", "--ratio", "0.5", "-o", pruned)[0] == 0
     status, stdout, _ = run(capsys, "compile", pruned, "-o", tmp_path / "artifact")
     assert status == 0 and "matches PyTorch eager" in stdout
+
+
+def test_a_cached_sensitivity_run_is_read_back_and_a_changed_model_is_not(tmp_path) -> None:
+    calls: list[int] = []
+
+    def metric(module: torch.fx.GraphModule) -> float:
+        calls.append(1)
+        with torch.no_grad():
+            return float(module(X).mean())
+
+    torch.manual_seed(0)
+    model = DigitsCNN().eval()
+    first = graphopt.sensitivity(model, X, levels=(0.5,), evaluate=metric, cache_dir=tmp_path)
+    assert len(calls) == 3  # baseline and one level of each of the two groups
+    again = graphopt.sensitivity(model, X, levels=(0.5,), evaluate=metric, cache_dir=tmp_path)
+    assert len(calls) == 3 and again == first
+    with torch.no_grad():
+        model.conv1.weight[0] += 1
+    graphopt.sensitivity(model, X, levels=(0.5,), evaluate=metric, cache_dir=tmp_path)
+    assert len(calls) == 6 and len(list(tmp_path.glob("*.json"))) == 2
+
+
+def test_the_sensitivity_plot_is_written_as_png_or_svg(tmp_path) -> None:
+    report = graphopt.sensitivity(DigitsCNN().eval(), X, levels=(0.5,))
+    svg = report.plot(tmp_path / "sens.svg").read_text()
+    assert svg.lstrip().startswith("<?xml") and "0: conv1" in svg and "1: conv2" in svg
+    assert report.plot(tmp_path / "sens.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(InputError, match=r"name it \*\.png or \*\.svg"):
+        report.plot(tmp_path / "sens.pdf")

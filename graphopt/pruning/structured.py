@@ -23,6 +23,8 @@ from graphopt.pruning.shrink import shrink
 #: Ratio bisection stops when the bracket is this narrow (1/4096 of the channels is below any rounding step).
 _BISECTION_STEPS = 12
 _MAX_RATIO = 0.999
+#: Bisection steps when every candidate is compiled and timed (the ratio is then known to 1/64).
+_LATENCY_STEPS = 6
 
 
 @dataclass
@@ -109,7 +111,7 @@ class PruneReport:
         return "\n".join(rows)
 
 
-def _as_graph(model_or_graph: Any, example_inputs: Any) -> Graph:
+def as_graph(model_or_graph: Any, example_inputs: Any) -> Graph:
     if isinstance(model_or_graph, Graph):
         return model_or_graph.copy()
     from graphopt.capture import capture
@@ -119,31 +121,48 @@ def _as_graph(model_or_graph: Any, example_inputs: Any) -> Graph:
     return capture(model_or_graph, example_inputs)
 
 
-def _budget(ratio: float | None, flops: float | None, params: float | None) -> tuple[str, float]:
-    given = {
-        name: value for name, value in (("ratio", ratio), ("flops", flops), ("params", params)) if value is not None
-    }
+def _budget(ratio: float | None, flops: float | None, params: float | None, speedup: float | None) -> tuple[str, float]:
+    named = (("ratio", ratio), ("flops", flops), ("params", params), ("speedup", speedup))
+    given = {name: value for name, value in named if value is not None}
     if len(given) != 1:
-        raise InputError("give exactly one of ratio=, flops= or params= (e.g. flops=0.5 keeps at most half the FLOPs)")
+        raise InputError(
+            "give exactly one of ratio=, flops=, params= or speedup= (e.g. flops=0.5 keeps at most half the FLOPs)"
+        )
     ((name, value),) = given.items()
-    if not isinstance(value, (int, float)) or not 0 < value < 1:
+    if name == "speedup":
+        if not isinstance(value, (int, float)) or value <= 1:
+            raise InputError(f"speedup must be above 1 (2.0: twice as fast), got {value}")
+    elif not isinstance(value, (int, float)) or not 0 < value < 1:
         raise InputError(f"{name} must lie strictly between 0 and 1, got {value}")
     return name, float(value)
 
 
+@dataclass(frozen=True)
+class Criterion:
+    """How units are ranked: the importance name and what it needs (seed; data and loss for taylor)."""
+
+    importance: str
+    seed: int = 0
+    data: Any = None
+    loss: Callable[..., Any] | None = None
+
+    def scores(self, analysis: Any) -> dict[int, float]:
+        return scores(analysis, self.importance, seed=self.seed, data=self.data, loss=self.loss)
+
+
 def _prune_at(
-    graph: Graph, ratio: float | dict[int, float], importance: str, round_to: int, ignore: Sequence[str], seed: int
+    graph: Graph, ratio: float | dict[int, float], criterion: Criterion, round_to: int, ignore: Sequence[str]
 ) -> Graph:
     """A pruned copy of ``graph``: every group at ``ratio`` (or group index -> ratio)."""
     work = graph.copy()
     analysis = analyze(work, ignore=ignore)
-    unit_scores = scores(analysis, importance, seed=seed)
+    unit_scores = criterion.scores(analysis)
     ratios = ratio if isinstance(ratio, dict) else {g.index: ratio for g in analysis.groups}
     removed = select(analysis, unit_scores, ratios, round_to)
     return shrink(analysis, removed) if removed else work
 
 
-def _measure(graph: Graph, target: str) -> float:
+def measure_latency(graph: Graph, target: str) -> float:
     """Median milliseconds per run of ``graph`` compiled for ``target`` (O2), on its example inputs."""
     from graphopt.api import compile as compile_graph
 
@@ -153,7 +172,7 @@ def _measure(graph: Graph, target: str) -> float:
     return 1000 * times[len(times) // 2]
 
 
-def _evaluate(evaluate: Callable[[Any], float] | None, graph: Graph) -> float | None:
+def evaluate_metric(evaluate: Callable[[Any], float] | None, graph: Graph) -> float | None:
     if evaluate is None:
         return None
     try:
@@ -173,6 +192,7 @@ def prune(
     ratio: float | None = None,
     flops: float | None = None,
     params: float | None = None,
+    speedup: float | None = None,
     importance: str = "l1",
     round_to: int = 8,
     ignore: Iterable[str] = (),
@@ -183,12 +203,16 @@ def prune(
     measure: bool = False,
     target: str = "cpu",
     sensitivity: Any = None,
+    data: Any = None,
+    loss: Callable[..., Any] | None = None,
 ) -> tuple[Graph, PruneReport]:
     """Prune channels of ``model_or_graph``; returns ``(graph, report)`` like ``graphopt.optimize``.
 
     Give one of ``ratio`` (remove that fraction of every group's channels), ``flops`` or ``params``
-    (keep at most that fraction of the original). ``importance`` is one of l1, l2, bn_scale,
-    random (seeded by ``seed``); kept channel counts are multiples of ``round_to``. ``ignore`` names
+    (keep at most that fraction of the original), or ``speedup`` (the compiled model on ``target``
+    at least that many times faster, measured for every candidate ratio). ``importance`` is one of l1, l2, bn_scale,
+    taylor (needs ``data=(inputs, targets)``, ``loss`` default cross-entropy), random (seeded
+    by ``seed``); kept channel counts are multiples of ``round_to``. ``ignore`` names
     layers whose output channels stay. ``finetune(module)`` runs after every step on the pruned
     ``fx.GraphModule`` (trainable); ``evaluate(module) -> float`` is recorded before and after each
     step; ``measure=True`` compiles before and after each step for ``target`` and times it.
@@ -198,7 +222,8 @@ def prune(
     >>> pruned, report = graphopt.prune(model, torch.randn(1, 3, 224, 224), flops=0.5)
     >>> compiled = graphopt.compile(pruned, pruned.example_inputs)
     """
-    name, value = _budget(ratio, flops, params)
+    name, value = _budget(ratio, flops, params, speedup)
+    measure = measure or name == "speedup"
     if importance not in IMPORTANCE:
         raise InputError(f"unknown importance '{importance}' (choose {', '.join(IMPORTANCE)})")
     if not isinstance(round_to, int) or round_to < 1:
@@ -206,7 +231,7 @@ def prune(
     if not isinstance(steps, int) or steps < 1:
         raise InputError(f"steps must be a positive integer, got {steps}")
     ignore = list(ignore)
-    graph = _as_graph(model_or_graph, example_inputs)
+    graph = as_graph(model_or_graph, example_inputs)
     analysis = analyze(graph, ignore=ignore)
     if not analysis.groups:
         reasons = sorted(set(analysis.why_fixed.values()))[:3]
@@ -216,25 +241,44 @@ def prune(
         )
     if sensitivity is not None:
         _check_sensitivity(sensitivity, analysis, name, steps)
-    budget = f"ratio {value}" if name == "ratio" else f"{name} <= {value}x"
+    budget = {"ratio": f"ratio {value}", "speedup": f"speedup >= {value}x on {target}"}.get(name, f"{name} <= {value}x")
     if sensitivity is not None:
         budget += f", allocated by sensitivity ({sensitivity.metric})"
     report = PruneReport(graph.name, budget, importance, round_to, graph.stats())
-    report.metric_before = _evaluate(evaluate, graph)
+    report.metric_before = evaluate_metric(evaluate, graph)
     if measure:
-        report.latency_before_ms = _measure(graph, target)
+        report.latency_before_ms = measure_latency(graph, target)
+    if importance == "taylor" and data is None:
+        raise InputError("taylor importance needs data=(inputs, targets): one batch and its labels")
+
+    def criterion(step: int) -> Criterion:
+        return Criterion(importance, seed + step, data, loss)
+
+    measured: dict[Graph, float] = {}  # keyed by the Graph object itself (ids of freed candidates get reused)
+
+    def latency(candidate: Graph) -> float:
+        if candidate not in measured:
+            measured[candidate] = measure_latency(candidate, target)
+        return measured[candidate]
+
     start = time.perf_counter()
     current = graph
     for step in range(1, steps + 1):
         if sensitivity is not None:
             goal = getattr(report.before, name) * value
-            step_ratio, pruned = _allocate(current, sensitivity, name, goal, importance, round_to, ignore, seed + step)
+            step_ratio, pruned = _allocate(current, sensitivity, name, goal, criterion(step), round_to, ignore)
         elif name == "ratio":
             step_ratio = 1 - (1 - value) ** (1 / steps)
-            pruned = _prune_at(current, step_ratio, importance, round_to, ignore, seed + step)
+            pruned = _prune_at(current, step_ratio, criterion(step), round_to, ignore)
+        elif name == "speedup":
+            assert report.latency_before_ms is not None
+            goal = report.latency_before_ms / value ** (step / steps)
+            step_ratio, pruned = _bisect(
+                current, name, goal, criterion(step), round_to, ignore, size=latency, iterations=_LATENCY_STEPS
+            )
         else:
             goal = getattr(report.before, name) * value ** (step / steps)
-            step_ratio, pruned = _bisect(current, name, goal, importance, round_to, ignore, seed + step)
+            step_ratio, pruned = _bisect(current, name, goal, criterion(step), round_to, ignore)
         if finetune is not None:
             try:
                 finetune(pruned.module)
@@ -243,9 +287,14 @@ def prune(
             pruned.module.eval()
             pruned.refresh()
         record = PruneStep(step, step_ratio, pruned.stats(), _channel_changes(current, pruned, ignore))
-        record.metric = _evaluate(evaluate, pruned)
+        record.metric = evaluate_metric(evaluate, pruned)
         if measure:
-            record.latency_ms = _measure(pruned, target)
+            record.latency_ms = latency(pruned)  # timed already when the bisection accepted it
+            previous = report.steps[-1].latency_ms if report.steps else report.latency_before_ms
+            if previous is not None and record.latency_ms > previous:
+                report.notes.append(
+                    f"step {step} measured slower than the model before it ({record.latency_ms:.3f} > {previous:.3f} ms)"
+                )
         report.steps.append(record)
         current = pruned
     report.notes.append(f"pruned in {time.perf_counter() - start:.2f} s")
@@ -270,10 +319,9 @@ def _allocate(
     sensitivity: Any,
     name: str,
     goal: float,
-    importance: str,
+    criterion: Criterion,
     round_to: int,
     ignore: Sequence[str],
-    seed: int,
 ) -> tuple[float, Graph]:
     """Take the sensitivity curves' levels, cheapest first, until ``name`` <= ``goal``.
 
@@ -284,7 +332,7 @@ def _allocate(
     ratios: dict[int, float] = {}
     for group, level in allocation_moves(sensitivity, name):
         ratios[group] = level
-        candidate = _prune_at(graph, ratios, importance, round_to, ignore, seed)
+        candidate = _prune_at(graph, ratios, criterion, round_to, ignore)
         if getattr(candidate.stats(), name) <= goal:
             return sum(ratios.values()) / len(ratios), candidate
     raise InputError(
@@ -294,24 +342,42 @@ def _allocate(
 
 
 def _bisect(
-    graph: Graph, name: str, goal: float, importance: str, round_to: int, ignore: Sequence[str], seed: int
+    graph: Graph,
+    name: str,
+    goal: float,
+    criterion: Criterion,
+    round_to: int,
+    ignore: Sequence[str],
+    *,
+    size: Callable[[Graph], float] | None = None,
+    iterations: int = _BISECTION_STEPS,
 ) -> tuple[float, Graph]:
-    """The smallest uniform ratio whose pruned graph has ``name`` (flops or params) <= ``goal``."""
+    """The smallest uniform ratio whose pruned graph's ``size`` (default: stats' flops or params) <= ``goal``.
+
+    For latency (``size`` measures the compiled candidate) a candidate is accepted only when it is
+    measured at or below the goal, so no accepted step is slower than the model before it.
+    """
+    measure = size or (lambda g: float(getattr(g.stats(), name)))
     hi = _MAX_RATIO
-    best = _prune_at(graph, hi, importance, round_to, ignore, seed)
-    if getattr(best.stats(), name) > goal:
-        smallest = getattr(best.stats(), name) / getattr(graph.stats(), name)
+    best = _prune_at(graph, hi, criterion, round_to, ignore)
+    if measure(best) > goal:
+        if name == "speedup":
+            raise InputError(
+                f"the speedup budget cannot be met: with every group at its minimum (round_to={round_to}) the "
+                f"compiled model takes {measure(best):.3f} ms, above the goal of {goal:.3f} ms"
+            )
+        smallest = measure(best) / measure(graph)
         raise InputError(
             f"the {name} budget cannot be met: with every group at its minimum ({round_to} channel(s) with "
             f"round_to={round_to}) the model keeps {smallest:.3f}x of its {name}; ask for more or lower round_to"
         )
-    if getattr(graph.stats(), name) <= goal:
+    if size is None and measure(graph) <= goal:
         return 0.0, graph.copy()
     lo = 0.0
-    for _ in range(_BISECTION_STEPS):
+    for _ in range(iterations):
         middle = (lo + hi) / 2
-        candidate = _prune_at(graph, middle, importance, round_to, ignore, seed)
-        if getattr(candidate.stats(), name) <= goal:
+        candidate = _prune_at(graph, middle, criterion, round_to, ignore)
+        if measure(candidate) <= goal:
             hi, best = middle, candidate
         else:
             lo = middle
