@@ -405,6 +405,7 @@ def export_onnx(graph: Any, path: str | Path, example_inputs: Any = None, *, ops
 
     from graphopt.capture import normalize_inputs, quiet_torch
 
+    _register_qdq_symbolics()
     inputs = normalize_inputs(example_inputs) if example_inputs is not None else tuple(graph.example_inputs)
     target = Path(path)
     if target.suffix.lower() != ".onnx":
@@ -432,6 +433,60 @@ def export_onnx(graph: Any, path: str | Path, example_inputs: Any = None, *, ops
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(buffer.getvalue())
     return target
+
+
+_QDQ_REGISTERED = False
+
+
+def _register_qdq_symbolics() -> None:
+    """Teach torch.onnx's exporter graphopt's quantization ops, as ONNX Runtime's QDQ format writes them:
+    ``quantize``/``dequantize`` -> QuantizeLinear/DequantizeLinear with a float32 scale and an int8/uint8
+    zero point; ``dequantize_per_channel`` (int8 weights, symmetric) -> DequantizeLinear with a scale
+    per channel along ``axis``; ``fake_quantize_dynamic`` -> DynamicQuantizeLinear + DequantizeLinear
+    (uint8 with its zero point shifted by 128 dequantizes to the same values as int8)."""
+    global _QDQ_REGISTERED
+    if _QDQ_REGISTERED:
+        return
+    from torch.onnx import register_custom_op_symbolic
+    from torch.onnx.symbolic_helper import _maybe_get_const
+
+    import graphopt.qdq_ops  # noqa: F401  (defines the ops)
+
+    def constants(g: Any, scale: Any, zero_point: Any, storage: torch.dtype) -> tuple[Any, Any]:
+        scale_value = float(_maybe_get_const(scale, "f"))
+        zero_value = int(_maybe_get_const(zero_point, "i"))
+        return (
+            g.op("Constant", value_t=torch.tensor(scale_value, dtype=torch.float32)),
+            g.op("Constant", value_t=torch.tensor(zero_value, dtype=storage)),
+        )
+
+    def quantize(g: Any, x: Any, scale: Any, zero_point: Any, qmin: Any, qmax: Any) -> Any:
+        low, high = int(_maybe_get_const(qmin, "i")), int(_maybe_get_const(qmax, "i"))
+        if (low, high) not in ((-128, 127), (0, 255)):
+            raise GraphoptError(
+                f"cannot export a quantize to [{low}, {high}] as ONNX (QuantizeLinear saturates to int8/uint8)"
+            )
+        return g.op("QuantizeLinear", x, *constants(g, scale, zero_point, torch.int8 if low < 0 else torch.uint8))
+
+    def dequantize(g: Any, q: Any, scale: Any, zero_point: Any) -> Any:
+        storage = torch.uint8 if q.type().scalarType() == "Byte" else torch.int8
+        return g.op("DequantizeLinear", q, *constants(g, scale, zero_point, storage))
+
+    def dequantize_per_channel(g: Any, q: Any, scales: Any, axis: Any) -> Any:
+        return g.op("DequantizeLinear", q, scales, axis_i=int(_maybe_get_const(axis, "i")))
+
+    def fake_quantize_dynamic(g: Any, x: Any, qmin: Any, qmax: Any) -> Any:
+        q, scale, zero_point = g.op("DynamicQuantizeLinear", x, outputs=3)
+        return g.op("DequantizeLinear", q, scale, zero_point)
+
+    for name, symbolic in (
+        ("quantize", quantize),
+        ("dequantize", dequantize),
+        ("dequantize_per_channel", dequantize_per_channel),
+        ("fake_quantize_dynamic", fake_quantize_dynamic),
+    ):
+        register_custom_op_symbolic(f"graphopt::{name}", symbolic, 13)
+    _QDQ_REGISTERED = True
 
 
 def _one_line(error: BaseException) -> str:

@@ -218,3 +218,29 @@ def test_export_refuses_a_bad_path(exported):
     _, model, x = exported["mnist_mlp"]
     with pytest.raises(GraphoptError, match=r"should end in \.onnx"):
         graphopt.export_onnx(graphopt.capture(model, x), "model.pt2")
+
+
+@pytest.mark.parametrize("mode", ["static", "dynamic"])
+def test_int8_graph_exports_as_qdq_and_onnxruntime_matches_it(exported, tmp_path, mode):
+    _, model, x = exported["mnist_mlp"]
+    graph = graphopt.capture(model, x)
+    calibration = load_digits_flat("train")[0][:64] if mode == "static" else None
+    quantized, report = graphopt.quantize(graph, calibration)
+    assert report.mode == mode
+    path = graphopt.export_onnx(quantized, tmp_path / "int8.onnx")
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert {"DequantizeLinear", "QuantizeLinear" if mode == "static" else "DynamicQuantizeLinear"} <= ops
+    weights = [t for t in onnx.load(str(path)).graph.initializer if t.data_type == TensorProto.INT8]
+    assert len(weights) == 3  # the three Linear weights stored as int8
+    ran, ours = run_onnxruntime(path, x)[0], quantized(x).numpy()
+    assert relative_error(model(x).detach(), ran) > 1e-3  # it really runs in int8, not float
+    if mode == "dynamic":  # activations rounded at run time, the last layer too: float32 accumulation order only
+        assert relative_error(ours, ran) < TOLERANCE
+        return
+    # Static: the accumulation order can move a value across a rounding boundary, so an activation
+    # feeding fc3 may land one step (its scale s) off; each such flip moves an output by at most
+    # s * max|W_fc3|. Allow two flips; predictions must agree.
+    steps = [n.args[1] for n in quantized.nodes if n.target is torch.ops.graphopt.quantize.default]
+    weights = quantized.module.fc3.weight_int8.float() * quantized.module.fc3.weight_scale[:, None]
+    assert np.abs(ours - ran).max() <= 2 * steps[-1] * weights.abs().max().item()
+    assert (ours.argmax(1) == ran.argmax(1)).all()
