@@ -7,6 +7,9 @@ plain PyTorch, so the converted model is captured, optimized and lowered like an
 - the Reduce ops of opset 18 (and 20 for Max/Min), whose ``axes`` moved from an attribute to an
   input: constant axes only, as onnx2torch's own ReduceSum-13;
 - CastLike (15+), Size (1+), Gelu (20), Trilu (14): not in onnx2torch 1.5;
+- QuantizeLinear / DequantizeLinear with constant scales (ONNX Runtime's QDQ format) as graphopt's
+  own quantize / dequantize / dequantize_per_channel ops, and DynamicQuantizeLinear; onnx2torch has
+  none of them;
 - Reshape to a constant shape (what every exporter writes) as a plain ``reshape`` with that shape:
   onnx2torch's Reshape reads the shape tensor at run time, which ``torch.export`` (and so every
   graphopt target) cannot trace.
@@ -18,6 +21,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+import graphopt.qdq_ops  # noqa: F401  (defines torch.ops.graphopt.*)
 
 _REDUCE_18 = {
     "ReduceL1": (18,),
@@ -59,6 +64,67 @@ class Trilu(nn.Module):
     def forward(self, input: torch.Tensor, k: torch.Tensor | None = None) -> torch.Tensor:
         diagonal = self.k if self.k is not None else (int(k.reshape(-1)[0]) if k is not None else 0)
         return torch.triu(input, diagonal) if self.upper else torch.tril(input, diagonal)
+
+
+class QuantizeLinear(nn.Module):
+    """Per-tensor ONNX QuantizeLinear: ``graphopt::quantize`` (round half to even, saturate)."""
+
+    def __init__(self, scale: float, zero_point: int, qmin: int, qmax: int) -> None:
+        super().__init__()
+        self.scale, self.zero_point, self.qmin, self.qmax = scale, zero_point, qmin, qmax
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.graphopt.quantize.default(x.float(), self.scale, self.zero_point, self.qmin, self.qmax)
+
+
+class DequantizeLinear(nn.Module):
+    """Per-tensor ONNX DequantizeLinear with constant scale and zero point: ``graphopt::dequantize``."""
+
+    def __init__(self, scale: float, zero_point: int) -> None:
+        super().__init__()
+        self.scale, self.zero_point = scale, zero_point
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        return torch.ops.graphopt.dequantize.default(q, self.scale, self.zero_point)
+
+
+class DequantizePerChannel(nn.Module):
+    """ONNX DequantizeLinear with one scale per channel along ``axis`` and zero points of 0.
+
+    A constant int8 tensor (a weight) is held as a frozen parameter, not a buffer: fx traces
+    parameters as graph inputs but evaluates buffers at trace time, which would bake the weight
+    into float and lose the int8 form the targets' integer kernels match."""
+
+    def __init__(self, scales: torch.Tensor, axis: int, weight: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.scales = nn.Parameter(scales.float(), requires_grad=False)
+        self.weight = nn.Parameter(weight, requires_grad=False) if weight is not None else None
+        self.axis = axis
+
+    def forward(self, q: torch.Tensor | None = None) -> torch.Tensor:
+        q = self.weight if q is None else q
+        assert q is not None
+        return torch.ops.graphopt.dequantize_per_channel.default(q, self.scales, self.axis % q.dim())
+
+
+class DequantizeRuntime(nn.Module):
+    """ONNX DequantizeLinear whose scale and zero point are computed at run time (after
+    DynamicQuantizeLinear): ``(q - zero_point) * scale``."""
+
+    def forward(self, q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | None = None) -> torch.Tensor:
+        shift = zero_point.to(torch.int32) if zero_point is not None else 0
+        return (q.to(torch.int32) - shift).to(torch.float32) * scale
+
+
+class DynamicQuantizeLinear(nn.Module):
+    """ONNX DynamicQuantizeLinear: uint8 over ``[min(x, 0), max(x, 0)]``; returns (y, scale, zero point)."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        from graphopt.qdq_ops import dynamic_qparams
+
+        scale, zero_point = dynamic_qparams(x, 0, 255)
+        q = torch.clamp(torch.round(x / scale) + zero_point, 0, 255).to(torch.uint8)
+        return q, scale, zero_point.to(torch.uint8)
 
 
 class StaticReshape(nn.Module):
@@ -181,6 +247,69 @@ def register() -> None:
         return OperationConverterResult(torch_module=Trilu(upper, k), onnx_mapping=mapping)
 
     add("Trilu", (14,), trilu)
+
+    def quantize_linear(node: Any, graph: Any) -> Any:
+        if any(node.attributes.get(name) for name in ("block_size", "output_dtype")) or not all(
+            _is_constant(name, graph) for name in node.input_values[1:] if name
+        ):
+            raise NotImplementedError("only per-tensor QuantizeLinear with constant scale and zero point")
+        scale = _constant(node.input_values[1], graph)
+        zero = _constant(node.input_values[2], graph) if len(node.input_values) > 2 and node.input_values[2] else None
+        if scale.numel() != 1:
+            raise NotImplementedError("per-axis QuantizeLinear")
+        if zero is not None and zero.dtype not in (torch.int8, torch.uint8):
+            raise NotImplementedError(f"QuantizeLinear to {zero.dtype}")
+        signed = zero is not None and zero.dtype == torch.int8
+        module = QuantizeLinear(
+            float(scale.reshape(-1)[0]),
+            int(zero.reshape(-1)[0]) if zero is not None else 0,
+            -128 if signed else 0,
+            127 if signed else 255,
+        )
+        mapping = OnnxMapping(inputs=(node.input_values[0],), outputs=node.output_values)
+        return OperationConverterResult(torch_module=module, onnx_mapping=mapping)
+
+    def dequantize_linear(node: Any, graph: Any) -> Any:
+        if node.attributes.get("block_size"):
+            raise NotImplementedError("blocked DequantizeLinear")
+        names = [name for name in node.input_values[1:] if name]
+        if not all(_is_constant(name, graph) for name in names):
+            return OperationConverterResult(torch_module=DequantizeRuntime(), onnx_mapping=onnx_mapping_from_node(node))
+        scale = _constant(node.input_values[1], graph)
+        zero = _constant(node.input_values[2], graph) if len(names) > 1 else None
+        mapping = OnnxMapping(inputs=(node.input_values[0],), outputs=node.output_values)
+        constant_input = node.input_values[0] in graph.initializers
+        if scale.numel() == 1 and constant_input and (zero is None or not bool((zero != 0).any())):
+            # a symmetric per-tensor weight: the per-channel form with one repeated scale, exactly
+            weight = graph.initializers[node.input_values[0]].to_torch()
+            if weight.dim() > 0:
+                scales = torch.full((weight.shape[0],), float(scale.reshape(-1)[0]))
+                module = DequantizePerChannel(scales, 0, weight)
+                return OperationConverterResult(
+                    torch_module=module, onnx_mapping=OnnxMapping(inputs=(), outputs=node.output_values)
+                )
+        if scale.numel() == 1:
+            zero_point = int(zero.reshape(-1)[0]) if zero is not None else 0
+            return OperationConverterResult(
+                torch_module=DequantizeLinear(float(scale.reshape(-1)[0]), zero_point), onnx_mapping=mapping
+            )
+        if zero is not None and bool((zero != 0).any()):
+            raise NotImplementedError("per-axis DequantizeLinear with non-zero zero points")
+        axis = int(node.attributes.get("axis", 1))
+        if node.input_values[0] in graph.initializers:
+            weight = graph.initializers[node.input_values[0]].to_torch()
+            module = DequantizePerChannel(scale.reshape(-1), axis, weight)
+            mapping = OnnxMapping(inputs=(), outputs=node.output_values)
+        else:
+            module = DequantizePerChannel(scale.reshape(-1), axis)
+        return OperationConverterResult(torch_module=module, onnx_mapping=mapping)
+
+    def dynamic_quantize_linear(node: Any, graph: Any) -> Any:
+        return OperationConverterResult(torch_module=DynamicQuantizeLinear(), onnx_mapping=onnx_mapping_from_node(node))
+
+    add("QuantizeLinear", (10, 13, 19, 21, 23, 24, 25), quantize_linear)
+    add("DequantizeLinear", (10, 13, 19, 21, 23, 24, 25), dequantize_linear)
+    add("DynamicQuantizeLinear", (11,), dynamic_quantize_linear)
 
     for version in (5, 13, 14):
         general = _CONVERTER_REGISTRY[OperationDescription("", "Reshape", version)]

@@ -242,5 +242,40 @@ def test_int8_graph_exports_as_qdq_and_onnxruntime_matches_it(exported, tmp_path
     # s * max|W_fc3|. Allow two flips; predictions must agree.
     steps = [n.args[1] for n in quantized.nodes if n.target is torch.ops.graphopt.quantize.default]
     weights = quantized.module.fc3.weight_int8.float() * quantized.module.fc3.weight_scale[:, None]
-    assert np.abs(ours - ran).max() <= 2 * steps[-1] * weights.abs().max().item()
+    bound = 2 * steps[-1] * weights.abs().max().item()
+    assert np.abs(ours - ran).max() <= bound
     assert (ours.argmax(1) == ran.argmax(1)).all()
+    # and back: the QDQ file imports as graphopt's quantization ops again, with the int8 weights
+    again = graphopt.capture(path, x)
+    targets = {str(n.target) for n in again.nodes}
+    assert {"graphopt.quantize.default", "graphopt.dequantize_per_channel.default"} <= targets
+    assert np.abs(again(x).numpy() - ours).max() <= bound
+
+
+def test_cli_optimizes_an_onnx_file_and_exports_one(exported, tmp_path, capsys):
+    from graphopt.cli import main
+
+    path = exported["digits_cnn"][0]
+    assert main(["optimize", path, "--passes", "O1", "--json"]) == 0  # shapes come from the file
+    assert '"nodes"' in capsys.readouterr().out
+    out = tmp_path / "cnn_o2.onnx"
+    assert main(["export", path, "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out}" in printed and "ONNX Runtime vs the optimized graph: max relative error" in printed
+    assert "(ok)" in printed
+    onnx.checker.check_model(onnx.load(str(out)), full_check=True)
+
+
+def test_cli_onnx_errors_are_one_line(tmp_path, capsys):
+    from graphopt.cli import main
+
+    (tmp_path / "bad.onnx").write_bytes(b"\x08\x07garbage")
+    for argv, message in [
+        (["compile", str(tmp_path / "bad.onnx")], "is not a readable ONNX model"),
+        (["export", "nowhere.onnx", "-o", str(tmp_path / "x.onnx")], "ONNX file not found: nowhere.onnx"),
+        (["export", "nowhere.onnx", "-o", str(tmp_path / "x.pt2")], "name the ONNX file *.onnx"),
+    ]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("graphopt: error: ") and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "x.onnx").exists()

@@ -42,3 +42,44 @@ def test_onnx_file_compiles_for_cpu_and_matches_onnxruntime(tmp_path, name):
     reference = run_onnxruntime(path, x)[0]
     assert relative_error(reference, artifact(x.numpy())) < TOLERANCE
     assert relative_error(reference, compiled(x.numpy())) < TOLERANCE
+
+
+def test_onnxruntime_qdq_model_lowers_to_integer_matmuls_and_matches_it(tmp_path):
+    """A model quantized by ONNX Runtime's own quantize_static (QDQ format) imports as graphopt's
+    quantize/dequantize ops, so the CPU target computes its three Gemms as int8 x int8 -> int32."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from graphopt.targets.lowering.lower import lower_to_relax
+
+    x = load_digits_flat()[0][:1].contiguous()
+    calibration = load_digits_flat("train")[0][:8].numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(mnist_mlp(), (x,), str(tmp_path / "float.onnx"), input_names=["x"], dynamo=False)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{"x": calibration[i : i + 1]} for i in range(len(calibration))])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    path = tmp_path / "int8.onnx"
+    quantize_static(
+        str(tmp_path / "float.onnx"),
+        str(path),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+    )
+    graph = graphopt.capture(str(path), x)
+    optimized, _ = graphopt.optimize(graph, "O2")
+    module, _ = lower_to_relax(optimized)
+    assert module.script().count('out_dtype="int32"') == 3
+    compiled = graphopt.compile(str(path), x, target="cpu")
+    reference = run_onnxruntime(path, x)[0]
+    # the same integer arithmetic; float32 epilogues may round an activation one step apart
+    assert relative_error(reference, compiled(x.numpy())) < 2e-3
+    assert compiled(x.numpy()).argmax() == reference.argmax()
