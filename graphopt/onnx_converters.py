@@ -6,7 +6,9 @@ plain PyTorch, so the converted model is captured, optimized and lowered like an
 
 - the Reduce ops of opset 18 (and 20 for Max/Min), whose ``axes`` moved from an attribute to an
   input: constant axes only, as onnx2torch's own ReduceSum-13;
-- CastLike (15+), Size (1+), Gelu (20), Trilu (14): not in onnx2torch 1.5;
+- CastLike (15+), Size (1+), Gelu (20), Trilu (14), RMSNormalization (23), NegativeLogLikelihoodLoss and
+  SoftmaxCrossEntropyLoss (12+): not in onnx2torch 1.5; LayerNormalization's optional Mean and
+  InvStdDev outputs (onnx2torch returns only Y);
 - QuantizeLinear / DequantizeLinear with constant scales (ONNX Runtime's QDQ format) as graphopt's
   own quantize / dequantize / dequantize_per_channel ops, and DynamicQuantizeLinear; onnx2torch has
   none of them;
@@ -125,6 +127,45 @@ class DynamicQuantizeLinear(nn.Module):
         scale, zero_point = dynamic_qparams(x, 0, 255)
         q = torch.clamp(torch.round(x / scale) + zero_point, 0, 255).to(torch.uint8)
         return q, scale, zero_point.to(torch.uint8)
+
+
+class Normalization(nn.Module):
+    """ONNX LayerNormalization (with its Mean and InvStdDev outputs) and RMSNormalization over the
+    dimensions from ``axis`` on, computed in float32 (``stash_type`` 1)."""
+
+    def __init__(self, axis: int, epsilon: float, rms: bool, outputs: int) -> None:
+        super().__init__()
+        self.axis, self.epsilon, self.rms, self.outputs = axis, epsilon, rms, outputs
+
+    def forward(self, x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None = None) -> Any:
+        dims = tuple(range(self.axis % x.dim(), x.dim()))
+        value = x.float()
+        mean = value.mean(dim=dims, keepdim=True)
+        centered = value if self.rms else value - mean
+        inv_std = torch.rsqrt(centered.square().mean(dim=dims, keepdim=True) + self.epsilon)
+        y = (centered * inv_std).to(x.dtype) * scale
+        if bias is not None:
+            y = y + bias
+        if self.outputs == 1:
+            return y
+        return (y, mean, inv_std)[: self.outputs]
+
+
+class Loss(nn.Module):
+    """ONNX NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss: ``torch.nn.functional.nll_loss`` on
+    (log-softmaxed) scores; SoftmaxCrossEntropyLoss's optional second output is the log-probabilities."""
+
+    def __init__(self, softmax: bool, reduction: str, ignore_index: int | None, outputs: int) -> None:
+        super().__init__()
+        self.softmax, self.reduction, self.outputs = softmax, reduction, outputs
+        self.ignore_index = -100 if ignore_index is None else ignore_index
+
+    def forward(self, scores: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> Any:
+        log_prob = torch.log_softmax(scores, dim=1) if self.softmax else scores
+        loss = torch.nn.functional.nll_loss(
+            log_prob, labels.long(), weight=weights, ignore_index=self.ignore_index, reduction=self.reduction
+        )
+        return (loss, log_prob) if self.outputs > 1 else loss
 
 
 class StaticReshape(nn.Module):
@@ -310,6 +351,44 @@ def register() -> None:
     add("QuantizeLinear", (10, 13, 19, 21, 23, 24, 25), quantize_linear)
     add("DequantizeLinear", (10, 13, 19, 21, 23, 24, 25), dequantize_linear)
     add("DynamicQuantizeLinear", (11,), dynamic_quantize_linear)
+
+    def outputs(node: Any) -> int:
+        return len([name for name in node.output_values if name])
+
+    def rms_norm(node: Any, graph: Any) -> Any:
+        module = Normalization(
+            int(node.attributes.get("axis", -1)), float(node.attributes.get("epsilon", 1e-5)), True, 1
+        )
+        return OperationConverterResult(torch_module=module, onnx_mapping=onnx_mapping_from_node(node))
+
+    add("RMSNormalization", (23,), rms_norm)
+
+    def loss(node: Any, graph: Any) -> Any:
+        reduction = node.attributes.get("reduction", "mean")
+        reduction = reduction.decode() if isinstance(reduction, bytes) else str(reduction)
+        ignore = node.attributes.get("ignore_index")
+        module = Loss(
+            node.operation_type == "SoftmaxCrossEntropyLoss",
+            reduction,
+            None if ignore is None else int(ignore),
+            outputs(node),
+        )
+        return OperationConverterResult(torch_module=module, onnx_mapping=onnx_mapping_from_node(node))
+
+    add("NegativeLogLikelihoodLoss", (12, 13, 22), loss)
+    add("SoftmaxCrossEntropyLoss", (12, 13), loss)
+
+    general_layer_norm = _CONVERTER_REGISTRY[OperationDescription("", "LayerNormalization", 17)]
+
+    def layer_norm(node: Any, graph: Any) -> Any:
+        if outputs(node) == 1:
+            return general_layer_norm(node, graph)
+        module = Normalization(
+            int(node.attributes.get("axis", -1)), float(node.attributes.get("epsilon", 1e-5)), False, outputs(node)
+        )
+        return OperationConverterResult(torch_module=module, onnx_mapping=onnx_mapping_from_node(node))
+
+    _CONVERTER_REGISTRY[OperationDescription("", "LayerNormalization", 17)] = layer_norm
 
     for version in (5, 13, 14):
         general = _CONVERTER_REGISTRY[OperationDescription("", "Reshape", version)]

@@ -44,9 +44,10 @@ MIN_OPSET = 7
 #: Ops whose newer versions changed, besides types, only what does not apply to onnx2torch's converter:
 #: Cast's ``saturate`` and ``round_mode`` act on float8/float4 targets only, which it does not convert;
 #: MaxPool-22's documentation adds that windows starting in the right padding are ignored, which is
-#: what PyTorch's ``max_pool`` (ceil_mode) already does. Other ops are aliased only when
+#: what PyTorch's ``max_pool`` (ceil_mode) already does; Mod-28 spells out the float special cases
+#: (signed zeros, infinities, NaN), which ``torch.remainder``/``torch.fmod`` follow. Other ops are aliased only when
 #: ``_type_only_change`` holds.
-TYPES_ONLY_IN_EFFECT = ("Cast", "MaxPool")
+TYPES_ONLY_IN_EFFECT = ("Cast", "MaxPool", "Mod")
 
 _HINT = (
     "re-export the model without them, or at another opset (onnx.version_converter.convert_version); "
