@@ -17,6 +17,8 @@ from samples.mnist_mlp import mnist_mlp
 from samples.transformer import transformer_encoder
 from tests.targets.conftest import TOLERANCE
 
+pytestmark = pytest.mark.slow  # each builds a TVM artifact: 5-10 s
+
 
 def _samples():
     return {
