@@ -12,6 +12,8 @@ plain PyTorch, so the converted model is captured, optimized and lowered like an
 - QuantizeLinear / DequantizeLinear with constant scales (ONNX Runtime's QDQ format) as graphopt's
   own quantize / dequantize / dequantize_per_channel ops, and DynamicQuantizeLinear; onnx2torch has
   none of them;
+- Conv whose weight is not an initializer (a DequantizeLinear output in a QDQ model, or a graph
+  input) as ``torch.nn.functional.conv{1,2,3}d``: onnx2torch's Conv needs the weight as a constant;
 - Reshape to a constant shape (what every exporter writes) as a plain ``reshape`` with that shape:
   onnx2torch's Reshape reads the shape tensor at run time, which ``torch.export`` (and so every
   graphopt target) cannot trace.
@@ -166,6 +168,36 @@ class Loss(nn.Module):
             log_prob, labels.long(), weight=weights, ignore_index=self.ignore_index, reduction=self.reduction
         )
         return (loss, log_prob) if self.outputs > 1 else loss
+
+
+class FunctionalConv(nn.Module):
+    """ONNX Conv on a run-time weight: ``F.conv{1,2,3}d`` (asymmetric or ``auto_pad`` padding first, by ``F.pad``)."""
+
+    def __init__(self, strides: list[int], dilations: list[int], group: int, pads: list[int], auto_pad: str) -> None:
+        super().__init__()
+        self.strides, self.dilations, self.group, self.pads, self.auto_pad = strides, dilations, group, pads, auto_pad
+
+    def forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        spatial = weight.dim() - 2
+        strides = self.strides or [1] * spatial
+        dilations = self.dilations or [1] * spatial
+        pads = self.pads or [0] * (2 * spatial)
+        if self.auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            pads = [0] * (2 * spatial)
+            for i in range(spatial):
+                size, kernel = int(x.shape[2 + i]), (int(weight.shape[2 + i]) - 1) * dilations[i] + 1
+                total = max((-(-size // strides[i]) - 1) * strides[i] + kernel - size, 0)
+                small, large = total // 2, total - total // 2
+                pads[i], pads[spatial + i] = (small, large) if self.auto_pad == "SAME_UPPER" else (large, small)
+        elif self.auto_pad == "VALID":
+            pads = [0] * (2 * spatial)
+        begin, end = pads[:spatial], pads[spatial:]
+        padding: list[int] | int = begin
+        if begin != end:
+            x = torch.nn.functional.pad(x, [p for i in reversed(range(spatial)) for p in (begin[i], end[i])])
+            padding = 0
+        conv = (torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d)[spatial - 1]
+        return conv(x, weight, bias, strides, padding, dilations, self.group)
 
 
 class StaticReshape(nn.Module):
@@ -390,9 +422,33 @@ def register() -> None:
 
     _CONVERTER_REGISTRY[OperationDescription("", "LayerNormalization", 17)] = layer_norm
 
+    for version in (1, 11):
+        general_conv = _CONVERTER_REGISTRY[OperationDescription("", "Conv", version)]
+        _CONVERTER_REGISTRY[OperationDescription("", "Conv", version)] = _functional_conv(general_conv)
+
     for version in (5, 13, 14):
         general = _CONVERTER_REGISTRY[OperationDescription("", "Reshape", version)]
         _CONVERTER_REGISTRY[OperationDescription("", "Reshape", version)] = _static_reshape(general)
+
+
+def _functional_conv(general: Any) -> Any:
+    """A Conv converter that keeps onnx2torch's (an ``nn.Conv``) for a constant weight, else ``FunctionalConv``."""
+    from onnx2torch.utils.common import OperationConverterResult, onnx_mapping_from_node
+
+    def convert(node: Any, graph: Any) -> Any:
+        if node.input_values[1] in graph.initializers:
+            return general(node, graph)
+        auto_pad = node.attributes.get("auto_pad", "NOTSET")
+        module = FunctionalConv(
+            list(node.attributes.get("strides", [])),
+            list(node.attributes.get("dilations", [])),
+            int(node.attributes.get("group", 1)),
+            list(node.attributes.get("pads", [])),
+            auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad),
+        )
+        return OperationConverterResult(torch_module=module, onnx_mapping=onnx_mapping_from_node(node))
+
+    return convert
 
 
 def _static_reshape(general: Any) -> Any:

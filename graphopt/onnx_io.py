@@ -10,14 +10,16 @@ Around it graphopt adds what a user needs from a converter that fails deep insid
   conversion starts;
 - converters for newer opset versions of ops whose new version only added tensor types (onnx2torch
   registers e.g. Identity up to opset 16 and refuses an opset-19 Identity): the older converter is
-  registered for the newer version through onnx2torch's own ``add_converter``; and a few converters
-  onnx2torch lacks (``graphopt.onnx_converters``);
+  registered for the newer version through onnx2torch's own ``add_converter``; and converters
+  onnx2torch lacks (``graphopt.onnx_converters``), QuantizeLinear/DequantizeLinear among them, so a
+  QDQ model imports as graphopt's own quantization ops and lowers to the targets' int8 kernels;
 - onnx2torch imports torchvision for its NonMaxSuppression and RoiAlign converters; PyPI's
   torchvision does not load with the pinned CPU torch, so when torchvision cannot be imported
   graphopt imports onnx2torch without it and reports those two ops as unsupported.
 
 Export is ``torch.onnx.export`` of the graph's module (the TorchScript exporter: about 0.2 s for a
-small model where the torch.export-based one takes 2-10 s), checked with ``onnx.checker``.
+small model where the torch.export-based one takes 2-10 s), checked with ``onnx.checker``; graphopt's
+quantization ops are written in ONNX Runtime's QDQ format (``_register_qdq_symbolics``).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ _HINT = (
 #: Ops that need torchvision in onnx2torch.
 _TORCHVISION_OPS = ("NonMaxSuppression", "RoiAlign")
 
-_NUMPY_DTYPES = {
+_TORCH_DTYPES = {
     "tensor(float)": torch.float32,
     "tensor(double)": torch.float64,
     "tensor(float16)": torch.float16,
@@ -165,7 +167,7 @@ def onnx_inputs(model: Any) -> list[OnnxInput]:
         for dim in tensor.shape.dim:
             which = dim.WhichOneof("value")
             dims.append(int(dim.dim_value) if which == "dim_value" else (dim.dim_param or None))
-        inputs.append(OnnxInput(value.name, tuple(dims), _NUMPY_DTYPES.get(type_name), type_name))
+        inputs.append(OnnxInput(value.name, tuple(dims), _TORCH_DTYPES.get(type_name), type_name))
     return inputs
 
 
