@@ -21,8 +21,11 @@ import argparse
 import collections
 import contextlib
 import io
+import json
 import signal
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -130,6 +133,31 @@ def run_graphopt(case: Any) -> tuple[str, str]:
     return ("pass", "") if ok else ("mismatch", why)
 
 
+def run_plain_onnx2torch(case: Any) -> str:
+    """onnx2torch alone (no graphopt converters, aliases or checks): ``convert``, then run the module."""
+    import importlib
+
+    import torch
+
+    from graphopt.onnx_io import _without_torchvision
+
+    with _without_torchvision():
+        onnx2torch = importlib.import_module("onnx2torch")
+    inputs, expected = case.data_sets[0]
+    try:
+        tensors = tuple(torch.from_numpy(np.ascontiguousarray(i)) for i in inputs)
+        with time_limit(CASE_SECONDS), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            module = onnx2torch.convert(case.model)
+            with torch.no_grad():
+                outputs = module(*tensors)
+    except BaseException as error:
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        return "error"
+    return "pass" if matches(_flat(outputs), list(expected), case.rtol, case.atol)[0] else "mismatch"
+
+
 def run_onnxruntime(case: Any) -> tuple[str, str]:
     import onnxruntime as ort
 
@@ -156,6 +184,7 @@ def render(results: list[dict[str, Any]], header: dict[str, str]) -> str:
     total = len(results)
     count = collections.Counter(r["graphopt"] for r in results)
     ort_pass = sum(r["onnxruntime"] == "pass" for r in results)
+    plain_pass = sum(r["onnx2torch"] == "pass" for r in results)
     both = [r for r in results if r["onnxruntime"] == "pass"]
     lines = [
         "# ONNX backend node tests: graphopt import vs ONNX Runtime",
@@ -166,9 +195,11 @@ def render(results: list[dict[str, Any]], header: dict[str, str]) -> str:
         "- case: a node test of the installed onnx package (`collect_testcases`: the generator of "
         "`onnx/backend/test/data/node`, `_expanded` function variants included), data set 0; graphopt: "
         "`graphopt.capture(model, inputs)` then the captured graph in PyTorch; pass = every output within the "
-        "case's rtol/atol of the reference (the onnx runner's rule)",
+        "case's rtol/atol of the reference (the onnx runner's rule); onnx2torch alone: `onnx2torch.convert(model)` run "
+        "in PyTorch, in a process without graphopt's converters",
         "",
         f"**graphopt: {count['pass']}/{total} = {count['pass'] / total:.1%} pass**; "
+        f"onnx2torch alone {plain_pass}/{total} = {plain_pass / total:.1%}; "
         f"ONNX Runtime {ort_pass}/{total} = {ort_pass / total:.1%}; on the {len(both)} cases ONNX Runtime passes, "
         f"graphopt passes {sum(r['graphopt'] == 'pass' for r in both)} "
         f"({sum(r['graphopt'] == 'pass' for r in both) / max(len(both), 1):.1%}).",
@@ -178,8 +209,8 @@ def render(results: list[dict[str, Any]], header: dict[str, str]) -> str:
         "",
         "## Per op",
         "",
-        "| op | cases | graphopt pass | ONNX Runtime pass | graphopt failures (first reason) |",
-        "|---|---|---|---|---|",
+        "| op | cases | graphopt pass | onnx2torch alone | ONNX Runtime pass | graphopt failures (first reason) |",
+        "|---|---|---|---|---|---|",
     ]
     by_op: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
     for result in results:
@@ -190,9 +221,19 @@ def render(results: list[dict[str, Any]], header: dict[str, str]) -> str:
         reason = f"{failures[0]['graphopt']}: {failures[0]['why']}".replace("|", "/")[:140] if failures else ""
         lines.append(
             f"| {op} | {len(rows)} | {sum(r['graphopt'] == 'pass' for r in rows)} | "
-            f"{sum(r['onnxruntime'] == 'pass' for r in rows)} | {reason} |"
+            f"{sum(r['onnx2torch'] == 'pass' for r in rows)} | {sum(r['onnxruntime'] == 'pass' for r in rows)} | {reason} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def plain_results(ops: str | None) -> dict[str, str]:
+    """Plain onnx2torch's outcome per case, run in a process of its own: graphopt's converters,
+    registered with onnx2torch once graphopt imports a model, would otherwise be part of it."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "plain.json"
+        command = [sys.executable, __file__, "--plain-onnx2torch-json", str(out), *(["--ops", ops] if ops else [])]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return json.loads(out.read_text())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,7 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ops", help="comma-separated op types to run (default: all)")
     parser.add_argument("--out", type=Path, help="write the markdown table here")
     parser.add_argument("--verbose", action="store_true", help="print every case")
+    parser.add_argument("--plain-onnx2torch-json", type=Path, help=argparse.SUPPRESS)  # the peer's own process
     args = parser.parse_args(argv)
+    if args.plain_onnx2torch_json:
+        cases = node_cases(set(args.ops.split(",")) if args.ops else None)
+        args.plain_onnx2torch_json.write_text(json.dumps({case.name: run_plain_onnx2torch(case) for case in cases}))
+        return 0
 
     import onnx
     import onnxruntime
@@ -210,11 +256,21 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     cases = node_cases(set(args.ops.split(",")) if args.ops else None)
+    plain = plain_results(args.ops)
     results = []
     for index, case in enumerate(cases):
         mine, why = run_graphopt(case)
         theirs, _ = run_onnxruntime(case)
-        results.append({"name": case.name, "op": case.op, "graphopt": mine, "why": why, "onnxruntime": theirs})
+        results.append(
+            {
+                "name": case.name,
+                "op": case.op,
+                "graphopt": mine,
+                "why": why,
+                "onnxruntime": theirs,
+                "onnx2torch": plain.get(case.name, "error"),
+            }
+        )
         if args.verbose:
             print(f"{case.name}: {mine} {why} | ort {theirs}", flush=True)
         elif index % 100 == 0:

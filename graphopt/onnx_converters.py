@@ -6,7 +6,14 @@ plain PyTorch, so the converted model is captured, optimized and lowered like an
 
 - the Reduce ops of opset 18 (and 20 for Max/Min), whose ``axes`` moved from an attribute to an
   input: constant axes only, as onnx2torch's own ReduceSum-13;
-- CastLike (15+), Size (1+), Gelu (20), Trilu (14): not in onnx2torch 1.5;
+- CastLike (15+), Size (1+), Gelu (20), Trilu (14), RMSNormalization (23), NegativeLogLikelihoodLoss and
+  SoftmaxCrossEntropyLoss (12+): not in onnx2torch 1.5; LayerNormalization's optional Mean and
+  InvStdDev outputs (onnx2torch returns only Y);
+- QuantizeLinear / DequantizeLinear with constant scales (ONNX Runtime's QDQ format) as graphopt's
+  own quantize / dequantize / dequantize_per_channel ops, and DynamicQuantizeLinear; onnx2torch has
+  none of them;
+- Conv whose weight is not an initializer (a DequantizeLinear output in a QDQ model, or a graph
+  input) as ``torch.nn.functional.conv{1,2,3}d``: onnx2torch's Conv needs the weight as a constant;
 - Reshape to a constant shape (what every exporter writes) as a plain ``reshape`` with that shape:
   onnx2torch's Reshape reads the shape tensor at run time, which ``torch.export`` (and so every
   graphopt target) cannot trace.
@@ -18,6 +25,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+import graphopt.qdq_ops  # noqa: F401  (defines torch.ops.graphopt.*)
 
 _REDUCE_18 = {
     "ReduceL1": (18,),
@@ -59,6 +68,136 @@ class Trilu(nn.Module):
     def forward(self, input: torch.Tensor, k: torch.Tensor | None = None) -> torch.Tensor:
         diagonal = self.k if self.k is not None else (int(k.reshape(-1)[0]) if k is not None else 0)
         return torch.triu(input, diagonal) if self.upper else torch.tril(input, diagonal)
+
+
+class QuantizeLinear(nn.Module):
+    """Per-tensor ONNX QuantizeLinear: ``graphopt::quantize`` (round half to even, saturate)."""
+
+    def __init__(self, scale: float, zero_point: int, qmin: int, qmax: int) -> None:
+        super().__init__()
+        self.scale, self.zero_point, self.qmin, self.qmax = scale, zero_point, qmin, qmax
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.graphopt.quantize.default(x.float(), self.scale, self.zero_point, self.qmin, self.qmax)
+
+
+class DequantizeLinear(nn.Module):
+    """Per-tensor ONNX DequantizeLinear with constant scale and zero point: ``graphopt::dequantize``."""
+
+    def __init__(self, scale: float, zero_point: int) -> None:
+        super().__init__()
+        self.scale, self.zero_point = scale, zero_point
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        return torch.ops.graphopt.dequantize.default(q, self.scale, self.zero_point)
+
+
+class DequantizePerChannel(nn.Module):
+    """ONNX DequantizeLinear with one scale per channel along ``axis`` and zero points of 0.
+
+    A constant int8 tensor (a weight) is held as a frozen parameter, not a buffer: fx traces
+    parameters as graph inputs but evaluates buffers at trace time, which would bake the weight
+    into float and lose the int8 form the targets' integer kernels match."""
+
+    def __init__(self, scales: torch.Tensor, axis: int, weight: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.scales = nn.Parameter(scales.float(), requires_grad=False)
+        self.weight = nn.Parameter(weight, requires_grad=False) if weight is not None else None
+        self.axis = axis
+
+    def forward(self, q: torch.Tensor | None = None) -> torch.Tensor:
+        q = self.weight if q is None else q
+        assert q is not None
+        return torch.ops.graphopt.dequantize_per_channel.default(q, self.scales, self.axis % q.dim())
+
+
+class DequantizeRuntime(nn.Module):
+    """ONNX DequantizeLinear whose scale and zero point are computed at run time (after
+    DynamicQuantizeLinear): ``(q - zero_point) * scale``."""
+
+    def forward(self, q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | None = None) -> torch.Tensor:
+        shift = zero_point.to(torch.int32) if zero_point is not None else 0
+        return (q.to(torch.int32) - shift).to(torch.float32) * scale
+
+
+class DynamicQuantizeLinear(nn.Module):
+    """ONNX DynamicQuantizeLinear: uint8 over ``[min(x, 0), max(x, 0)]``; returns (y, scale, zero point)."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        from graphopt.qdq_ops import dynamic_qparams
+
+        scale, zero_point = dynamic_qparams(x, 0, 255)
+        q = torch.clamp(torch.round(x / scale) + zero_point, 0, 255).to(torch.uint8)
+        return q, scale, zero_point.to(torch.uint8)
+
+
+class Normalization(nn.Module):
+    """ONNX LayerNormalization (with its Mean and InvStdDev outputs) and RMSNormalization over the
+    dimensions from ``axis`` on, computed in float32 (``stash_type`` 1)."""
+
+    def __init__(self, axis: int, epsilon: float, rms: bool, outputs: int) -> None:
+        super().__init__()
+        self.axis, self.epsilon, self.rms, self.outputs = axis, epsilon, rms, outputs
+
+    def forward(self, x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None = None) -> Any:
+        dims = tuple(range(self.axis % x.dim(), x.dim()))
+        value = x.float()
+        mean = value.mean(dim=dims, keepdim=True)
+        centered = value if self.rms else value - mean
+        inv_std = torch.rsqrt(centered.square().mean(dim=dims, keepdim=True) + self.epsilon)
+        y = (centered * inv_std).to(x.dtype) * scale
+        if bias is not None:
+            y = y + bias
+        if self.outputs == 1:
+            return y
+        return (y, mean, inv_std)[: self.outputs]
+
+
+class Loss(nn.Module):
+    """ONNX NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss: ``torch.nn.functional.nll_loss`` on
+    (log-softmaxed) scores; SoftmaxCrossEntropyLoss's optional second output is the log-probabilities."""
+
+    def __init__(self, softmax: bool, reduction: str, ignore_index: int | None, outputs: int) -> None:
+        super().__init__()
+        self.softmax, self.reduction, self.outputs = softmax, reduction, outputs
+        self.ignore_index = -100 if ignore_index is None else ignore_index
+
+    def forward(self, scores: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> Any:
+        log_prob = torch.log_softmax(scores, dim=1) if self.softmax else scores
+        loss = torch.nn.functional.nll_loss(
+            log_prob, labels.long(), weight=weights, ignore_index=self.ignore_index, reduction=self.reduction
+        )
+        return (loss, log_prob) if self.outputs > 1 else loss
+
+
+class FunctionalConv(nn.Module):
+    """ONNX Conv on a run-time weight: ``F.conv{1,2,3}d`` (asymmetric or ``auto_pad`` padding first, by ``F.pad``)."""
+
+    def __init__(self, strides: list[int], dilations: list[int], group: int, pads: list[int], auto_pad: str) -> None:
+        super().__init__()
+        self.strides, self.dilations, self.group, self.pads, self.auto_pad = strides, dilations, group, pads, auto_pad
+
+    def forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        spatial = weight.dim() - 2
+        strides = self.strides or [1] * spatial
+        dilations = self.dilations or [1] * spatial
+        pads = self.pads or [0] * (2 * spatial)
+        if self.auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            pads = [0] * (2 * spatial)
+            for i in range(spatial):
+                size, kernel = int(x.shape[2 + i]), (int(weight.shape[2 + i]) - 1) * dilations[i] + 1
+                total = max((-(-size // strides[i]) - 1) * strides[i] + kernel - size, 0)
+                small, large = total // 2, total - total // 2
+                pads[i], pads[spatial + i] = (small, large) if self.auto_pad == "SAME_UPPER" else (large, small)
+        elif self.auto_pad == "VALID":
+            pads = [0] * (2 * spatial)
+        begin, end = pads[:spatial], pads[spatial:]
+        padding: list[int] | int = begin
+        if begin != end:
+            x = torch.nn.functional.pad(x, [p for i in reversed(range(spatial)) for p in (begin[i], end[i])])
+            padding = 0
+        conv = (torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d)[spatial - 1]
+        return conv(x, weight, bias, strides, padding, dilations, self.group)
 
 
 class StaticReshape(nn.Module):
@@ -182,9 +321,134 @@ def register() -> None:
 
     add("Trilu", (14,), trilu)
 
+    def quantize_linear(node: Any, graph: Any) -> Any:
+        if any(node.attributes.get(name) for name in ("block_size", "output_dtype")) or not all(
+            _is_constant(name, graph) for name in node.input_values[1:] if name
+        ):
+            raise NotImplementedError("only per-tensor QuantizeLinear with constant scale and zero point")
+        scale = _constant(node.input_values[1], graph)
+        zero = _constant(node.input_values[2], graph) if len(node.input_values) > 2 and node.input_values[2] else None
+        if scale.numel() != 1:
+            raise NotImplementedError("per-axis QuantizeLinear")
+        if zero is not None and zero.dtype not in (torch.int8, torch.uint8):
+            raise NotImplementedError(f"QuantizeLinear to {zero.dtype}")
+        signed = zero is not None and zero.dtype == torch.int8
+        module = QuantizeLinear(
+            float(scale.reshape(-1)[0]),
+            int(zero.reshape(-1)[0]) if zero is not None else 0,
+            -128 if signed else 0,
+            127 if signed else 255,
+        )
+        mapping = OnnxMapping(inputs=(node.input_values[0],), outputs=node.output_values)
+        return OperationConverterResult(torch_module=module, onnx_mapping=mapping)
+
+    def dequantize_linear(node: Any, graph: Any) -> Any:
+        if node.attributes.get("block_size"):
+            raise NotImplementedError("blocked DequantizeLinear")
+        names = [name for name in node.input_values[1:] if name]
+        if not all(_is_constant(name, graph) for name in names):
+            return OperationConverterResult(torch_module=DequantizeRuntime(), onnx_mapping=onnx_mapping_from_node(node))
+        scale = _constant(node.input_values[1], graph)
+        zero = _constant(node.input_values[2], graph) if len(names) > 1 else None
+        mapping = OnnxMapping(inputs=(node.input_values[0],), outputs=node.output_values)
+        constant_input = node.input_values[0] in graph.initializers
+        if scale.numel() == 1 and constant_input and (zero is None or not bool((zero != 0).any())):
+            # a symmetric per-tensor weight: the per-channel form with one repeated scale, exactly
+            weight = graph.initializers[node.input_values[0]].to_torch()
+            if weight.dim() > 0:
+                scales = torch.full((weight.shape[0],), float(scale.reshape(-1)[0]))
+                module = DequantizePerChannel(scales, 0, weight)
+                return OperationConverterResult(
+                    torch_module=module, onnx_mapping=OnnxMapping(inputs=(), outputs=node.output_values)
+                )
+        if scale.numel() == 1:
+            zero_point = int(zero.reshape(-1)[0]) if zero is not None else 0
+            return OperationConverterResult(
+                torch_module=DequantizeLinear(float(scale.reshape(-1)[0]), zero_point), onnx_mapping=mapping
+            )
+        if zero is not None and bool((zero != 0).any()):
+            raise NotImplementedError("per-axis DequantizeLinear with non-zero zero points")
+        axis = int(node.attributes.get("axis", 1))
+        if node.input_values[0] in graph.initializers:
+            weight = graph.initializers[node.input_values[0]].to_torch()
+            module = DequantizePerChannel(scale.reshape(-1), axis, weight)
+            mapping = OnnxMapping(inputs=(), outputs=node.output_values)
+        else:
+            module = DequantizePerChannel(scale.reshape(-1), axis)
+        return OperationConverterResult(torch_module=module, onnx_mapping=mapping)
+
+    def dynamic_quantize_linear(node: Any, graph: Any) -> Any:
+        return OperationConverterResult(torch_module=DynamicQuantizeLinear(), onnx_mapping=onnx_mapping_from_node(node))
+
+    add("QuantizeLinear", (10, 13, 19, 21, 23, 24, 25), quantize_linear)
+    add("DequantizeLinear", (10, 13, 19, 21, 23, 24, 25), dequantize_linear)
+    add("DynamicQuantizeLinear", (11,), dynamic_quantize_linear)
+
+    def outputs(node: Any) -> int:
+        return len([name for name in node.output_values if name])
+
+    def rms_norm(node: Any, graph: Any) -> Any:
+        module = Normalization(
+            int(node.attributes.get("axis", -1)), float(node.attributes.get("epsilon", 1e-5)), True, 1
+        )
+        return OperationConverterResult(torch_module=module, onnx_mapping=onnx_mapping_from_node(node))
+
+    add("RMSNormalization", (23,), rms_norm)
+
+    def loss(node: Any, graph: Any) -> Any:
+        reduction = node.attributes.get("reduction", "mean")
+        reduction = reduction.decode() if isinstance(reduction, bytes) else str(reduction)
+        ignore = node.attributes.get("ignore_index")
+        module = Loss(
+            node.operation_type == "SoftmaxCrossEntropyLoss",
+            reduction,
+            None if ignore is None else int(ignore),
+            outputs(node),
+        )
+        return OperationConverterResult(torch_module=module, onnx_mapping=onnx_mapping_from_node(node))
+
+    add("NegativeLogLikelihoodLoss", (12, 13, 22), loss)
+    add("SoftmaxCrossEntropyLoss", (12, 13), loss)
+
+    general_layer_norm = _CONVERTER_REGISTRY[OperationDescription("", "LayerNormalization", 17)]
+
+    def layer_norm(node: Any, graph: Any) -> Any:
+        if outputs(node) == 1:
+            return general_layer_norm(node, graph)
+        module = Normalization(
+            int(node.attributes.get("axis", -1)), float(node.attributes.get("epsilon", 1e-5)), False, outputs(node)
+        )
+        return OperationConverterResult(torch_module=module, onnx_mapping=onnx_mapping_from_node(node))
+
+    _CONVERTER_REGISTRY[OperationDescription("", "LayerNormalization", 17)] = layer_norm
+
+    for version in (1, 11):
+        general_conv = _CONVERTER_REGISTRY[OperationDescription("", "Conv", version)]
+        _CONVERTER_REGISTRY[OperationDescription("", "Conv", version)] = _functional_conv(general_conv)
+
     for version in (5, 13, 14):
         general = _CONVERTER_REGISTRY[OperationDescription("", "Reshape", version)]
         _CONVERTER_REGISTRY[OperationDescription("", "Reshape", version)] = _static_reshape(general)
+
+
+def _functional_conv(general: Any) -> Any:
+    """A Conv converter that keeps onnx2torch's (an ``nn.Conv``) for a constant weight, else ``FunctionalConv``."""
+    from onnx2torch.utils.common import OperationConverterResult, onnx_mapping_from_node
+
+    def convert(node: Any, graph: Any) -> Any:
+        if node.input_values[1] in graph.initializers:
+            return general(node, graph)
+        auto_pad = node.attributes.get("auto_pad", "NOTSET")
+        module = FunctionalConv(
+            list(node.attributes.get("strides", [])),
+            list(node.attributes.get("dilations", [])),
+            int(node.attributes.get("group", 1)),
+            list(node.attributes.get("pads", [])),
+            auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad),
+        )
+        return OperationConverterResult(torch_module=module, onnx_mapping=onnx_mapping_from_node(node))
+
+    return convert
 
 
 def _static_reshape(general: Any) -> Any:

@@ -10,14 +10,16 @@ Around it graphopt adds what a user needs from a converter that fails deep insid
   conversion starts;
 - converters for newer opset versions of ops whose new version only added tensor types (onnx2torch
   registers e.g. Identity up to opset 16 and refuses an opset-19 Identity): the older converter is
-  registered for the newer version through onnx2torch's own ``add_converter``; and a few converters
-  onnx2torch lacks (``graphopt.onnx_converters``);
+  registered for the newer version through onnx2torch's own ``add_converter``; and converters
+  onnx2torch lacks (``graphopt.onnx_converters``), QuantizeLinear/DequantizeLinear among them, so a
+  QDQ model imports as graphopt's own quantization ops and lowers to the targets' int8 kernels;
 - onnx2torch imports torchvision for its NonMaxSuppression and RoiAlign converters; PyPI's
   torchvision does not load with the pinned CPU torch, so when torchvision cannot be imported
   graphopt imports onnx2torch without it and reports those two ops as unsupported.
 
 Export is ``torch.onnx.export`` of the graph's module (the TorchScript exporter: about 0.2 s for a
-small model where the torch.export-based one takes 2-10 s), checked with ``onnx.checker``.
+small model where the torch.export-based one takes 2-10 s), checked with ``onnx.checker``; graphopt's
+quantization ops are written in ONNX Runtime's QDQ format (``_register_qdq_symbolics``).
 """
 
 from __future__ import annotations
@@ -44,9 +46,10 @@ MIN_OPSET = 7
 #: Ops whose newer versions changed, besides types, only what does not apply to onnx2torch's converter:
 #: Cast's ``saturate`` and ``round_mode`` act on float8/float4 targets only, which it does not convert;
 #: MaxPool-22's documentation adds that windows starting in the right padding are ignored, which is
-#: what PyTorch's ``max_pool`` (ceil_mode) already does. Other ops are aliased only when
+#: what PyTorch's ``max_pool`` (ceil_mode) already does; Mod-28 spells out the float special cases
+#: (signed zeros, infinities, NaN), which ``torch.remainder``/``torch.fmod`` follow. Other ops are aliased only when
 #: ``_type_only_change`` holds.
-TYPES_ONLY_IN_EFFECT = ("Cast", "MaxPool")
+TYPES_ONLY_IN_EFFECT = ("Cast", "MaxPool", "Mod")
 
 _HINT = (
     "re-export the model without them, or at another opset (onnx.version_converter.convert_version); "
@@ -56,7 +59,7 @@ _HINT = (
 #: Ops that need torchvision in onnx2torch.
 _TORCHVISION_OPS = ("NonMaxSuppression", "RoiAlign")
 
-_NUMPY_DTYPES = {
+_TORCH_DTYPES = {
     "tensor(float)": torch.float32,
     "tensor(double)": torch.float64,
     "tensor(float16)": torch.float16,
@@ -164,7 +167,7 @@ def onnx_inputs(model: Any) -> list[OnnxInput]:
         for dim in tensor.shape.dim:
             which = dim.WhichOneof("value")
             dims.append(int(dim.dim_value) if which == "dim_value" else (dim.dim_param or None))
-        inputs.append(OnnxInput(value.name, tuple(dims), _NUMPY_DTYPES.get(type_name), type_name))
+        inputs.append(OnnxInput(value.name, tuple(dims), _TORCH_DTYPES.get(type_name), type_name))
     return inputs
 
 
@@ -405,6 +408,7 @@ def export_onnx(graph: Any, path: str | Path, example_inputs: Any = None, *, ops
 
     from graphopt.capture import normalize_inputs, quiet_torch
 
+    _register_qdq_symbolics()
     inputs = normalize_inputs(example_inputs) if example_inputs is not None else tuple(graph.example_inputs)
     target = Path(path)
     if target.suffix.lower() != ".onnx":
@@ -432,6 +436,60 @@ def export_onnx(graph: Any, path: str | Path, example_inputs: Any = None, *, ops
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(buffer.getvalue())
     return target
+
+
+_QDQ_REGISTERED = False
+
+
+def _register_qdq_symbolics() -> None:
+    """Teach torch.onnx's exporter graphopt's quantization ops, as ONNX Runtime's QDQ format writes them:
+    ``quantize``/``dequantize`` -> QuantizeLinear/DequantizeLinear with a float32 scale and an int8/uint8
+    zero point; ``dequantize_per_channel`` (int8 weights, symmetric) -> DequantizeLinear with a scale
+    per channel along ``axis``; ``fake_quantize_dynamic`` -> DynamicQuantizeLinear + DequantizeLinear
+    (uint8 with its zero point shifted by 128 dequantizes to the same values as int8)."""
+    global _QDQ_REGISTERED
+    if _QDQ_REGISTERED:
+        return
+    from torch.onnx import register_custom_op_symbolic
+    from torch.onnx.symbolic_helper import _maybe_get_const
+
+    import graphopt.qdq_ops  # noqa: F401  (defines the ops)
+
+    def constants(g: Any, scale: Any, zero_point: Any, storage: torch.dtype) -> tuple[Any, Any]:
+        scale_value = float(_maybe_get_const(scale, "f"))
+        zero_value = int(_maybe_get_const(zero_point, "i"))
+        return (
+            g.op("Constant", value_t=torch.tensor(scale_value, dtype=torch.float32)),
+            g.op("Constant", value_t=torch.tensor(zero_value, dtype=storage)),
+        )
+
+    def quantize(g: Any, x: Any, scale: Any, zero_point: Any, qmin: Any, qmax: Any) -> Any:
+        low, high = int(_maybe_get_const(qmin, "i")), int(_maybe_get_const(qmax, "i"))
+        if (low, high) not in ((-128, 127), (0, 255)):
+            raise GraphoptError(
+                f"cannot export a quantize to [{low}, {high}] as ONNX (QuantizeLinear saturates to int8/uint8)"
+            )
+        return g.op("QuantizeLinear", x, *constants(g, scale, zero_point, torch.int8 if low < 0 else torch.uint8))
+
+    def dequantize(g: Any, q: Any, scale: Any, zero_point: Any) -> Any:
+        storage = torch.uint8 if q.type().scalarType() == "Byte" else torch.int8
+        return g.op("DequantizeLinear", q, *constants(g, scale, zero_point, storage))
+
+    def dequantize_per_channel(g: Any, q: Any, scales: Any, axis: Any) -> Any:
+        return g.op("DequantizeLinear", q, scales, axis_i=int(_maybe_get_const(axis, "i")))
+
+    def fake_quantize_dynamic(g: Any, x: Any, qmin: Any, qmax: Any) -> Any:
+        q, scale, zero_point = g.op("DynamicQuantizeLinear", x, outputs=3)
+        return g.op("DequantizeLinear", q, scale, zero_point)
+
+    for name, symbolic in (
+        ("quantize", quantize),
+        ("dequantize", dequantize),
+        ("dequantize_per_channel", dequantize_per_channel),
+        ("fake_quantize_dynamic", fake_quantize_dynamic),
+    ):
+        register_custom_op_symbolic(f"graphopt::{name}", symbolic, 13)
+    _QDQ_REGISTERED = True
 
 
 def _one_line(error: BaseException) -> str:

@@ -137,10 +137,10 @@ def test_unsupported_ops_are_all_listed_with_node_and_opset(tmp_path):
     model = tiny_model(
         [
             helper.make_node("Relu", ["x"], ["a"], name="ok"),
-            helper.make_node("RMSNormalization", ["a", "s"], ["b"], name="norm"),
+            helper.make_node("CenterCropPad", ["a", "s"], ["b"], name="crop"),
             helper.make_node("DFT", ["b"], ["y"], name="fourier"),
         ],
-        [value("x", [2, 4]), value("s", [4])],
+        [value("x", [2, 4]), value("s", [2], TensorProto.INT64)],
         [value("y", [2, 4])],
         opset=23,
     )
@@ -149,7 +149,7 @@ def test_unsupported_ops_are_all_listed_with_node_and_opset(tmp_path):
         graphopt.capture(tmp_path / "m.onnx")
     message = str(caught.value)
     assert message.startswith("2 ONNX node(s) cannot be imported: ")
-    assert "RMSNormalization (opset 23) at node 'norm'" in message and "DFT (opset 23) at node 'fourier'" in message
+    assert "CenterCropPad (opset 23) at node 'crop'" in message and "DFT (opset 23) at node 'fourier'" in message
     assert "\n" not in message and "Relu" not in message
 
 
@@ -218,3 +218,64 @@ def test_export_refuses_a_bad_path(exported):
     _, model, x = exported["mnist_mlp"]
     with pytest.raises(GraphoptError, match=r"should end in \.onnx"):
         graphopt.export_onnx(graphopt.capture(model, x), "model.pt2")
+
+
+@pytest.mark.parametrize("mode", ["static", "dynamic"])
+def test_int8_graph_exports_as_qdq_and_onnxruntime_matches_it(exported, tmp_path, mode):
+    _, model, x = exported["mnist_mlp"]
+    graph = graphopt.capture(model, x)
+    calibration = load_digits_flat("train")[0][:64] if mode == "static" else None
+    quantized, report = graphopt.quantize(graph, calibration)
+    assert report.mode == mode
+    path = graphopt.export_onnx(quantized, tmp_path / "int8.onnx")
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert {"DequantizeLinear", "QuantizeLinear" if mode == "static" else "DynamicQuantizeLinear"} <= ops
+    weights = [t for t in onnx.load(str(path)).graph.initializer if t.data_type == TensorProto.INT8]
+    assert len(weights) == 3  # the three Linear weights stored as int8
+    ran, ours = run_onnxruntime(path, x)[0], quantized(x).numpy()
+    assert relative_error(model(x).detach(), ran) > 1e-3  # it really runs in int8, not float
+    if mode == "dynamic":  # activations rounded at run time, the last layer too: float32 accumulation order only
+        assert relative_error(ours, ran) < TOLERANCE
+        return
+    # Static: the accumulation order can move a value across a rounding boundary, so an activation
+    # feeding fc3 may land one step (its scale s) off; each such flip moves an output by at most
+    # s * max|W_fc3|. Allow two flips; predictions must agree.
+    steps = [n.args[1] for n in quantized.nodes if n.target is torch.ops.graphopt.quantize.default]
+    weights = quantized.module.fc3.weight_int8.float() * quantized.module.fc3.weight_scale[:, None]
+    bound = 2 * steps[-1] * weights.abs().max().item()
+    assert np.abs(ours - ran).max() <= bound
+    assert (ours.argmax(1) == ran.argmax(1)).all()
+    # and back: the QDQ file imports as graphopt's quantization ops again, with the int8 weights
+    again = graphopt.capture(path, x)
+    targets = {str(n.target) for n in again.nodes}
+    assert {"graphopt.quantize.default", "graphopt.dequantize_per_channel.default"} <= targets
+    assert np.abs(again(x).numpy() - ours).max() <= bound
+
+
+def test_cli_optimizes_an_onnx_file_and_exports_one(exported, tmp_path, capsys):
+    from graphopt.cli import main
+
+    path = exported["digits_cnn"][0]
+    assert main(["optimize", path, "--passes", "O1", "--json"]) == 0  # shapes come from the file
+    assert '"nodes"' in capsys.readouterr().out
+    out = tmp_path / "cnn_o2.onnx"
+    assert main(["export", path, "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out}" in printed and "ONNX Runtime vs the optimized graph: max relative error" in printed
+    assert "(ok)" in printed
+    onnx.checker.check_model(onnx.load(str(out)), full_check=True)
+
+
+def test_cli_onnx_errors_are_one_line(tmp_path, capsys):
+    from graphopt.cli import main
+
+    (tmp_path / "bad.onnx").write_bytes(b"\x08\x07garbage")
+    for argv, message in [
+        (["compile", str(tmp_path / "bad.onnx")], "is not a readable ONNX model"),
+        (["export", "nowhere.onnx", "-o", str(tmp_path / "x.onnx")], "ONNX file not found: nowhere.onnx"),
+        (["export", "nowhere.onnx", "-o", str(tmp_path / "x.pt2")], "name the ONNX file *.onnx"),
+    ]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("graphopt: error: ") and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "x.onnx").exists()

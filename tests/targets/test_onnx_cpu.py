@@ -17,6 +17,8 @@ from samples.mnist_mlp import mnist_mlp
 from samples.transformer import transformer_encoder
 from tests.targets.conftest import TOLERANCE
 
+pytestmark = pytest.mark.slow  # each builds a TVM artifact: 5-10 s
+
 
 def _samples():
     return {
@@ -29,7 +31,8 @@ def _samples():
     }
 
 
-@pytest.mark.parametrize("name", ["mnist_mlp", "digits_cnn", "transformer"])
+# the MLP's Gemms are covered by the CNN's classifier; each case costs a TVM build
+@pytest.mark.parametrize("name", ["digits_cnn", "transformer"])
 def test_onnx_file_compiles_for_cpu_and_matches_onnxruntime(tmp_path, name):
     factory, data = _samples()[name]
     model, x = factory(), data()
@@ -42,3 +45,45 @@ def test_onnx_file_compiles_for_cpu_and_matches_onnxruntime(tmp_path, name):
     reference = run_onnxruntime(path, x)[0]
     assert relative_error(reference, artifact(x.numpy())) < TOLERANCE
     assert relative_error(reference, compiled(x.numpy())) < TOLERANCE
+
+
+@pytest.mark.parametrize(("name", "integer_ops"), [("digits_cnn", 3)])  # two Convs and a Gemm
+def test_onnxruntime_qdq_model_lowers_to_integer_kernels_and_matches_it(tmp_path, name, integer_ops):
+    """A model quantized by ONNX Runtime's own quantize_static (QDQ format) imports as graphopt's
+    quantize/dequantize ops, so the CPU target computes its Gemms and Convs as int8 x int8 -> int32."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from graphopt.targets.lowering.lower import lower_to_relax
+
+    factory, data = _samples()[name]
+    x = data()[:2].contiguous()
+    calibration = [data()[i : i + 2].numpy() for i in range(2, 10, 2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(factory(), (x,), str(tmp_path / "float.onnx"), input_names=["x"], dynamo=False)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{"x": batch} for batch in calibration])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    path = tmp_path / "int8.onnx"
+    quantize_static(
+        str(tmp_path / "float.onnx"),
+        str(path),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+    )
+    optimized, _ = graphopt.optimize(graphopt.capture(str(path), x), "O2")
+    module, _ = lower_to_relax(optimized)
+    assert module.script().count('out_dtype="int32"') == integer_ops
+    compiled = graphopt.compile(str(path), x, target="cpu")
+    reference = run_onnxruntime(path, x)[0]
+    # the same integer arithmetic; float32 epilogues may round an activation one step apart
+    assert relative_error(reference, compiled(x.numpy())) < 2e-3
+    assert (compiled(x.numpy()).argmax(1) == reference.argmax(1)).all()
