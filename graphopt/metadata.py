@@ -35,6 +35,8 @@ class NodeInfo:
     flops: int = 0
     source: str | None = None
     module_path: str = ""
+    #: Per output: laid out row-major (``is_row_major``) on the example inputs.
+    row_major: list[bool] = field(default_factory=list)
 
     @property
     def shape(self) -> tuple[int, ...] | None:
@@ -168,8 +170,22 @@ def annotate(module: fx.GraphModule, example_inputs: tuple[torch.Tensor, ...]) -
             flops=_flops(kind, submodule, inputs, out) if node.op not in ("placeholder", "output", "get_attr") else 0,
             source=user_source(node),
             module_path=module_path(node),
+            row_major=[is_row_major(t) for t in out],
         )
     return outputs
+
+
+def is_row_major(tensor: torch.Tensor) -> bool:
+    """Strides exactly those of a fresh tensor of this shape, size-1 dimensions included.
+
+    Stricter than ``is_contiguous()``, which ignores the stride of a size-1 dimension: a transposed
+    batch-1 tensor passes that test yet is strided at any other batch size.
+    """
+    expected, step = [], 1
+    for size in reversed(tensor.shape):
+        expected.append(step)
+        step *= max(int(size), 1)
+    return tuple(tensor.stride()) == tuple(reversed(expected))
 
 
 def info(node: fx.Node) -> NodeInfo:

@@ -1,7 +1,8 @@
 """Property: O2 with verify keeps random small models equal to eager within 1e-5 relative (float32).
 
 hypothesis draws a sequence of layers (Conv2d with or without bias or with pruned channels, BatchNorm, ReLU, residual add,
-reshape round trips, transposes, concatenation, no-ops, unused branches with their own weights)
+reshape round trips, transposes, channel shuffles (view -> transpose -> contiguous -> view), concatenation, no-ops,
+unused branches with their own weights)
 plus a weight seed and a capture method; every case must pass O2's per-pass verification and match
 the eager model on a fresh input.
 """
@@ -9,7 +10,7 @@ the eager model on a fresh input.
 from __future__ import annotations
 
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -27,6 +28,7 @@ LAYERS = [
     "add",
     "reshape",
     "transpose",
+    "shuffle",
     "concat",
     "noop",
     "dropout",
@@ -72,6 +74,8 @@ class RandomNet(nn.Module):
                 h = h.reshape(h.shape[0], CHANNELS, SIZE * SIZE).reshape(-1, CHANNELS, SIZE, SIZE)
             elif layer == "transpose":
                 h = h.transpose(2, 3)
+            elif layer == "shuffle":
+                h = h.view(-1, 2, CHANNELS // 2, SIZE, SIZE).transpose(1, 2).contiguous().view(-1, CHANNELS, SIZE, SIZE)
             elif layer == "concat":
                 h = block(torch.cat([h, saved], dim=1))
             elif layer == "noop":
@@ -84,6 +88,7 @@ class RandomNet(nn.Module):
 
 
 @settings(max_examples=30, deadline=None)
+@example(layers=["transpose", "shuffle", "relu"], seed=0, method="symbolic_trace")  # issue 14's channel shuffle
 @given(
     layers=st.lists(st.sampled_from(LAYERS), min_size=1, max_size=7),
     seed=st.integers(0, 2**16),
