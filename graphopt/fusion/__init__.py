@@ -12,6 +12,7 @@ layers allow it (``horizontal``), and combines the outputs inside the graph.
 from __future__ import annotations
 
 from graphopt.fusion.build import COMBINES, fuse_models
+from graphopt.fusion.eager import EagerEnsemble, combine_outputs
 from graphopt.fusion.report import FusionReport, MemberInfo
 
-__all__ = ["COMBINES", "FusionReport", "MemberInfo", "fuse_models"]
+__all__ = ["COMBINES", "EagerEnsemble", "FusionReport", "MemberInfo", "combine_outputs", "fuse_models"]

@@ -77,7 +77,7 @@ def fuse_models(
         from graphopt.fusion.horizontal import fuse_horizontally
 
         stacked, fused_groups = fuse_horizontally(graph, member_outputs)
-    _combine(graph, member_outputs, combine, weights, stacked)
+    _combine(graph, member_outputs, combine, weights, stacked, outputs[0])
     graph.refresh()
     report = FusionReport(
         combine=combine,
@@ -242,7 +242,12 @@ def _member_outputs(graph: Graph) -> list[Any]:
 
 
 def _combine(
-    graph: Graph, member_outputs: list[Any], combine: str, weights: list[float] | None, stacked: fx.Node | None
+    graph: Graph,
+    member_outputs: list[Any],
+    combine: str,
+    weights: list[float] | None,
+    stacked: fx.Node | None,
+    sample: Any,
 ) -> None:
     """Replace the graph's output (the tuple of member outputs) by their combination."""
     fx_graph = graph.module.graph
@@ -259,7 +264,6 @@ def _combine(
                 result = fx_graph.call_function(torch.mean, (stacked, 0))
             elif combine == "weighted":
                 assert weights is not None
-                sample = graph(*graph.example_inputs)[0]
                 shape = (len(weights),) + (1,) * sample.dim()
                 graph.module.register_buffer(
                     "ensemble_weights", torch.tensor(weights, dtype=sample.dtype).reshape(shape)
@@ -268,7 +272,6 @@ def _combine(
                 scaled = fx_graph.call_function(torch.mul, (stacked, scale))
                 result = fx_graph.call_function(torch.sum, (scaled, 0))
             else:
-                sample = graph(*graph.example_inputs)[0]
                 graph.module.register_buffer("ensemble_classes", torch.arange(sample.shape[-1]))
                 choice = fx_graph.call_function(torch.argmax, (stacked, -1), {"keepdim": True})
                 classes = fx_graph.get_attr("ensemble_classes")

@@ -78,6 +78,7 @@ def merge_identical(graph: Graph) -> list[str]:
     merged = merge_common(graph, identify)
     if merged:
         _delete_unused(graph.module)
+        graph.module.recompile()
     return merged
 
 
