@@ -11,13 +11,13 @@ from torch import fx, nn
 from torch.utils import _pytree as pytree
 
 from graphopt.errors import InputError
-from graphopt.fusion.merge import merge_identical
+from graphopt.fusion.horizontal import MEMBER, fuse_horizontally
+from graphopt.fusion.merge import delete_unused, merge_identical
 from graphopt.fusion.report import FusionReport, MemberInfo
 from graphopt.ir import Graph, GraphStats
 
 #: How the members' outputs become the ensemble's output (see ``fuse_models``).
 COMBINES = ("mean", "weighted", "vote", "stack", "none")
-MEMBER = "ensemble_member"  #: node.meta key: index of the member a node was copied from
 
 
 def fuse_models(
@@ -27,7 +27,7 @@ def fuse_models(
     weights: Sequence[float] | None = None,
     *,
     merge: bool = True,
-    horizontal: bool = False,
+    horizontal: bool = True,
     name: str = "ensemble",
 ) -> tuple[Graph, FusionReport]:
     """One ``Graph`` that runs every member and returns their combined output.
@@ -74,10 +74,11 @@ def fuse_models(
     member_outputs = _member_outputs(graph)
     stacked = None
     if horizontal and shared and combine != "none":
-        from graphopt.fusion.horizontal import fuse_horizontally
-
+        graph.refresh()
         stacked, fused_groups = fuse_horizontally(graph, member_outputs)
     _combine(graph, member_outputs, combine, weights, stacked, outputs[0])
+    graph.module.graph.eliminate_dead_code()
+    delete_unused(graph.module)
     graph.refresh()
     report = FusionReport(
         combine=combine,

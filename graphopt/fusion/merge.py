@@ -77,12 +77,12 @@ def merge_identical(graph: Graph) -> list[str]:
 
     merged = merge_common(graph, identify)
     if merged:
-        _delete_unused(graph.module)
+        delete_unused(graph.module)
         graph.module.recompile()
     return merged
 
 
-def _delete_unused(module: fx.GraphModule) -> None:
+def delete_unused(module: fx.GraphModule) -> None:
     """Drop layers, then tensors, no node refers to. Layers first: a called layer is shared with
     the member's captured module and must not be changed; what is left unused after that sits on a
     container ``fx.GraphModule`` made for the fused graph."""

@@ -112,7 +112,7 @@ def test_shared_backbone_appears_once() -> None:
 
 def test_equal_weights_in_separate_copies_merge_but_different_do_not() -> None:
     a, b, c = _mlp(0), _mlp(0), _mlp(1)  # a and b: equal weights, separate modules
-    graph, report = graphopt.fuse_models([a, b, c], X, combine="stack")
+    graph, report = graphopt.fuse_models([a, b, c], X, combine="stack", horizontal=False)
     assert len(report.merged) == 3  # all of b
     assert len(graph.compute_nodes()) == 6 + 1  # a and c, and the stack
     torch.testing.assert_close(graph(X), _eager([a, b, c], X), rtol=0, atol=1e-5)
@@ -139,18 +139,18 @@ def test_optimize_then_matches(members: list[nn.Module]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("combine", ["mean", "vote"])
-def test_compiles_for_cpu_and_matches(combine: str) -> None:
+def test_compiles_for_cpu_and_matches() -> None:
+    """The wide graph (grouped convs, batched matmul) and the vote's ops through TVM; the mean is
+    compiled by the CLI test (tests/fusion/test_ensemble_cli.py)."""
     cnns = [_cnn(seed) for seed in range(3)]
-    x = torch.randn(4, 1, 8, 8)
-    graph, _ = graphopt.fuse_models(cnns, x, combine=combine)
+    x = torch.randn(16, 1, 8, 8)
+    graph, report = graphopt.fuse_models(cnns, x, combine="vote")
+    assert report.horizontal
     compiled = graphopt.compile(graph, graph.example_inputs, target="cpu")
-    got = np.asarray(compiled(x.numpy()))
-    outputs = _eager(cnns, x)
-    if combine == "mean":
-        np.testing.assert_allclose(got, outputs.mean(0).numpy(), rtol=0, atol=1e-5)
-    else:
-        np.testing.assert_array_equal(got, graph(x).numpy())
+    with torch.no_grad():
+        want = graphopt.fusion.combine_outputs([m(x) for m in cnns], "vote")
+    assert len(set(want.tolist())) > 1
+    np.testing.assert_array_equal(np.asarray(compiled(x.numpy())), want.numpy())
 
 
 @pytest.mark.parametrize(
@@ -179,3 +179,64 @@ def test_bad_input_is_one_line_input_error(models: object, kwargs: dict[str, obj
 def test_per_member_input_count_must_match() -> None:
     with pytest.raises(InputError, match="2 per-member input tuple"):
         graphopt.fuse_models([_mlp(0), _mlp(1), _mlp(2)], [(X,), (X,)])
+
+
+# -- horizontal fusion ----------------------------------------------------------------------------
+
+IMAGES = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+
+
+def _kinds(graph: graphopt.Graph) -> list[str]:
+    return [graph.info(n).kind for n in graph.compute_nodes()]
+
+
+@pytest.mark.parametrize("combine", ["mean", "weighted", "vote", "stack"])
+def test_same_architecture_members_run_as_one_wide_model(combine: str) -> None:
+    cnns = [_cnn(seed) for seed in range(4)]
+    weights = [1.0, 2.0, 3.0, 4.0] if combine == "weighted" else None
+    graph, report = graphopt.fuse_models(cnns, IMAGES, combine=combine, weights=weights)
+    kinds = _kinds(graph)
+    assert kinds.count("conv2d") == 2 and kinds.count("batch_norm") == 1 and "linear" not in kinds
+    convs = [graph.module.get_submodule(str(n.target)) for n in graph.compute_nodes() if n.op == "call_module"]
+    assert [(c.out_channels, c.groups) for c in convs if isinstance(c, nn.Conv2d)] == [(16, 1), (24, 4)]
+    assert len(report.horizontal) == 5  # conv1, bn, conv2, flatten, fc
+    # the same weights, rearranged: one BatchNorm step counter instead of four, plus the combination's constants
+    constants = {"mean": 0, "stack": 0, "weighted": 4, "vote": 5}[combine]
+    assert report.fused.params == report.unfused.params - 3 + constants
+    with torch.no_grad():
+        outputs = [m(IMAGES) for m in cnns]
+    want = graphopt.fusion.combine_outputs(outputs, combine, weights)
+    if combine == "vote":
+        assert torch.equal(graph(IMAGES), want)
+    else:
+        torch.testing.assert_close(graph(IMAGES), want, rtol=0, atol=1e-5)
+
+
+def test_wide_graph_optimizes_and_still_matches() -> None:
+    cnns = [_cnn(seed) for seed in range(3)]
+    graph, _ = graphopt.fuse_models(cnns, IMAGES, combine="mean")
+    optimized, _ = graphopt.optimize(graph, "O2", verify=True)
+    assert "batch_norm" not in _kinds(optimized)  # folded into the wide convolution
+    torch.testing.assert_close(optimized(IMAGES), _eager(cnns, IMAGES).mean(0), rtol=0, atol=1e-5)
+
+
+def test_only_matching_members_fuse_and_the_order_is_kept() -> None:
+    torch.manual_seed(7)
+    other = nn.Sequential(nn.Flatten(), nn.Linear(64, 5)).eval()
+    members = [_cnn(0), other, _cnn(1)]
+    graph, report = graphopt.fuse_models(members, IMAGES, combine="stack")
+    assert any("x2: one grouped conv2d groups=2" in line for line in report.horizontal)
+    assert _kinds(graph).count("linear") == 1  # the other architecture, left as it is
+    torch.testing.assert_close(graph(IMAGES), _eager(members, IMAGES), rtol=0, atol=1e-5)
+
+
+def test_a_layer_without_a_rule_leaves_the_members_unfused() -> None:
+    def reflect(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect"), nn.Flatten()).eval()
+
+    members = [reflect(0), reflect(1)]
+    graph, report = graphopt.fuse_models(members, IMAGES, combine="mean")
+    assert report.horizontal == [] and any("reflect padding" in note for note in graph.notes)
+    assert _kinds(graph).count("conv2d") == 2
+    torch.testing.assert_close(graph(IMAGES), _eager(members, IMAGES).mean(0), rtol=0, atol=1e-5)
