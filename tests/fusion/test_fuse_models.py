@@ -240,3 +240,21 @@ def test_a_layer_without_a_rule_leaves_the_members_unfused() -> None:
     assert report.horizontal == [] and any("reflect padding" in note for note in graph.notes)
     assert _kinds(graph).count("conv2d") == 2
     torch.testing.assert_close(graph(IMAGES), _eager(members, IMAGES).mean(0), rtol=0, atol=1e-5)
+
+
+def test_residual_networks_fuse_with_their_adds() -> None:
+    from samples.resnet import resnet_small_digits
+
+    members = []
+    for seed in (0, 1):
+        model = resnet_small_digits(pretrained=False)
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.normal_(0.0, 0.1)
+        members.append(model)
+    x = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(4))
+    graph, report = graphopt.fuse_models(members, x, combine="mean")
+    assert report.merged == [] and any("downsample" in line for line in report.horizontal)
+    assert _kinds(graph).count("add") >= 4  # the residual adds, once for both members
+    torch.testing.assert_close(graph(x), _eager(members, x).mean(0), rtol=0, atol=1e-5)
