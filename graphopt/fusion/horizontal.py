@@ -121,11 +121,12 @@ def fuse_horizontally(graph: Graph, member_outputs: list[Any]) -> tuple[fx.Node 
         signatures.setdefault(key, []).append(index)
     wide_outputs: dict[int, tuple[fx.Node, int]] = {}
     fused: list[str] = []
-    for (_, output_position), members in signatures.items():
+    for group, ((_, output_position), members) in enumerate(signatures.items()):
         if len(members) < 2:
             continue
         try:
-            stacked, described = _Widener(graph, [per_member[i] for i in members], len(fused)).run(output_position)
+            widener = _Widener(graph, [per_member[i] for i in members], members, group)
+            stacked, described = widener.run(output_position)
         except _NotFusableError as reason:
             graph.notes.append(f"horizontal fusion of members {members} skipped: {reason}")
             continue
@@ -163,7 +164,8 @@ def fuse_horizontally(graph: Graph, member_outputs: list[Any]) -> tuple[fx.Node 
 class _Widener:
     """Builds the wide version of matched member chains, node by node."""
 
-    def __init__(self, graph: Graph, chains: list[list[fx.Node]], group: int) -> None:
+    def __init__(self, graph: Graph, chains: list[list[fx.Node]], members: list[int], group: int) -> None:
+        self.members = list(members)
         self.graph = graph
         self.module = graph.module
         self.fx = graph.module.graph
@@ -191,6 +193,7 @@ class _Widener:
     def _call(self, function: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None) -> fx.Node:
         node = self.fx.call_function(function, args, kwargs or {})
         node.meta["wide_group"] = self.prefix
+        node.meta["wide_members"] = self.members
         return node
 
     def _attr(self, name: str, tensor: torch.Tensor) -> fx.Node:
@@ -198,6 +201,7 @@ class _Widener:
         self.module.register_buffer(target, tensor.detach().clone())
         node = self.fx.get_attr(target)
         node.meta["wide_group"] = self.prefix
+        node.meta["wide_members"] = self.members
         return node
 
     def _layer(self, name: str, layer: nn.Module, args: tuple[Any, ...]) -> fx.Node:
@@ -205,6 +209,7 @@ class _Widener:
         self.module.add_submodule(target, layer.eval())
         node = self.fx.call_module(target, args)
         node.meta["wide_group"] = self.prefix
+        node.meta["wide_members"] = self.members
         return node
 
     def _input(self, value: Any) -> tuple[fx.Node, str]:

@@ -242,6 +242,7 @@ def test_a_layer_without_a_rule_leaves_the_members_unfused() -> None:
     torch.testing.assert_close(graph(IMAGES), _eager(members, IMAGES).mean(0), rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_residual_networks_fuse_with_their_adds() -> None:
     from samples.resnet import resnet_small_digits
 
@@ -258,3 +259,14 @@ def test_residual_networks_fuse_with_their_adds() -> None:
     assert report.merged == [] and any("downsample" in line for line in report.horizontal)
     assert _kinds(graph).count("add") >= 4  # the residual adds, once for both members
     torch.testing.assert_close(graph(x), _eager(members, x).mean(0), rtol=0, atol=1e-5)
+
+
+def test_the_viewer_json_names_members_and_wide_layers() -> None:
+    from graphopt.graph_json import graph_to_json
+
+    torch.manual_seed(7)
+    other = nn.Sequential(nn.Flatten(), nn.Linear(64, 5)).eval()
+    graph, _ = graphopt.fuse_models([_cnn(0), other, _cnn(1)], IMAGES, combine="mean")
+    nodes = graph_to_json(graph)["nodes"]
+    assert {n["member"] for n in nodes if n["kind"] == "linear"} == {1}  # the other architecture
+    assert {tuple(n["wide"]) for n in nodes if n["kind"] == "conv2d"} == {(0, 2)}
