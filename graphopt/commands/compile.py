@@ -60,6 +60,12 @@ def add_ensemble_arguments(parser: argparse.ArgumentParser) -> None:
         "--weights", metavar="W1,W2,...", help="with --combine weighted: one non-negative weight per member"
     )
     parser.add_argument(
+        "--member-inputs",
+        action="store_true",
+        help="with --ensemble: each --input-shape is the input of one member, in member order "
+        "(members of one input each; default: all members share every --input-shape)",
+    )
+    parser.add_argument(
         "--no-horizontal",
         action="store_true",
         help="with --ensemble: keep same-architecture members side by side instead of one wide model "
@@ -90,9 +96,17 @@ def load_ensemble(args: argparse.Namespace) -> tuple[_common.Loaded, Any]:
     for spec in args.ensemble:
         model = load_model(spec)
         models.append(model.module() if isinstance(model, torch.export.ExportedProgram) else model)
-    graph, report = fuse_models(models, inputs, combine=combine, weights=weights, horizontal=not args.no_horizontal)
-    reference = EagerEnsemble(models, combine, weights)
-    return _common.Loaded(reference, inputs, graph), report
+    given: Any = inputs
+    per_member = None
+    if args.member_inputs:
+        if len(inputs) != len(models):
+            raise InputError(
+                f"--member-inputs: {len(inputs)} --input-shape given for {len(models)} member(s), give one per member"
+            )
+        given, per_member = [(t,) for t in inputs], [1] * len(models)
+    graph, report = fuse_models(models, given, combine=combine, weights=weights, horizontal=not args.no_horizontal)
+    reference = EagerEnsemble(models, combine, weights, per_member=per_member)
+    return _common.Loaded(reference, graph.example_inputs, graph), report
 
 
 def add_target_arguments(parser: argparse.ArgumentParser) -> None:
@@ -160,8 +174,8 @@ def run(args: argparse.Namespace) -> int:
         loaded, fusion = load_ensemble(args)
     elif args.model is None:
         raise InputError("give a MODEL to compile (or --ensemble MODEL MODEL ...)")
-    elif args.combine or args.weights or args.no_horizontal:
-        raise InputError("--combine, --weights and --no-horizontal go with --ensemble")
+    elif args.combine or args.weights or args.no_horizontal or args.member_inputs:
+        raise InputError("--combine, --weights, --member-inputs and --no-horizontal go with --ensemble")
     else:
         loaded = _common.load_and_capture(args)
     with _common.status(f"compiling for {args.target}", quiet=args.json) as spinner:

@@ -33,6 +33,11 @@ def b():
     return _mlp(1)
 
 
+def image():
+    torch.manual_seed(3)
+    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 4 * 4, 5)).eval()
+
+
 def wide():
     torch.manual_seed(2)
     return nn.Sequential(nn.Linear(8, 7)).eval()
@@ -103,3 +108,40 @@ def test_model_and_ensemble_together_or_neither(capsys: pytest.CaptureFixture[st
     assert status == 2 and "give a MODEL" in err
     status, _, err = run(capsys, "compile", f"{models}:a", "--combine", "vote", "--input-shape", "3x8")
     assert status == 2 and "go with --ensemble" in err
+
+
+@pytest.mark.slow
+def test_members_with_their_own_inputs(capsys: pytest.CaptureFixture[str], tmp_path: Path, models: Path) -> None:
+    out_dir = tmp_path / "mixed"
+    members = [f"{models}:a", f"{models}:image"]
+    shapes = ["--input-shape", "2x8", "--input-shape", "2x1x6x6"]
+    status, out, err = run(
+        capsys,
+        "compile",
+        "--ensemble",
+        *members,
+        *shapes,
+        "--member-inputs",
+        "--combine",
+        "vote",
+        "-o",
+        out_dir,
+        "--json",
+    )
+    assert status == 0, err
+    assert json.loads(out)["eager_check"]["ok"]
+    compiled = graphopt.load(out_dir)
+    flat, image = torch.randn(2, 8), torch.randn(2, 1, 6, 6)
+    from graphopt.fusion import combine_outputs
+    from graphopt.model_loading import load_model
+
+    with torch.no_grad():
+        want = combine_outputs([load_model(members[0])(flat), load_model(members[1])(image)], "vote")
+    np.testing.assert_array_equal(compiled(flat.numpy(), image.numpy()), want.numpy())
+
+
+def test_member_inputs_must_be_one_per_member(capsys: pytest.CaptureFixture[str], models: Path) -> None:
+    status, _, err = run(
+        capsys, "compile", "--ensemble", f"{models}:a", f"{models}:b", "--input-shape", "2x8", "--member-inputs"
+    )
+    assert status == 2 and "1 --input-shape given for 2 member(s)" in err
