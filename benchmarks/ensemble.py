@@ -15,6 +15,7 @@ and top-1 of the ensemble vs each member on the 359 held-out digits. Then three 
 (MLP, CNN, resnet_small, the samples' trained weights) fused into one artifact on the same input.
 
     python benchmarks/ensemble.py [--epochs 4] [--repeat 7] [--markdown]
+    python benchmarks/ensemble.py --grouped-conv     # only: one grouped conv vs the four it replaces
 """
 
 from __future__ import annotations
@@ -101,14 +102,31 @@ def top1(outputs: np.ndarray, labels: torch.Tensor) -> float:
     return float((torch.as_tensor(outputs).argmax(1) == labels).float().mean()) * 100
 
 
+def grouped_conv(repeat: int) -> None:
+    """The horizontally fused CNN's second convolution at batch 64: one grouped conv vs four plain ones."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 64, 14, 14)
+    grouped = _compile(nn.Sequential(nn.Conv2d(64, 128, 3, padding=1, groups=4, bias=False)).eval(), x)
+    single = _compile(nn.Sequential(nn.Conv2d(16, 32, 3, padding=1, bias=False)).eval(), x[:, :16].contiguous())
+    a, b = x.numpy(), x[:, :16].contiguous().numpy()
+    for _ in range(repeat):
+        one = statistics.median(grouped.time(a, number=20, repeat=3)) * 1e3
+        four = 4 * statistics.median(single.time(b, number=20, repeat=3)) * 1e3
+        print(f"grouped conv 64->128 groups=4: {one:.2f} ms; four conv 16->32: {four:.2f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=4, help="training epochs per member")
     parser.add_argument("--number", type=int, default=50, help="runs averaged per measurement")
     parser.add_argument("--repeat", type=int, default=7, help="measurements per configuration (median reported)")
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
+    parser.add_argument("--grouped-conv", action="store_true", help="only time one grouped conv vs four plain ones")
     args = parser.parse_args()
     torch.set_num_threads(2)
+    if args.grouped_conv:
+        grouped_conv(3)
+        return
     x_train, y_train = load_digits_28("train")
     x_test, y_test = load_digits_28("test")
     members = []
