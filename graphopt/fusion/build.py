@@ -32,7 +32,8 @@ def fuse_models(
 ) -> tuple[Graph, FusionReport]:
     """One ``Graph`` that runs every member and returns their combined output.
 
-    ``models``: ``nn.Module`` s (captured on a copy; never changed) or captured ``Graph`` s.
+    ``models``: ``nn.Module`` s (captured on a copy; never changed), ``torch.export`` programs, or
+    captured ``Graph`` s.
     ``example_inputs``: one tensor or tuple shared by all members, or a *list* of per-member input
     tuples (one per member; the fused graph then takes all of them, member by member).
     ``combine``:
@@ -102,9 +103,9 @@ def _check_members(models: Any) -> list[Any]:
     if len(models) == 0:
         raise InputError("fuse_models needs at least one model, the list is empty")
     for index, model in enumerate(models):
-        if not isinstance(model, (nn.Module, Graph)):
+        if not isinstance(model, (nn.Module, Graph, torch.export.ExportedProgram)):
             raise InputError(
-                f"member {index} is a {type(model).__name__}, expected a torch.nn.Module or graphopt.Graph"
+                f"member {index} is a {type(model).__name__}, expected a torch.nn.Module, ExportedProgram or graphopt.Graph"
             )
     return list(models)
 

@@ -270,3 +270,13 @@ def test_the_viewer_json_names_members_and_wide_layers() -> None:
     nodes = graph_to_json(graph)["nodes"]
     assert {n["member"] for n in nodes if n["kind"] == "linear"} == {1}  # the other architecture
     assert {tuple(n["wide"]) for n in nodes if n["kind"] == "conv2d"} == {(0, 2)}
+
+
+def test_exported_programs_and_graphs_are_members_too() -> None:
+    a, b, c = _cnn(0), _cnn(1), _cnn(2)
+    program = torch.export.export(a, (IMAGES,))
+    graph_b = graphopt.capture(b, IMAGES)
+    graph, _ = graphopt.fuse_models([program, graph_b, c], IMAGES, combine="stack")
+    torch.testing.assert_close(graph(IMAGES), _eager([a, b, c], IMAGES), rtol=0, atol=1e-5)
+    with pytest.raises(InputError, match="member 1 is a str"):
+        graphopt.fuse_models([a, "b.py"], IMAGES)  # type: ignore[list-item]
