@@ -32,6 +32,8 @@ _LAZY = {
     "magnitude_prune": "graphopt.compression.magnitude",
     "fine_tune": "graphopt.compression.finetune",
     "distill": "graphopt.compression.distill",
+    "fuse_models": "graphopt.fusion",
+    "FusionReport": "graphopt.fusion",
     "Graph": "graphopt.ir",
     "GraphStats": "graphopt.ir",
     "PassResult": "graphopt.pass_api",

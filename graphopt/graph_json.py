@@ -134,6 +134,9 @@ def _describe(gm: fx.GraphModule, node: fx.Node, position: int) -> dict[str, Any
         "attrs": _attributes(gm, node),
         "fusion_group": None if fusion_group is None else str(fusion_group),
         "fusion_pattern": node.meta.get(FUSION_PATTERN),
+        # graphopt.fuse_models: the ensemble member a node came from, or the members a wide node runs
+        "member": node.meta.get("ensemble_member"),
+        "wide": node.meta.get("wide_members"),
         "quant": quant or None,
         # In QDQ form an op that reads dequantized values is an int8 op (as ONNX QDQ reads it).
         "quantized": bool(quant)

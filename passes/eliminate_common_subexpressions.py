@@ -8,6 +8,7 @@ and arguments that cannot be compared (tensors) are never merged. Results are bi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from torch import fx
@@ -49,16 +50,20 @@ def _mergeable(graph: Graph, node: fx.Node) -> bool:
     return True
 
 
-@register_pass("eliminate_common_subexpressions", reports=("merged",))
-def eliminate_common_subexpressions(graph: Graph) -> PassResult:
-    """Merge nodes that compute the same op on the same inputs (bit-identical)."""
+def merge_common(graph: Graph, identify: Callable[[fx.Node], Any]) -> list[str]:
+    """Merge nodes with the same ``(op, identify(node), arguments)``; None from ``identify`` skips a node.
+
+    Returns the names of the removed nodes. ``identify`` says what a node applies: its target here,
+    the content of its weights in ``graphopt.fusion`` (equal layers stored under different names).
+    """
     seen: dict[Any, fx.Node] = {}
     merged = []
     for node in list(graph.module.graph.nodes):
-        if not _mergeable(graph, node):
+        identity = identify(node)
+        if identity is None:
             continue
         try:
-            key = (node.op, node.target, _key(node.args), _key(dict(node.kwargs)))
+            key = (node.op, identity, _key(node.args), _key(dict(node.kwargs)))
         except _UnhashableError:
             continue
         first = seen.setdefault(key, node)
@@ -66,4 +71,11 @@ def eliminate_common_subexpressions(graph: Graph) -> PassResult:
             node.replace_all_uses_with(first)
             graph.module.graph.erase_node(node)
             merged.append(node.name)
+    return merged
+
+
+@register_pass("eliminate_common_subexpressions", reports=("merged",))
+def eliminate_common_subexpressions(graph: Graph) -> PassResult:
+    """Merge nodes that compute the same op on the same inputs (bit-identical)."""
+    merged = merge_common(graph, lambda node: node.target if _mergeable(graph, node) else None)
     return PassResult(graph, changed=bool(merged), details={"merged": merged})

@@ -30,9 +30,9 @@ stdout = Console(width=None if sys.stdout.isatty() else 160)
 stderr = Console(stderr=True)
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """MODEL, --input-shape (repeatable), --input-dtype."""
-    parser.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+def add_model_arguments(parser: argparse.ArgumentParser, *, optional: bool = False) -> None:
+    """MODEL (may be left out with ``optional``, e.g. for ``compile --ensemble``), --input-shape (repeatable), --input-dtype."""
+    parser.add_argument("model", metavar="MODEL", nargs="?" if optional else None, help=MODEL_HELP)
     parser.add_argument(
         "--input-shape",
         action="append",

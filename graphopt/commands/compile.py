@@ -1,5 +1,9 @@
 """``graphopt compile MODEL --input-shape 1x784 [--target cpu|cuda|arm] [-o OUT_DIR] ...``
 
+``graphopt compile --ensemble A B C --combine mean --input-shape 1x1x28x28 ...`` fuses the models
+into one graph first (``graphopt.fuse_models``; all members take the same inputs) and builds one
+artifact that returns the ensemble's answer.
+
 Capture, optimize and build a deployable artifact with TVM (``graphopt.api.compile``), then run
 it once on the example inputs against PyTorch eager and print the error. The output directory
 appears only when the build succeeded: a failed compile leaves nothing behind.
@@ -22,7 +26,8 @@ def add_parser(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _common.add_model_arguments(parser)
+    _common.add_model_arguments(parser, optional=True)
+    add_ensemble_arguments(parser)
     add_target_arguments(parser)
     parser.add_argument("-o", "--out", metavar="OUT_DIR", help="write the artifact here (created only on success)")
     parser.add_argument(
@@ -32,6 +37,77 @@ def add_parser(subparsers: Any) -> None:
     _common.add_pipeline_arguments(parser)
     _common.add_check_arguments(parser)
     _common.add_json_argument(parser)
+
+
+#: ``graphopt.fusion.COMBINES``, written out so that ``--help`` needs no torch import.
+COMBINE_CHOICES = ("mean", "weighted", "vote", "stack", "none")
+
+
+def add_ensemble_arguments(parser: argparse.ArgumentParser) -> None:
+    """--ensemble, --combine, --weights: several models fused into one artifact."""
+    parser.add_argument(
+        "--ensemble",
+        nargs="+",
+        metavar="MODEL",
+        help="fuse these models (each as MODEL above, all on the same --input-shape) into one artifact instead of MODEL",
+    )
+    parser.add_argument(
+        "--combine",
+        choices=COMBINE_CHOICES,
+        help="with --ensemble: mean (default), weighted (with --weights), vote (the majority class index), "
+        "stack (member x output) or none (every member's output)",
+    )
+    parser.add_argument(
+        "--weights", metavar="W1,W2,...", help="with --combine weighted: one non-negative weight per member"
+    )
+    parser.add_argument(
+        "--member-inputs",
+        action="store_true",
+        help="with --ensemble: each --input-shape is the input of one member, in member order "
+        "(members of one input each; default: all members share every --input-shape)",
+    )
+    parser.add_argument(
+        "--no-horizontal",
+        action="store_true",
+        help="with --ensemble: keep same-architecture members side by side instead of one wide model "
+        "(faster at large batches where grouped convolutions are slow)",
+    )
+
+
+def load_ensemble(args: argparse.Namespace) -> tuple[_common.Loaded, Any]:
+    """The --ensemble members loaded and fused; the reference is their eager combination."""
+    import torch
+
+    from graphopt.fusion import EagerEnsemble, fuse_models
+    from graphopt.model_loading import example_inputs, load_model
+
+    if args.model:
+        raise InputError(f"give MODEL or --ensemble, not both (MODEL is '{args.model}')")
+    if not args.input_shape:
+        raise InputError("--ensemble needs --input-shape (the members share their inputs)")
+    combine = args.combine or "mean"
+    weights = None
+    if args.weights is not None:
+        try:
+            weights = [float(w) for w in args.weights.split(",")]
+        except ValueError:
+            raise InputError(f"bad --weights '{args.weights}': write numbers separated by commas, e.g. 1,2,1") from None
+    inputs = example_inputs(args.input_shape, args.input_dtype)
+    models = []
+    for spec in args.ensemble:
+        model = load_model(spec)
+        models.append(model.module() if isinstance(model, torch.export.ExportedProgram) else model)
+    given: Any = inputs
+    per_member = None
+    if args.member_inputs:
+        if len(inputs) != len(models):
+            raise InputError(
+                f"--member-inputs: {len(inputs)} --input-shape given for {len(models)} member(s), give one per member"
+            )
+        given, per_member = [(t,) for t in inputs], [1] * len(models)
+    graph, report = fuse_models(models, given, combine=combine, weights=weights, horizontal=not args.no_horizontal)
+    reference = EagerEnsemble(models, combine, weights, per_member=per_member)
+    return _common.Loaded(reference, graph.example_inputs, graph), report
 
 
 def add_target_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,7 +172,15 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--calibrate is used by --quantize int8 (or a pipeline with quantization passes, e.g. O3)")
     total = len(pipeline)
     options = _common.check_build_request(args.target, args.out, options).to_dict()
-    loaded = _common.load_and_capture(args)
+    fusion = None
+    if args.ensemble:
+        loaded, fusion = load_ensemble(args)
+    elif args.model is None:
+        raise InputError("give a MODEL to compile (or --ensemble MODEL MODEL ...)")
+    elif args.combine or args.weights or args.no_horizontal or args.member_inputs:
+        raise InputError("--combine, --weights, --member-inputs and --no-horizontal go with --ensemble")
+    else:
+        loaded = _common.load_and_capture(args)
     with _common.status(f"compiling for {args.target}", quiet=args.json):
         compiled = compile_model(
             loaded.graph,
@@ -118,8 +202,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         data = report.to_dict() if report is not None else {}
         data.update({"target": args.target, "out_dir": args.out, "eager_check": check and check.to_dict()})
+        if fusion is not None:
+            data["ensemble"] = fusion.to_dict()
         _common.print_json(data)
     else:
+        if fusion is not None:
+            _common.stdout.print(fusion.table())
         if report is not None:
             _common.stdout.print(report.table())
             for note in report.notes:

@@ -62,6 +62,8 @@ const GraphoptDetails = (() => {
       + row("FLOPs", node.flops ? `${F.count(node.flops)} <span class="dim">(${node.flops.toLocaleString()})</span>` : "0")
       + row("source", source(node))
       + row("fusion", fusion)
+      + row("ensemble", node.member != null ? `member m${node.member}`
+        : node.wide ? `one wide layer for members ${node.wide.map((m) => "m" + m).join(", ")}` : "")
       + row("quantization", quant(node.quant))
       + "</table>";
   }
