@@ -132,11 +132,12 @@ class Graph:
                 digraph.add_edge(node.name, user.name)
         return digraph
 
-    def text(self) -> str:
+    def text(self, *, types: bool = False) -> str:
         """A canonical text form, one node a line, for structure tests and dumps.
 
         Lines read ``name = kind(arg, ...)`` with ``# group`` appended for fused nodes, so a failing
-        test prints two graphs that can be read side by side.
+        test prints two graphs that can be read side by side. ``types`` appends each node's output
+        dtype and shape (``: float32[1, 784]``), as ``--dump-ir`` writes it.
         """
         lines = []
         for node in self.module.graph.nodes:
@@ -152,9 +153,17 @@ class Graph:
                 line = f"{node.name} = constant {node.target}"
             else:
                 line = f"{node.name} = {kind}({args})"
+            if types and node.op != "output" and node.meta.get("graphopt"):
+                line += " : " + ", ".join(
+                    _render_type(d, s) for d, s in zip(info(node).dtypes, info(node).shapes, strict=False)
+                )
             group = node.meta.get(FUSION_GROUP)
             lines.append(line + (f"  # {group}" if group else ""))
         return "\n".join(lines)
+
+
+def _render_type(dtype: str, shape: tuple[int, ...]) -> str:
+    return f"{dtype.removeprefix('torch.')}[{', '.join(str(d) for d in shape)}]"
 
 
 def _render_arg(arg: Any) -> str:

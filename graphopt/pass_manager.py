@@ -54,7 +54,7 @@ class DumpIR:
 
     def _write(self, stem: str, graph: Graph) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        (self.directory / f"{stem}.txt").write_text(graph.text() + "\n\n" + graph.module.code)
+        (self.directory / f"{stem}.txt").write_text(graph.text(types=True) + "\n\n" + graph.module.code)
 
 
 def resolve_pipeline(passes: str | Sequence[PassSpec] | None, context: dict[str, Any]) -> list[PassInfo]:

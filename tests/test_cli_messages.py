@@ -53,3 +53,13 @@ def test_tvms_native_warnings_show_only_with_debug(capfd, tmp_path):
     assert main(["compile", spec, "--input-shape", "1x8", "-o", str(tmp_path / "b"), "--debug"]) == 0
     loud = capfd.readouterr().err
     assert "Warning" in loud and "Warning" not in quiet, quiet
+
+
+def test_dump_ir_shows_each_nodes_dtype_and_shape(cli, tmp_path):
+    status, _, err = cli(
+        "optimize", MLP, "--input-shape", "2x784", "--passes", "remove_identities", "--dump-ir", tmp_path / "ir"
+    )
+    assert status == 0, err
+    text = (tmp_path / "ir" / "00_captured.txt").read_text()
+    assert "x = input : float32[2, 784]" in text
+    assert "fc3 = linear(relu2) : float32[2, 10]" in text

@@ -197,8 +197,8 @@ def test_dump_dir_gets_the_captured_graph_and_one_file_per_pass(graph, tmp_path)
     optimized, _ = graphopt.optimize(graph, "t_remove_identity,t_needs_eval", dump_dir=tmp_path / "ir")
     files = sorted(p.name for p in (tmp_path / "ir").iterdir())
     assert files == ["00_captured.txt", "01_t_remove_identity.txt", "02_t_needs_eval.txt"]
-    assert (tmp_path / "ir" / "00_captured.txt").read_text().startswith(graph.text())
-    assert (tmp_path / "ir" / "02_t_needs_eval.txt").read_text().startswith(optimized.text())
+    assert (tmp_path / "ir" / "00_captured.txt").read_text().startswith(graph.text(types=True))
+    assert (tmp_path / "ir" / "02_t_needs_eval.txt").read_text().startswith(optimized.text(types=True))
     assert "skip" not in (tmp_path / "ir" / "01_t_remove_identity.txt").read_text()
 
 
