@@ -57,6 +57,7 @@ def test_build_options_refuse_unknown_names_with_the_nearest_one():
         "dynamic_batch": False,
         "tune": True,
         "tune_trials": 8,
+        "compress": False,
     }
     with pytest.raises(InputError, match=r"^unknown option 'tune_trails' \(did you mean 'tune_trials'\?\)$"):
         BuildOptions.from_dict({"tune_trails": 5})
