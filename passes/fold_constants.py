@@ -33,6 +33,13 @@ def _deterministic(module: fx.GraphModule, node: fx.Node) -> bool:
     return is_pure(module, node) and not _is_quantization_op(node.target)
 
 
+def _mutates(user: fx.Node, node: fx.Node) -> bool:
+    """``user`` is an in-place op (``add_``, ``aten.add_.Tensor``) whose first argument is ``node``."""
+    name = str(user.target) if user.op == "call_method" else getattr(user.target, "__name__", str(user.target))
+    base = name.split(".")[0]
+    return bool(user.args) and user.args[0] is node and base.endswith("_") and not base.startswith("_")
+
+
 def _is_quantization_op(target: Any) -> bool:
     """graphopt's quantize/dequantize ops stay: folding ``dequantize(int8 weight)`` would turn an
     int8 model back into float32 constants, which the targets could no longer run as integers."""
@@ -78,6 +85,8 @@ def fold_constants(graph: Graph, *, max_bytes: int = 16 * 2**20) -> PassResult:
     for node, value in values.items():
         if node.op == "get_attr" or all(user in values for user in node.users):
             continue  # already a constant, or only feeds other constants
+        if any(_mutates(user, node) for user in node.users):
+            continue  # an in-place op writes into it on every run: as a constant it would drift
         if isinstance(value, torch.Tensor):
             if _nbytes(value) > max_bytes and _nbytes(value) > source_bytes[node]:
                 too_large.append(node.name)

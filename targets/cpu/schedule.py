@@ -29,13 +29,16 @@ from tvm.s_tir import dlight
 from tvm.target import Target
 
 from graphopt.targets.lowering.positive_axes import PositiveAxes, rewrite_relax_functions
+from graphopt.targets.lowering.safe_indices import LEGALIZE_IN_BOUNDS
 
 from . import int8_kernels
 from .schedule_simple import Injective, ParallelFallback
 from .schedule_tiled import TiledContraction
 
 # Pooling, batch norm and elementwise ops follow their input's layout.
-NHWC_LAYOUTS = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
+# conv2d_transpose stays NCHW: TVM 0.27 legalizes it only in that layout, and left to follow an NHWC
+# producer it would stay a high-level op the VM cannot run ("CodeGenVM cannot emit this Relax operator").
+NHWC_LAYOUTS = {"relax.nn.conv2d": ["NHWC", "HWIO"], "relax.nn.conv2d_transpose": ["NCHW", "IOHW"]}
 
 
 @relax.expr_functor.mutator
@@ -122,7 +125,7 @@ def prepare_cpu_module(mod: tvm.IRModule, target: Target) -> tvm.IRModule:
         relax.transform.Normalize(),
         FastGelu(),
         relax.transform.FastMathTransform(),
-        relax.transform.LegalizeOps(int8_kernels.legalize_map()),
+        relax.transform.LegalizeOps({**LEGALIZE_IN_BOUNDS, **int8_kernels.legalize_map()}),
         relax.transform.AnnotateTIROpPattern(),
         relax.transform.FoldConstant(),
         relax.transform.FuseOps(),

@@ -7,6 +7,9 @@
   the indices, so a graph that uses the indices (``MaxUnpool2d``, ``return_indices=True``) would
   be silently wrong; such nodes are reported as unsupported.
 
+- ``amax`` / ``amin``: missing from the frontend; exactly relax's ``max`` / ``min`` reductions over the
+  same dims (all dims when none are given), keeping them with ``keepdim``.
+
 A check returns why a node cannot be lowered, or None; ``lower.find_unsupported`` runs them so
 every such node is listed with the others, before any translation starts.
 """
@@ -62,8 +65,23 @@ def convert_adaptive_max_pool2d(node: fx.Node, importer: Any) -> Any:
     return importer.block_builder.emit(relax.Tuple([pooled, relax.op.zeros_like(pooled)]))
 
 
+def _reduction(name: str) -> Callable[[fx.Node, Any], Any]:
+    def convert(node: fx.Node, importer: Any) -> Any:
+        from tvm import relax
+
+        args = args_of(node)
+        dims: Any = args[1] if len(args) > 1 else node.kwargs.get("dim", [])
+        keepdim = bool(args[2] if len(args) > 2 else node.kwargs.get("keepdim", False))
+        axis = list(dims) if dims else None
+        return importer.block_builder.emit(getattr(relax.op, name)(importer.env[args[0]], axis=axis, keepdims=keepdim))
+
+    return convert
+
+
 BUILTIN_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = {
     "adaptive_max_pool2d.default": convert_adaptive_max_pool2d,
+    "amax.default": _reduction("max"),
+    "amin.default": _reduction("min"),
 }
 
 BUILTIN_CHECKS: dict[str, Callable[[fx.Node], str | None]] = {

@@ -97,3 +97,35 @@ def bound_indices(mod: tvm.IRModule) -> tvm.IRModule:
     >>> mod = bound_indices(mod)  # x[:, -1]: take(x, 4, axis=1, mode="clip") for an axis of 5
     """
     return relax.transform.Normalize()(rewrite_relax_functions(_IndexRewriter(mod), mod))
+
+
+def _slice_scatter_in_bounds(
+    data: tvm.te.Tensor, src: tvm.te.Tensor, start: Any, end: Any, step: Any, axis: int
+) -> tvm.te.Tensor:
+    """``data`` with ``src`` written at ``start:end:step`` along ``axis``, reading ``src`` only in bounds."""
+    tirx = tvm.tirx
+    last = src.shape[axis] - 1
+
+    def element(*index: Any) -> Any:
+        position = index[axis]
+        inside = tirx.all(position >= start, position < end, tirx.floormod(position - start, step) == 0)
+        source = list(index)
+        source[axis] = tirx.max(tirx.min(tirx.floordiv(position - start, step), last), 0)
+        return tirx.if_then_else(inside, src(*source), data(*index))
+
+    return tvm.te.compute(data.shape, element, name="slice_scatter")
+
+
+def legalize_slice_scatter(builder: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
+    """``relax.slice_scatter`` (what ``padding_mode="circular"`` lowers to) without TOPI's out-of-bounds read.
+
+    TOPI 0.27's ``slice_scatter`` takes from ``src`` at indices clipped to ``data``'s size along the
+    axis, larger than ``src``'s (the values read past ``src`` are masked afterwards, but they are read);
+    here the index is clamped to ``src``'s own size. For ``LegalizeOps(customize_legalize_map=...)``.
+    """
+    data, src, start, end, step = call.args
+    return builder.call_te(_slice_scatter_in_bounds, data, src, start, end, step, int(call.attrs.axis))
+
+
+#: Legalizations the targets use in place of TVM's, for ops whose TOPI kernels read out of bounds.
+LEGALIZE_IN_BOUNDS = {"relax.slice_scatter": legalize_slice_scatter}

@@ -73,3 +73,21 @@ def test_random_ops_are_not_constant() -> None:
 
     result = fold_constants(captured(Noise(), 2, 3).copy())
     assert not result.changed
+
+
+class InPlaceOnConstant(torch.nn.Module):
+    """T5's relative-position buckets: a constant computation then an in-place add into it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        buckets = torch.arange(4) * 2
+        buckets.add_(1)
+        return x[:, buckets]
+
+
+def test_a_value_an_in_place_op_writes_into_is_not_folded() -> None:
+    model = InPlaceOnConstant().eval()
+    for method in ("symbolic_trace", "export"):
+        graph, _ = run_pass(captured(model, 2, 9, method=method), "fold_constants")
+        x = torch.randn(2, 9)
+        for _ in range(3):  # a folded buffer would grow by one on every run
+            assert torch.equal(graph.module(x), model(x)), method

@@ -130,3 +130,15 @@ def test_batch_norm_uses_running_statistics_not_batch_statistics(compile_cpu) ->
     batch_stats = nn.functional.batch_norm(model[0](x), None, None, model[1].weight, model[1].bias, training=True)
     assert (compiled(x.numpy()) - batch_stats.detach().numpy()).__abs__().max() > 1e-2
     assert_matches_eager(model, compiled, x)
+
+
+class Extrema(nn.Module):
+    """aten.amax / aten.amin (no converter in TVM 0.27's frontend): one dim, several, all, keepdim."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return x.amax(dim=2), x.amin(dim=(1, 2), keepdim=True), torch.amax(x, dim=-1), x.amin()
+
+
+def test_amax_and_amin_match_eager(compile_cpu) -> None:
+    x = torch.randn(2, 3, 5, generator=torch.Generator().manual_seed(0))
+    assert_matches_eager(Extrema(), compile_cpu(Extrema(), x), x)
