@@ -23,6 +23,7 @@ import torch
 from graphopt.calibration import CalibrationSet, prepare
 from graphopt.errors import InputError
 from graphopt.ir import Graph
+from graphopt.metadata import info
 from graphopt.numerics import relative_error
 from graphopt.passes.quant_plan import QuantizeOptions, apply, plan
 
@@ -35,6 +36,14 @@ class LayerSensitivity:
     kind: str
     output_error: float
     accuracy_drop: float | None = None
+    module: str = ""  #: the user's module path ("fc3"), where the node came from one
+
+    @property
+    def label(self) -> str:
+        """How a user knows the layer: its module path, and the node where that differs."""
+        if self.module and self.module != self.name:
+            return f"{self.module} (node {self.name})"
+        return self.name
 
 
 @dataclass
@@ -95,7 +104,7 @@ class QuantizationReport:
         for layer in self.sensitivity:
             drop = f", accuracy {0.0 - layer.accuracy_drop:+.2f} pts" if layer.accuracy_drop is not None else ""
             kept = " [kept float]" if layer.name in self.kept_float else ""
-            table.add_row(f"  alone: {layer.name} ({layer.kind}){kept}", "", f"error {layer.output_error:.3g}{drop}")
+            table.add_row(f"  alone: {layer.label}, {layer.kind}{kept}", "", f"error {layer.output_error:.3g}{drop}")
         return table
 
 
@@ -140,7 +149,8 @@ class _Quantizer:
         for site in self.plan.sites:
             error, accuracy = self.measure(self.build(names - {site.node.name}))
             drop = None if accuracy is None or float_accuracy is None else float_accuracy - accuracy
-            ranking.append(LayerSensitivity(site.node.name, site.kind, error, drop))
+            module = info(site.node).module_path
+            ranking.append(LayerSensitivity(site.node.name, site.kind, error, drop, module=module))
         return sorted(ranking, key=lambda s: (-(s.accuracy_drop or 0.0), -s.output_error))
 
 

@@ -112,3 +112,15 @@ def test_quantize_options_are_checked_before_any_work() -> None:
     with pytest.raises(InputError, match="did you mean 'per_channel'"):
         quantize_options(per_chanel=False)
     assert quantize_options(QuantizeOptions(method="mse"), skip=["fc3"]) == QuantizeOptions(method="mse", skip=("fc3",))
+
+
+def test_sensitivity_names_layers_by_their_module_after_o2() -> None:
+    x, y = load_digits_flat("train")
+    graph, _ = graphopt.optimize(graphopt.capture(mnist_mlp(), x[:1]), "O2")  # Linear -> matmul_N nodes
+    _, report = graphopt.quantize(graph, x[:64], labels=y[:64], sensitivity=True)
+    assert sorted(layer.module for layer in report.sensitivity) == ["fc1", "fc2", "fc3"]
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(report.table())
+    assert "fc3 (node matmul_2)" in console.export_text()
