@@ -9,6 +9,9 @@
 
 - ``amax`` / ``amin``: missing from the frontend; exactly relax's ``max`` / ``min`` reductions over the
   same dims (all dims when none are given), keeping them with ``keepdim``.
+- ``max.dim`` / ``min.dim`` (``x.max(dim=2)``): the frontend makes a ``topk`` of k=1, whose TOPI
+  kernel is not a schedulable block (the CPU schedule step failed on it); here a ``max`` and an
+  ``argmax`` over the dim, which give the same values and the first index of the maximum.
 
 A check returns why a node cannot be lowered, or None; ``lower.find_unsupported`` runs them so
 every such node is listed with the others, before any translation starts.
@@ -78,10 +81,31 @@ def _reduction(name: str) -> Callable[[fx.Node, Any], Any]:
     return convert
 
 
+def _reduction_with_indices(name: str) -> Callable[[fx.Node, Any], Any]:
+    """``torch.max(x, dim)`` / ``torch.min(x, dim)``: (values, indices) as a ``max`` and an ``argmax``."""
+
+    def convert(node: fx.Node, importer: Any) -> Any:
+        from tvm import relax
+
+        args = args_of(node)
+        given: Any = args[1] if len(args) > 1 else node.kwargs["dim"]
+        dim = int(given)
+        keepdim = bool(args[2] if len(args) > 2 else node.kwargs.get("keepdim", False))
+        x = importer.env[args[0]]
+        values = getattr(relax.op, name)(x, axis=[dim], keepdims=keepdim)
+        indices = relax.op.astype(getattr(relax.op, f"arg{name}")(x, axis=dim, keepdims=keepdim), "int64")
+        bb = importer.block_builder
+        return bb.emit(relax.Tuple([bb.emit(values), bb.emit(indices)]))
+
+    return convert
+
+
 BUILTIN_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = {
     "adaptive_max_pool2d.default": convert_adaptive_max_pool2d,
     "amax.default": _reduction("max"),
     "amin.default": _reduction("min"),
+    "max.dim": _reduction_with_indices("max"),
+    "min.dim": _reduction_with_indices("min"),
 }
 
 BUILTIN_CHECKS: dict[str, Callable[[fx.Node], str | None]] = {

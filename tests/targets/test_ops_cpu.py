@@ -142,3 +142,20 @@ class Extrema(nn.Module):
 def test_amax_and_amin_match_eager(compile_cpu) -> None:
     x = torch.randn(2, 3, 5, generator=torch.Generator().manual_seed(0))
     assert_matches_eager(Extrema(), compile_cpu(Extrema(), x), x)
+
+
+class MaxOverTime(nn.Module):
+    """``x.max(dim)`` / ``x.min(dim)`` with their indices (the frontend's topk of k=1 did not schedule)."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        values, indices = F.relu(x).max(dim=2)
+        low, where = x.min(dim=1, keepdim=True)
+        return values, indices, low, where
+
+
+def test_max_and_min_over_a_dim_give_values_and_indices(compile_cpu) -> None:
+    x = torch.randn(2, 6, 11, generator=torch.Generator().manual_seed(0))  # continuous: no ties
+    compiled = compile_cpu(MaxOverTime(), x)
+    assert_matches_eager(MaxOverTime(), compiled, x)
+    _, indices, _, where = compiled(x.numpy())
+    assert indices.dtype.name == "int64" and where.shape == (2, 1, 11)
