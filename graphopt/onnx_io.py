@@ -15,7 +15,10 @@ Around it graphopt adds what a user needs from a converter that fails deep insid
   QDQ model imports as graphopt's own quantization ops and lowers to the targets' int8 kernels;
 - onnx2torch imports torchvision for its NonMaxSuppression and RoiAlign converters; PyPI's
   torchvision does not load with the pinned CPU torch, so when torchvision cannot be imported
-  graphopt imports onnx2torch without it and reports those two ops as unsupported.
+  graphopt imports onnx2torch without it and reports those two ops as unsupported. onnx2torch is
+  therefore not a declared dependency (pip would pull that torchvision, which then breaks every
+  import of transformers too): ``make venv`` installs it with ``--no-deps``, and without it ONNX
+  import is one InputError saying so.
 
 Export is ``torch.onnx.export`` of the graph's module (the TorchScript exporter: about 0.2 s for a
 small model where the torch.export-based one takes 2-10 s), checked with ``onnx.checker``; graphopt's
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import io
 import sys
 import types
@@ -214,6 +218,12 @@ def _onnx2torch() -> Any:
     """onnx2torch, imported without torchvision if that cannot be imported (see the module docstring)."""
     if "onnx2torch" in sys.modules:
         return sys.modules["onnx2torch"]
+    if importlib.util.find_spec("onnx2torch") is None:
+        raise InputError(
+            "importing ONNX needs onnx2torch; install it without its dependencies: "
+            "pip install --no-deps onnx2torch==1.5.15 (its torchvision requirement is a CUDA build "
+            "that does not load beside the CPU torch)"
+        )
     try:
         import torchvision  # noqa: F401
     except Exception:  # absent, or PyPI's CUDA build failing to load with the CPU torch

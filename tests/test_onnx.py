@@ -279,3 +279,18 @@ def test_cli_onnx_errors_are_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("graphopt: error: ") and err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_without_onnx2torch_onnx_import_says_how_to_install_it(monkeypatch):
+    import importlib.util
+    import sys
+
+    from graphopt import onnx_io
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.delitem(sys.modules, "onnx2torch", raising=False)
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "onnx2torch" else real_find_spec(name, *a)
+    )
+    with pytest.raises(graphopt.InputError, match=r"pip install --no-deps onnx2torch==1\.5\.15"):
+        onnx_io._onnx2torch()
