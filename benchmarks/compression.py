@@ -88,7 +88,7 @@ def compare_artifacts(name: str, model: Any, compressed: graphopt.Graph, loader:
         "library_compressed": (small_dir / "model.so").stat().st_size,
         "latency_fp32_ms": latency[0],
         "latency_compressed_ms": latency[1],
-        "coder": small.manifest["weights"]["coder"],
+        "coder": small.manifest.weights["coder"],
     }
 
 

@@ -136,9 +136,9 @@ class EagerChecker:
         return {MANIFEST_KEY: result.to_dict()}
 
 
-def recorded(manifest: dict[str, Any]) -> EagerCheck | None:
-    """The check recorded in an artifact's manifest, if one ran."""
-    data = manifest.get(MANIFEST_KEY)
+def recorded(manifest: Any) -> EagerCheck | None:
+    """The check recorded in an artifact's manifest (``graphopt.targets.runtime.Manifest``), if one ran."""
+    data = manifest.eager_check
     if not isinstance(data, dict):
         return None
     fields: dict[str, Any] = {k: data[k] for k in EagerCheck.__dataclass_fields__ if k in data}

@@ -145,6 +145,14 @@ def _literal(text: str) -> Any:
         return str(text).strip()
 
 
+_FLAGS = {"tune_trials": "--tune-trials", "tune_seconds": "--tune-seconds"}
+
+
+def _flagged(name: str) -> str:
+    """``tune_seconds (--tune-seconds)``: the option's name and, where it has one, its CLI flag."""
+    return f"{name} ({_FLAGS[name]})" if name in _FLAGS else name
+
+
 @dataclass(frozen=True)
 class BuildOptions:
     """The options of ``graphopt.compile`` / ``graphopt.targets.build`` beyond the target and ``out_dir``.
@@ -172,9 +180,11 @@ class BuildOptions:
         for name in ("tune_trials", "num_cores", "arm_num_cores"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise InputError(f"option {name}={value}: expected a positive integer")
+                raise InputError(f"option {_flagged(name)}={value}: expected a positive integer")
         if self.tune_seconds is not None and self.tune_seconds <= 0:
-            raise InputError(f"option tune_seconds={self.tune_seconds}: expected a positive number")
+            raise InputError(f"option {_flagged('tune_seconds')}={self.tune_seconds}: expected a positive number")
+        if self.tune_rpc and not self.tune:
+            raise InputError("tune_rpc (--tune-rpc) measures tuning candidates remotely: it needs tune=True (--tune)")
 
     @classmethod
     def names(cls) -> list[str]:

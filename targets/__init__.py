@@ -39,7 +39,9 @@ def check_build_request(
     backend = get_target(target)
     if out_dir is not None:
         check_out_dir(out_dir)
-    return BuildOptions.from_dict(options or {}, extra_types=backend.option_types, **how)
+    typed = BuildOptions.from_dict(options or {}, extra_types=backend.option_types, **how)
+    backend.check_options(typed)
+    return typed
 
 
 def build(

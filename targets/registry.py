@@ -26,10 +26,13 @@ class TargetBackend:
     - ``export_library(executable, path)`` writes the shared library (default: host compiler).
     - ``package(executable, target, directory)`` writes more files into the artifact directory
       after the library (CUDA: the nvcc-compiled kernels); a dict it returns joins the manifest.
-    - ``describe(target)`` -> dict recorded under ``manifest["target"]`` (host CPU, features, ...).
+    - ``describe(target)`` -> dict recorded as the manifest's ``target.facts`` (host CPU, features, ...).
     - ``device``: runtime device kind, "cpu" or "cuda"; ``runs_on_host``: False for cross targets.
     - ``option_types``: build options of this target beyond ``graphopt.options.BuildOptions``, name ->
       type (they reach ``make_target``/``schedule`` in ``options`` like the others).
+    - ``check_options(options)``: refuse, with an ``InputError``, typed ``BuildOptions`` this target
+      cannot honour (``tune`` where it cannot measure); called by ``check_build_request``, before
+      capture and passes.
     """
 
     name: str
@@ -42,6 +45,7 @@ class TargetBackend:
     runs_on_host: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
     option_types: dict[str, Any] = field(default_factory=dict)
+    check_options: Callable[[Any], None] = field(default=lambda options: None)
 
 
 _TARGETS: dict[str, TargetBackend] = {}

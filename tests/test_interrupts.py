@@ -19,6 +19,7 @@ import pytest
 
 from graphopt import interrupts
 from graphopt.cli import main
+from graphopt.targets.runtime.manifest import Manifest, TargetInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = """
@@ -63,6 +64,10 @@ def test_an_interrupt_during_the_tvm_build_stops_the_compile(capsys, tmp_path, m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.py"]  # no artifact, no .out.tmp-*
 
 
+#: the least a manifest holds: what write_artifact completes with the library and file hashes
+_MANIFEST = Manifest(model="m", target=TargetInfo("cpu"), inputs=(), outputs=())
+
+
 def test_sigterm_while_writing_the_artifact_leaves_no_temporary_folder(tmp_path):
     from graphopt.targets.pipeline.artifact import write_artifact
 
@@ -72,7 +77,7 @@ def test_sigterm_while_writing_the_artifact_leaves_no_temporary_folder(tmp_path)
         time.sleep(1.0)
 
     with pytest.raises(interrupts.Interrupted) as raised, interrupts.handling_interrupts():
-        write_artifact(tmp_path / "out", {"format": "graphopt"}, export)
+        write_artifact(tmp_path / "out", _MANIFEST, export)
     assert raised.value.exit_status == 143
     assert list(tmp_path.iterdir()) == []
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
@@ -87,7 +92,7 @@ def test_a_dead_process_staging_folder_is_cleaned_by_the_next_write(tmp_path):
     (stale / "model.so").write_bytes(b"left by a killed build")
     live = tmp_path / f".out.tmp-{os.getpid()}-def456"  # this process's own: not touched
     live.mkdir()
-    write_artifact(tmp_path / "out", {"format": "graphopt"}, lambda path: Path(path).write_bytes(b"library") and None)
+    write_artifact(tmp_path / "out", _MANIFEST, lambda path: Path(path).write_bytes(b"library") and None)
     assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "out"]
 
 

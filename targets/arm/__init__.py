@@ -28,7 +28,6 @@ number of threads the schedules assume.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -42,8 +41,9 @@ from typing import Any, Literal
 import numpy as np
 
 from graphopt.errors import ArtifactError, GraphoptError, InputError
+from graphopt.options import BuildOptions
 from graphopt.targets.registry import TargetBackend, register_target
-from graphopt.targets.runtime import CompiledModel, check_inputs
+from graphopt.targets.runtime import MANIFEST, CompiledModel, Manifest, check_inputs
 
 CROSS_COMPILER = "aarch64-linux-gnu-g++"
 QEMU = "qemu-aarch64"
@@ -113,12 +113,16 @@ def require_tools(*, to_run: bool = True) -> None:
         raise ToolchainError(f"target 'arm' needs {', '.join(missing)}: run `sudo bash {SETUP_SCRIPT}`")
 
 
+def check_options(options: BuildOptions) -> None:
+    """Refuse tuning: MetaSchedule measures candidates, and there is no aarch64 machine to measure on."""
+    if options.tune:
+        raise InputError("tuning for target 'arm' needs an aarch64 machine to measure on: build without --tune")
+
+
 def make_target(options: dict[str, Any]) -> Any:
     """The ``tvm.target.Target`` for ``build()``'s options; fails fast if the cross compiler is missing."""
     import tvm
 
-    if options.get("tune"):
-        raise InputError("tuning for target 'arm' needs an aarch64 machine to measure on: build without --tune")
     require_tools(to_run=False)
     spec = target_from_options(options)
     try:
@@ -182,9 +186,8 @@ def _library_path(artifact: str | Path) -> Path:
     artifact = Path(artifact)
     if artifact.is_file():
         return artifact
-    manifest = artifact / "manifest.json"
-    if manifest.is_file():
-        return artifact / json.loads(manifest.read_text())["library"]
+    if (artifact / MANIFEST).is_file():
+        return artifact / str(Manifest.read(artifact).library)
     libraries = sorted(artifact.glob("*.so"))
     if len(libraries) != 1:
         raise ArtifactError(f"expected one .so in {artifact}, found {[p.name for p in libraries]}")
@@ -287,6 +290,7 @@ ARM = register_target(
         export_library=export_library,
         describe=describe,
         runs_on_host=False,
+        check_options=check_options,
         extra={"model_class": QemuCompiledModel, "run": run_on_qemu, "elf_machine": ELF_MACHINE_AARCH64},
     )
 )

@@ -20,6 +20,7 @@ import tvm
 from tvm.target import codegen
 
 from graphopt.errors import InputError
+from graphopt.options import BuildOptions
 from graphopt.targets.registry import TargetBackend, register_target
 from graphopt.targets.runtime import cpuinfo_flags, normalize_feature
 
@@ -57,7 +58,6 @@ def num_cores(options: dict[str, Any]) -> int:
 
 def cpu_target(options: dict[str, Any]) -> tvm.target.Target:
     """The LLVM target for the host CPU (or ``options["mcpu"]``), with hidden extensions disabled."""
-    check_tuning_options(options)
     mcpu = options.get("mcpu") or codegen.llvm_get_system_cpu()
     spec: dict[str, Any] = {"kind": "llvm", "mcpu": mcpu, "num-cores": num_cores(options)}
     if options.get("mattr"):  # a list, or one string "+avx2,-avx512f" (as --target-option gives it)
@@ -89,17 +89,14 @@ def describe_cpu(target: tvm.target.Target) -> dict[str, Any]:
     }
 
 
-def check_tuning_options(options: dict[str, Any]) -> None:
-    """``tune_rpc`` needs ``tune`` and a tracker address ``KEY@HOST:PORT`` (``InputError``). Checked
-    when the target is made, before lowering: the schedule step's own errors come back through TVM
-    wrapped in a ``BuildError`` (an unreachable tracker is found there, when there is work for it)."""
-    if not options.get("tune_rpc"):
-        return
-    if not options.get("tune"):
-        raise InputError("tune_rpc (--tune-rpc) measures tuning candidates remotely: it needs tune=True (--tune)")
-    from graphopt.targets.runtime.rpc import parse_tracker_address
+def check_tuning_options(options: BuildOptions) -> None:
+    """``tune_rpc`` is a tracker address ``KEY@HOST:PORT`` (``InputError``; that it needs ``tune``,
+    ``BuildOptions`` checks). Run by ``check_build_request``, before capture: an unreachable tracker
+    is found when tuning has work for it, and comes back wrapped in a ``BuildError``."""
+    if options.tune_rpc:
+        from graphopt.targets.runtime.rpc import parse_tracker_address
 
-    parse_tracker_address(str(options["tune_rpc"]))
+        parse_tracker_address(str(options.tune_rpc))
 
 
 def schedule_for_cpu(mod: Any, target: tvm.target.Target, options: dict[str, Any]) -> Any:
@@ -128,5 +125,6 @@ CPU = register_target(
         schedule=schedule_for_cpu,
         device="cpu",
         describe=describe_cpu,
+        check_options=check_tuning_options,
     )
 )

@@ -19,6 +19,7 @@ import tvm
 from tvm.s_tir import dlight
 
 from graphopt.errors import GraphoptError, InputError
+from graphopt.options import BuildOptions
 from graphopt.targets.cpu import cpu_target, describe_cpu
 from graphopt.targets.pipeline.relax_pipeline import fuse_passes
 from graphopt.targets.registry import TargetBackend, register_target
@@ -26,10 +27,14 @@ from graphopt.targets.registry import TargetBackend, register_target
 DEFAULT_ARCH = "sm_90"
 
 
+def check_options(options: BuildOptions) -> None:
+    """Refuse tuning: MetaSchedule would need the GPU to measure on; say so, never ignore it."""
+    if options.tune:
+        raise InputError("tuning for target 'cuda' is not supported yet: build without --tune (dlight schedules)")
+
+
 def cuda_target(options: dict[str, Any]) -> tvm.target.Target:
     """``{"kind": "cuda", "arch": ...}`` with the host CPU's LLVM target as its host."""
-    if options.get("tune"):  # MetaSchedule would need the GPU to measure on: say so, never ignore it
-        raise InputError("tuning for target 'cuda' is not supported yet: build without --tune (dlight schedules)")
     if shutil.which("nvcc") is None and not _cuda_home_nvcc():
         raise GraphoptError("the cuda target needs nvcc (the CUDA toolkit) to compile kernels; none was found")
     arch = options.get("cuda_arch", DEFAULT_ARCH)
@@ -133,5 +138,6 @@ CUDA = register_target(
         device="cuda",
         describe=describe_cuda,
         package=package_kernels,
+        check_options=check_options,
     )
 )

@@ -9,7 +9,7 @@ is the user's and is never deleted.
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
 import os
 import platform
 import shutil
@@ -20,7 +20,8 @@ from typing import Any
 
 from graphopt import interrupts
 from graphopt.errors import InputError
-from graphopt.targets.runtime import FORMAT, FORMAT_VERSION, MANIFEST, sha256_file
+from graphopt.targets.runtime import MANIFEST, sha256_file
+from graphopt.targets.runtime.manifest import FileFacts, Manifest
 
 LIBRARY = "model.so"
 
@@ -42,10 +43,6 @@ def versions() -> dict[str, str]:
     }
 
 
-def base_manifest(**fields: Any) -> dict[str, Any]:
-    return {"format": FORMAT, "format_version": FORMAT_VERSION, **fields}
-
-
 def check_out_dir(out_dir: str | Path) -> None:
     """``out_dir`` can take an artifact: absent, an empty folder, or an artifact (replaced)."""
     out_dir = Path(out_dir)
@@ -57,14 +54,14 @@ def check_out_dir(out_dir: str | Path) -> None:
 
 def write_artifact(
     out_dir: str | Path,
-    manifest: dict[str, Any],
+    manifest: Manifest,
     export_library: Callable[[str], dict[str, Any] | None],
-) -> dict[str, Any]:
+) -> Manifest:
     """Write library + manifest to ``out_dir`` atomically; returns the manifest with file hashes.
 
     ``export_library(path)`` writes the shared library (the target decides how: host compiler,
-    cross compiler) and any files beside it; a dict it returns is merged into the manifest.
-    ``manifest["files"]`` gets the sha256 and size of every file written.
+    cross compiler) and any files beside it; a dict it returns joins the manifest
+    (``Manifest.with_entries``). ``files`` gets the sha256 and size of every file written.
     """
     out_dir = Path(out_dir).absolute()
     check_out_dir(out_dir)
@@ -72,12 +69,10 @@ def write_artifact(
     remove_stale_staging(out_dir)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-{os.getpid()}-", dir=out_dir.parent))
     try:
-        extra = export_library(str(staging / LIBRARY)) or {}
-        files = {}
-        for path in sorted(staging.iterdir()):
-            files[path.name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-        manifest = {**manifest, **extra, "library": LIBRARY, "files": files}
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        manifest = manifest.with_entries(export_library(str(staging / LIBRARY)))
+        files = {path.name: FileFacts(sha256_file(path), path.stat().st_size) for path in sorted(staging.iterdir())}
+        manifest = dataclasses.replace(manifest, library=LIBRARY, files=files)
+        manifest.write(staging)
         os.chmod(staging, 0o755)
         interrupts.check()
         _replace(staging, out_dir)

@@ -26,10 +26,11 @@ from graphopt.ir import Graph
 from graphopt.options import BuildOptions
 from graphopt.targets.lowering.lower import lower_to_relax
 from graphopt.targets.pipeline import compressed
-from graphopt.targets.pipeline.artifact import base_manifest, versions, write_artifact
+from graphopt.targets.pipeline.artifact import versions, write_artifact
 from graphopt.targets.pipeline.relax_pipeline import compile_module
 from graphopt.targets.registry import get_target
 from graphopt.targets.runtime import BATCH, CompiledModel, TensorSpec
+from graphopt.targets.runtime.manifest import Manifest, TargetInfo
 
 
 def build_graph(
@@ -62,17 +63,13 @@ def build_graph(
     with _summarized(f"TVM failed to compile '{graph.name}' for target '{target}'"):
         executable = compile_module(mod, backend, tvm_target, options_dict)
     interrupts.check()  # TVM may have swallowed a Ctrl-C: stop before checking and writing
-    manifest = base_manifest(
+    keys = dict_output_keys(graph)
+    manifest = Manifest(
         model=graph.name,
-        target={
-            "name": target,
-            "device": backend.device,
-            "tvm_target": json.loads(str(tvm_target)),
-            **backend.describe(tvm_target),
-        },
-        inputs=[s.to_dict() for s in inputs],
-        outputs=[s.to_dict() for s in outputs],
-        output_keys=dict_output_keys(graph),
+        target=TargetInfo(target, backend.device, json.loads(str(tvm_target)), backend.describe(tvm_target)),
+        inputs=tuple(inputs),
+        outputs=tuple(outputs),
+        output_keys=tuple(keys) if keys is not None else None,
         dynamic_batch=dynamic_batch,
         params=compressed.PARAMS_NOTE if compress else "bound into the library as constants",
         passes=report.to_dict() if report is not None else None,
@@ -84,12 +81,10 @@ def build_graph(
             "tune_rpc": str(typed.tune_rpc) if tune and typed.tune_rpc else None,
             "compile_seconds": round(time.perf_counter() - started, 3),
         },
-        files={},
-        library=None,
     )
     if check is not None:  # before anything is written: a failed check raises and leaves no artifact
         progress.stage("checking the compiled model against PyTorch eager")
-        manifest = {**manifest, **(check(_as_model(backend, _compiled(executable, manifest, report, weights))) or {})}
+        manifest = manifest.with_entries(check(_as_model(backend, _compiled(executable, manifest, report, weights))))
     if out_dir is not None:
         export = backend.export_library or _export_with_host_compiler
 
@@ -108,7 +103,7 @@ def build_graph(
 
 
 def _compiled(
-    executable: Any, manifest: dict[str, Any], report: Any, weights: Any, out_dir: Path | None = None
+    executable: Any, manifest: Manifest, report: Any, weights: Any, out_dir: Path | None = None
 ) -> CompiledModel:
     """The compiled model, with the weights a compressed build keeps outside the library bound."""
     compiled = CompiledModel(executable, manifest, out_dir=out_dir, report=report)

@@ -14,10 +14,8 @@ for a machine this is not (another architecture, a GPU that is absent, CPU featu
 from __future__ import annotations
 
 import hashlib
-import json
 import platform
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,32 +24,13 @@ import tvm
 from tvm.runtime.vm import VirtualMachine
 
 from graphopt.errors import ArtifactError, InputError
+from graphopt.targets.runtime.manifest import FORMAT, FORMAT_VERSION, MANIFEST, Manifest, TensorSpec
 
-MANIFEST = "manifest.json"
-FORMAT = "graphopt-artifact"
-FORMAT_VERSION = 1
+__all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "CompiledModel", "Manifest", "TensorSpec", "load_artifact"]
+
 BATCH = "batch"  #: the name a dynamic batch dimension has in the manifest
 WEIGHTS = "weights.gopw"  #: a compressed artifact's weights (``graphopt.compression.codec``)
 TRANSFORM_PARAMS = "main_transform_params"  #: prepares the decoded weights for ``main``, once
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One input or output: name, shape (ints, or "batch" for the dynamic dimension), dtype."""
-
-    name: str
-    shape: tuple[int | str, ...]
-    dtype: str
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TensorSpec:
-        return cls(str(data["name"]), tuple(data["shape"]), str(data["dtype"]))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
-
-    def describe(self) -> str:
-        return f"shape ({', '.join(str(d) for d in self.shape)}) {self.dtype}"
 
 
 class CompiledModel:
@@ -62,14 +41,14 @@ class CompiledModel:
     manifest first, so a wrong shape or dtype is an ``InputError`` naming the input.
     """
 
-    def __init__(self, module: Any, manifest: dict[str, Any], out_dir: Path | None = None, report: Any = None):
+    def __init__(self, module: Any, manifest: Manifest, out_dir: Path | None = None, report: Any = None):
         self.module = module
         self.manifest = manifest
         self.out_dir = out_dir
         self.report = report
-        self.inputs = [TensorSpec.from_dict(d) for d in manifest["inputs"]]
-        self.outputs = [TensorSpec.from_dict(d) for d in manifest["outputs"]]
-        self.output_keys: list[str] | None = manifest.get("output_keys")
+        self.inputs = list(manifest.inputs)
+        self.outputs = list(manifest.outputs)
+        self.output_keys: list[str] | None = list(manifest.output_keys) if manifest.output_keys else None
         self._vm: VirtualMachine | None = None
         self._device: Any = None
         self._main: Any = None
@@ -78,16 +57,16 @@ class CompiledModel:
 
     def __repr__(self) -> str:
         where = f" at {self.out_dir}" if self.out_dir else ""
-        return f"<graphopt.CompiledModel {self.manifest.get('model')!r} for {self.manifest['target']['name']}{where}>"
+        return f"<graphopt.CompiledModel {self.manifest.model!r} for {self.manifest.target.name}{where}>"
 
     @property
     def device(self) -> Any:
         if self._device is None:  # checked once: the per-call cost matters for small models
-            kind = self.manifest["target"].get("device", "cpu")
+            kind = self.manifest.target.device
             device = tvm.cuda(0) if kind == "cuda" else tvm.cpu(0)
             if not device.exist:
                 raise ArtifactError(
-                    f"this artifact runs on a {kind} device (target '{self.manifest['target']['name']}') "
+                    f"this artifact runs on a {kind} device (target '{self.manifest.target.name}') "
                     "and none is present on this machine"
                 )
             self._device = device
@@ -234,61 +213,37 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_manifest(out_dir: str | Path) -> dict[str, Any]:
-    """Parse and sanity-check ``manifest.json``; ``ArtifactError`` if missing, corrupt or foreign."""
-    path = Path(out_dir) / MANIFEST
-    if not Path(out_dir).is_dir():
-        raise ArtifactError(f"no graphopt artifact at {out_dir}: not a directory")
-    if not path.is_file():
-        raise ArtifactError(f"no graphopt artifact at {out_dir}: {MANIFEST} is missing")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ArtifactError(f"corrupt artifact at {out_dir}: {MANIFEST} is not valid JSON ({error})") from error
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ArtifactError(f"{path} is not a graphopt artifact manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(
-            f"artifact at {out_dir} has format version {manifest.get('format_version')}, "
-            f"this graphopt reads version {FORMAT_VERSION}: rebuild it"
-        )
-    missing = [k for k in ("target", "library", "inputs", "outputs", "files") if k not in manifest]
-    if missing:
-        raise ArtifactError(f"corrupt artifact at {out_dir}: manifest lacks {', '.join(missing)}")
-    return manifest
-
-
-def verify_files(out_dir: Path, manifest: dict[str, Any]) -> None:
+def verify_files(out_dir: Path, manifest: Manifest) -> None:
     """Every file the manifest lists exists and has the sha256 recorded at build time."""
-    for name, facts in manifest["files"].items():
+    for name, facts in manifest.files.items():
         path = out_dir / name
         if not path.is_file():
             raise ArtifactError(f"corrupt artifact at {out_dir}: {name} is missing")
         actual = sha256_file(path)
-        if actual != facts["sha256"]:
+        if actual != facts.sha256:
             raise ArtifactError(
                 f"corrupt artifact at {out_dir}: {name} does not match its manifest "
-                f"(sha256 {actual[:12]}…, expected {facts['sha256'][:12]}…); rebuild it"
+                f"(sha256 {actual[:12]}…, expected {facts.sha256[:12]}…); rebuild it"
             )
-    if manifest["library"] not in manifest["files"]:
+    if manifest.library not in manifest.files:
         raise ArtifactError(f"corrupt artifact at {out_dir}: the library is not among the hashed files")
 
 
-def check_runnable_here(manifest: dict[str, Any]) -> None:
+def check_runnable_here(manifest: Manifest) -> None:
     """Refuse artifacts for another architecture, an absent GPU, or CPU features this host lacks."""
-    target = manifest["target"]
-    name = target.get("name", "?")
-    arch, here = target.get("arch"), platform.machine()
+    target = manifest.target
+    name = target.name
+    arch, here = target.arch, platform.machine()
     if arch and here and _arch(arch) != _arch(here):
         raise ArtifactError(
             f"this artifact was built for {arch} (target '{name}') and cannot run on this {here} machine"
         )
-    if target.get("device") == "cuda" and not tvm.cuda(0).exist:
+    if target.device == "cuda" and not tvm.cuda(0).exist:
         raise ArtifactError(f"this artifact was built for a CUDA GPU (target '{name}'); no CUDA GPU is present here")
-    missing = missing_cpu_features(target.get("features", []))
+    missing = missing_cpu_features(target.features)
     if missing:
         raise ArtifactError(
-            f"this artifact was built for a CPU with {', '.join(missing)} (mcpu {target.get('mcpu')}), "
+            f"this artifact was built for a CPU with {', '.join(missing)} (mcpu {target.mcpu}), "
             "which this machine lacks: rebuild it here"
         )
 
@@ -325,14 +280,14 @@ def missing_cpu_features(features: list[str]) -> list[str]:
 _PREBUILT_KERNELS: dict[str, bytes] = {}
 
 
-def use_prebuilt_kernels(out_dir: Path, manifest: dict[str, Any]) -> None:
+def use_prebuilt_kernels(out_dir: Path, manifest: Manifest) -> None:
     """Let TVM's CUDA loader take the nvcc-built kernels of the artifact instead of compiling again.
 
     TVM's CUDA module holds kernel source and calls ``tvm_callback_cuda_compile`` on load; the
     override answers from the artifact's fatbins (matched by the source's sha256) and falls back to
     TVM's own compiler for any other source.
     """
-    for entry in manifest.get("cuda_kernels") or []:
+    for entry in manifest.extra.get("cuda_kernels") or []:
         _PREBUILT_KERNELS[entry["source_sha256"]] = (out_dir / entry["file"]).read_bytes()
     if _PREBUILT_KERNELS and not getattr(use_prebuilt_kernels, "installed", False):
         import tvm_ffi
@@ -358,34 +313,34 @@ def load_artifact(out_dir: str | Path, *, allow_mismatch: bool = False) -> Compi
     refused unless ``allow_mismatch``.
     """
     directory = Path(out_dir)
-    manifest = read_manifest(directory)
+    manifest = Manifest.read(directory)
     verify_files(directory, manifest)
-    check = manifest.get("eager_check")
-    if isinstance(check, dict) and check.get("ok") is False and not allow_mismatch:
+    check = manifest.eager_check
+    if check is not None and check.get("ok") is False and not allow_mismatch:
         raise ArtifactError(
             f"the artifact at {out_dir} failed its check against PyTorch eager when it was built (max relative "
             f"error {check.get('max_relative_error'):.3g} on output '{check.get('output')}', bound "
             f"{check.get('tolerance'):.1e}): graphopt.load(..., allow_mismatch=True) loads it anyway"
         )
     check_runnable_here(manifest)
-    if manifest["target"].get("device") == "cuda":
+    if manifest.target.device == "cuda":
         use_prebuilt_kernels(directory, manifest)
     try:
-        module = tvm.runtime.load_module(str(directory / manifest["library"]))
+        module = tvm.runtime.load_module(str(directory / str(manifest.library)))
     except Exception as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ArtifactError(f"cannot load the library of the artifact at {out_dir}: {first}") from error
     model = CompiledModel(module, manifest, out_dir=directory)
-    if manifest.get("weights"):
+    if manifest.weights:
         model.bind_weights(read_weights(directory, manifest))
     return model
 
 
-def read_weights(directory: Path, manifest: dict[str, Any]) -> list[np.ndarray]:
+def read_weights(directory: Path, manifest: Manifest) -> list[np.ndarray]:
     """The decoded weights of a compressed artifact, checked against what ``main`` expects."""
     from graphopt.compression.codec import decode_weights
 
-    entry = manifest["weights"]
+    entry = manifest.weights or {}
     try:
         weights = decode_weights((directory / entry["file"]).read_bytes())
     except ArtifactError as error:

@@ -35,9 +35,9 @@ from tvm.runtime.vm import VirtualMachine
 from graphopt.errors import GraphoptError, InputError, first_line
 from graphopt.targets.runtime import (
     CompiledModel,
+    Manifest,
     TensorSpec,
     check_inputs,
-    read_manifest,
     sha256_file,
     to_numpy,
     verify_files,
@@ -168,23 +168,23 @@ def bench_remote(
     measurements averages ``number`` runs.
     """
     with _library(artifact) as (library_path, manifest):
-        specs = [TensorSpec.from_dict(d) for d in manifest["inputs"]]
+        specs = list(manifest.inputs)
         arrays = check_inputs(specs, tuple(inputs if inputs is not None else example_inputs(specs)), {})
         session = connect(address, key=key, timeout_s=timeout_s)
         return _run_on(session, library_path, manifest, arrays, address, number=number, repeat=repeat)
 
 
 def _run_on(
-    session: Any, library_path: Path, manifest: dict[str, Any], arrays: list[np.ndarray], address: str, **timing: int
+    session: Any, library_path: Path, manifest: Manifest, arrays: list[np.ndarray], address: str, **timing: int
 ) -> RemoteBenchmark:
     try:
         remote_name = f"graphopt_{sha256_file(library_path)[:16]}.so"
         session.upload(str(library_path), target=remote_name)
         library = session.load_module(remote_name)
-        device = session.cuda(0) if manifest["target"].get("device") == "cuda" else session.cpu(0)
+        device = session.cuda(0) if manifest.target.device == "cuda" else session.cpu(0)
         vm = VirtualMachine(library, device)
         tensors = [tvm.runtime.tensor(a, device) for a in arrays]
-        outputs = to_numpy(vm["main"](*tensors), len(manifest["outputs"]))
+        outputs = to_numpy(vm["main"](*tensors), len(manifest.outputs))
         timer = vm.time_evaluator("main", device, number=timing["number"], repeat=timing["repeat"])
         seconds = [float(s) for s in timer(*tensors).results]
     except GraphoptError:
@@ -209,15 +209,15 @@ def time_remote(
 
 
 @contextlib.contextmanager
-def _library(artifact: str | Path | CompiledModel) -> Iterator[tuple[Path, dict[str, Any]]]:
+def _library(artifact: str | Path | CompiledModel) -> Iterator[tuple[Path, Manifest]]:
     """(library path, manifest) of an artifact directory, or of a compiled model (exported to a temp dir)."""
     if isinstance(artifact, CompiledModel) and artifact.out_dir is not None:
         artifact = artifact.out_dir
     if not isinstance(artifact, CompiledModel):
         directory = Path(artifact)
-        manifest = read_manifest(directory)
+        manifest = Manifest.read(directory)
         verify_files(directory, manifest)
-        yield directory / manifest["library"], manifest
+        yield directory / str(manifest.library), manifest
         return
     with tempfile.TemporaryDirectory(prefix="graphopt-rpc-") as scratch:
         path = Path(scratch) / "model.so"

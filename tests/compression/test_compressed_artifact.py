@@ -85,7 +85,7 @@ def test_compress_true_stores_any_models_weights_outside_the_library(tmp_path: P
     x = torch.randn(2, 8)
     compiled = graphopt.compile(model, x, out_dir=tmp_path / "small", compress=True)
     loaded = graphopt.load(tmp_path / "small")
-    assert loaded.manifest["weights"]["coder"] in ("none", "lzma", "zstd")
+    assert loaded.manifest.weights["coder"] in ("none", "lzma", "zstd")
     assert np.array_equal(loaded(x.numpy()), compiled(x.numpy()))
     np.testing.assert_allclose(loaded(x.numpy()), model(x).detach().numpy(), rtol=1e-5, atol=1e-6)
 

@@ -67,7 +67,7 @@ def test_target_is_aarch64_with_neon_by_default_and_mattr_is_configurable() -> N
 
 def test_tuning_for_arm_is_refused_with_a_reason() -> None:
     with pytest.raises(InputError, match="aarch64 machine"):
-        arm.make_target({"tune": True})
+        graphopt.targets.check_build_request("arm", None, {"tune": True})
 
 
 def test_missing_cross_compiler_is_one_clear_line_and_leaves_no_artifact(
@@ -144,7 +144,7 @@ def test_conv_bn_relu_cnn_compiled_with_dotprod_runs_like_eager_when_called() ->
     model = digits_cnn()
     compiled = graphopt.compile(model, x, target="arm", arm_mattr=["+neon", "+dotprod"])  # no out_dir
     assert isinstance(compiled, arm.QemuCompiledModel)  # calls run the aarch64 code under qemu
-    assert compiled.manifest["target"]["mattr"] == ["+neon", "+dotprod"]
+    assert compiled.manifest.target.facts["mattr"] == ["+neon", "+dotprod"]
     assert relative_error(model(x), compiled(x)) <= TOLERANCE
     with pytest.raises(InputError, match="shape"):
         compiled(x[:, :, :27])

@@ -45,17 +45,17 @@ def test_kernels_are_generated_and_compiled_by_nvcc(cuda_artifact) -> None:
     source = device_module.inspect_source("cuda")
     assert 'extern "C" __global__' in source and "blockIdx.x" in source and "threadIdx.x" in source
 
-    (kernels,) = compiled.manifest["cuda_kernels"]
+    (kernels,) = compiled.manifest.extra["cuda_kernels"]
     assert kernels["arch"] == "sm_90" and len(kernels["kernels"]) >= 3
     assert len(set(kernels["kernels"])) == len(kernels["kernels"])  # each kernel named once
     assert all(f"void {name}(" in source or f") {name}(" in source for name in kernels["kernels"])
     fatbin = (out_dir / kernels["file"]).read_bytes()
     assert fatbin[:4] == bytes.fromhex("50ed55ba")  # the CUDA fatbin magic nvcc writes
-    assert compiled.manifest["files"][kernels["file"]]["bytes"] == len(fatbin)
+    assert compiled.manifest.files[kernels["file"]].bytes == len(fatbin)
 
 
 def test_manifest_names_the_gpu_target_and_its_host(cuda_artifact) -> None:
-    target = cuda_artifact[1].manifest["target"]
+    target = cuda_artifact[1].manifest.target.to_dict()
     assert target["name"] == "cuda" and target["device"] == "cuda"
     assert target["tvm_target"]["kind"] == "cuda" and target["tvm_target"]["arch"] == "sm_90"
     assert target["host"]["mcpu"]

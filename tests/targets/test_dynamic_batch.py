@@ -17,9 +17,9 @@ def test_cnn_compiled_at_batch_2_runs_at_batch_1_3_and_7(tmp_path) -> None:
     model = digits_cnn()
     graphopt.compile(model, torch.randn(2, 1, 28, 28), out_dir=tmp_path / "cnn", dynamic_batch=True)
     loaded = graphopt.load(tmp_path / "cnn")
-    assert loaded.manifest["dynamic_batch"] is True
-    assert loaded.manifest["inputs"][0]["shape"] == ["batch", 1, 28, 28]
-    assert loaded.manifest["outputs"][0]["shape"] == ["batch", 10]
+    assert loaded.manifest.dynamic_batch is True
+    assert loaded.manifest.inputs[0].shape == ("batch", 1, 28, 28)
+    assert loaded.manifest.outputs[0].shape == ("batch", 10)
     for batch in (1, 3, 7):
         x = torch.randn(batch, 1, 28, 28, generator=torch.Generator().manual_seed(batch))
         assert loaded(x.numpy()).shape == (batch, 10)
@@ -50,6 +50,6 @@ def test_an_example_batch_of_one_still_gives_a_dynamic_batch(compile_cpu) -> Non
     """torch.export specializes size-1 dimensions; the lowering traces at batch 2 instead."""
     model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3)).eval()
     compiled = compile_cpu(model, torch.randn(1, 6), dynamic_batch=True)
-    assert compiled.manifest["inputs"][0]["shape"] == ["batch", 6]
+    assert compiled.manifest.inputs[0].shape == ("batch", 6)
     for batch in (1, 4):
         assert_matches_eager(model, compiled, torch.randn(batch, 6))

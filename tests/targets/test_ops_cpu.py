@@ -118,7 +118,7 @@ def test_embedding_with_integer_tokens(compile_cpu) -> None:
     model = randomize(EmbeddingBag())
     tokens = torch.randint(0, 50, (3, 6), generator=torch.Generator().manual_seed(2))
     compiled = compile_cpu(model, tokens)
-    assert compiled.manifest["inputs"] == [{"name": "tokens", "shape": [3, 6], "dtype": "int64"}]
+    assert [s.to_dict() for s in compiled.manifest.inputs] == [{"name": "tokens", "shape": [3, 6], "dtype": "int64"}]
     assert_matches_eager(model, compiled, tokens)
 
 

@@ -198,7 +198,7 @@ def test_tuning_measures_candidates_on_the_remote_server(tuning_tracker, tmp_pat
     loads = _remote_loads(log) - before
     assert len(records) >= 2  # the seeded default schedule and at least one tuned candidate
     assert loads >= 3 and loads >= len(records)  # the seed and both trials ran on the server
-    assert compiled.manifest["build"]["tune_rpc"] == f"{TUNE_KEY}@{tracker}"
+    assert compiled.manifest.build["tune_rpc"] == f"{TUNE_KEY}@{tracker}"
     with torch.no_grad():
         expected = model(x).numpy()
     assert abs(compiled(x.numpy()) - expected).max() / abs(expected).max() <= TOLERANCE
@@ -254,10 +254,22 @@ def test_tuning_with_a_key_the_tracker_lacks_is_a_clear_error(tracker_and_server
         tuning.rpc_runner(f"rasp4@{tracker}")
 
 
-def test_the_cli_checks_tune_rpc(capsys) -> None:
-    model = "samples/mnist_mlp.py:mnist_mlp"
+def test_the_cli_checks_tune_rpc_before_loading_the_model(capsys) -> None:
+    model = "no_such_file.py:model"  # the option is refused first: the missing file is never reached
     assert main(["compile", model, "--input-shape", "1x784", "--tune-rpc", f"{TUNE_KEY}@127.0.0.1:9190"]) == 2
-    assert "--tune-rpc measures tuning candidates on a remote device: add --tune" in capsys.readouterr().err
+    assert "tune_rpc (--tune-rpc) measures tuning candidates remotely: it needs tune=True (--tune)" in (
+        capsys.readouterr().err
+    )
+    assert main(["compile", model, "--input-shape", "1x784", "--tune", "--tune-rpc", "127.0.0.1:9190"]) == 2
+    assert "names no device key" in capsys.readouterr().err
     argv = ["compile", model, "--input-shape", "1x784", "--target", "arm", "--tune", "--tune-rpc", "k@h:1"]
     assert main(argv) == 2
-    assert "--tune-rpc is supported for --target cpu only, not 'arm'" in capsys.readouterr().err
+    assert "tuning for target 'arm' needs an aarch64 machine to measure on" in capsys.readouterr().err
+
+
+def test_targets_that_cannot_tune_refuse_it_before_any_work() -> None:
+    from graphopt.targets import check_build_request
+
+    for target in ("arm", "cuda"):
+        with pytest.raises(InputError, match=f"tuning for target '{target}'"):
+            check_build_request(target, None, {"tune": True})

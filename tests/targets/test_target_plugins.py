@@ -40,7 +40,7 @@ def test_a_registered_target_builds_runs_and_is_named_in_the_manifest(plugin: li
     graphopt.compile(model, x, target="lab_cpu", out_dir=tmp_path / "art")
     assert plugin == ["llvm"]
     loaded = graphopt.load(tmp_path / "art")
-    assert loaded.manifest["target"]["name"] == "lab_cpu"
+    assert loaded.manifest.target.name == "lab_cpu"
     with torch.no_grad():
         np.testing.assert_allclose(loaded(x.numpy()), model(x).numpy(), rtol=1e-5, atol=1e-6)
     assert "lab_cpu" in registry.list_targets()
