@@ -24,6 +24,7 @@ does not know yet and returns the module with each function scheduled by its bes
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import inspect
@@ -35,6 +36,7 @@ import sys
 import tempfile
 import time
 import types
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,7 @@ from tvm.s_tir import dlight
 from tvm.s_tir import meta_schedule as ms
 from tvm.target import Target
 
+from graphopt import progress as progress_events
 from graphopt.errors import first_line
 from graphopt.targets.runtime.rpc import RemoteError, parse_tracker_address, tracker_servers
 
@@ -217,6 +220,28 @@ class _ProgressCallback(ms.measure_callback.PyMeasureCallback):
         self.advance(len(runner_results))
 
 
+@contextlib.contextmanager
+def _bar(message: str, total: int, *, shown: bool) -> Iterator[Callable[[int], None]]:
+    """``advance(n)`` for measured candidates: a bar in the CLI's status line (``graphopt.progress``
+    listeners), else rich's own bar on a terminal (the Python API), else nothing."""
+    if shown and progress_events.is_listened():
+        done = 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            progress_events.count(message, done, total)
+
+        progress_events.count(message, 0, total)
+        yield advance
+        return
+    from rich.progress import Progress
+
+    with Progress(disable=not shown, transient=True) as bar:
+        job = bar.add_task(message, total=total)
+        yield lambda n: bar.advance(job, n)
+
+
 def tune_cpu(
     mod: tvm.IRModule,
     target: Target,
@@ -256,8 +281,6 @@ def _search(
     tasks: list, target: Target, database, trials: int, seconds: float | None, progress: bool, *, runner: Any = None
 ) -> None:
     """The trials: measured by the local runner, or by ``runner`` (an ``RPCRunner``) remotely."""
-    from rich.progress import Progress
-
     import_tensor_intrinsics()  # before TuneContext imports it the slow way
     remote = runner is not None
     builder = ms.builder.LocalBuilder(
@@ -279,9 +302,8 @@ def _search(
             tasks, logs, strategy=_small_search(), num_threads=1
         )
         deadline = time.monotonic() + seconds if seconds else None
-        with Progress(disable=not progress, transient=True) as bar:
-            job = bar.add_task(f"tuning {len(tasks)} workloads", total=trials)
-            counter = _ProgressCallback(lambda n: bar.advance(job, n))
+        with _bar(f"tuning {len(tasks)} workloads", trials, shown=progress) as advance:
+            counter = _ProgressCallback(advance)
             callbacks = [*ms.measure_callback.MeasureCallback.create("default"), counter]
             done = 0
             while done < trials and (deadline is None or time.monotonic() < deadline):

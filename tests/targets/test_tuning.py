@@ -7,6 +7,7 @@ model reuses the records without a single new trial.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import tvm
 from torch import nn
 from tvm import relax
 
+from graphopt import progress
 from graphopt.targets.cpu import tuning
 from graphopt.targets.cpu.schedule import host_target, prepare_cpu_module
 from tests.targets.conftest import TOLERANCE
@@ -55,8 +57,15 @@ def test_tuning_writes_the_database_and_a_second_compile_reuses_it(tmp_path: Pat
     with torch.no_grad():
         expected = model(x)
     start = time.perf_counter()
-    tuned = tuning.tune_cpu(to_relax(model, x), TARGET, trials=4, tune_db=tmp_path, progress=False)
+    shown: list[str] = []
+    with progress.listening(shown.append):  # as the CLI's status line listens
+        tuned = tuning.tune_cpu(to_relax(model, x), TARGET, trials=4, tune_db=tmp_path)
     first = time.perf_counter() - start
+    counts = [
+        int(m.group(1)) for m in map(re.compile(r"^tuning \d+ workloads \[[#.]{20}\] (\d+)/4$").match, shown) if m
+    ]
+    assert len(counts) == len(shown) >= 2 and counts[0] == 0 and counts[-1] > 0  # a bar that moves
+    assert counts == sorted(counts)
     records = (tmp_path / "database_tuning_record.json").read_text().splitlines()
     assert len(records) >= 3  # two seeded default schedules plus at least one tuned candidate
     vm = relax.VirtualMachine(tvm.compile(tuned, TARGET), tvm.cpu())
