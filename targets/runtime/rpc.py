@@ -37,6 +37,7 @@ from graphopt.targets.runtime import (
     CompiledModel,
     TensorSpec,
     check_inputs,
+    dim_bounds,
     read_manifest,
     sha256_file,
     to_numpy,
@@ -169,7 +170,9 @@ def bench_remote(
     """
     with _library(artifact) as (library_path, manifest):
         specs = [TensorSpec.from_dict(d) for d in manifest["inputs"]]
-        arrays = check_inputs(specs, tuple(inputs if inputs is not None else example_inputs(specs)), {})
+        arrays = check_inputs(
+            specs, tuple(inputs if inputs is not None else example_inputs(specs)), {}, dim_bounds(manifest)
+        )
         session = connect(address, key=key, timeout_s=timeout_s)
         return _run_on(session, library_path, manifest, arrays, address, number=number, repeat=repeat)
 
