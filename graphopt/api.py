@@ -59,7 +59,12 @@ def compile(
 
     build_options = _check_build_request(target, out_dir, target_options)
     given_graph = hasattr(model, "module") and hasattr(model, "example_inputs")
-    graph = model if given_graph else capture(model, example_inputs)
+    dynamic_batch, dynamic_seq_len = build_options.dynamic_batch, build_options.dynamic_seq_len
+    graph = (
+        model
+        if given_graph
+        else capture(model, example_inputs, dynamic_batch=dynamic_batch, dynamic_seq_len=dynamic_seq_len)
+    )
     optimized, report = optimize(
         graph,
         passes,

@@ -110,10 +110,48 @@ def quiet_torch() -> Iterator[io.StringIO]:
         logging.disable(previous)
 
 
-def _export(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> fx.GraphModule:
+def dynamic_shapes_for(
+    module: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    *,
+    dynamic_batch: bool = False,
+    dynamic_seq_len: int | None = None,
+) -> tuple[tuple[torch.Tensor, ...], Any]:
+    """The inputs to trace ``module`` at and ``torch.export``'s ``dynamic_shapes`` for them (built as a
+    ``ShapesCollection``, keyed by tensor, so they fit any ``forward`` signature, ``*inputs`` included).
+
+    ``dynamic_batch``: dimension 0 of every input is one size "batch" (at least 1). ``dynamic_seq_len``:
+    dimension 1 of every input of two or more dimensions is one size "seq", from 1 to that bound (a
+    transformer's token ids, attention mask or embeddings). torch.export specializes a size-1 dimension to
+    the constant 1, so such a dimension is traced at 2 (repeated: the values are only traced).
+    """
+    if not dynamic_batch and dynamic_seq_len is None:
+        return inputs, None
+    batch = torch.export.Dim("batch", min=1) if dynamic_batch else None
+    seq = torch.export.Dim("seq", min=1, max=dynamic_seq_len) if dynamic_seq_len is not None else None
+    traced, shapes = [], torch.export.ShapesCollection()
+    for t in inputs:
+        dims: dict[int, Any] = {}
+        if batch is not None and t.dim() > 0:
+            dims[0] = batch
+        if seq is not None and t.dim() > 1:
+            dims[1] = seq
+        repeats = [2 if d in dims and t.shape[d] == 1 else 1 for d in range(t.dim())]
+        traced.append(t.repeat(*repeats) if any(r > 1 for r in repeats) else t)
+        if dims:
+            shapes[traced[-1]] = dims
+    return tuple(traced), shapes.dynamic_shapes(module, tuple(traced))
+
+
+def _export(
+    model: nn.Module, inputs: tuple[torch.Tensor, ...], dynamic_batch: bool = False, dynamic_seq_len: int | None = None
+) -> fx.GraphModule:
+    traced, dynamic_shapes = dynamic_shapes_for(
+        model, inputs, dynamic_batch=dynamic_batch, dynamic_seq_len=dynamic_seq_len
+    )
     with quiet_torch() as held:
         try:
-            program = torch.export.export(model, inputs, strict=False)
+            program = torch.export.export(model, traced, dynamic_shapes=dynamic_shapes, strict=False)
         except Exception as error:
             if held.getvalue().strip():
                 error.add_note("torch.export printed:\n" + held.getvalue().strip())
@@ -164,8 +202,20 @@ def _mark_eval(module: nn.Module) -> None:
         submodule.training = False  # set directly: the unlifted module's eval() raises
 
 
-def capture(model: Any, example_inputs: Any = None, *, method: str = "auto", name: str | None = None) -> Graph:
+def capture(
+    model: Any,
+    example_inputs: Any = None,
+    *,
+    method: str = "auto",
+    name: str | None = None,
+    dynamic_batch: bool = False,
+    dynamic_seq_len: int | None = None,
+) -> Graph:
     """Trace ``model`` into a ``Graph`` whose nodes carry shape, dtype, parameter bytes and FLOPs.
+
+    ``dynamic_batch`` / ``dynamic_seq_len`` (as the build options of those names) keep those sizes
+    symbolic where torch.export captures the model (symbolic_trace keeps every size symbolic), so the
+    graph computes its reshapes from the input's sizes rather than the example's.
 
     ``method`` is "auto" (symbolic_trace, then torch.export), "symbolic_trace" or "export".
     ``model`` may also be a ``torch.export.ExportedProgram``, or an ONNX model (a ``.onnx`` path or
@@ -215,7 +265,7 @@ def capture(model: Any, example_inputs: Any = None, *, method: str = "auto", nam
             _annotate_or_explain(graph)
             return graph
     try:
-        module = _export(copy.deepcopy(model), inputs)
+        module = _export(copy.deepcopy(model), inputs, dynamic_batch, dynamic_seq_len)
     except Exception as error:
         _raise_if_inputs_do_not_fit(model_copy, inputs)
         source = _user_frame(error) or (_user_frame(trace_error) if trace_error else None)

@@ -161,6 +161,7 @@ class BuildOptions:
     """
 
     dynamic_batch: bool = False  #: accept any batch size at run time
+    dynamic_seq_len: int | None = None  #: accept any sequence length (dim 1 of 2+-d inputs) up to this bound
     tune: bool = False  #: tune kernels with MetaSchedule (cpu)
     tune_trials: int = 64  #: MetaSchedule trials
     tune_seconds: float | None = None  #: stop tuning after about this long
@@ -177,7 +178,7 @@ class BuildOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("tune_trials", "num_cores", "arm_num_cores"):
+        for name in ("tune_trials", "num_cores", "arm_num_cores", "dynamic_seq_len"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise InputError(f"option {_flagged(name)}={value}: expected a positive integer")

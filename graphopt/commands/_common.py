@@ -223,7 +223,13 @@ def load_and_capture(args: argparse.Namespace) -> Loaded:
         if proto is not None:
             graph = capture_converted(model, inputs, method="auto", name=model_name(args.model, model))
         else:
-            graph = capture(model, inputs, name=model_name(args.model, model))
+            graph = capture(
+                model,
+                inputs,
+                name=model_name(args.model, model),
+                dynamic_batch=bool(getattr(args, "dynamic_batch", False)),
+                dynamic_seq_len=getattr(args, "dynamic_seq_len", None),
+            )
         if proto is not None:
             graph.notes.insert(0, f"imported from ONNX (opset {default_opset(proto)}) with onnx2torch")
         return Loaded(model, inputs, graph)

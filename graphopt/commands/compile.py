@@ -114,6 +114,12 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
     """--target and the flags passed through to ``graphopt.targets.build`` (shared with ``bench``)."""
     parser.add_argument("--target", default="cpu", help="cpu (default), cuda or arm")
     parser.add_argument("--dynamic-batch", action="store_true", help="accept any batch size at run time")
+    parser.add_argument(
+        "--dynamic-seq-len",
+        type=int,
+        metavar="MAX",
+        help="accept any sequence length (dimension 1 of every input of 2+ dims) from 1 to MAX at run time",
+    )
     parser.add_argument("--tune", action="store_true", help="tune kernels with MetaSchedule (minutes)")
     parser.add_argument("--tune-trials", type=int, metavar="N", help="MetaSchedule trials when tuning")
     parser.add_argument(
@@ -136,6 +142,8 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
 
 def target_options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {"dynamic_batch": args.dynamic_batch, "tune": args.tune}
+    if args.dynamic_seq_len is not None:
+        options["dynamic_seq_len"] = args.dynamic_seq_len
     if args.tune_trials is not None:
         options["tune_trials"] = args.tune_trials
     if args.tune_db is not None:

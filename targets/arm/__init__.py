@@ -43,7 +43,7 @@ import numpy as np
 from graphopt.errors import ArtifactError, GraphoptError, InputError
 from graphopt.options import BuildOptions
 from graphopt.targets.registry import TargetBackend, register_target
-from graphopt.targets.runtime import MANIFEST, CompiledModel, Manifest, check_inputs
+from graphopt.targets.runtime import MANIFEST, CompiledModel, Manifest, check_inputs, dim_bounds
 
 CROSS_COMPILER = "aarch64-linux-gnu-g++"
 QEMU = "qemu-aarch64"
@@ -272,7 +272,7 @@ class QemuCompiledModel(CompiledModel):
         return Path(self._scratch.name) / "model.so"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        outputs = run_on_qemu(self.library(), check_inputs(self.inputs, args, kwargs))
+        outputs = run_on_qemu(self.library(), check_inputs(self.inputs, args, kwargs, dim_bounds(self.manifest)))
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
     def time(self, *args: Any, number: int = 10, repeat: int = 3) -> list[float]:

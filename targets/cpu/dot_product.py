@@ -89,6 +89,8 @@ class DotProductRule(dlight.ScheduleRule):
     def apply(self, func: tirx.PrimFunc, target: tvm.target.Target, _: bool) -> s_tir.Schedule | None:
         if not isinstance(func, tirx.PrimFunc) or not self.available(target):
             return None
+        if not has_root_block(func):
+            return None  # a hand-written kernel (TOPI's scans, ir_builder): not an int8_dense
         sch = s_tir.Schedule(func)
         blocks = sch.get_child_blocks(sch.get_sblock("root"))
         names = [sch.get(b).name_hint for b in blocks]
@@ -117,6 +119,14 @@ class DotProductRule(dlight.ScheduleRule):
         sch.unroll(j_vectors)
         sch.unroll(i_inner)
         return sch
+
+
+def has_root_block(func: tirx.PrimFunc) -> bool:
+    """Whether ``func``'s body is the usual root block over its compute blocks. TOPI kernels written
+    with ``ir_builder`` (``cumsum``, sorting, NMS) are one opaque block (``cumsum_generic``) instead, with
+    no root block for a schedule rule to look into."""
+    body = func.body
+    return isinstance(body, s_tir.SBlockRealize) and body.block.name_hint == "root"
 
 
 def _extent(sch: s_tir.Schedule, loop: Any) -> int:

@@ -16,7 +16,9 @@ every fused PrimFunc, dlight-style, first matching rule wins:
 Given a module that still holds high-level Relax ops, ``schedule_cpu`` first converts conv/pool
 layouts to NHWC/HWIO, legalizes (float32 convs and matmuls read weights blocked by output-channel tile,
 targets/cpu/packed_weights.py; the transposes and the packing fold into the constants at compile time, so
-they cost nothing per inference) and fuses; given an already fused module it only schedules. The thread count is the runtime's: ``TVM_NUM_THREADS`` or the number of cores.
+they cost nothing per inference) and fuses; given an already legalized module it only schedules
+(``lowering.legalized``: TVM's library dispatch makes PrimFuncs of cumsum/sort before this step, so a
+PrimFunc alone does not say the module is legalized). The thread count is the runtime's: ``TVM_NUM_THREADS`` or the number of cores.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tvm import relax, topi
 from tvm.s_tir import dlight
 from tvm.target import Target
 
+from graphopt.targets.lowering.legalized import is_legalized
 from graphopt.targets.lowering.positive_axes import PositiveAxes, rewrite_relax_functions
 from graphopt.targets.lowering.safe_indices import LEGALIZE_IN_BOUNDS
 
@@ -109,10 +112,6 @@ def host_target(num_cores: int | None = None) -> Target:
     return Target({"kind": "llvm", "mcpu": cpu, "num-cores": cores})
 
 
-def _has_fused_prim_funcs(mod: tvm.IRModule) -> bool:
-    return any(isinstance(func, tvm.tirx.PrimFunc) for _, func in mod.functions_items())
-
-
 def prepare_cpu_module(mod: tvm.IRModule, target: Target) -> tvm.IRModule:
     """Relax-level preparation: batch norm as a scale and shift (fused into the conv epilogue), NHWC
     layouts (after writing negative axes as positive ones, which ConvertLayout needs), legalization (matmuls and convs on packed weights: ``int8_kernels.legalize_map``),
@@ -147,7 +146,7 @@ def schedule_cpu(mod: tvm.IRModule, target: Target) -> tvm.IRModule:
     """
     if target.kind.name != "llvm":
         return mod
-    if not _has_fused_prim_funcs(mod):
+    if not is_legalized(mod):  # not "has a PrimFunc": library dispatch made cumsum one already
         mod = prepare_cpu_module(mod, target)
     with target:
         return dlight.ApplyDefaultSchedule(*default_rules())(mod)

@@ -50,6 +50,7 @@ from tvm.target import Target
 
 from graphopt import progress as progress_events
 from graphopt.errors import first_line
+from graphopt.targets.lowering.legalized import is_legalized
 from graphopt.targets.runtime.rpc import RemoteError, parse_tracker_address, tracker_servers
 
 from .schedule import default_rules, prepare_cpu_module, schedule_cpu
@@ -263,7 +264,7 @@ def tune_cpu(
         mod = tune_cpu(mod, board_target, trials=32, rpc="rasp4@10.0.0.2:9190")
     """
     key = parse_tracker_address(rpc)[0] if rpc is not None else None  # a bad address fails first
-    if not any(isinstance(f, tvm.tirx.PrimFunc) for _, f in mod.functions_items()):
+    if not is_legalized(mod):
         mod = prepare_cpu_module(mod, target)
     db_dir = database_dir(target, tune_db, device=key)
     database = open_database(db_dir)

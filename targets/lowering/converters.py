@@ -13,6 +13,12 @@
   kernel is not a schedulable block (the CPU schedule step failed on it); here a ``max`` and an
   ``argmax`` over the dim, which give the same values and the first index of the maximum.
 
+- ``slice.Tensor`` to a symbolic end (``position_ids[:, :seq]`` with a dynamic sequence length): the
+  frontend clamps the end to the sliced size, ``min(seq, 32)``, which TVM cannot prove equal to ``seq``
+  (the bound on ``seq`` is not in its arithmetic), so every shape downstream was unknown. Where torch's
+  own shape reasoning (which knows the bound) gives the slice exactly ``end`` elements, the slice is
+  emitted as in bounds (``assume_inbound``), of size ``end``; any other slice goes to the frontend.
+
 A check returns why a node cannot be lowered, or None; ``lower.find_unsupported`` runs them so
 every such node is listed with the others, before any translation starts.
 """
@@ -22,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import fx
 
 
@@ -100,12 +107,38 @@ def _reduction_with_indices(name: str) -> Callable[[fx.Node, Any], Any]:
     return convert
 
 
+def convert_slice(node: fx.Node, importer: Any) -> Any:
+    """``x[..., :end]`` with a symbolic ``end`` that torch proved in bounds: a slice of ``end`` elements."""
+    from tvm import relax
+
+    args = args_of(node)
+    source, dim = args[0], int(args[1]) if len(args) > 1 else 0
+    start, end = (args[2] if len(args) > 2 else None), (args[3] if len(args) > 3 else None)
+    step = args[4] if len(args) > 4 else 1
+    if start in (None, 0) and step == 1 and isinstance(end, fx.Node) and _torch_size_is(node, dim, end):
+        x = importer.env[source]
+        axis = dim + len(node.meta["val"].shape) if dim < 0 else dim
+        sliced = relax.op.strided_slice(x, [axis], [0], [importer.env[end]], [1], assume_inbound=True)
+        return importer.block_builder.emit(sliced)
+    return importer._slice(node)
+
+
+def _torch_size_is(node: fx.Node, dim: int, end: fx.Node) -> bool:
+    """Whether torch's shape of ``node`` along ``dim`` is exactly the symbolic value ``end``."""
+    value, bound = node.meta.get("val"), end.meta.get("val")
+    size: Any = getattr(value, "shape", [None] * (abs(dim) + 1))[dim]
+    if not isinstance(size, torch.SymInt) or not isinstance(bound, torch.SymInt):
+        return False
+    return bool(size.node.expr == bound.node.expr)
+
+
 BUILTIN_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = {
     "adaptive_max_pool2d.default": convert_adaptive_max_pool2d,
     "amax.default": _reduction("max"),
     "amin.default": _reduction("min"),
     "max.dim": _reduction_with_indices("max"),
     "min.dim": _reduction_with_indices("min"),
+    "slice.Tensor": convert_slice,
 }
 
 BUILTIN_CHECKS: dict[str, Callable[[fx.Node], str | None]] = {

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import fx
 
+from graphopt.capture import dynamic_shapes_for
 from graphopt.errors import CaptureError, GraphoptError, InputError, UnsupportedOpError, first_line
 from graphopt.ir import Graph
 from graphopt.metadata import user_source
@@ -50,21 +51,31 @@ def _op_name(op: Any) -> str:
     return op if isinstance(op, str) else op.__name__
 
 
-def export_graph(graph: Graph, *, dynamic_batch: bool = False) -> torch.export.ExportedProgram:
+def export_graph(
+    graph: Graph, *, dynamic_batch: bool = False, dynamic_seq_len: int | None = None
+) -> torch.export.ExportedProgram:
     """``torch.export`` the graph's module and decompose it to the op set TVM translates.
 
-    With ``dynamic_batch`` the first dimension of every input is one symbolic size "batch".
+    With ``dynamic_batch`` the first dimension of every input is one symbolic size "batch"; with
+    ``dynamic_seq_len`` the second one of every input of 2+ dimensions is one size "seq" up to that bound.
     """
-    inputs, dynamic_shapes = graph.example_inputs, None
-    if dynamic_batch:
-        batch = torch.export.Dim("batch", min=1)
-        dynamic_shapes = tuple({0: batch} if t.dim() > 0 else {} for t in inputs)
-        # torch.export specializes a size-1 dimension to the constant 1, so trace at batch 2.
-        inputs = tuple(t.expand(2, *t.shape[1:]).clone() if t.dim() > 0 and t.shape[0] == 1 else t for t in inputs)
+    if dynamic_seq_len is not None:
+        longest = max((t.shape[1] for t in graph.example_inputs if t.dim() > 1), default=None)
+        if longest is None:
+            raise InputError("dynamic_seq_len: no input has a sequence dimension (dimension 1 of a 2+-d input)")
+        if longest > dynamic_seq_len:
+            raise InputError(
+                f"dynamic_seq_len={dynamic_seq_len} is shorter than the example inputs' sequence length {longest}"
+            )
+    inputs, dynamic_shapes = dynamic_shapes_for(
+        graph.module, graph.example_inputs, dynamic_batch=dynamic_batch, dynamic_seq_len=dynamic_seq_len
+    )
     try:
         program = torch.export.export(graph.module, inputs, dynamic_shapes=dynamic_shapes, strict=False)
     except Exception as error:
         message = first_line(error)
+        if dynamic_seq_len is not None:
+            raise InputError(f"cannot compile with a dynamic sequence length: {message}") from error
         if dynamic_batch:
             raise InputError(f"cannot compile with a dynamic batch size: {message}") from error
         raise CaptureError(f"torch.export of graph '{graph.name}' failed: {message}") from error
@@ -127,7 +138,12 @@ def check_supported(graph: Graph, program: torch.export.ExportedProgram, target:
 
 
 def lower_to_relax(
-    graph: Graph, *, dynamic_batch: bool = False, keep_params: bool = False, target: str = "cpu"
+    graph: Graph,
+    *,
+    dynamic_batch: bool = False,
+    dynamic_seq_len: int | None = None,
+    keep_params: bool = False,
+    target: str = "cpu",
 ) -> tuple[Any, dict[str, Any]]:
     """Lower ``graph`` to a Relax ``IRModule`` with one function "main".
 
@@ -139,7 +155,7 @@ def lower_to_relax(
     >>> mod, _ = lower_to_relax(graph)
     >>> mod["main"].params  # the model's inputs, parameters folded in as constants
     """
-    program = export_graph(graph, dynamic_batch=dynamic_batch)
+    program = export_graph(graph, dynamic_batch=dynamic_batch, dynamic_seq_len=dynamic_seq_len)
     check_supported(graph, program, target)
     importer = _tracking_importer()
     try:

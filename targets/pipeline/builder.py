@@ -13,11 +13,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import tvm
 from torch import fx
 
 from graphopt import interrupts, progress
@@ -29,7 +31,7 @@ from graphopt.targets.pipeline import compressed
 from graphopt.targets.pipeline.artifact import versions, write_artifact
 from graphopt.targets.pipeline.relax_pipeline import compile_module
 from graphopt.targets.registry import get_target
-from graphopt.targets.runtime import BATCH, CompiledModel, TensorSpec
+from graphopt.targets.runtime import BATCH, SEQ, CompiledModel, TensorSpec
 from graphopt.targets.runtime.manifest import Manifest, TargetInfo
 
 
@@ -47,16 +49,19 @@ def build_graph(
     backend = get_target(target)
     typed = options or BuildOptions()
     dynamic_batch, tune, tune_trials, tune_db = typed.dynamic_batch, typed.tune, typed.tune_trials, typed.tune_db
+    dynamic_seq_len = typed.dynamic_seq_len
     compress = typed.compress
     options_dict = typed.to_dict()
     tvm_target = backend.make_target(options_dict)
     progress.stage(f"lowering '{graph.name}' to TVM Relax")
     lowered = compressed.with_buffers_as_parameters(graph) if compress else graph
-    mod, params = lower_to_relax(lowered, dynamic_batch=dynamic_batch, keep_params=compress, target=target)
+    mod, params = lower_to_relax(
+        lowered, dynamic_batch=dynamic_batch, dynamic_seq_len=dynamic_seq_len, keep_params=compress, target=target
+    )
     weights = compressed.weight_arrays(mod, params) if compress else None
     if compress:
         backend = compressed.lifting_backend(backend)
-    inputs, outputs = io_specs(graph, mod)
+    inputs, outputs = io_specs(graph, mod, dynamic_batch=dynamic_batch, dynamic_seq_len=dynamic_seq_len)
     interrupts.check()
     tuning = f", tuning {tune_trials} trials" if tune else ""
     progress.stage(f"building with TVM for {target}{tuning}")
@@ -71,6 +76,7 @@ def build_graph(
         outputs=tuple(outputs),
         output_keys=tuple(keys) if keys is not None else None,
         dynamic_batch=dynamic_batch,
+        dynamic_seq_len=dynamic_seq_len,
         params=compressed.PARAMS_NOTE if compress else "bound into the library as constants",
         passes=report.to_dict() if report is not None else None,
         versions=versions(),
@@ -121,20 +127,43 @@ def _export_with_host_compiler(executable: Any, path: str) -> None:
     executable.export_library(path)
 
 
-def io_specs(graph: Graph, mod: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """Input and output specs from the Relax signature, named after the graph's inputs and outputs."""
+def io_specs(
+    graph: Graph, mod: Any, *, dynamic_batch: bool = False, dynamic_seq_len: int | None = None
+) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Input and output specs from the Relax signature, named after the graph's inputs and outputs.
+
+    A dynamic dimension is written by its name: ``"batch"`` (dimension 0 of an input) and ``"seq"``
+    (dimension 1 of a 2+-d input, with ``dynamic_seq_len``); an output dimension computed from them
+    as the expression (``"seq * 2"``).
+    """
     main = mod["main"]
     input_names = [n.name for n in graph.input_nodes()]
-    inputs = [_spec(name, param.ty) for name, param in zip(input_names, main.params, strict=False)]
+    names: dict[str, str] = {}  # TVM's name of a symbolic size -> the manifest's
+    for param in main.params:
+        dims = list(param.ty.shape.values)
+        wanted = [(0, BATCH if dynamic_batch else None), (1, SEQ if dynamic_seq_len is not None else None)]
+        for index, name in wanted:
+            if name is not None and index < len(dims) and isinstance(dims[index], tvm.tirx.Var):
+                names[str(dims[index].name)] = name
+    inputs = [_spec(name, param.ty, names) for name, param in zip(input_names, main.params, strict=False)]
     returned = main.ret_ty
     types = list(returned.fields) if hasattr(returned, "fields") else [returned]
-    names = _output_names(graph, len(types))
-    return inputs, [_spec(name, ty) for name, ty in zip(names, types, strict=True)]
+    output_names = _output_names(graph, len(types))
+    return inputs, [_spec(name, ty, names) for name, ty in zip(output_names, types, strict=True)]
 
 
-def _spec(name: str, ty: Any) -> TensorSpec:
-    shape = tuple(int(d) if hasattr(d, "value") else BATCH for d in ty.shape.values)
-    return TensorSpec(name, shape, str(ty.dtype))
+def _spec(name: str, ty: Any, names: dict[str, str]) -> TensorSpec:
+    if ty.shape is None:  # a shape TVM could not derive (only its rank): "?" per dimension
+        return TensorSpec(name, ("?",) * int(ty.ndim), str(ty.dtype))
+    return TensorSpec(name, tuple(_dim(d, names) for d in ty.shape.values), str(ty.dtype))
+
+
+def _dim(dim: Any, names: dict[str, str]) -> int | str:
+    if isinstance(dim, tvm.tirx.IntImm):
+        return int(dim.value)
+    if not names:
+        return BATCH
+    return re.sub(r"\b\w+\b", lambda m: names.get(m.group(0), m.group(0)), str(dim))
 
 
 def dict_output_keys(graph: Graph) -> list[str] | None:

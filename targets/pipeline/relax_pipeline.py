@@ -20,6 +20,7 @@ from typing import Any
 import tvm
 from tvm import relax
 
+from graphopt.targets.lowering.legalized import is_legalized
 from graphopt.targets.registry import TargetBackend
 
 
@@ -35,8 +36,9 @@ def fuse_passes() -> list[tvm.transform.Pass]:
 
 
 def is_fused(mod: tvm.IRModule) -> bool:
-    """Whether ``mod`` has been legalized to TIR functions (the fuse passes have run)."""
-    return any(isinstance(func, tvm.tirx.PrimFunc) for _, func in mod.functions_items())
+    """Whether ``mod`` has been legalized to TIR functions (the fuse passes have run): no op with a
+    legalization is left (a PrimFunc alone is not enough: library dispatch makes cumsum one)."""
+    return is_legalized(mod)
 
 
 def tvm_pass_lists(target: Any) -> Any:

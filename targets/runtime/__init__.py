@@ -29,6 +29,7 @@ from graphopt.targets.runtime.manifest import FORMAT, FORMAT_VERSION, MANIFEST, 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "CompiledModel", "Manifest", "TensorSpec", "load_artifact"]
 
 BATCH = "batch"  #: the name a dynamic batch dimension has in the manifest
+SEQ = "seq"  #: the name of a dynamic sequence length (``dynamic_seq_len``, its bound) in the manifest
 WEIGHTS = "weights.gopw"  #: a compressed artifact's weights (``graphopt.compression.codec``)
 TRANSFORM_PARAMS = "main_transform_params"  #: prepares the decoded weights for ``main``, once
 
@@ -87,7 +88,7 @@ class CompiledModel:
 
     def prepare(self, *args: Any, **kwargs: Any) -> list[Any]:
         """Check the inputs against the manifest and copy them to the device as TVM tensors."""
-        arrays = check_inputs(self.inputs, args, kwargs)
+        arrays = check_inputs(self.inputs, args, kwargs, dim_bounds(self.manifest))
         device = self.device
         return [_device_tensor(a, device) for a in arrays]
 
@@ -175,8 +176,17 @@ def as_array(value: Any, spec: TensorSpec) -> np.ndarray:
         ) from error
 
 
-def check_inputs(specs: list[TensorSpec], args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[np.ndarray]:
-    """Match positional and keyword inputs to the specs; check every shape and dtype."""
+def dim_bounds(manifest: Manifest) -> dict[str, int]:
+    """The largest size each bounded dynamic dimension accepts: ``{"seq": dynamic_seq_len}``."""
+    bound = manifest.dynamic_seq_len
+    return {SEQ: int(bound)} if bound else {}
+
+
+def check_inputs(
+    specs: list[TensorSpec], args: tuple[Any, ...], kwargs: dict[str, Any], bounds: dict[str, int] | None = None
+) -> list[np.ndarray]:
+    """Match positional and keyword inputs to the specs; check every shape and dtype. A dynamic
+    dimension (``"batch"``, ``"seq"``) has one size across all inputs, at most ``bounds[name]``."""
     names = [s.name for s in specs]
     unknown = [k for k in kwargs if k not in names]
     if unknown or len(args) + len(kwargs) != len(specs) or any(n in kwargs for n in names[: len(args)]):
@@ -184,7 +194,7 @@ def check_inputs(specs: list[TensorSpec], args: tuple[Any, ...], kwargs: dict[st
         raise InputError(f"expected {len(specs)} input(s) ({expected}), got {len(args)} positional {sorted(kwargs)}")
     values = list(args) + [kwargs[n] for n in names[len(args) :]]
     arrays = []
-    batch: int | None = None
+    sizes: dict[str, int] = {}
     for spec, value in zip(specs, values, strict=True):
         array = as_array(value, spec)
         if str(array.dtype) != spec.dtype:
@@ -196,10 +206,17 @@ def check_inputs(specs: list[TensorSpec], args: tuple[Any, ...], kwargs: dict[st
         if not matches:
             raise InputError(f"input '{spec.name}' has shape {shape}, expected {spec.describe()}")
         for got, want in zip(shape, spec.shape, strict=True):
-            if isinstance(want, str):
-                if batch is not None and got != batch:
-                    raise InputError(f"input '{spec.name}' has batch size {got}, other inputs have {batch}")
-                batch = got
+            if not isinstance(want, str):
+                continue
+            label = "batch size" if want == BATCH else "sequence length" if want == SEQ else f"size '{want}'"
+            if want in sizes and got != sizes[want]:
+                raise InputError(f"input '{spec.name}' has {label} {got}, other inputs have {sizes[want]}")
+            if bounds and want in bounds and got > bounds[want]:
+                raise InputError(
+                    f"input '{spec.name}' has {label} {got}: this artifact accepts 1 to {bounds[want]} "
+                    f"(built with dynamic_seq_len={bounds[want]})"
+                )
+            sizes[want] = got
         arrays.append(np.ascontiguousarray(array))
     return arrays
 

@@ -98,6 +98,7 @@ class Manifest:
     files: Mapping[str, FileFacts] = field(default_factory=dict)
     output_keys: tuple[str, ...] | None = None  #: a model's dict output keys, in order
     dynamic_batch: bool = False
+    dynamic_seq_len: int | None = None  #: the bound of a dynamic sequence length ("seq" in shapes)
     params: str | None = None  #: where the parameters live (bound in the library, or beside it)
     passes: Mapping[str, Any] | None = None  #: the pass report
     versions: Mapping[str, str] = field(default_factory=dict)

@@ -38,6 +38,7 @@ from graphopt.targets.runtime import (
     Manifest,
     TensorSpec,
     check_inputs,
+    dim_bounds,
     sha256_file,
     to_numpy,
     verify_files,
@@ -169,7 +170,9 @@ def bench_remote(
     """
     with _library(artifact) as (library_path, manifest):
         specs = list(manifest.inputs)
-        arrays = check_inputs(specs, tuple(inputs if inputs is not None else example_inputs(specs)), {})
+        arrays = check_inputs(
+            specs, tuple(inputs if inputs is not None else example_inputs(specs)), {}, dim_bounds(manifest)
+        )
         session = connect(address, key=key, timeout_s=timeout_s)
         return _run_on(session, library_path, manifest, arrays, address, number=number, repeat=repeat)
 

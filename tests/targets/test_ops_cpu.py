@@ -159,3 +159,18 @@ def test_max_and_min_over_a_dim_give_values_and_indices(compile_cpu) -> None:
     assert_matches_eager(MaxOverTime(), compiled, x)
     _, indices, _, where = compiled(x.numpy())
     assert indices.dtype.name == "int64" and where.shape == (2, 1, 11)
+
+
+class PositionIds(nn.Module):
+    """Hugging Face RoBERTa's position ids: a cumsum over a mask of padding tokens, plus a float cumsum."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = (x > 0).int()
+        return (torch.cumsum(mask, dim=1) * mask).float() + x.cumsum(dim=1)
+
+
+def test_cumsum_with_other_ops_is_legalized_and_matches(compile_cpu) -> None:
+    """TVM's library dispatch makes a PrimFunc of cumsum before the schedule step; the step took that
+    PrimFunc for "already legalized" and left ``R.greater`` for the VM, which cannot run it."""
+    x = torch.randn(2, 9, generator=torch.Generator().manual_seed(0))
+    assert_matches_eager(PositionIds(), compile_cpu(PositionIds(), x), x)

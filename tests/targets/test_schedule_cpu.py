@@ -326,3 +326,25 @@ def test_scheduled_mlp_is_much_faster_than_unscheduled() -> None:
         ratios.append(slow_ms / fast_ms)
     # Measured ~100x here (0.15 ms vs 17 ms); 3x leaves room for a noisy shared machine.
     assert np.median(ratios) > 3.0, f"scheduled/unscheduled speedups {ratios}"
+
+
+def test_dot_product_rule_declines_prim_funcs_without_a_root_block() -> None:
+    """TOPI's ir_builder kernels (cumsum) are one opaque block, no "root": the rule asked for one
+    (ScheduleError in get-block, hf_roberta_classifier) instead of declining."""
+    from tvm import topi
+
+    from graphopt.targets.cpu.dot_product import DotProductRule, has_root_block
+
+    class Everywhere(DotProductRule):
+        def available(self, target: tvm.target.Target) -> bool:
+            return True
+
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((2, 7), "float32"))
+    with bb.function("main", [x]):
+        bb.emit_func_output(bb.call_te(topi.cumsum, x, axis=1, primfunc_name_hint="cumsum"))
+    scan = bb.get()["cumsum"]
+    assert not has_root_block(scan)
+    assert Everywhere().apply(scan, TARGET, False) is None
+    matmul = prepare_cpu_module(to_relax(nn.Linear(8, 4), torch.randn(2, 8)), TARGET)
+    assert all(has_root_block(f) for _, f in matmul.functions_items() if isinstance(f, tvm.tirx.PrimFunc))
