@@ -16,6 +16,7 @@ from typing import Any
 
 from graphopt.errors import GraphoptError, InputError
 from graphopt.ir import Graph, GraphStats
+from graphopt.passes._layers import remove_unused_attributes
 from graphopt.pruning.dependency import analyze
 from graphopt.pruning.importance import IMPORTANCE, scores, select
 from graphopt.pruning.shrink import shrink
@@ -112,13 +113,22 @@ class PruneReport:
 
 
 def as_graph(model_or_graph: Any, example_inputs: Any) -> Graph:
-    if isinstance(model_or_graph, Graph):
-        return model_or_graph.copy()
-    from graphopt.capture import capture
+    """A copy of the graph to prune, holding only the tensors its nodes read.
 
-    if example_inputs is None:
-        raise InputError("prune needs example_inputs to capture the model")
-    return capture(model_or_graph, example_inputs)
+    A captured model can carry weights its forward never reads (BERT's pooler when only
+    ``last_hidden_state`` is returned); counting them before, and not after, would credit pruning
+    with their removal.
+    """
+    if isinstance(model_or_graph, Graph):
+        graph = model_or_graph.copy()
+    else:
+        from graphopt.capture import capture
+
+        if example_inputs is None:
+            raise InputError("prune needs example_inputs to capture the model")
+        graph = capture(model_or_graph, example_inputs)
+    remove_unused_attributes(graph.module)
+    return graph
 
 
 def _budget(ratio: float | None, flops: float | None, params: float | None, speedup: float | None) -> tuple[str, float]:
