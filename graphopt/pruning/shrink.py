@@ -19,6 +19,7 @@ from torch import fx, nn
 
 from graphopt.ir import Graph
 from graphopt.passes._layers import _GROUPS_SLOT, Layer, _op_name, remove_unused_attributes
+from graphopt.pruning.attention import resize_reshapes
 from graphopt.pruning.dependency import DependencyAnalysis, LayerUse
 
 _SIZE_ATTRIBUTES = {"out": ("out_channels", "out_features", "num_features"), "in": ("in_channels", "in_features")}
@@ -104,6 +105,7 @@ def shrink(analysis: DependencyAnalysis, removed: set[int]) -> Graph:
             _assign(layer, "weight", new)
     for node, parts in analysis.splits:
         _resize_split(analysis, node, parts, removed)
+    resize_reshapes(analysis, removed)
     _free_replaced(graph.module)
     graph.refresh()
     return graph

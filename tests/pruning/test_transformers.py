@@ -1,8 +1,9 @@
-"""Pruning a library model nobody on the team wrote: a Hugging Face BERT built from a config.
+"""Pruning transformers: whole attention heads, on a Hugging Face BERT built from a config.
 
 BERT captures through ``torch.export`` (function/aten spelling: weights are ``get_attr`` nodes,
 not submodules), which is where shrinking once left the old tensors beside the new ones and
-reported more parameters after pruning than before.
+reported more parameters after pruning than before. The head tests here run on BERT; the same
+on the project's own encoder (symbolic_trace spelling) are in test_attention_heads.py.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import graphopt
 from graphopt.numerics import relative_error
 from graphopt.pruning import analyze
 from tests.pruning.models import EXACT, shrunk_and_masked
+from tests.pruning.test_attention_heads import prune_heads_only, silence_head
 
 transformers = pytest.importorskip("transformers")
 
@@ -69,6 +71,31 @@ def test_pruned_bert_equals_the_masked_original_and_its_saved_program(
     save_program(shrunk, tmp_path / "p.pt2")
     loaded = torch.export.load(str(tmp_path / "p.pt2")).module()
     assert relative_error(shrunk(other), loaded(other).detach()) <= EXACT
+
+
+def test_bert_heads_group_q_k_v_and_out_and_silent_heads_go_without_changing_the_output(
+    bert_graph: graphopt.Graph,
+) -> None:
+    heads = [g for g in analyze(bert_graph.copy()).groups if g.unit == "heads"]
+    assert [(g.size, g.unit_width, len(g.layers)) for g in heads] == [(2, 16, 4), (2, 16, 4)]
+    model = Bert().eval()
+    for layer in model.m.encoder.layer:
+        attention = layer.attention
+        projections = [attention.self.query, attention.self.key, attention.self.value]
+        silence_head(projections, attention.output.dense, head=1, width=16)
+    graph = graphopt.capture(model, IDS)
+    pruned = prune_heads_only(graph, 0.5)
+    assert pruned.stats().params < graph.stats().params
+    query = pruned.module.get_parameter(str(_weight_of(pruned, "linear").target))
+    assert query.shape == (16, 32)  # q down to one head of 16
+    other = torch.randint(0, 100, (2, 16), generator=torch.Generator().manual_seed(2))
+    assert relative_error(model(other).detach(), pruned(other)) <= EXACT
+
+
+def _weight_of(graph: graphopt.Graph, name: str) -> torch.fx.Node:
+    weight = graph.node(name).args[1]
+    assert isinstance(weight, torch.fx.Node)
+    return weight
 
 
 def _read_only(graph: graphopt.Graph) -> graphopt.Graph:
