@@ -335,15 +335,28 @@ def _allocate(
 ) -> tuple[float, Graph]:
     """Take the sensitivity curves' levels, cheapest first, until ``name`` <= ``goal``.
 
-    Returns the mean per-group ratio (for the report) and the pruned graph.
+    The move that crosses the budget is then bisected between that group's previous level and its
+    new one, so the result lands just under the budget rather than a whole level below it (a fair
+    comparison with the uniform ratio, which is bisected too). Returns the mean per-group ratio
+    (for the report) and the pruned graph.
     """
     from graphopt.pruning.sensitivity import allocation_moves
 
     ratios: dict[int, float] = {}
     for group, level in allocation_moves(sensitivity, name):
+        previous = ratios.get(group, 0.0)
         ratios[group] = level
         candidate = _prune_at(graph, ratios, criterion, round_to, ignore)
         if getattr(candidate.stats(), name) <= goal:
+            lo, hi = previous, level
+            for _ in range(_LATENCY_STEPS):
+                ratios[group] = (lo + hi) / 2
+                middle = _prune_at(graph, ratios, criterion, round_to, ignore)
+                if getattr(middle.stats(), name) <= goal:
+                    hi, candidate = ratios[group], middle
+                else:
+                    lo = ratios[group]
+            ratios[group] = hi
             return sum(ratios.values()) / len(ratios), candidate
     raise InputError(
         f"the {name} budget cannot be met with the sensitivity levels measured (at most "
