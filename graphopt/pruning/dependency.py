@@ -42,6 +42,7 @@ from graphopt.errors import InputError
 from graphopt.ir import Graph
 from graphopt.op_kinds import ELEMENTWISE, op_kind
 from graphopt.passes._layers import CONV_KINDS, Layer, batch_norm_output, layer_of, only_user
+from graphopt.pruning import attention
 
 ELEMENTWISE_BINARY = frozenset({"add", "sub", "mul", "div"})
 #: Ops that act on each channel alone (no parameters of channel size, no mixing).
@@ -82,6 +83,7 @@ class PruningGroup:
     layers: list[tuple[str, str]]
     units: list[int]  # root element ids, one per prunable unit
     unit_width: int = 1  # positions one unit covers in the widest tensor it appears in
+    unit: str = "channels"  # what a unit is: channels, or attention heads (of unit_width channels each)
 
     @property
     def size(self) -> int:
@@ -90,13 +92,14 @@ class PruningGroup:
     def describe(self) -> str:
         outs = [name for name, side in self.layers if side == "out"]
         ins = [name for name, side in self.layers if side == "in"]
-        return f"group {self.index}: {self.size} channels; out of {', '.join(outs)}; into {', '.join(ins) or '-'}"
+        return f"group {self.index}: {self.size} {self.unit}; out of {', '.join(outs)}; into {', '.join(ins) or '-'}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "index": self.index,
             "channels": self.size,
             "unit_width": self.unit_width,
+            "unit": self.unit,
             "layers": [{"node": n, "side": s} for n, s in self.layers],
         }
 
@@ -109,6 +112,9 @@ class DependencyAnalysis:
     maps: dict[fx.Node, ChannelMap] = field(default_factory=dict)
     uses: list[LayerUse] = field(default_factory=list)
     splits: list[tuple[fx.Node, list[list[int]]]] = field(default_factory=list)  # split nodes and their parts' ids
+    #: reshapes that spell out a followed size: (node, slot in its sizes, ids on that axis, columns per id)
+    reshapes: list[tuple[fx.Node, int, list[int], int]] = field(default_factory=list)
+    heads: set[int] = field(default_factory=set)  # elements that are attention heads (a head split made them)
     union: UnionFind = field(default_factory=UnionFind)
     fixed: set[int] = field(default_factory=set)
     why_fixed: dict[int, str] = field(default_factory=dict)
@@ -237,6 +243,8 @@ def _visit(analysis: DependencyAnalysis, node: fx.Node, kind: str) -> bool:
             return True
         return False
     if kind == "reshape" and first in maps and len(inputs) == 1 and _visit_shuffle(analysis, node, first, shape):  # type: ignore[arg-type]
+        return True
+    if kind in attention.KINDS and attention.visit(analysis, node, kind):
         return True
     if kind in ("flatten", "reshape") and first in maps and len(inputs) == 1:
         return _visit_flatten(analysis, node, first, shape)  # type: ignore[arg-type]
@@ -481,8 +489,10 @@ def _collect_groups(analysis: DependencyAnalysis) -> None:
     ordered = sorted(by_footprint.items(), key=lambda item: min(order[name] for name, _ in item[0]))
     for index, (footprint_key, roots) in enumerate(ordered):
         layers = [(label[name], side) for name, side in sorted(footprint_key, key=lambda e: (order[e[0]], e[1]))]
+        heads = {analysis.root(i) for i in analysis.heads}
+        unit = "heads" if any(r in heads for r in roots) else "channels"
         analysis.groups.append(
-            PruningGroup(index, layers, sorted(roots), unit_width=max(width.get(r, 1) for r in roots))
+            PruningGroup(index, layers, sorted(roots), unit_width=max(width.get(r, 1) for r in roots), unit=unit)
         )
 
 

@@ -19,6 +19,7 @@ from torch import fx, nn
 
 from graphopt.ir import Graph
 from graphopt.passes._layers import _GROUPS_SLOT, Layer, _op_name, remove_unused_attributes
+from graphopt.pruning.attention import resize_reshapes
 from graphopt.pruning.dependency import DependencyAnalysis, LayerUse
 
 _SIZE_ATTRIBUTES = {"out": ("out_channels", "out_features", "num_features"), "in": ("in_channels", "in_features")}
@@ -27,7 +28,9 @@ _SIZE_ATTRIBUTES = {"out": ("out_channels", "out_features", "num_features"), "in
 def _assign(layer: Layer, role: str, tensor: torch.Tensor) -> None:
     """Rebind ``role``; a module parameter stays a trainable ``nn.Parameter`` (fine-tuning needs it)."""
     if layer.submodule is None:
+        old = layer.get(role)
         layer.set(role, tensor)
+        layer.get(role).requires_grad_(bool(getattr(old, "requires_grad", True)))  # type: ignore[union-attr]
         return
     old = getattr(layer.submodule, role)
     if role in layer.submodule._buffers:
@@ -102,9 +105,22 @@ def shrink(analysis: DependencyAnalysis, removed: set[int]) -> Graph:
             _assign(layer, "weight", new)
     for node, parts in analysis.splits:
         _resize_split(analysis, node, parts, removed)
-    remove_unused_attributes(graph.module)
+    resize_reshapes(analysis, removed)
+    _free_replaced(graph.module)
     graph.refresh()
     return graph
+
+
+def _free_replaced(module: fx.GraphModule) -> None:
+    """Erase the ``get_attr`` nodes left reading the tensors just replaced, then free those tensors.
+
+    In the function/aten spelling (``torch.export`` captures) ``Layer.set`` adds the smaller tensor
+    beside the old one; without this the graph would hold both and count more parameters than before.
+    """
+    for node in list(module.graph.nodes):
+        if node.op == "get_attr" and not node.users:
+            module.graph.erase_node(node)
+    remove_unused_attributes(module)
 
 
 def _resize_split(analysis: DependencyAnalysis, node: fx.Node, parts: list[list[int]], removed: set[int]) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from graphopt.errors import GraphoptError, InputError
 from graphopt.ir import Graph, GraphStats
+from graphopt.passes._layers import remove_unused_attributes
 from graphopt.pruning.dependency import analyze
 from graphopt.pruning.importance import IMPORTANCE, scores, select
 from graphopt.pruning.shrink import shrink
@@ -112,13 +113,22 @@ class PruneReport:
 
 
 def as_graph(model_or_graph: Any, example_inputs: Any) -> Graph:
-    if isinstance(model_or_graph, Graph):
-        return model_or_graph.copy()
-    from graphopt.capture import capture
+    """A copy of the graph to prune, holding only the tensors its nodes read.
 
-    if example_inputs is None:
-        raise InputError("prune needs example_inputs to capture the model")
-    return capture(model_or_graph, example_inputs)
+    A captured model can carry weights its forward never reads (BERT's pooler when only
+    ``last_hidden_state`` is returned); counting them before, and not after, would credit pruning
+    with their removal.
+    """
+    if isinstance(model_or_graph, Graph):
+        graph = model_or_graph.copy()
+    else:
+        from graphopt.capture import capture
+
+        if example_inputs is None:
+            raise InputError("prune needs example_inputs to capture the model")
+        graph = capture(model_or_graph, example_inputs)
+    remove_unused_attributes(graph.module)
+    return graph
 
 
 def _budget(ratio: float | None, flops: float | None, params: float | None, speedup: float | None) -> tuple[str, float]:
@@ -325,15 +335,28 @@ def _allocate(
 ) -> tuple[float, Graph]:
     """Take the sensitivity curves' levels, cheapest first, until ``name`` <= ``goal``.
 
-    Returns the mean per-group ratio (for the report) and the pruned graph.
+    The move that crosses the budget is then bisected between that group's previous level and its
+    new one, so the result lands just under the budget rather than a whole level below it (a fair
+    comparison with the uniform ratio, which is bisected too). Returns the mean per-group ratio
+    (for the report) and the pruned graph.
     """
     from graphopt.pruning.sensitivity import allocation_moves
 
     ratios: dict[int, float] = {}
     for group, level in allocation_moves(sensitivity, name):
+        previous = ratios.get(group, 0.0)
         ratios[group] = level
         candidate = _prune_at(graph, ratios, criterion, round_to, ignore)
         if getattr(candidate.stats(), name) <= goal:
+            lo, hi = previous, level
+            for _ in range(_LATENCY_STEPS):
+                ratios[group] = (lo + hi) / 2
+                middle = _prune_at(graph, ratios, criterion, round_to, ignore)
+                if getattr(middle.stats(), name) <= goal:
+                    hi, candidate = ratios[group], middle
+                else:
+                    lo = ratios[group]
+            ratios[group] = hi
             return sum(ratios.values()) / len(ratios), candidate
     raise InputError(
         f"the {name} budget cannot be met with the sensitivity levels measured (at most "

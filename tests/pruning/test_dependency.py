@@ -49,11 +49,15 @@ def test_residual_stream_is_one_group_across_the_stage() -> None:
     assert found[-1].endswith("into fc")
 
 
-def test_a_transformer_prunes_its_mlp_hidden_width_only() -> None:
-    # attention heads (q/k/v/out through reshape, transpose, matmul) and the LayerNorm'd stream stay
+def test_a_transformer_prunes_whole_heads_and_its_mlp_hidden_width() -> None:
+    # heads: q/k/v rows and out columns through reshape, transpose, matmul, softmax; the LayerNorm'd stream stays
     assert described(transformer_encoder(d_model=16, nhead=2, num_layers=2), 1, 4, 16) == [
-        "group 0: 64 channels; out of layers.0.ff1; into layers.0.ff2",
-        "group 1: 64 channels; out of layers.1.ff1; into layers.1.ff2",
+        "group 0: 2 heads; out of layers.0.attention.query, layers.0.attention.key, layers.0.attention.value; "
+        "into layers.0.attention.out",
+        "group 1: 64 channels; out of layers.0.ff1; into layers.0.ff2",
+        "group 2: 2 heads; out of layers.1.attention.query, layers.1.attention.key, layers.1.attention.value; "
+        "into layers.1.attention.out",
+        "group 3: 64 channels; out of layers.1.ff1; into layers.1.ff2",
     ]
 
 
@@ -134,7 +138,7 @@ def test_ignore_keeps_a_layer_and_rejects_unknown_names() -> None:
         (mobilenet_small(), (2, 3, 32, 32)),
         (Concat().eval(), (2, 3, 4, 4)),
         (Grouped().eval(), (2, 3, 4, 4)),
-        (transformer_encoder(d_model=16, nhead=2, num_layers=1), (2, 4, 16)),
+        (transformer_encoder(d_model=16, nhead=4, num_layers=1), (2, 4, 16)),
         (ShuffleBlock().eval(), (2, 3, 8, 8)),
         (DenseBlock().eval(), (2, 3, 8, 8)),
         (ResNeXtBlock().eval(), (2, 3, 8, 8)),
@@ -145,7 +149,7 @@ def test_ignore_keeps_a_layer_and_rejects_unknown_names() -> None:
         "depthwise",
         "concat",
         "grouped",
-        "transformer_mlp",
+        "transformer_heads_mlp",
         "shuffle",
         "dense",
         "resnext",

@@ -51,7 +51,8 @@ def test_allocation_follows_the_curves_and_meets_the_budget() -> None:
     cheapest = min(first, key=lambda g: first[g].metric / (1 - first[g].flops))  # loss per FLOP saved
     assert allocation_moves(curves, "flops")[0] == (cheapest, 0.25)
     _, report = graphopt.prune(model, X, flops=0.5, round_to=1, sensitivity=curves)
-    assert report.after.flops <= 0.5 * report.before.flops
+    # just under the budget: the crossing move is bisected, not taken a whole level (0.43x before that)
+    assert 0.45 * report.before.flops < report.after.flops <= 0.5 * report.before.flops
     assert "allocated by sensitivity" in report.budget
     with pytest.raises(InputError, match="allocation by sensitivity needs a flops= or params= budget"):
         graphopt.prune(model, X, ratio=0.5, sensitivity=curves)
