@@ -82,9 +82,59 @@ def _flat(value: Any) -> list[Any]:
     return [value]
 
 
+def as_array(value: Any) -> Any:
+    """A case's value as the onnx runner sees it: a TensorProto (float8, int4, bfloat16 cases) as its
+    numpy array (ml_dtypes for the types numpy lacks), a numpy scalar as a 0-d array."""
+    import onnx
+
+    if isinstance(value, onnx.TensorProto):
+        return onnx.numpy_helper.to_array(value)
+    if isinstance(value, np.generic):
+        return np.asarray(value)
+    return value
+
+
+#: numpy (ml_dtypes) dtypes torch has under another name: viewed through an integer of the same width.
+_VIEWED = {
+    "bfloat16": ("bfloat16", np.uint16),
+    "float8_e4m3fn": ("float8_e4m3fn", np.uint8),
+    "float8_e4m3fnuz": ("float8_e4m3fnuz", np.uint8),
+    "float8_e5m2": ("float8_e5m2", np.uint8),
+    "float8_e5m2fnuz": ("float8_e5m2fnuz", np.uint8),
+}
+
+
+def to_torch(array: np.ndarray) -> Any:
+    """A numpy array as a torch tensor; ml_dtypes' bfloat16 and float8 types as torch's same types."""
+    import torch
+
+    array = np.ascontiguousarray(array)
+    if array.dtype.name in _VIEWED:
+        name, storage = _VIEWED[array.dtype.name]
+        return torch.from_numpy(array.view(storage).copy()).view(getattr(torch, name))
+    return torch.from_numpy(array)
+
+
+def to_numpy(value: Any) -> Any:
+    """A torch output as numpy, torch's bfloat16 and float8 tensors as ml_dtypes arrays."""
+    if not hasattr(value, "detach"):
+        return np.asarray(value)
+    import ml_dtypes
+    import torch
+
+    tensor = value.detach().cpu()
+    name = str(tensor.dtype).removeprefix("torch.")
+    if name in _VIEWED:
+        storage = torch.uint16 if name == "bfloat16" else torch.uint8
+        return tensor.view(storage).numpy().view(getattr(ml_dtypes, name))
+    return tensor.numpy()
+
+
 def matches(outputs: list[Any], expected: list[Any], rtol: float, atol: float) -> tuple[bool, str]:
-    got = [np.asarray(o.detach().numpy() if hasattr(o, "detach") else o) for o in _flat(outputs)]
-    want = [np.asarray(e) for e in _flat(expected)]
+    """The onnx runner's rule (``assert_similar_outputs``): same count, shapes and dtypes, values within
+    rtol/atol (strings equal; bfloat16 compared in float32 with rtol at least two bfloat16 ulps)."""
+    got = [to_numpy(o) for o in _flat(outputs)]
+    want = [np.asarray(as_array(e)) for e in _flat(expected)]
     if len(got) != len(want):
         return False, f"{len(got)} outputs, expected {len(want)}"
     for index, (a, b) in enumerate(zip(got, want, strict=True)):
@@ -94,24 +144,29 @@ def matches(outputs: list[Any], expected: list[Any], rtol: float, atol: float) -
             if not np.array_equal(a, b):
                 return False, f"output {index} differs"
             continue
+        if a.dtype != b.dtype:
+            return False, f"output {index} dtype {a.dtype}, expected {b.dtype}"
+        tolerance = max(rtol, 2**-6) if b.dtype.name == "bfloat16" else rtol
         try:
-            np.testing.assert_allclose(a.astype(np.float64), b.astype(np.float64), rtol=rtol, atol=atol, equal_nan=True)
+            np.testing.assert_allclose(
+                a.astype(np.float64), b.astype(np.float64), rtol=tolerance, atol=atol, equal_nan=True
+            )
         except AssertionError:
             return False, f"output {index} differs (max abs {np.nanmax(np.abs(a.astype(float) - b.astype(float))):.3g})"
     return True, ""
 
 
 def run_graphopt(case: Any) -> tuple[str, str]:
-    import torch
 
     import graphopt
     from graphopt.errors import GraphoptError
 
     inputs, expected = case.data_sets[0]
+    inputs = [as_array(i) for i in inputs]
     if not all(isinstance(i, np.ndarray) for i in inputs):
         return "unsupported", "non-tensor input"
     try:
-        tensors = tuple(torch.from_numpy(np.ascontiguousarray(i)) for i in inputs)
+        tensors = tuple(to_torch(i) for i in inputs)
     except TypeError:
         return "unsupported", f"input dtype {', '.join(sorted({str(i.dtype) for i in inputs}))} has no torch tensor"
     try:
@@ -145,7 +200,7 @@ def run_plain_onnx2torch(case: Any) -> str:
         onnx2torch = importlib.import_module("onnx2torch")
     inputs, expected = case.data_sets[0]
     try:
-        tensors = tuple(torch.from_numpy(np.ascontiguousarray(i)) for i in inputs)
+        tensors = tuple(to_torch(as_array(i)) for i in inputs)
         with time_limit(CASE_SECONDS), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             module = onnx2torch.convert(case.model)
@@ -167,7 +222,7 @@ def run_onnxruntime(case: Any) -> tuple[str, str]:
             options = ort.SessionOptions()
             options.log_severity_level = 4
             session = ort.InferenceSession(case.model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-            feed = {value.name: data for value, data in zip(session.get_inputs(), inputs, strict=False)}
+            feed = {value.name: as_array(data) for value, data in zip(session.get_inputs(), inputs, strict=False)}
             outputs = session.run(None, feed)
     except CaseTimeoutError:
         return "timeout", ""

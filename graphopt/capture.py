@@ -35,8 +35,11 @@ class _Tracer(fx.Tracer):
     record_stack_traces = True
 
 
-def normalize_inputs(example_inputs: Any) -> tuple[torch.Tensor, ...]:
-    """Accept one tensor, a tuple/list of tensors, or numpy arrays; return a tuple of tensors."""
+def normalize_inputs(example_inputs: Any, *, allow_empty: bool = False) -> tuple[torch.Tensor, ...]:
+    """Accept one tensor, a tuple/list of tensors, or numpy arrays; return a tuple of tensors.
+
+    A dimension of 0 is refused (torch.export specializes it) unless ``allow_empty``: an imported
+    ONNX model is traced by fx, which keeps empty tensors as they are."""
     if not isinstance(example_inputs, (tuple, list)):
         example_inputs = (example_inputs,)
     result = []
@@ -47,7 +50,7 @@ def normalize_inputs(example_inputs: Any) -> tuple[torch.Tensor, ...]:
             result.append(torch.as_tensor(value))
         else:
             raise InputError(f"example input {index} is a {type(value).__name__}, expected a tensor")
-        if 0 in result[-1].shape:
+        if 0 in result[-1].shape and not allow_empty:
             shape = "x".join(str(d) for d in result[-1].shape)
             raise InputError(f"example input {index} has shape {shape}: every dimension must be at least 1")
     return tuple(result)
@@ -233,7 +236,11 @@ def capture(
         return _capture_onnx(model, example_inputs, method=method, name=name)
     if example_inputs is None:
         raise InputError("capture needs example inputs (a tensor or a tuple of tensors) for a PyTorch model")
-    inputs = normalize_inputs(example_inputs)
+    return _capture_module(model, normalize_inputs(example_inputs), method=method, name=name)
+
+
+def _capture_module(model: Any, inputs: tuple[torch.Tensor, ...], *, method: str, name: str | None) -> Graph:
+    """``capture`` of a PyTorch module or ExportedProgram on normalized example inputs."""
     if method not in ("auto", "symbolic_trace", "export"):
         raise InputError(f"unknown capture method '{method}' (choose auto, symbolic_trace or export)")
     if isinstance(model, torch.export.ExportedProgram):
@@ -291,7 +298,7 @@ def _capture_onnx(model: Any, example_inputs: Any, *, method: str, name: str | N
     if example_inputs is None:
         inputs = inputs_like_onnx(proto)
     else:
-        inputs = normalize_inputs(example_inputs)
+        inputs = normalize_inputs(example_inputs, allow_empty=True)
         check_inputs(proto, inputs)
     default_name = Path(model).stem if isinstance(model, (str, Path)) else (proto.graph.name or "onnx_model")
     graph = capture_converted(module, inputs, method=method, name=name or default_name)
@@ -303,7 +310,7 @@ def capture_converted(module: fx.GraphModule, inputs: tuple[torch.Tensor, ...], 
     """Capture onnx2torch's GraphModule; where neither tracer can (shapes computed from tensor values,
     as ONNX Reshape and Unsqueeze read them), its own fx graph of converter modules is the IR."""
     try:
-        return capture(module, inputs, method=method, name=name)
+        return _capture_module(module, inputs, method=method, name=name)
     except CaptureError as error:
         graph = Graph(module, inputs, name=name, capture_method="onnx2torch")
         graph.notes.append(f"kept onnx2torch's graph: {error}")

@@ -201,14 +201,24 @@ class FunctionalConv(nn.Module):
 
 
 class StaticReshape(nn.Module):
-    """ONNX Reshape to a constant shape (``0`` copies the input's dimension, ``-1`` is inferred)."""
+    """ONNX Reshape to a constant shape (``0`` copies the input's dimension unless ``allowzero``,
+    ``-1`` is inferred)."""
 
-    def __init__(self, shape: list[int]) -> None:
+    def __init__(self, shape: list[int], allowzero: bool = False) -> None:
         super().__init__()
-        self.shape = shape
+        self.shape, self.allowzero = shape, allowzero
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if self.allowzero:
+            return input.reshape(self.shape)
         return input.reshape([input.shape[i] if d == 0 else d for i, d in enumerate(self.shape)])
+
+
+class RuntimeReshape(nn.Module):
+    """ONNX Reshape with ``allowzero=1`` to a shape computed at run time (a 0 is a dimension of 0)."""
+
+    def forward(self, input: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:
+        return input.reshape([int(d) for d in shape.reshape(-1).tolist()])
 
 
 class Reduce(nn.Module):
@@ -235,9 +245,11 @@ def _constant(name: str, graph: Any) -> Any:
     from onnx2torch.utils.common import get_const_value
 
     try:
-        return get_const_value(name, graph)
+        value = get_const_value(name, graph)
     except KeyError:
         raise NotImplementedError(f"input '{name}' must be a constant") from None
+    # a Constant node's value_ints / value_float ... attribute comes back as a list or number
+    return value if isinstance(value, torch.Tensor) else torch.as_tensor(value)
 
 
 def _is_constant(name: str, graph: Any) -> bool:
@@ -264,6 +276,11 @@ def register() -> None:
         for version in versions:
             if OperationDescription("", op, version) not in _CONVERTER_REGISTRY:
                 add_converter(operation_type=op, version=version)(converter)
+
+    def replace(op: str, versions: tuple[int, ...], converter: Any) -> None:
+        """``converter`` for every version of ``op`` from ``min(versions)`` on, over onnx2torch's own."""
+        for version in since_versions(op, min(versions)):
+            _CONVERTER_REGISTRY[OperationDescription("", op, version)] = converter
 
     def reduce(node: Any, graph: Any) -> Any:
         keepdims = int(node.attributes.get("keepdims", 1))
@@ -430,6 +447,23 @@ def register() -> None:
         general = _CONVERTER_REGISTRY[OperationDescription("", "Reshape", version)]
         _CONVERTER_REGISTRY[OperationDescription("", "Reshape", version)] = _static_reshape(general)
 
+    from graphopt import onnx_ops
+
+    onnx_ops.register(lambda op, versions, converter: add(op, since_versions(op, min(versions)), converter), replace)
+
+
+def since_versions(op: str, first: int) -> tuple[int, ...]:
+    """The opset versions from ``first`` on at which the default-domain ``op`` changed (its schemas' since_version)."""
+    import onnx
+
+    found = set()
+    for opset in range(first, onnx.defs.onnx_opset_version() + 1):
+        try:
+            found.add(int(onnx.defs.get_schema(op, opset).since_version))
+        except Exception:
+            continue
+    return tuple(sorted(v for v in found if v >= first))
+
 
 def _functional_conv(general: Any) -> Any:
     """A Conv converter that keeps onnx2torch's (an ``nn.Conv``) for a constant weight, else ``FunctionalConv``."""
@@ -453,13 +487,18 @@ def _functional_conv(general: Any) -> Any:
 
 def _static_reshape(general: Any) -> Any:
     """A Reshape converter that emits ``StaticReshape`` for a constant shape, else defers to onnx2torch's."""
-    from onnx2torch.utils.common import OnnxMapping, OperationConverterResult
+    from onnx2torch.utils.common import OnnxMapping, OperationConverterResult, onnx_mapping_from_node
 
     def convert(node: Any, graph: Any) -> Any:
-        if node.attributes.get("allowzero", 0) or not _is_constant(node.input_values[1], graph):
+        allowzero = bool(node.attributes.get("allowzero", 0))
+        if not _is_constant(node.input_values[1], graph):
+            if allowzero:
+                return OperationConverterResult(
+                    torch_module=RuntimeReshape(), onnx_mapping=onnx_mapping_from_node(node)
+                )
             return general(node, graph)
         shape = [int(d) for d in _constant(node.input_values[1], graph).reshape(-1).tolist()]
         mapping = OnnxMapping(inputs=(node.input_values[0],), outputs=node.output_values)
-        return OperationConverterResult(torch_module=StaticReshape(shape), onnx_mapping=mapping)
+        return OperationConverterResult(torch_module=StaticReshape(shape, allowzero), onnx_mapping=mapping)
 
     return convert

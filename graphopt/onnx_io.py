@@ -329,6 +329,9 @@ def unsupported_nodes(model: Any) -> list[tuple[str, str, str | None]]:
     for index, node in enumerate(model.graph.node):
         domain = "" if node.domain in ("", "ai.onnx") else node.domain
         version = opsets.get(domain)
+        if version is None:
+            problems.append((node.name or f"#{index}", f"{domain}.{node.op_type}", "its domain is not imported"))
+            continue
         label = f"{node.op_type} (opset {version})" if not domain else f"{domain}.{node.op_type}"
         name = node.name or f"#{index}"
         reason: str | None = None
@@ -349,7 +352,10 @@ def unsupported_nodes(model: Any) -> list[tuple[str, str, str | None]]:
 
 
 def import_onnx(source: Any) -> tuple[fx.GraphModule, Any]:
-    """ONNX (a path or ModelProto) -> ``(torch.fx.GraphModule, checked ModelProto)``, or one InputError."""
+    """ONNX (a path or ModelProto) -> ``(torch.fx.GraphModule, checked ModelProto)``, or one InputError.
+
+    A node with no converter, or whose converter refuses its attributes, is replaced by its op's
+    function body when the onnx schema defines the op as a function (``expand_functions``)."""
     model = read_onnx(source)
     opset = default_opset(model)
     newest = _newest_opset()
@@ -359,17 +365,155 @@ def import_onnx(source: Any) -> tuple[fx.GraphModule, Any]:
             "convert the model with onnx.version_converter.convert_version"
         )
     problems = unsupported_nodes(model)
-    if problems:
+    converted = expand_functions(model, {name for name, _, _ in problems}) if problems else model
+    if problems and unsupported_nodes(converted):
         raise UnsupportedOnnxError(problems, _HINT)
     onnx2torch = _onnx2torch()
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         try:
-            module = onnx2torch.convert(model)
+            module = onnx2torch.convert(converted)
         except Exception as error:
-            raise _conversion_error(model, error) from error
+            failing = _failing_nodes(converted)
+            expanded = expand_functions(converted, {name for name, _, _ in failing}) if failing else converted
+            if expanded is converted or unsupported_nodes(expanded):
+                raise _conversion_error(converted, error) from error
+            try:
+                module = onnx2torch.convert(expanded)
+            except Exception:
+                raise _conversion_error(converted, error) from error
     module.eval()
     return module, model
+
+
+#: The domain expanded nodes are given while onnx's inliner replaces them by their function bodies.
+_EXPANSION_DOMAIN = "graphopt.expand"
+
+
+def expand_functions(model: Any, names: set[str]) -> Any:
+    """A copy of ``model`` in which each node named in ``names`` (``#i`` for the unnamed i-th) whose op
+    the onnx schema defines as a function at the model's opset is replaced by that function's body
+    (context-dependent functions get the node's attributes and input types from shape inference;
+    attributes the node leaves out get the schema's defaults); ``model`` itself when none is.
+    Bodies can hold further function ops: they are expanded in turn, a few levels deep."""
+    import onnx
+    import onnx.inliner
+
+    opset = default_opset(model)
+    result = model
+    for depth in range(4):
+        copy = onnx.ModelProto()
+        copy.CopyFrom(result)
+        try:
+            types = _value_types(copy)
+        except Exception:
+            return result
+        functions = []
+        for index, node in enumerate(copy.graph.node):
+            name = node.name or f"#{index}"
+            if name not in names or node.domain not in ("", "ai.onnx"):
+                continue
+            function = _schema_function(node, opset, types)
+            if function is None:
+                continue
+            function.name, function.domain = f"{node.op_type}_{depth}_{index}", _EXPANSION_DOMAIN
+            node.op_type, node.domain = function.name, _EXPANSION_DOMAIN
+            functions.append(function)
+        if not functions:
+            break
+        copy.functions.extend(functions)
+        copy.opset_import.append(onnx.helper.make_opsetid(_EXPANSION_DOMAIN, 1))
+        try:
+            inlined = onnx.inliner.inline_local_functions(copy)
+        except Exception:
+            break
+        if any(node.domain == _EXPANSION_DOMAIN for node in inlined.graph.node):
+            break
+        kept = [entry for entry in inlined.opset_import if entry.domain != _EXPANSION_DOMAIN]
+        del inlined.opset_import[:]
+        inlined.opset_import.extend(kept)
+        result = inlined
+        problems = unsupported_nodes(result)
+        names = {name for name, _, _ in problems}
+        if not names:
+            break
+    return result
+
+
+def _value_types(model: Any) -> dict[str, Any]:
+    """The TypeProto of every value of the main graph shape inference can type."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    graph = inferred.graph
+    types = {value.name: value.type for value in [*graph.input, *graph.value_info, *graph.output]}
+    for tensor in graph.initializer:
+        types.setdefault(tensor.name, onnx.helper.make_tensor_type_proto(tensor.data_type, tensor.dims))
+    return types
+
+
+def _schema_function(node: Any, opset: int, types: dict[str, Any]) -> Any:
+    """The FunctionProto the onnx schema of ``node``'s op defines at ``opset`` (None when it has none),
+    its attributes bound from the node, the schema's defaults filling those the node omits."""
+    import onnx
+
+    try:
+        schema = onnx.defs.get_schema(node.op_type, opset)
+    except Exception:
+        return None
+    given = {attribute.name for attribute in node.attribute}
+    for name, attribute in schema.attributes.items():
+        if name not in given and attribute.default_value.type != onnx.AttributeProto.UNDEFINED:
+            node.attribute.append(attribute.default_value)
+    plain = [v for v in schema.function_opset_versions if v <= opset]  # type: ignore[attr-defined]
+    dependent = [v for v in schema.context_dependent_function_opset_versions if v <= opset]  # type: ignore[attr-defined]
+    function = onnx.FunctionProto()
+    if dependent and (not plain or max(dependent) >= max(plain)):
+        if not all(name in types for name in node.input if name):
+            return None
+        input_types = [types[name].SerializeToString() if name else b"" for name in node.input]
+        try:
+            body = schema.get_context_dependent_function_with_opset_version(  # type: ignore[attr-defined]
+                max(dependent), node.SerializeToString(), input_types
+            )
+        except Exception:
+            return None
+    elif plain:
+        body = schema.get_function_with_opset_version(max(plain))  # type: ignore[attr-defined]
+    else:
+        return None
+    function.ParseFromString(body)
+    if not function.node:
+        return None
+    # The body written for opset max(versions) is the op's definition at every opset up to the
+    # next version that lists one, so it imports the model's opset (onnx's inliner requires that).
+    for entry in function.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            entry.version = opset
+    return function
+
+
+def _failing_nodes(model: Any) -> list[tuple[str, str, str | None]]:
+    """The nodes whose onnx2torch converter raises on their attributes: (node name, op, reason)."""
+    onnx2torch = _onnx2torch()
+    from onnx2torch.onnx_graph import OnnxGraph
+
+    try:
+        graph = OnnxGraph(model.graph)
+        opset = default_opset(model)
+        failing: list[tuple[str, str, str | None]] = []
+        for index, (proto, node) in enumerate(zip(model.graph.node, graph.nodes.values(), strict=True)):
+            name = proto.name or f"#{index}"
+            converter = onnx2torch.node_converters.get_converter(
+                operation_type=node.operation_type, version=opset, domain=node.domain
+            )
+            try:
+                converter(node, graph)
+            except Exception as node_error:
+                failing.append((name, f"{node.operation_type} (opset {opset})", _one_line(node_error)))
+    except Exception:
+        return []
+    return failing
 
 
 def _newest_opset() -> int:
@@ -380,23 +524,7 @@ def _newest_opset() -> int:
 
 def _conversion_error(model: Any, error: Exception) -> GraphoptError:
     """onnx2torch failed inside a converter (an attribute it does not handle): name every such node."""
-    onnx2torch = _onnx2torch()
-    from onnx2torch.onnx_graph import OnnxGraph
-
-    try:
-        graph = OnnxGraph(model.graph)
-        opset = default_opset(model)
-        failing: list[tuple[str, str, str | None]] = []
-        for name, node in graph.nodes.items():
-            converter = onnx2torch.node_converters.get_converter(
-                operation_type=node.operation_type, version=opset, domain=node.domain
-            )
-            try:
-                converter(node, graph)
-            except Exception as node_error:
-                failing.append((name, f"{node.operation_type} (opset {opset})", _one_line(node_error)))
-    except Exception:
-        failing = []
+    failing = _failing_nodes(model)
     if failing:
         return UnsupportedOnnxError(failing, _HINT)
     return InputError(f"cannot convert the ONNX model: {_one_line(error)}")
