@@ -46,7 +46,21 @@ def workloads(options: dict[str, Any]) -> dict[str, Any]:
     return importlib.import_module(options.get("workloads", "benchmarks.models")).WORKLOADS
 
 
+def use_checkout(root: str) -> None:
+    """Import graphopt from another checkout of the repo (``--baseline``: a build of an earlier commit
+    timed beside this one in the same run): the editable install's finder is pointed at ``root``."""
+    repo = str(ROOT)
+    for name, module in list(sys.modules.items()):
+        if name.startswith("__editable___graphopt") and hasattr(module, "MAPPING"):
+            module.MAPPING = {k: v.replace(repo, root, 1) for k, v in module.MAPPING.items()}
+    sys.path.insert(0, root)  # ahead of this checkout, whose graphopt/ the path finder would find first
+    if any(name == "graphopt" or name.startswith("graphopt.") for name in sys.modules):
+        raise RuntimeError("graphopt was imported before use_checkout")
+
+
 def _worker(conn: Any, workload: str, runner: str, options: dict[str, Any]) -> None:
+    if options.get("checkout"):
+        use_checkout(options["checkout"])
     import torch
 
     from benchmarks.runners import RUNNERS
@@ -55,7 +69,7 @@ def _worker(conn: Any, workload: str, runner: str, options: dict[str, Any]) -> N
     try:
         model, x = workloads(options)[workload].build()
         start = time.perf_counter()
-        run, output = RUNNERS[runner][0](model, x, options)
+        run, output = RUNNERS[options.get("as_runner", runner)][0](model, x, options)
         compile_s = time.perf_counter() - start
         for _ in range(3):
             run()

@@ -89,6 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=10, help="timing rounds (each runner gets one batch per round)")
     parser.add_argument("--tune-trials", type=int, default=16, help="trials for the 'graphopt tuned' runner")
     parser.add_argument("--quick", action="store_true", help=f"the CNNs at batch 1 with {QUICK_RUNNERS}")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of another commit (git worktree add DIR COMMIT): its graphopt build is timed as "
+        "'graphopt baseline' in the same run, for before/after figures",
+    )
+    parser.add_argument(
+        "--checkout", type=Path, help="time the graphopt of this checkout instead of this one's (a fixed commit)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the markdown here too")
     args = parser.parse_args(argv)
 
@@ -106,6 +115,14 @@ def main(argv: list[str] | None = None) -> int:
         "tune_trials": args.tune_trials,
         "tune_db": tempfile.mkdtemp(prefix="graphopt-bench-tuning-"),
     }
+    if args.checkout:
+        options["checkout"] = str(args.checkout.resolve())
+    if args.baseline:
+        RUNNERS["graphopt baseline"] = (
+            RUNNERS["graphopt"][0],
+            {"checkout": str(args.baseline.resolve()), "as_runner": "graphopt"},
+        )
+        runners.append("graphopt baseline")
     all_results = {}
     for batch in batches:
         for model in models:
