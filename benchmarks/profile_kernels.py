@@ -3,10 +3,15 @@
 The CPU build's own steps (capture, O2, lowering, ``schedule_cpu``) run as in ``graphopt compile``;
 then every scheduled TIR function is built alone and timed on random inputs of its own shapes
 (fastest of several repeats: the machines are shared), and multiplied by the number of times the
-model calls it. The table, slowest first, names the function and its argument shapes. The last line times the whole model the same way: the gap to the sum is
-what the kernels do not see alone (weights streamed from DRAM instead of cache, the VM).
+model calls it. The table, slowest first, names the function, its argument shapes and its GFLOP/s
+(TVM's FLOP estimate of the scheduled function over its time). The last line times the whole model
+the same way: the gap to the sum is what the kernels do not see alone (weights streamed from DRAM
+instead of cache, the VM).
 
     python benchmarks/profile_kernels.py resnet18 --threads 2 [--top 15] [--show fused_conv2d1]
+    python benchmarks/profile_kernels.py efficientnet_b0-b1 --out benchmarks/results/profile_efficientnet_b0.md
+
+The model is a workload of benchmarks/models.py or benchmarks/third_party_models.py.
 """
 
 from __future__ import annotations
@@ -29,19 +34,23 @@ def _time_ms(function, args, repeat: int = 5) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="a workload of benchmarks/models.py, e.g. resnet18")
+    parser.add_argument("model", help="a workload of benchmarks/models.py or third_party_models.py, e.g. resnet18")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--top", type=int, default=20, help="rows to print")
     parser.add_argument("--show", help="print the scheduled TIR of the functions whose name contains this")
+    parser.add_argument("--out", type=Path, help="write the table (markdown, with the command and CPU) here too")
     args = parser.parse_args()
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
 
     import numpy as np
     import tvm
     from tvm import relax
+    from tvm.s_tir.analysis import estimate_tir_flops
     from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 
+    from benchmarks import third_party_models
     from benchmarks.models import WORKLOADS
+    from benchmarks.run_suite import cpu_model
     from graphopt.capture import capture
     from graphopt.pass_manager import optimize
     from graphopt.targets.cpu.schedule import schedule_cpu
@@ -49,7 +58,7 @@ def main() -> None:
     from graphopt.targets.pipeline.relax_pipeline import compile_module, tvm_pass_lists
     from graphopt.targets.registry import get_target
 
-    model, x = WORKLOADS[args.model].build()
+    model, x = {**WORKLOADS, **third_party_models.WORKLOADS}[args.model].build()
     graph, _ = optimize(capture(model, (x,)), "O2")
     backend = get_target("cpu")
     options = {"num_cores": args.threads, "dynamic_batch": False, "tune": False}
@@ -75,18 +84,32 @@ def main() -> None:
         inputs = [tvm.runtime.tensor(np.random.uniform(size=[int(d) for d in a.shape]).astype(a.dtype)) for a in infos]
         ms = _time_ms(library.mod, inputs)
         shapes = " ".join("x".join(str(int(d)) for d in a.shape) for a in infos)
-        rows.append((ms * calls[gvar.name_hint], ms, calls[gvar.name_hint], gvar.name_hint, shapes))
+        gflops = estimate_tir_flops(tvm.IRModule({"main": func})) / (ms / 1e3) / 1e9
+        rows.append((ms * calls[gvar.name_hint], ms, calls[gvar.name_hint], gvar.name_hint, shapes, gflops))
         if args.show and args.show in gvar.name_hint:
             print(func.script())
     rows.sort(reverse=True)
-    print("| total ms | ms per call | calls | function | argument shapes |\n|---|---|---|---|---|")
-    for total, ms, n, name, shapes in rows[: args.top]:
-        print(f"| {total:.3f} | {ms:.3f} | {n} | {name} | {shapes} |")
+    total_ms = sum(r[0] for r in rows)
+    lines = [
+        "| total ms | share | ms per call | calls | GFLOP/s | function | argument shapes |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for total, ms, n, name, shapes, gflops in rows[: args.top]:
+        lines.append(f"| {total:.3f} | {total / total_ms:.0%} | {ms:.3f} | {n} | {gflops:.0f} | {name} | {shapes} |")
     executable = compile_module(mod, backend, target, options)
     vm = relax.VirtualMachine(executable, tvm.cpu())
     timer = vm.time_evaluator("main", tvm.cpu(), number=10, repeat=5)
     whole = min(timer(tvm.runtime.tensor(x.numpy())).results) * 1e3
-    print(f"\nsum of kernels {sum(r[0] for r in rows):.3f} ms; whole model {whole:.3f} ms")
+    lines.append(f"\nsum of kernels {total_ms:.3f} ms ({len(rows)} functions); whole model {whole:.3f} ms")
+    table = "\n".join(lines)
+    print(table)
+    if args.out:
+        command = "python benchmarks/profile_kernels.py " + " ".join(sys.argv[1:])
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(
+            f"# Kernel profile: {args.model}\n\n- command: `{command}`\n- CPU: {cpu_model()}; threads: {args.threads}"
+            f"; slowest {min(args.top, len(rows))} of {len(rows)} functions\n\n{table}\n"
+        )
 
 
 if __name__ == "__main__":

@@ -38,17 +38,38 @@ ROUND_SECONDS = 0.15
 SETTLE_SECONDS = 0.3
 
 
+def workloads(options: dict[str, Any]) -> dict[str, Any]:
+    """The workload registry the run draws from: ``options["workloads"]`` names its module
+    (benchmarks/models.py by default; benchmarks/third_party.py passes its own)."""
+    import importlib
+
+    return importlib.import_module(options.get("workloads", "benchmarks.models")).WORKLOADS
+
+
+def use_checkout(root: str) -> None:
+    """Import graphopt from another checkout of the repo (``--baseline``: a build of an earlier commit
+    timed beside this one in the same run): the editable install's finder is pointed at ``root``."""
+    repo = str(ROOT)
+    for name, module in list(sys.modules.items()):
+        if name.startswith("__editable___graphopt") and hasattr(module, "MAPPING"):
+            module.MAPPING = {k: v.replace(repo, root, 1) for k, v in module.MAPPING.items()}
+    sys.path.insert(0, root)  # ahead of this checkout, whose graphopt/ the path finder would find first
+    if any(name == "graphopt" or name.startswith("graphopt.") for name in sys.modules):
+        raise RuntimeError("graphopt was imported before use_checkout")
+
+
 def _worker(conn: Any, workload: str, runner: str, options: dict[str, Any]) -> None:
+    if options.get("checkout"):
+        use_checkout(options["checkout"])
     import torch
 
-    from benchmarks.models import WORKLOADS
     from benchmarks.runners import RUNNERS
 
     torch.set_num_threads(options["threads"])
     try:
-        model, x = WORKLOADS[workload].build()
+        model, x = workloads(options)[workload].build()
         start = time.perf_counter()
-        run, output = RUNNERS[runner][0](model, x, options)
+        run, output = RUNNERS[options.get("as_runner", runner)][0](model, x, options)
         compile_s = time.perf_counter() - start
         for _ in range(3):
             run()
@@ -97,11 +118,10 @@ def in_worker(target: Any, *args: Any) -> tuple[Any, Any]:
     return process, parent
 
 
-def model_flops(workload: str) -> int:
-    from benchmarks.models import WORKLOADS
+def model_flops(workload: str, options: dict[str, Any] | None = None) -> int:
     from graphopt.capture import capture
 
-    model, x = WORKLOADS[workload].build()
+    model, x = workloads(options or {})[workload].build()
     return capture(model, (x,)).stats().flops
 
 
@@ -191,21 +211,28 @@ def main(argv: list[str] | None = None) -> int:
         results = bench_workload(workload, runners, options, args.rounds)
         all_results[workload] = (model_flops(workload), results)
 
-    command = "nice python benchmarks/run_suite.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    header = {
+    header = run_header("benchmarks/run_suite.py", argv, args.threads)
+    publish(render({**header, "peak": peak}, runners, all_results, peak), args.out)
+    return 0
+
+
+def run_header(script: str, argv: list[str] | None, threads: int) -> dict[str, Any]:
+    """What a results file records about its run: the command, date, CPU, threads, load at the end."""
+    command = f"nice python {script} " + " ".join(argv if argv is not None else sys.argv[1:])
+    return {
         "command": command.strip(),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu_model(),
-        "threads": args.threads,
-        "peak": peak,
+        "threads": threads,
         "load": os.getloadavg()[0],
     }
-    markdown = render(header, runners, all_results, peak)
+
+
+def publish(markdown: str, out: Path | None) -> None:
     print(markdown)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(markdown)
-    return 0
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(markdown)
 
 
 if __name__ == "__main__":

@@ -50,12 +50,17 @@ def render(header: dict[str, Any], runners: list[str], all_results: dict, peak: 
         eager_ms = results.get(EAGER, {}).get("latency_ms")
         cells = [_cell(results[r], eager_ms, flops, peak) if r in results else "-" for r in runners]
         lines.append(f"| {workload} ({flops / 1e9:.2f} GFLOP) | " + " | ".join(cells) + " |")
-    lines += ["", "## Compile time (s)", "", "| model | " + " | ".join(runners) + " |", "|---|" + "---|" * len(runners)]
+    lines += compile_time_table(runners, all_results)
+    lines += ["", "## Targets", "", *_targets(runners, all_results)]
+    return "\n".join(lines) + "\n"
+
+
+def compile_time_table(runners: list[str], all_results: dict) -> list[str]:
+    lines = ["", "## Compile time (s)", "", "| model | " + " | ".join(runners) + " |", "|---|" + "---|" * len(runners)]
     for workload, (_, results) in all_results.items():
         cells = [f"{results[r]['compile_s']:.1f}" if "compile_s" in results.get(r, {}) else "-" for r in runners]
         lines.append(f"| {workload} | " + " | ".join(cells) + " |")
-    lines += ["", "## Targets", "", *_targets(runners, all_results)]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _targets(runners: list[str], all_results: dict) -> list[str]:

@@ -53,6 +53,24 @@ class _GeluRewriter(relax.PyExprMutator):
         return call
 
 
+@relax.expr_functor.mutator
+class _SigmoidRewriter(relax.PyExprMutator):
+    def visit_call_(self, call: relax.Call) -> relax.Expr:
+        call = super().visit_call_(call)
+        name = call.op.name if isinstance(call.op, tvm.ir.Op) else ""
+        if name == "relax.sigmoid":
+            return self.builder_.call_te(_fast_sigmoid, call.args[0], primfunc_name_hint="sigmoid")
+        if name == "relax.nn.silu":
+            x = call.args[0]
+            return self.builder_.call_te(lambda t: topi.multiply(t, _fast_sigmoid(t)), x, primfunc_name_hint="silu")
+        return call
+
+
+def _fast_sigmoid(x: tvm.te.Tensor) -> tvm.te.Tensor:
+    one = tvm.tirx.const(1.0, x.dtype)
+    return topi.divide(one, topi.add(one, topi.fast_exp(topi.negative(x))))
+
+
 def _fast_gelu(x: tvm.te.Tensor) -> tvm.te.Tensor:
     half = tvm.tirx.const(0.5, x.dtype)
     erf = topi.fast_erf(topi.multiply(x, tvm.tirx.const(0.7071067811865476, x.dtype)))
@@ -89,6 +107,18 @@ class FastGelu:
         return rewrite_relax_functions(_GeluRewriter(mod), mod)
 
 
+@tvm.transform.module_pass(opt_level=0, name="FastSigmoid")
+class FastSigmoid:
+    """Sigmoid (and SiLU, ``x * sigmoid(x)``) as ``1 / (1 + fast_exp(-x))``, TOPI's vectorizable
+    polynomial exp: ``tir.sigmoid`` lowers to one scalar libm ``expf`` call per lane, which made
+    every conv with a SiLU epilogue 10x slower than the same conv with ReLU (EfficientNet-B0's 1x1
+    expansion 56x56x16 -> 96: 3.1 -> 0.3 ms). ``fast_exp`` clamps its input to +-88.38, where
+    float32's exp over/underflows anyway; its relative error is ~1e-7."""
+
+    def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        return rewrite_relax_functions(_SigmoidRewriter(mod), mod)
+
+
 def default_rules() -> list[dlight.ScheduleRule]:
     """The rule list, in priority order."""
     from graphopt.targets.arm.dot import ArmDotProduct  # int8 matmuls on aarch64 + dotprod (sdot); declines elsewhere
@@ -123,6 +153,7 @@ def prepare_cpu_module(mod: tvm.IRModule, target: Target) -> tvm.IRModule:
         relax.transform.ConvertLayout(NHWC_LAYOUTS),
         relax.transform.Normalize(),
         FastGelu(),
+        FastSigmoid(),
         relax.transform.FastMathTransform(),
         relax.transform.LegalizeOps({**LEGALIZE_IN_BOUNDS, **int8_kernels.legalize_map()}),
         relax.transform.AnnotateTIROpPattern(),
