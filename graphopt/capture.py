@@ -236,10 +236,25 @@ def capture(
         return _capture_onnx(model, example_inputs, method=method, name=name)
     if example_inputs is None:
         raise InputError("capture needs example inputs (a tensor or a tuple of tensors) for a PyTorch model")
-    return _capture_module(model, normalize_inputs(example_inputs), method=method, name=name)
+    return _capture_module(
+        model,
+        normalize_inputs(example_inputs),
+        method=method,
+        name=name,
+        dynamic_batch=dynamic_batch,
+        dynamic_seq_len=dynamic_seq_len,
+    )
 
 
-def _capture_module(model: Any, inputs: tuple[torch.Tensor, ...], *, method: str, name: str | None) -> Graph:
+def _capture_module(
+    model: Any,
+    inputs: tuple[torch.Tensor, ...],
+    *,
+    method: str,
+    name: str | None,
+    dynamic_batch: bool = False,
+    dynamic_seq_len: int | None = None,
+) -> Graph:
     """``capture`` of a PyTorch module or ExportedProgram on normalized example inputs."""
     if method not in ("auto", "symbolic_trace", "export"):
         raise InputError(f"unknown capture method '{method}' (choose auto, symbolic_trace or export)")
