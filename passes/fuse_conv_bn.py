@@ -18,14 +18,15 @@ Handles both spellings: ``nn.Conv2d``/``nn.BatchNorm2d`` modules and the aten ov
 ``torch.export`` (``aten.conv2d``, ``aten.linear``, ``aten.batch_norm``,
 ``aten._native_batch_norm_legit_no_training``).
 
-It is a loop rather than a rule of graphopt/rewrite.py for two reasons the engine does not model:
-the aten form returns a tuple whose ``getitem`` users, not the BatchNorm node, are what gets
-replaced; and a BatchNorm in training mode must stop the pass with an error, not be skipped.
+Two rules of graphopt/rewrite.py do the work, one per spelling: the module form returns the tensor,
+the aten form a tuple whose ``getitem(_, 0)`` is what gets replaced. A BatchNorm in training mode
+is checked for before the rules run, since it must stop the pass with an error, not be skipped.
 """
 
 from __future__ import annotations
 
 import torch
+from torch import fx
 
 from graphopt.errors import GraphoptError
 from graphopt.ir import Graph
@@ -40,10 +41,10 @@ from graphopt.passes._layers import (
     emit,
     insert_constant,
     layer_of,
-    remove_dead_nodes,
     remove_unused_attributes,
     unused_attributes,
 )
+from graphopt.rewrite import Lit, Match, Op, Rule, apply_rules
 
 
 def _foldable_producer(graph: Graph, bn: Layer) -> Layer | None:
@@ -70,8 +71,8 @@ def _scale_and_shift(bn: Layer) -> tuple[torch.Tensor, torch.Tensor]:
     return scale, shift
 
 
-def to_affine(graph: Graph, bn: Layer, output: torch.fx.Node) -> None:
-    """Replace a BatchNorm with nothing to fold into by ``x * scale + shift`` on constant vectors."""
+def to_affine(graph: Graph, bn: Layer) -> fx.Node:
+    """``x * scale + shift`` on constant vectors: what a BatchNorm with nothing to fold into becomes."""
     scale, shift = _scale_and_shift(bn)
     rank = len(info(bn.node).shape or ())  # the BN was annotated; its input may be a node made just now
     view = (-1,) + (1,) * max(rank - 2, 0)
@@ -81,7 +82,7 @@ def to_affine(graph: Graph, bn: Layer, output: torch.fx.Node) -> None:
         for t, n in ((scale, "scale"), (shift, "shift"))
     ]
     scaled = emit(graph, bn.node, "mul", bn.input, constants[0])
-    output.replace_all_uses_with(emit(graph, bn.node, "add", scaled, constants[1]))
+    return emit(graph, bn.node, "add", scaled, constants[1])
 
 
 def fold_batch_norm(layer: Layer, bn: Layer) -> None:
@@ -98,39 +99,69 @@ def fold_batch_norm(layer: Layer, bn: Layer) -> None:
     layer.set("bias", new_bias.to(weight.dtype))
 
 
-@register_pass(
-    "fuse_conv_bn", requires=("eval_mode",), reports=("folded", "to_affine", "removed_nodes", "removed_weights")
-)
-def fuse_conv_bn(graph: Graph) -> PassResult:
-    """Fold eval-mode BatchNorm into the preceding Conv/Linear (weights and bias rewritten)."""
-    module = graph.module
-    already_unused = unused_attributes(module)
-    folded: list[str] = []
-    affine: list[str] = []
-    for node in list(module.graph.nodes):
-        bn = layer_of(module, node)
-        if bn is None or bn.kind != "batch_norm":
-            continue
-        if batch_norm_training(bn):
+def _check_eval_mode(graph: Graph) -> None:
+    for node in graph.module.graph.nodes:
+        bn = layer_of(graph.module, node)
+        if bn is not None and bn.kind == "batch_norm" and batch_norm_training(bn):
             raise GraphoptError(
                 "BatchNorm is in training mode (it normalizes with batch statistics); "
                 "call model.eval() before optimizing so it can be folded",
                 node=node.name,
                 source=user_source(node),
             )
-        layer, output = _foldable_producer(graph, bn), batch_norm_output(bn)
-        constant = all(bn.is_constant(role) for role in ("weight", "bias", "running_mean", "running_var"))
-        if output is None or not constant:
-            continue
-        with on_node(node):
-            if layer is not None:
-                fold_batch_norm(layer, bn)
-                output.replace_all_uses_with(layer.node)
-                folded.append(f"{node.name} -> {layer.node.name}")
-            else:
-                to_affine(graph, bn, output)
-                affine.append(node.name)
-    removed = remove_dead_nodes(module) if folded or affine else []
+
+
+def _constant_batch_norm(match: Match) -> Layer | None:
+    """The matched BatchNorm, if its statistics and affine parameters are compile-time constants and
+    ``match.root`` is the node carrying its normalized tensor."""
+    bn = layer_of(match.module, match["bn"])
+    if bn is None or batch_norm_output(bn) is not match.root:
+        return None
+    constant = all(bn.is_constant(role) for role in ("weight", "bias", "running_mean", "running_var"))
+    return bn if constant else None
+
+
+def _rules(folded: list[str], affine: list[str]) -> list[Rule]:
+    def replace(match: Match) -> fx.Node:
+        bn = _constant_batch_norm(match)
+        assert bn is not None
+        with on_node(bn.node):
+            layer = _foldable_producer(match.graph, bn)
+            if layer is None:
+                affine.append(bn.node.name)
+                return to_affine(match.graph, bn)
+            fold_batch_norm(layer, bn)
+            folded.append(f"{bn.node.name} -> {layer.node.name}")
+            return layer.node
+
+    def when(match: Match) -> bool:
+        return _constant_batch_norm(match) is not None
+
+    return [
+        Rule("batch_norm(z) -> z' (module form)", Op("batch_norm", name="bn"), replace=replace, when=when),
+        Rule(
+            "getitem(batch_norm(z), 0) -> z' (aten form)",
+            Op("getitem", Op("batch_norm", name="bn"), Lit(0)),
+            replace=replace,
+            when=when,
+        ),
+    ]
+
+
+@register_pass(
+    "fuse_conv_bn", requires=("eval_mode",), reports=("folded", "to_affine", "removed_nodes", "removed_weights")
+)
+def fuse_conv_bn(graph: Graph) -> PassResult:
+    """Fold eval-mode BatchNorm into the preceding Conv/Linear (weights and bias rewritten)."""
+    _check_eval_mode(graph)
+    module = graph.module
+    already_unused = unused_attributes(module)
+    before = [node.name for node in module.graph.nodes]
+    folded: list[str] = []
+    affine: list[str] = []
+    apply_rules(graph, _rules(folded, affine))
+    after = {node.name for node in module.graph.nodes}
+    removed = [name for name in before if name not in after]
     freed = remove_unused_attributes(module, spare=already_unused)
     details = {"folded": folded, "to_affine": affine, "removed_nodes": removed, "removed_weights": freed}
     return PassResult(graph, changed=bool(folded or affine), details=details)
