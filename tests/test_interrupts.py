@@ -122,3 +122,63 @@ def test_ctrl_c_during_a_real_compile_is_interrupted_and_exit_130(tmp_path):
     assert err.strip().splitlines()[-1] == "graphopt: interrupted"
     assert time.monotonic() - started < 15
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "__pycache__") == ["loaded", "model.py"]
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (Linux /proc): the tuner's builder and runner workers."""
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = (task / "children").read_text().split()
+            except OSError:
+                continue
+            new = {int(c) for c in children} - found
+            found |= new
+            todo.extend(new)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc to see the tuning workers")
+def test_ctrl_c_during_tuning_stops_the_workers_and_exits_130(tmp_path):
+    db = tmp_path / "db"
+    command = [sys.executable, "-m", "graphopt.cli", "compile", "samples/mnist_mlp.py:mnist_mlp", "--input-shape"]
+    process = subprocess.Popen(
+        [*command, "1x784", "--tune", "--tune-trials", "400", "--tune-db", str(db), "-o", str(tmp_path / "out")],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # MetaSchedule starts its worker pools when tuning begins: wait for them, then a moment of tuning.
+    deadline = time.monotonic() + 300
+    workers: set[int] = set()
+    while process.poll() is None and time.monotonic() < deadline:
+        workers = _descendants(process.pid)
+        if len(workers) >= 2:
+            break
+        time.sleep(0.1)
+    assert process.poll() is None and len(workers) >= 2, "tuning never started its worker processes"
+    time.sleep(2.0)
+    workers |= _descendants(process.pid)
+    process.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "graphopt: interrupted"
+    assert "Traceback" not in err and "PopenPoolExecutor" not in err, err  # no worker teardown noise
+    assert time.monotonic() - started < 15
+    time.sleep(1.0)
+    assert [pid for pid in workers if _alive(pid)] == []  # no tuning worker outlives the command
+    assert not (tmp_path / "out").exists()

@@ -25,6 +25,7 @@ does not know yet and returns the module with each function scheduled by its bes
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import importlib
 import inspect
@@ -46,6 +47,7 @@ from tvm import relax
 from tvm.ir.utils import derived_object
 from tvm.s_tir import dlight
 from tvm.s_tir import meta_schedule as ms
+from tvm.support.popen_pool import PopenPoolExecutor, kill_child_processes
 from tvm.target import Target
 
 from graphopt import progress as progress_events
@@ -278,6 +280,47 @@ def tune_cpu(
     return schedule_cpu(mod, target)
 
 
+@contextlib.contextmanager
+def _worker_pools_closed(runner: Any) -> Iterator[None]:
+    """Shut MetaSchedule's worker-process pools down when tuning ends, however it ends.
+
+    TVM's ``PopenPoolExecutor`` asks to be shut down explicitly: the runner keeps its pool for
+    life, and a Ctrl-C inside a build leaves that build's pool as a local of the interrupted frame.
+    Left to the garbage collector, ``__del__`` may run on one of the pool's own threads after the
+    command has said "interrupted", and prints a "cannot join current thread" traceback. So the
+    runner's pool is closed here, and after an exception every pool still open as well.
+    """
+    try:
+        yield
+    except BaseException:
+        # type(), not isinstance: isinstance reads __class__, which warns on some torch objects
+        for pool in [o for o in gc.get_objects() if issubclass(type(o), PopenPoolExecutor)]:
+            _shut_down(pool)
+        raise
+    finally:
+        _shut_down(getattr(runner, "pool", None))
+
+
+def _shut_down(pool: PopenPoolExecutor | None) -> None:
+    if pool is None or getattr(pool, "_shutdown", False):
+        return
+    # Candidates still queued are cancelled, or the pool's threads would go on building them (and
+    # restart killed workers to do so) while the interpreter waits for those threads at exit.
+    threads = getattr(pool, "_threadpool", None)
+    if threads is not None:
+        threads.shutdown(wait=False, cancel_futures=True)
+    # Then the worker processes are killed before ``shutdown``: a pool thread blocked reading a busy
+    # worker's pipe holds that pipe's lock, and ``shutdown`` closes the pipe before killing, so it
+    # would wait for the worker to finish its candidate (26 s on a loaded machine).
+    for worker in list(getattr(pool, "_worker_map", {}).values()):
+        process = getattr(worker, "_proc", None)
+        if process is not None:
+            with contextlib.suppress(Exception):
+                kill_child_processes(process.pid)
+                process.kill()
+    pool.shutdown(wait=False)  # the threads then see their pipes close and end on their own
+
+
 def _search(
     tasks: list, target: Target, database, trials: int, seconds: float | None, progress: bool, *, runner: Any = None
 ) -> None:
@@ -298,7 +341,7 @@ def _search(
             logger.removeHandler(handler)
 
     contexts, weights = [], []
-    with tempfile.TemporaryDirectory(prefix="graphopt-tune-") as logs:
+    with _worker_pools_closed(measure), tempfile.TemporaryDirectory(prefix="graphopt-tune-") as logs:
         contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
             tasks, logs, strategy=_small_search(), num_threads=1
         )
