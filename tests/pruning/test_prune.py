@@ -170,17 +170,18 @@ def test_a_speedup_budget_bisects_on_measured_latency(monkeypatch: pytest.Monkey
     # bisection's wiring is checked in milliseconds; the real timing is what `measure=True` uses.
     timed: list[int] = []
 
-    def fake_measure(graph: graphopt.Graph, target: str) -> float:
-        timed.append(graph.stats().flops)
-        return 1.0 + graph.stats().flops / 1e6
+    def fake_measure(graphs: list[graphopt.Graph], target: str, **_: object) -> list[float]:
+        timed.extend(graph.stats().flops for graph in graphs)
+        return [1.0 + graph.stats().flops / 1e6 for graph in graphs]
 
-    monkeypatch.setattr("graphopt.pruning.structured.measure_latency", fake_measure)
+    monkeypatch.setattr("graphopt.pruning.structured.measure_latencies", fake_measure)
     model, x = DigitsCNN().eval(), torch.randn(1, 1, 28, 28)
     _, report = graphopt.prune(model, x, speedup=1.5, round_to=1)
     assert report.latency_before_ms == pytest.approx(1.0 + report.before.flops / 1e6)
     assert report.speedup is not None and report.speedup >= 1.5
     assert report.steps[0].latency_ms == pytest.approx(1.0 + report.after.flops / 1e6)
-    assert len(timed) == 1 + 1 + 6  # unpruned, the deepest candidate, six bisection steps
+    # unpruned, the deepest candidate, six bisection steps, then both ends re-timed side by side
+    assert len(timed) == 1 + 1 + 6 + 2 and timed[-2:] == [report.before.flops, report.after.flops]
     assert "speedup >= 1.5x on cpu" in report.budget
     with pytest.raises(InputError, match="the speedup budget cannot be met"):
         graphopt.prune(model, x, speedup=50.0, round_to=1)
