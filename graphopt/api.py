@@ -44,7 +44,8 @@ def compile(
     (None) does so for a graph from ``graphopt.share_weights`` or ``graphopt.magnitude_prune``.
 
     The compiled model is checked against PyTorch eager on the example inputs before the artifact
-    is written (``graphopt.eager_check``: float32 within 1e-4, int8 within its stated error): a
+    is written (``graphopt.eager_check``: float32 within 1e-4, int8 within its stated error; with
+    ``dynamic_seq_len`` at sequence lengths 1, the example's and the bound): a
     mismatch raises ``MismatchError`` and writes nothing, unless ``keep_mismatch`` (the artifact is
     then written, marked in its manifest, and ``load`` refuses it without ``allow_mismatch``).
     ``check=False`` skips it. ``reference`` is what the outputs are compared with (default
@@ -85,7 +86,9 @@ def compile(
         # A Graph, or a model file (ONNX) imported by capture: the captured graph is the reference.
         from_graph = given_graph or isinstance(model, (str, Path))
         eager = reference or (graph if from_graph else eager_callable(model))
-        checker = EagerChecker(eager, optimized, graph.example_inputs, keep_mismatch=keep_mismatch)
+        checker = EagerChecker(
+            eager, optimized, graph.example_inputs, keep_mismatch=keep_mismatch, dynamic_seq_len=dynamic_seq_len
+        )
     if compress is None:
         compress = is_compressed(graph)
     build_kwargs = {**build_options.to_dict(), "compress": bool(compress)}
