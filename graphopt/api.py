@@ -36,7 +36,10 @@ def compile(
 
     Returns the compiled model (callable on numpy arrays or tensors) with its ``report``.
     ``target_options`` are ``graphopt.options.BuildOptions`` (``tune=True``, ``num_cores=4``, ...):
-    an unknown one is refused before any work, naming the nearest valid name.
+    an unknown one is refused before any work, naming the nearest valid name. ``fallback="torch"``
+    runs what TVM cannot lower (ops without a converter, data-dependent shapes such as NMS) in
+    PyTorch between compiled segments; the report and the manifest list those nodes, and ``load``
+    then needs torch. Without it, such a model fails with every unsupported op listed at once.
     ``pass_options``, ``dump_dir`` and ``instruments`` go to ``optimize``; ``quantize="int8"`` runs
     ``graphopt.quantize`` on the optimized graph (static with ``calibration_data``, else dynamic).
     ``compress=True`` writes the weights beside the library as a compressed weights file (codebook,
