@@ -86,19 +86,42 @@ def _stack_line(node: fx.Node) -> str | None:
 
 
 def partition_numbers(module: fx.GraphModule, torch_nodes: set[str]) -> dict[str, int]:
-    """Each compute node's segment number (even: TVM, odd: PyTorch); see the module docstring."""
+    """Each compute node's segment number (even: TVM, odd: PyTorch); see the module docstring.
+
+    A node computed from parameters alone (a transposed weight) then moves to the segment of its
+    first user, so that it is folded there instead of crossing segments as a run-time input.
+    """
     numbers: dict[str, int] = {}
+    constant: set[str] = set()
     for node in module.graph.nodes:
         if node.op in ("placeholder", "get_attr", "output"):
             continue
         parity = 1 if node.name in torch_nodes else 0
         floor = max((numbers.get(arg.name, 0) for arg in node.all_input_nodes), default=0)
         numbers[node.name] = floor if floor % 2 == parity else floor + 1
+        if all(arg.op == "get_attr" or arg.name in constant for arg in node.all_input_nodes):
+            constant.add(node.name)
+    for node in reversed(module.graph.nodes):
+        users = [numbers[user.name] for user in node.users if user.name in numbers]
+        if node.name in constant and users:
+            first = min(users)  # never below the node's own number: its users came after it
+            parity = 1 if node.name in torch_nodes else 0
+            numbers[node.name] = first if first % 2 == parity else first - 1
     return numbers
+
+
+def drop_guards(module: fx.GraphModule) -> None:
+    """Remove the input-guard call an unlifted export adds (``_guards_fn``): the whole artifact checks
+    its inputs against the manifest, and a segment of it would otherwise hold a call to a module."""
+    for node in list(module.graph.nodes):
+        if node.op == "call_module" and str(node.target) == "_guards_fn" and not node.users:
+            module.graph.erase_node(node)
+    module.recompile()
 
 
 def split(module: fx.GraphModule, torch_nodes: set[str]) -> tuple[fx.GraphModule, dict[str, str]]:
     """The outer module calling one submodule per segment, and each submodule's kind (TVM or TORCH)."""
+    drop_guards(module)
     numbers = partition_numbers(module, torch_nodes)
     outer = split_module(module, module, lambda node: numbers[node.name], keep_original_order=True)
     kinds = {}

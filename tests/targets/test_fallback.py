@@ -40,6 +40,25 @@ class ErfinvBetweenLinears(nn.Module):
         return self.last(torch.special.erfinv(torch.tanh(self.first(x)) * 0.9))
 
 
+class MaskedSumThenLinear(nn.Module):
+    """A boolean mask (data-dependent), a sum that makes the shape static again (TVM), then the masked
+    rows scaled by that result: PyTorch, TVM, PyTorch, with the masked rows crossing the TVM segment."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.linear = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        kept = x[x[:, 0] > 0]
+        scale = self.linear(kept.sum(0, keepdim=True)).relu()
+        return scale, kept * scale
+
+
+def rows(seed: int) -> torch.Tensor:
+    return torch.randn(8, 4, generator=torch.Generator().manual_seed(seed))
+
+
 def image(seed: int) -> torch.Tensor:
     return torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
 
@@ -61,6 +80,27 @@ def test_the_partition_puts_unsupported_ops_in_torch_between_tvm_segments() -> N
     ]
     _, kinds = split(module, set(found))
     assert list(kinds.values()) == [TVM, TORCH, TVM]
+
+
+def test_segments_alternate_and_a_weight_is_folded_where_it_is_used() -> None:
+    graph = capture(MaskedSumThenLinear().eval(), (rows(0),))
+    module = export_graph(graph).module()
+    outer, kinds = split(module, set(fallback_nodes(graph, module)))
+    assert list(kinds.values()) == [TVM, TORCH, TVM, TORCH]
+    calls = {str(n.target): len(n.args) for n in outer.graph.nodes if n.op == "call_module"}
+    assert calls["submod_2"] == 1  # the summed rows only: the linear's transposed weight is inside
+
+
+def test_data_dependent_rows_cross_a_tvm_segment_and_match(tmp_path) -> None:
+    model = MaskedSumThenLinear().eval()
+    graphopt.compile(model, (rows(0),), out_dir=tmp_path / "masked", fallback="torch")
+    loaded = graphopt.load(tmp_path / "masked")
+    assert loaded.manifest.outputs[1].shape == ("?", 4)
+    kept = set()
+    for seed in range(1, 5):
+        kept.add(loaded(rows(seed).numpy())[1].shape[0])
+        assert_matches_eager(model, loaded, rows(seed))
+    assert len(kept) > 1
 
 
 def test_an_op_without_a_tvm_converter_falls_back_and_matches(tmp_path) -> None:
