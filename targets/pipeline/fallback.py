@@ -2,7 +2,7 @@
 
     export_graph -> partition.split (TVM segments even, PyTorch segments odd)
       -> each TVM segment: builder.build_graph (the target's own pipeline, in memory)
-      -> each PyTorch segment: torch.export, sizes left automatic (a data-dependent count varies)
+      -> each PyTorch segment: torch.export, a data-dependent size kept dynamic
       -> the eager check of the whole, then the artifact (runtime.fallback describes its files)
 
 Without fallback a build with an op TVM cannot lower fails listing every such op; with it those
@@ -65,7 +65,7 @@ def build_with_fallback(
             piece = Graph(segment, examples[name], name=f"{graph.name}.{name}")
             segments[name] = builder.build_graph(piece, None, target=target, options=inner)
         else:
-            segments[name] = export_segment(segment, examples[name])
+            segments[name] = export_segment(segment, examples[name], name)
     reported = [node for node in found.values() if node is not None]
     manifest = _manifest(graph, report, target, inner, module, kinds, segments, reported, started)
     model = _model(manifest, outer, segments, report)
@@ -92,11 +92,26 @@ def build_with_fallback(
     return _model(manifest, outer, segments, report, Path(out_dir) if out_dir is not None else None)
 
 
-def export_segment(submodule: fx.GraphModule, inputs: tuple[Any, ...]) -> torch.export.ExportedProgram:
-    """A PyTorch segment as a ``torch.export`` program; every size automatic, so that a count that
-    depends on the data (kept boxes) is not fixed to the example's."""
-    shapes = tuple({i: torch.export.Dim.AUTO for i in range(t.dim())} if t.dim() else None for t in inputs)
-    return torch.export.export(submodule, tuple(inputs), dynamic_shapes=shapes, strict=False)
+def export_segment(
+    submodule: fx.GraphModule, inputs: tuple[Any, ...], name: str = "segment"
+) -> torch.export.ExportedProgram:
+    """A PyTorch segment as a ``torch.export`` program. A dimension that depends on the data (a count
+    of kept boxes, an unbacked size of the whole program) stays dynamic even where the example has 1
+    or 0 of them (size-oblivious: no 0/1 specialization); every other dimension is the example's."""
+    from torch.fx.experimental import _config as shape_config
+
+    placeholders = [node for node in submodule.graph.nodes if node.op == "placeholder"]
+    shapes: list[dict[int, Any] | None] = []
+    for node, value in zip(placeholders, inputs, strict=True):
+        fake = node.meta.get("val")
+        if not isinstance(value, torch.Tensor) or fake is None or not value.dim():
+            shapes.append(None)
+            continue
+        dims = {i: torch.export.Dim.DYNAMIC for i, size in enumerate(fake.shape) if free_unbacked_symbols(size)}
+        shapes.append(dims or None)
+    oblivious = shape_config.patch(backed_size_oblivious=True)  # type: ignore[attr-defined]
+    with builder._summarized(f"torch.export of the PyTorch segment {name} failed"), oblivious:
+        return torch.export.export(submodule, tuple(inputs), dynamic_shapes=tuple(shapes), strict=False)
 
 
 def segment_file(name: str, kind: str) -> str:

@@ -103,6 +103,17 @@ def test_data_dependent_rows_cross_a_tvm_segment_and_match(tmp_path) -> None:
     assert len(kept) > 1
 
 
+def test_a_count_of_one_in_the_example_does_not_fix_the_count() -> None:
+    """torch.export would specialize a size of 1 in the example; a data-dependent one stays free."""
+    model, example = MaskedSumThenLinear().eval(), rows(0)
+    example[:, 0] = -1.0
+    example[3, 0] = 1.0  # the mask keeps exactly one row
+    compiled = graphopt.compile(model, (example,), fallback="torch")
+    for seed in range(1, 4):
+        assert compiled(rows(seed).numpy())[1].shape[0] != 1
+        assert_matches_eager(model, compiled, rows(seed))
+
+
 def test_an_op_without_a_tvm_converter_falls_back_and_matches(tmp_path) -> None:
     model, x = ErfinvBetweenLinears().eval(), torch.randn(2, 8)
     with pytest.raises(UnsupportedOpError, match=r"aten\.erfinv\.default at node 'special_erfinv' \(.*test_fallback"):
