@@ -36,6 +36,10 @@ CUSTOM_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = dict(BUILTIN_CONVE
 CHECKS: dict[str, Callable[[fx.Node], str | None]] = dict(BUILTIN_CHECKS)
 
 
+#: What the error listing unsupported ops suggests.
+FALLBACK_HINT = "--fallback torch (fallback='torch') runs them in PyTorch between compiled segments"
+
+
 def register_converter(
     op: Any, fn: Callable[[fx.Node, Any], Any], *, check: Callable[[fx.Node], str | None] | None = None
 ) -> None:
@@ -144,7 +148,7 @@ def check_supported(graph: Graph, program: torch.export.ExportedProgram, target:
     """Raise ``UnsupportedOpError`` listing every op ``target`` cannot handle, if there are any."""
     problems = find_unsupported(graph, program)
     if problems:
-        raise UnsupportedOpError(target, problems)
+        raise UnsupportedOpError(target, problems, FALLBACK_HINT)
 
 
 def lower_to_relax(

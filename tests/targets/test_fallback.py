@@ -175,6 +175,7 @@ def test_without_fallback_the_detector_is_refused_naming_its_line(capsys, tmp_pa
     _, err = capsys.readouterr()
     assert status == 2 and err.count("\n") == 1
     assert "aten.nonzero.default at node 'nonzero'" in err and "detection.py:" in err
+    assert "--fallback torch (fallback='torch') runs them in PyTorch" in err
     assert not (tmp_path / "never").exists()
 
 
