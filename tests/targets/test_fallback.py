@@ -19,7 +19,7 @@ from torch import nn
 import graphopt
 from graphopt.capture import capture
 from graphopt.cli import main
-from graphopt.errors import InputError, UnsupportedOpError
+from graphopt.errors import ArtifactError, InputError, UnsupportedOpError
 from graphopt.targets.lowering.lower import export_graph
 from graphopt.targets.pipeline.partition import TORCH, TVM, fallback_nodes, split
 from samples.detection import box_iou, tiny_detector
@@ -128,6 +128,10 @@ def test_an_op_without_a_tvm_converter_falls_back_and_matches(tmp_path) -> None:
     loaded = graphopt.load(tmp_path / "erfinv")
     for seed in range(3):
         assert_matches_eager(model, loaded, torch.randn(2, 8, generator=torch.Generator().manual_seed(seed)))
+    program = tmp_path / "erfinv" / "submod_1.pt2"  # the PyTorch segment is hashed like the libraries
+    program.write_bytes(program.read_bytes() + b"\0")
+    with pytest.raises(ArtifactError, match=r"submod_1\.pt2 does not match its manifest"):
+        graphopt.load(tmp_path / "erfinv")
 
 
 def test_bad_fallback_requests_are_one_line_errors() -> None:
