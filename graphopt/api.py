@@ -128,7 +128,8 @@ def _quantize(graph: Any, report: Any, scheme: str, calibration_data: Any) -> An
 
 
 def load(out_dir: str | Path, *, allow_mismatch: bool = False) -> Any:
-    """Load an artifact written by ``compile``; runs with the TVM runtime alone (no torch needed).
+    """Load an artifact written by ``compile``; runs with the TVM runtime alone (no torch needed),
+    except an artifact built with ``fallback="torch"``, whose PyTorch segments need torch.
 
     An artifact kept although it failed its eager check (``keep_mismatch``) loads only with
     ``allow_mismatch=True``.
