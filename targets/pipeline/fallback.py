@@ -25,12 +25,21 @@ from torch import fx
 from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols
 
 from graphopt import progress
+from graphopt.errors import UnsupportedOpError
 from graphopt.ir import Graph
 from graphopt.options import BuildOptions
-from graphopt.targets.lowering.lower import export_graph
+from graphopt.targets.lowering.lower import export_graph, origin_node
 from graphopt.targets.pipeline import builder
 from graphopt.targets.pipeline.artifact import versions, write_artifact
-from graphopt.targets.pipeline.partition import TVM, FallbackNode, fallback_nodes, segment_inputs, split, submodule
+from graphopt.targets.pipeline.partition import (
+    TVM,
+    FallbackNode,
+    describe,
+    fallback_nodes,
+    segment_inputs,
+    split,
+    submodule,
+)
 from graphopt.targets.registry import get_target
 from graphopt.targets.runtime import CompiledModel, TensorSpec
 from graphopt.targets.runtime.fallback import PROGRAM, FallbackModel, TvmSegment
@@ -53,19 +62,17 @@ def build_with_fallback(
     module = export_graph(graph).module()
     found = fallback_nodes(graph, module)
     if not found:
-        if report is not None:
-            report.notes.append("fallback torch: every node lowers to TVM, nothing runs in PyTorch")
-        return builder.build_graph(graph, report, target=target, out_dir=out_dir, options=inner, check=check)
-    outer, kinds = split(module, set(found))
-    examples = segment_inputs(outer, graph.example_inputs)
-    segments: dict[str, Any] = {}
-    for name, kind in kinds.items():
-        segment = submodule(outer, name)
-        if kind == TVM:
-            piece = Graph(segment, examples[name], name=f"{graph.name}.{name}")
-            segments[name] = builder.build_graph(piece, None, target=target, options=inner)
+        try:
+            built = builder.build_graph(graph, report, target=target, out_dir=out_dir, options=inner, check=check)
+        except UnsupportedOpError as error:  # a converter failed: that node falls back, the rest is split
+            found.update(_failed_conversions(graph, module, error))
+            if not found:
+                raise
         else:
-            segments[name] = export_segment(segment, examples[name], name)
+            if report is not None:
+                report.notes.append("fallback torch: every node lowers to TVM, nothing runs in PyTorch")
+            return built
+    outer, kinds, segments = _build_segments(graph, module, found, target, inner)
     reported = [node for node in found.values() if node is not None]
     manifest = _manifest(graph, report, target, inner, module, kinds, segments, reported, started)
     model = _model(manifest, outer, segments, report)
@@ -90,6 +97,46 @@ def build_with_fallback(
         with builder._summarized(f"cannot write the artifact for target '{target}'"):
             manifest = write_artifact(out_dir, manifest, write_files, library=PROGRAM)
     return _model(manifest, outer, segments, report, Path(out_dir) if out_dir is not None else None)
+
+
+def _build_segments(
+    graph: Graph, module: fx.GraphModule, found: dict[str, FallbackNode | None], target: str, options: BuildOptions
+) -> tuple[fx.GraphModule, dict[str, str], dict[str, Any]]:
+    """Split and build every segment. A node whose TVM converter fails (the frontend knows its op but
+    not this use of it) joins ``found`` and the split is made again, until every TVM segment builds."""
+    by_name = {node.name: node for node in module.graph.nodes}
+    while True:
+        outer, kinds = split(module, set(found))
+        examples = segment_inputs(outer, graph.example_inputs)
+        segments: dict[str, Any] = {}
+        try:
+            for name, kind in kinds.items():
+                segment = submodule(outer, name)
+                if kind == TVM:
+                    piece = Graph(segment, examples[name], name=f"{graph.name}.{name}")
+                    segments[name] = builder.build_graph(piece, None, target=target, options=options)
+                else:
+                    segments[name] = export_segment(segment, examples[name], name)
+        except UnsupportedOpError as error:
+            failing = [node for node, _, _ in error.problems if node in by_name and node not in found]
+            if not failing:
+                raise
+            ops = {node: op for node, op, _ in error.problems}
+            for name in failing:
+                found[name] = describe(graph, by_name[name], "TVM converter failed", ops[name])
+            continue
+        return outer, kinds, segments
+
+
+def _failed_conversions(graph: Graph, module: fx.GraphModule, error: UnsupportedOpError) -> dict[str, FallbackNode]:
+    """The nodes of ``module`` that the failed build of the whole ``graph`` names (by graphopt node)."""
+    ops = {node: op for node, op, _ in error.problems}
+    failed = {}
+    for node in module.graph.nodes:
+        origin = origin_node(graph, node) if node.op == "call_function" else None
+        if origin is not None and origin.name in ops:
+            failed[node.name] = describe(graph, node, "TVM converter failed", ops[origin.name])
+    return failed
 
 
 def export_segment(

@@ -36,7 +36,7 @@ class FallbackNode:
     node: str  #: the graphopt node (the user's graph) it came from
     op: str
     source: str | None  #: the user's source line
-    reason: str  #: "no TVM converter" or "data-dependent shape"
+    reason: str  #: "no TVM converter", "TVM converter failed" or "data-dependent shape"
 
     def to_dict(self) -> dict[str, Any]:
         return {"node": self.node, "op": self.op, "source": self.source, "reason": self.reason}
@@ -65,13 +65,18 @@ def fallback_nodes(graph: Graph, module: fx.GraphModule) -> dict[str, FallbackNo
         if op is None and not isinstance(node.meta.get("val"), torch.Tensor):
             found[node.name] = None
             continue
-        origin = origin_node(graph, node)
-        where = origin.name if origin is not None else node.name
-        source = graph.info(origin).source if origin is not None else None
-        target_name = getattr(node.target, "__name__", str(node.target))
-        label = op or (f"aten.{target_name}" if isinstance(node.target, torch._ops.OpOverload) else target_name)
-        found[node.name] = FallbackNode(where, label, source or _stack_line(node), reason)
+        found[node.name] = describe(graph, node, reason, op)
     return found
+
+
+def describe(graph: Graph, node: fx.Node, reason: str, op: str | None = None) -> FallbackNode:
+    """``node`` (of the exported module) as the report names it: the user's node, op and source line."""
+    origin = origin_node(graph, node)
+    where = origin.name if origin is not None else node.name
+    source = graph.info(origin).source if origin is not None else None
+    target_name = getattr(node.target, "__name__", str(node.target))
+    label = op or (f"aten.{target_name}" if isinstance(node.target, torch._ops.OpOverload) else target_name)
+    return FallbackNode(where, label, source or _stack_line(node), reason)
 
 
 def _stack_line(node: fx.Node) -> str | None:
@@ -123,7 +128,9 @@ def split(module: fx.GraphModule, torch_nodes: set[str]) -> tuple[fx.GraphModule
     """The outer module calling one submodule per segment, and each submodule's kind (TVM or TORCH)."""
     drop_guards(module)
     numbers = partition_numbers(module, torch_nodes)
-    outer = split_module(module, module, lambda node: numbers[node.name], keep_original_order=True)
+    outer = split_module(
+        module, module, lambda node: numbers[node.name], keep_original_order=True, keep_original_node_name=True
+    )
     kinds = {}
     for node in outer.graph.nodes:
         if node.op == "call_module":

@@ -134,6 +134,33 @@ def test_an_op_without_a_tvm_converter_falls_back_and_matches(tmp_path) -> None:
         graphopt.load(tmp_path / "erfinv")
 
 
+def test_a_node_whose_tvm_converter_fails_falls_back_too(monkeypatch) -> None:
+    """The frontend may know an op and still fail on one use of it (raise inside its converter):
+    that node joins the PyTorch segments and the split is made again."""
+    from graphopt.targets.lowering import lower
+
+    def failing_converter(node, importer):
+        raise ValueError("this use of erfinv is not handled")
+
+    monkeypatch.setitem(lower.CUSTOM_CONVERTERS, "erfinv.default", failing_converter)
+    model, x = ErfinvBetweenLinears().eval(), torch.randn(2, 8)
+    compiled = graphopt.compile(model, (x,), fallback="torch")
+    fallback = compiled.manifest.fallback
+    assert [(n["node"], n["reason"]) for n in fallback["nodes"]] == [("special_erfinv", "TVM converter failed")]
+    assert [s["kind"] for s in fallback["segments"]] == ["tvm", "torch", "tvm"]
+    assert_matches_eager(model, compiled, torch.randn(2, 8, generator=torch.Generator().manual_seed(3)))
+
+    class MaskedThenErfinv(nn.Module):  # split already (the mask): the failure is in a TVM segment
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return x[x[:, 0] > 0], torch.special.erfinv(torch.tanh(x) * 0.9) * 2
+
+    masked = MaskedThenErfinv().eval()
+    compiled = graphopt.compile(masked, (rows(0),), fallback="torch")
+    reasons = {n["op"]: n["reason"] for n in compiled.manifest.fallback["nodes"]}
+    assert reasons["aten.erfinv.default"] == "TVM converter failed"
+    assert_matches_eager(masked, compiled, rows(1))
+
+
 def test_bad_fallback_requests_are_one_line_errors() -> None:
     x = torch.randn(2, 8)
     with pytest.raises(InputError, match="expected 'torch'"):
