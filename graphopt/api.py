@@ -36,7 +36,10 @@ def compile(
 
     Returns the compiled model (callable on numpy arrays or tensors) with its ``report``.
     ``target_options`` are ``graphopt.options.BuildOptions`` (``tune=True``, ``num_cores=4``, ...):
-    an unknown one is refused before any work, naming the nearest valid name.
+    an unknown one is refused before any work, naming the nearest valid name. ``fallback="torch"``
+    runs what TVM cannot lower (ops without a converter, data-dependent shapes such as NMS) in
+    PyTorch between compiled segments; the report and the manifest list those nodes, and ``load``
+    then needs torch. Without it, such a model fails with every unsupported op listed at once.
     ``pass_options``, ``dump_dir`` and ``instruments`` go to ``optimize``; ``quantize="int8"`` runs
     ``graphopt.quantize`` on the optimized graph (static with ``calibration_data``, else dynamic).
     ``compress=True`` writes the weights beside the library as a compressed weights file (codebook,
@@ -44,7 +47,8 @@ def compile(
     (None) does so for a graph from ``graphopt.share_weights`` or ``graphopt.magnitude_prune``.
 
     The compiled model is checked against PyTorch eager on the example inputs before the artifact
-    is written (``graphopt.eager_check``: float32 within 1e-4, int8 within its stated error): a
+    is written (``graphopt.eager_check``: float32 within 1e-4, int8 within its stated error; with
+    ``dynamic_seq_len`` at sequence lengths 1, the example's and the bound): a
     mismatch raises ``MismatchError`` and writes nothing, unless ``keep_mismatch`` (the artifact is
     then written, marked in its manifest, and ``load`` refuses it without ``allow_mismatch``).
     ``check=False`` skips it. ``reference`` is what the outputs are compared with (default
@@ -85,7 +89,9 @@ def compile(
         # A Graph, or a model file (ONNX) imported by capture: the captured graph is the reference.
         from_graph = given_graph or isinstance(model, (str, Path))
         eager = reference or (graph if from_graph else eager_callable(model))
-        checker = EagerChecker(eager, optimized, graph.example_inputs, keep_mismatch=keep_mismatch)
+        checker = EagerChecker(
+            eager, optimized, graph.example_inputs, keep_mismatch=keep_mismatch, dynamic_seq_len=dynamic_seq_len
+        )
     if compress is None:
         compress = is_compressed(graph)
     build_kwargs = {**build_options.to_dict(), "compress": bool(compress)}
@@ -122,7 +128,8 @@ def _quantize(graph: Any, report: Any, scheme: str, calibration_data: Any) -> An
 
 
 def load(out_dir: str | Path, *, allow_mismatch: bool = False) -> Any:
-    """Load an artifact written by ``compile``; runs with the TVM runtime alone (no torch needed).
+    """Load an artifact written by ``compile``; runs with the TVM runtime alone (no torch needed),
+    except an artifact built with ``fallback="torch"``, whose PyTorch segments need torch.
 
     An artifact kept although it failed its eager check (``keep_mismatch``) loads only with
     ``allow_mismatch=True``.

@@ -2,7 +2,8 @@
 
 Every route that builds an artifact (``graphopt.compile``, ``graphopt compile``, ``bench``,
 ``quantize``) hands an ``EagerChecker`` to the target's build: the compiled model runs once on the
-example inputs, its outputs are compared with the user's model in PyTorch eager, and a mismatch
+example inputs (an artifact built with ``dynamic_seq_len`` once per checked length: 1, the example's
+and the bound, since one library serves them all and a symbolic shape can be wrong at one of them), its outputs are compared with the user's model in PyTorch eager, and a mismatch
 raises ``MismatchError`` before anything reaches ``out_dir``. With ``keep_mismatch`` the artifact
 is written with the failed check in its manifest, and ``graphopt.load`` refuses it unless told
 ``allow_mismatch=True``. The result is recorded in the manifest as ``eager_check``.
@@ -23,7 +24,7 @@ Bounds, as relative errors (``graphopt.numerics.relative_error``: max |diff| / m
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from graphopt import interrupts
@@ -46,6 +47,7 @@ class EagerCheck:
     output: str | None = None
     quantized: bool = False
     reason: str | None = None
+    lengths: tuple[int, ...] | None = None  #: the sequence lengths checked (a ``dynamic_seq_len`` artifact)
 
     @property
     def ok(self) -> bool | None:
@@ -62,9 +64,12 @@ class EagerCheck:
             return f"not checked against PyTorch eager: {self.reason}"
         kind = "int8 bound" if self.quantized else "tolerance"
         verdict = "matches" if self.ok else "differs from"
+        over = "the example inputs"
+        if self.lengths:
+            over += f" at sequence lengths {', '.join(str(n) for n in self.lengths)}"
         return (
             f"{verdict} PyTorch eager: max relative error {self.max_relative_error:.3g} on output "
-            f"'{self.output}' over the example inputs ({kind} {self.tolerance:.1e})"
+            f"'{self.output}' over {over} ({kind} {self.tolerance:.1e})"
         )
 
 
@@ -73,6 +78,28 @@ def eager_callable(model: Any) -> Callable[..., Any]:
     import torch
 
     return model.module() if isinstance(model, torch.export.ExportedProgram) else model
+
+
+def check_lengths(inputs: Sequence[Any], bound: int | None) -> tuple[int, ...]:
+    """The sequence lengths a ``dynamic_seq_len=bound`` artifact is checked at: 1, the example's, the bound."""
+    if bound is None:
+        return ()
+    example = max((t.shape[1] for t in inputs if getattr(t, "dim", lambda: 0)() > 1), default=None)
+    return tuple(sorted({1, bound} | ({int(example)} if example is not None else set())))
+
+
+def at_length(inputs: Sequence[Any], length: int) -> tuple[Any, ...]:
+    """The inputs with dimension 1 of every 2+-d tensor cut or cyclically repeated to ``length``:
+    token ids and masks stay valid values, which fresh random data would not guarantee."""
+    import torch
+
+    def resize(t: Any) -> Any:
+        if not isinstance(t, torch.Tensor) or t.dim() < 2:
+            return t
+        index = torch.arange(length) % t.shape[1]
+        return t.index_select(1, index)
+
+    return tuple(resize(t) for t in inputs)
 
 
 def is_quantized(graph: Any) -> bool:
@@ -95,21 +122,31 @@ class EagerChecker:
     """What a target's build calls with the compiled model before it writes the artifact.
 
     ``reference`` is the user's model (called on the example ``inputs``, torch tensors); ``graph``
-    the graph that was compiled (its QDQ ops set the bound). Returns the manifest entry.
+    the graph that was compiled (its QDQ ops set the bound). With ``dynamic_seq_len`` (the
+    artifact's bound) the check runs at every length of ``check_lengths``. Returns the manifest entry.
 
     >>> checker = EagerChecker(model, graph, graph.example_inputs)
     >>> graphopt.targets.build(graph, check=checker)  # raises MismatchError on a wrong artifact
     """
 
     def __init__(
-        self, reference: Callable[..., Any], graph: Any, inputs: Sequence[Any], *, keep_mismatch: bool = False
+        self,
+        reference: Callable[..., Any],
+        graph: Any,
+        inputs: Sequence[Any],
+        *,
+        keep_mismatch: bool = False,
+        dynamic_seq_len: int | None = None,
     ):
         import torch
 
         self.inputs = tuple(inputs)
         self.keep_mismatch = keep_mismatch
+        self.lengths = check_lengths(self.inputs, dynamic_seq_len)
+        self.cases = [at_length(self.inputs, n) for n in self.lengths] if self.lengths else [self.inputs]
         with torch.no_grad():
             self.expected = reference(*self.inputs)
+            self.expected_cases = [reference(*case) for case in self.cases]
         self.quantized = is_quantized(graph)
         self.tolerance = FLOAT_TOLERANCE
         if self.quantized:
@@ -117,14 +154,20 @@ class EagerChecker:
             self.tolerance = max(FLOAT_TOLERANCE, QUANTIZED_FACTOR * stated)
 
     def check(self, compiled: Any) -> EagerCheck:
-        arrays = [t.detach().cpu().numpy() if hasattr(t, "detach") else t for t in self.inputs]
-        try:
-            outputs = compiled(*arrays)
-        except Exception as error:  # e.g. an ARM artifact on an x86 host without qemu
-            interrupts.check()
-            return EagerCheck(False, reason=f"{type(error).__name__}: {error}".splitlines()[0])
         names = [spec.name for spec in getattr(compiled, "outputs", [])]
-        return compare(self.expected, outputs, names, self.tolerance, quantized=self.quantized)
+        worst: EagerCheck | None = None
+        for case, expected in zip(self.cases, self.expected_cases, strict=True):
+            arrays = [t.detach().cpu().numpy() if hasattr(t, "detach") else t for t in case]
+            try:
+                outputs = compiled(*arrays)
+            except Exception as error:  # e.g. an ARM artifact on an x86 host without qemu
+                interrupts.check()
+                return EagerCheck(False, reason=f"{type(error).__name__}: {error}".splitlines()[0])
+            result = compare(expected, outputs, names, self.tolerance, quantized=self.quantized)
+            if worst is None or (result.max_relative_error or 0.0) > (worst.max_relative_error or 0.0):
+                worst = result
+        assert worst is not None
+        return replace(worst, lengths=self.lengths or None)
 
     def __call__(self, compiled: Any) -> dict[str, Any]:
         result = self.check(compiled)
@@ -142,4 +185,6 @@ def recorded(manifest: Any) -> EagerCheck | None:
     if not isinstance(data, dict):
         return None
     fields: dict[str, Any] = {k: data[k] for k in EagerCheck.__dataclass_fields__ if k in data}
+    if fields.get("lengths") is not None:
+        fields["lengths"] = tuple(fields["lengths"])
     return EagerCheck(**{"checked": False, **fields})

@@ -67,13 +67,15 @@ class VerificationError(GraphoptError):
 class UnsupportedOpError(GraphoptError):
     """A target cannot handle one or more ops; all of them are listed at once."""
 
-    def __init__(self, target: str, problems: list[tuple[str, str, str | None]]) -> None:
+    def __init__(self, target: str, problems: list[tuple[str, str, str | None]], hint: str | None = None) -> None:
         self.target = target
         self.problems = problems
         listed = "; ".join(
             f"{op} at node '{node}'" + (f" ({source})" if source else "") for node, op, source in problems
         )
-        super().__init__(f"{len(problems)} op(s) not supported by target '{target}': {listed}")
+        super().__init__(
+            f"{len(problems)} op(s) not supported by target '{target}': {listed}" + (f"; {hint}" if hint else "")
+        )
 
 
 class ArtifactError(GraphoptError):

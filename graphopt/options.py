@@ -175,6 +175,7 @@ class BuildOptions:
     arm_mattr: str | list[str] | None = None  #: as mattr, for target arm only
     arm_num_cores: int | None = None  #: as num_cores, for target arm only
     compress: bool = False  #: weights beside the library, compressed (graphopt.share_weights, magnitude_prune)
+    fallback: str | None = None  #: "torch": what TVM cannot lower runs in PyTorch between compiled segments
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -184,6 +185,11 @@ class BuildOptions:
                 raise InputError(f"option {_flagged(name)}={value}: expected a positive integer")
         if self.tune_seconds is not None and self.tune_seconds <= 0:
             raise InputError(f"option {_flagged('tune_seconds')}={self.tune_seconds}: expected a positive number")
+        if self.fallback not in (None, "torch"):
+            raise InputError(f"option fallback={self.fallback!r}: expected 'torch' (--fallback torch)")
+        combined = [name for name in ("dynamic_batch", "dynamic_seq_len", "compress") if getattr(self, name)]
+        if self.fallback and combined:
+            raise InputError(f"fallback='torch' (--fallback torch) does not combine with {', '.join(combined)} yet")
         if self.tune_rpc and not self.tune:
             raise InputError("tune_rpc (--tune-rpc) measures tuning candidates remotely: it needs tune=True (--tune)")
 

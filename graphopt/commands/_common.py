@@ -98,7 +98,13 @@ def checker(args: argparse.Namespace, loaded: Loaded, graph: Any) -> Any:
         return None
     from graphopt.eager_check import EagerChecker
 
-    return EagerChecker(loaded.eager, graph, loaded.inputs, keep_mismatch=getattr(args, "keep_mismatch", False))
+    return EagerChecker(
+        loaded.eager,
+        graph,
+        loaded.inputs,
+        keep_mismatch=getattr(args, "keep_mismatch", False),
+        dynamic_seq_len=getattr(args, "dynamic_seq_len", None),
+    )
 
 
 def recorded_check(compiled: Any) -> Any:

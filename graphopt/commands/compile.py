@@ -4,6 +4,10 @@
 into one graph first (``graphopt.fuse_models``; all members take the same inputs) and builds one
 artifact that returns the ensemble's answer.
 
+``graphopt compile MODEL --fallback torch ...`` builds what TVM can lower and runs the rest (ops
+without a TVM converter, data-dependent parts such as NMS) in PyTorch between the compiled segments;
+the report lists those nodes with their source lines, and the artifact needs torch to load.
+
 Capture, optimize and build a deployable artifact with TVM (``graphopt.api.compile``), then run
 it once on the example inputs against PyTorch eager and print the error. The output directory
 appears only when the build succeeded: a failed compile leaves nothing behind.
@@ -30,6 +34,12 @@ def add_parser(subparsers: Any) -> None:
     add_ensemble_arguments(parser)
     add_target_arguments(parser)
     parser.add_argument("-o", "--out", metavar="OUT_DIR", help="write the artifact here (created only on success)")
+    parser.add_argument(
+        "--fallback",
+        choices=["torch"],
+        help="run the ops TVM cannot lower and the parts with data-dependent shapes (NMS, boolean masks) in "
+        "PyTorch between compiled segments; the artifact then needs torch to load",
+    )
     parser.add_argument(
         "--quantize", choices=["int8"], help="quantize to int8 after the passes (static with --calibrate, else dynamic)"
     )
@@ -144,6 +154,8 @@ def target_options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {"dynamic_batch": args.dynamic_batch, "tune": args.tune}
     if args.dynamic_seq_len is not None:
         options["dynamic_seq_len"] = args.dynamic_seq_len
+    if getattr(args, "fallback", None) is not None:
+        options["fallback"] = args.fallback
     if args.tune_trials is not None:
         options["tune_trials"] = args.tune_trials
     if args.tune_db is not None:

@@ -36,6 +36,10 @@ CUSTOM_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = dict(BUILTIN_CONVE
 CHECKS: dict[str, Callable[[fx.Node], str | None]] = dict(BUILTIN_CHECKS)
 
 
+#: What the error listing unsupported ops suggests.
+FALLBACK_HINT = "--fallback torch (fallback='torch') runs them in PyTorch between compiled segments"
+
+
 def register_converter(
     op: Any, fn: Callable[[fx.Node, Any], Any], *, check: Callable[[fx.Node], str | None] | None = None
 ) -> None:
@@ -94,7 +98,7 @@ def origin_node(graph: Graph, node: fx.Node) -> fx.Node | None:
     return None
 
 
-def _where(graph: Graph, node: fx.Node) -> tuple[str, str | None]:
+def where_from(graph: Graph, node: fx.Node) -> tuple[str, str | None]:
     """(graphopt node name, user source line) for an exported node."""
     origin = origin_node(graph, node)
     if origin is None:
@@ -116,25 +120,35 @@ def find_unsupported(graph: Graph, program: torch.export.ExportedProgram) -> lis
     known = supported_ops()
     problems: list[tuple[str, str, str | None]] = []
     for node in program.graph.nodes:
-        if node.op != "call_function":
+        op = unsupported_op(node, known)
+        if op is None:
             continue
-        name = _op_name(node.target)
-        reason = CHECKS[name](node) if name in known and name in CHECKS else None
-        if name in known and reason is None:
-            continue
-        where, source = _where(graph, node)
-        op = f"aten.{name}" if isinstance(node.target, torch._ops.OpOverload) else name
-        problem = (where, f"{op} ({reason})" if reason else op, source)
+        where, source = where_from(graph, node)
+        problem = (where, op, source)
         if problem not in problems:
             problems.append(problem)
     return problems
+
+
+def unsupported_op(node: fx.Node, known: set[str]) -> str | None:
+    """The op (``"aten.erfinv.default"``, with the check's reason where one refused it) if the
+    frontend cannot translate ``node`` of an exported program; None if it can. ``known``:
+    ``supported_ops()``."""
+    if node.op != "call_function":
+        return None
+    name = _op_name(node.target)
+    reason = CHECKS[name](node) if name in known and name in CHECKS else None
+    if name in known and reason is None:
+        return None
+    op = f"aten.{name}" if isinstance(node.target, torch._ops.OpOverload) else name
+    return f"{op} ({reason})" if reason else op
 
 
 def check_supported(graph: Graph, program: torch.export.ExportedProgram, target: str) -> None:
     """Raise ``UnsupportedOpError`` listing every op ``target`` cannot handle, if there are any."""
     problems = find_unsupported(graph, program)
     if problems:
-        raise UnsupportedOpError(target, problems)
+        raise UnsupportedOpError(target, problems, FALLBACK_HINT)
 
 
 def lower_to_relax(
@@ -170,7 +184,7 @@ def lower_to_relax(
         raise
     except Exception as error:
         failing = getattr(error, "graphopt_exported_node", None)
-        where, source = _where(graph, failing) if failing is not None else (None, None)
+        where, source = where_from(graph, failing) if failing is not None else (None, None)
         op = f"aten.{_op_name(failing.target)}" if failing is not None else None
         raise UnsupportedOpError(target, [(where or "?", op or "?", source)]) from error
     mod = bound_indices(mod)

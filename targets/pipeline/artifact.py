@@ -56,11 +56,14 @@ def write_artifact(
     out_dir: str | Path,
     manifest: Manifest,
     export_library: Callable[[str], dict[str, Any] | None],
+    *,
+    library: str = LIBRARY,
 ) -> Manifest:
     """Write library + manifest to ``out_dir`` atomically; returns the manifest with file hashes.
 
     ``export_library(path)`` writes the shared library (the target decides how: host compiler,
-    cross compiler) and any files beside it; a dict it returns joins the manifest
+    cross compiler) and any files beside it (``library``: the name of the file the loader starts
+    from, the program of a ``fallback="torch"`` build); a dict it returns joins the manifest
     (``Manifest.with_entries``). ``files`` gets the sha256 and size of every file written.
     """
     out_dir = Path(out_dir).absolute()
@@ -69,9 +72,9 @@ def write_artifact(
     remove_stale_staging(out_dir)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-{os.getpid()}-", dir=out_dir.parent))
     try:
-        manifest = manifest.with_entries(export_library(str(staging / LIBRARY)))
+        manifest = manifest.with_entries(export_library(str(staging / library)))
         files = {path.name: FileFacts(sha256_file(path), path.stat().st_size) for path in sorted(staging.iterdir())}
-        manifest = dataclasses.replace(manifest, library=LIBRARY, files=files)
+        manifest = dataclasses.replace(manifest, library=library, files=files)
         manifest.write(staging)
         os.chmod(staging, 0o755)
         interrupts.check()

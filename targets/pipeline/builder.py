@@ -48,6 +48,10 @@ def build_graph(
     started = time.perf_counter()
     backend = get_target(target)
     typed = options or BuildOptions()
+    if typed.fallback == "torch":
+        from graphopt.targets.pipeline.fallback import build_with_fallback
+
+        return build_with_fallback(graph, report, target=target, out_dir=out_dir, options=typed, check=check)  # type: ignore[return-value]
     dynamic_batch, tune, tune_trials, tune_db = typed.dynamic_batch, typed.tune, typed.tune_trials, typed.tune_db
     dynamic_seq_len = typed.dynamic_seq_len
     compress = typed.compress

@@ -340,6 +340,10 @@ def load_artifact(out_dir: str | Path, *, allow_mismatch: bool = False) -> Compi
             f"{check.get('tolerance'):.1e}): graphopt.load(..., allow_mismatch=True) loads it anyway"
         )
     check_runnable_here(manifest)
+    if manifest.fallback:  # segments in TVM and in PyTorch (fallback="torch"): needs torch
+        from graphopt.targets.runtime.fallback import load_fallback
+
+        return load_fallback(directory, manifest)  # type: ignore[return-value]
     if manifest.target.device == "cuda":
         use_prebuilt_kernels(directory, manifest)
     try:

@@ -105,6 +105,7 @@ class Manifest:
     build: Mapping[str, Any] = field(default_factory=dict)  #: tuned, trials, database, compile time
     eager_check: Mapping[str, Any] | None = None  #: graphopt.eager_check's result, when it ran
     weights: Mapping[str, Any] | None = None  #: a compressed artifact's weights file entry
+    fallback: Mapping[str, Any] | None = None  #: ``fallback="torch"``: the segments, and the nodes run in PyTorch
     extra: Mapping[str, Any] = field(default_factory=dict)  #: a target's own entries (cuda_kernels, ...)
 
     def with_entries(self, entries: Mapping[str, Any] | None) -> Manifest:

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 import graphopt
-from graphopt.errors import InputError
+from graphopt.eager_check import recorded
+from graphopt.errors import InputError, MismatchError
 from samples.corpus import build, corpus
 from samples.transformer import transformer_encoder
 from tests.targets.conftest import assert_matches_eager
@@ -89,3 +90,52 @@ def test_hugging_face_gpt2_compiled_once_matches_eager_at_several_lengths(tmp_pa
         mask = torch.ones(2, length, dtype=torch.int64)
         mask[1, length // 2 + 1 :] = 0
         assert_matches_eager(model, loaded, ids, mask)
+
+
+def test_the_eager_check_runs_at_length_one_the_example_length_and_the_bound(tmp_path) -> None:
+    a, b = torch.randn(2, 4, 3), torch.randn(2, 4, 3)
+    compiled = graphopt.compile(TwoSequences().eval(), (a, b), out_dir=tmp_path / "ok", dynamic_seq_len=8)
+    check = compiled.manifest.eager_check
+    assert check["ok"] and tuple(check["lengths"]) == (1, 4, 8)
+    assert "at sequence lengths 1, 4, 8" in recorded(compiled.manifest).describe()
+
+    def wrong_at_length_one(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Equal to the model at the example length: only a check at length 1 can tell them apart."""
+        return TwoSequences()(x, y) + float(x.shape[1] == 1)
+
+    with pytest.raises(MismatchError, match="at sequence lengths 1, 4, 8"):
+        graphopt.compile(
+            TwoSequences().eval(), (a, b), out_dir=tmp_path / "bad", dynamic_seq_len=8, reference=wrong_at_length_one
+        )
+    assert not (tmp_path / "bad").exists()
+
+
+TINY_ENCODER = """
+    from samples.transformer import transformer_encoder
+
+    def tiny_encoder():
+        return transformer_encoder(d_model=16, nhead=2, num_layers=1)
+"""
+
+
+def test_cli_dynamic_seq_len_builds_one_artifact_for_several_lengths(capsys, tmp_path) -> None:
+    import json
+    import textwrap
+
+    from graphopt.cli import main
+
+    source = tmp_path / "encoder.py"
+    source.write_text(textwrap.dedent(TINY_ENCODER))
+    out_dir = tmp_path / "encoder"
+    argv = ["compile", f"{source}:tiny_encoder", "--input-shape", "2x5x16", "--dynamic-seq-len", "12"]
+    status = main([*argv, "-o", str(out_dir), "--json"])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    check = json.loads(out)["eager_check"]
+    assert check["ok"] and check["lengths"] == [1, 5, 12]
+    loaded = graphopt.load(out_dir)
+    assert loaded.manifest.inputs[0].shape == (2, "seq", 16)
+    model = transformer_encoder(d_model=16, nhead=2, num_layers=1)
+    for length in (3, 12):
+        x = torch.randn(2, length, 16, generator=torch.Generator().manual_seed(length))
+        assert_matches_eager(model, loaded, x)
