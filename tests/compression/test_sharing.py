@@ -100,3 +100,49 @@ def test_bad_options_are_one_line_errors(optimized: graphopt.Graph, options: dic
 def test_bad_sparsity_is_a_one_line_error(optimized: graphopt.Graph) -> None:
     with pytest.raises(InputError, match=r"sparsity must be a number in \[0, 1\), got 1.5"):
         graphopt.magnitude_prune(optimized, sparsity=1.5, passes=None)
+
+
+def test_channel_scale_shares_one_codebook_over_scaled_channels(optimized: graphopt.Graph) -> None:
+    from graphopt.compression.layers import HALF_TENSORS, SCALED_CODEBOOKS
+
+    shared, report = graphopt.share_weights(optimized, bits=2, channel_scale=True, half_biases=True, passes=None)
+    factors = shared.module.meta[SCALED_CODEBOOKS]
+    assert set(factors) == {"conv.weight", "fc_weight_t"}
+    for layer in weight_layers(shared):
+        hint = factors[layer.name]
+        assert len(hint.centroids) <= 4 and hint.values().tobytes() == layer.tensor.detach().numpy().tobytes()
+        assert hint.scales.shape == (layer.tensor.shape[layer.channel_axis],)
+    assert [layer.distinct for layer in report.layers] == [len(factors[n].centroids) for n in factors]
+    biases = {"conv.bias", "fc_bias"} & set(shared.module.meta[HALF_TENSORS])
+    assert biases and all(
+        torch.equal(t, t.half().float()) for n, t in shared.module.state_dict().items() if n in biases
+    )
+    assert not optimized.module.meta.get(SCALED_CODEBOOKS)  # the graph given is untouched
+    # channel scales follow the per-channel ranges BN folding leaves: smaller error than one plain codebook
+    _, plain = graphopt.share_weights(optimized, bits=2, passes=None)
+    assert report.output_error < plain.output_error
+
+
+def test_fine_tune_trains_scaled_centroids_and_keeps_the_factors_exact(optimized: graphopt.Graph) -> None:
+    from graphopt.compression.layers import HALF_TENSORS, SCALED_CODEBOOKS
+
+    shared, _ = graphopt.share_weights(optimized, bits=2, channel_scale=True, half_biases=True, passes=None)
+    data = (torch.randn(32, 3, 6, 6, generator=torch.Generator().manual_seed(2)), torch.arange(32) % 5)
+    tuned, report = graphopt.fine_tune(shared, data, epochs=2, lr=1e-2)
+    before, after = shared.module.meta[SCALED_CODEBOOKS], tuned.module.meta[SCALED_CODEBOOKS]
+    assert set(report.codebook_layers) == {"conv.weight", "fc_weight_t"}
+    for layer in weight_layers(tuned):
+        hint = after[layer.name]
+        assert not np.array_equal(hint.centroids, before[layer.name].centroids)  # trained
+        assert np.array_equal(hint.labels, before[layer.name].labels)  # same assignment, same scales
+        assert np.array_equal(hint.scales, before[layer.name].scales)
+        assert hint.values().tobytes() == layer.tensor.detach().numpy().tobytes()
+    state = tuned.module.state_dict()
+    halves = tuned.module.meta[HALF_TENSORS]
+    assert any(not torch.equal(state[n], shared.module.state_dict()[n]) for n in halves)  # biases trained
+    assert all(torch.equal(state[n], state[n].half().float()) for n in halves)  # and still float16 values
+
+
+def test_per_channel_and_channel_scale_together_are_refused(optimized: graphopt.Graph) -> None:
+    with pytest.raises(InputError, match="per_channel and channel_scale exclude each other"):
+        graphopt.share_weights(optimized, bits=4, per_channel=True, channel_scale=True, passes=None)
