@@ -13,7 +13,7 @@ encoded ones, ``-0.0`` and NaN payloads included, because values are compared as
   ``float32(scale[c] * codebook[index])`` (``share_weights(channel_scale=True)``, coremltools'
   per-channel-scale palettization). The values alone do not reveal the factors, so the encoder is
   given them as a ``ScaledCodebook`` hint; it is used only if it rebuilds the tensor bit for bit.
-  Scales are stored as float16 where that is exact;
+  Scales and centroids are stored as float16 where that is exact;
 * half: float32 elements that are all exactly float16 values (``share_weights(half_biases=True)``),
   stored in two bytes each;
 * raw: the elements' bytes.
@@ -177,20 +177,25 @@ def _encode_scaled(array: np.ndarray, hints: Sequence[ScaledCodebook]) -> tuple[
             continue
         if hint.values().tobytes() != np.ascontiguousarray(array).tobytes():
             continue
-        scales = np.asarray(hint.scales, dtype=np.float32)
-        half = scales.astype(np.float16)
-        scale_dtype = "float16" if np.array_equal(half.astype(np.float32), scales) else "float32"
+        scales, scale_dtype = _narrowest(hint.scales)
+        centroids, centroid_dtype = _narrowest(hint.centroids)
         bits = index_bits(len(hint.centroids))
-        packed = [
-            (half if scale_dtype == "float16" else scales).tobytes(),
-            np.asarray(hint.centroids, dtype=np.float32).tobytes(),
-            pack_indices(hint.labels, bits),
-        ]
+        packed = [scales.tobytes(), centroids.tobytes(), pack_indices(hint.labels, bits)]
         axis = hint.axis % array.ndim
         entry = {"form": "scaled codebook", "bits": bits, "distinct": len(hint.centroids), "axis": axis,
-                 "scale_dtype": scale_dtype}  # fmt: skip
+                 "scale_dtype": scale_dtype, "centroid_dtype": centroid_dtype}  # fmt: skip
         return entry, packed
     return None
+
+
+def _narrowest(values: np.ndarray) -> tuple[np.ndarray, str]:
+    """``values`` as float16 where that is exact (bit for bit), else as float32; and the dtype's name."""
+    full = np.asarray(values, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        half = full.astype(np.float16)
+    if np.array_equal(half.astype(np.float32).view(np.uint32), full.view(np.uint32)):
+        return half, "float16"
+    return full, "float32"
 
 
 def _encode_tensor(
@@ -359,7 +364,7 @@ def _decode_tensor(entry: dict[str, Any], parts: list[bytes]) -> np.ndarray:
 def _decode_scaled(entry: dict[str, Any], parts: list[bytes], shape: tuple[int, ...]) -> np.ndarray:
     axis, count = int(entry["axis"]), int(entry["count"])
     scales = np.frombuffer(parts[0], dtype=np.dtype(entry["scale_dtype"])).astype(np.float32)
-    centroids = np.frombuffer(parts[1], dtype=np.float32)
+    centroids = np.frombuffer(parts[1], dtype=np.dtype(entry["centroid_dtype"])).astype(np.float32)
     if len(scales) != shape[axis] or count != int(np.prod(shape, dtype=np.int64)):
         raise ArtifactError(f"corrupt compressed weights: the scales of '{entry['name']}' do not match its shape")
     indices = unpack_indices(parts[2], int(entry["bits"]), count)

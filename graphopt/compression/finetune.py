@@ -5,7 +5,8 @@ masked, and they are reset after every step), and a shared layer keeps its codeb
 all the weights that share a centroid are summed into that centroid, which is what is trained, and
 the weights are rebuilt from the centroids after every step. A layer shared with channel scales
 (``share_weights(channel_scale=True)``) is trained the same way through its one codebook, each
-weight's gradient times its channel's scale summed into its centroid (the scales stay fixed). Any
+weight's gradient times its channel's scale summed into its centroid (the scales stay fixed; the
+centroids, float16 values, are trained in float32 and rounded after every step). Any
 other layer counts as shared when it has at most 256 distinct values (what the compressed artifact stores as a codebook); a zero among them stays
 zero. Biases are trained as they are; those ``share_weights(half_biases=True)`` rounded to float16
 are trained in a float32 copy and rounded again after every step.
@@ -86,13 +87,13 @@ class _Scaled:
 
     def rebuild(self) -> None:
         with torch.no_grad():
-            self.tensor.copy_(torch.movedim(self.scales * self.centroids[self.labels], 0, self.factors.axis))
+            centroids = self.centroids.half().float()  # float16 values, as share_weights made them
+            self.tensor.copy_(torch.movedim(self.scales * centroids[self.labels], 0, self.factors.axis))
 
     def trained(self) -> ScaledCodebook:
         """The factors with the trained centroids; the tensor set to their exact (codec) rebuild."""
-        factors = ScaledCodebook(
-            self.factors.axis, self.factors.scales, self.centroids.detach().numpy().copy(), self.factors.labels
-        )
+        centroids = self.centroids.detach().half().float().numpy().copy()
+        factors = ScaledCodebook(self.factors.axis, self.factors.scales, centroids, self.factors.labels)
         with torch.no_grad():
             self.tensor.copy_(torch.from_numpy(factors.values()))
         return factors

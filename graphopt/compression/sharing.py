@@ -7,8 +7,9 @@ weight becomes its cluster's centroid (float32). A layer holding exact zeros (pr
 them: zero is one of its ``2**bits`` values and the others are clustered from the non-zero weights,
 so a layer never has more than ``2**bits`` distinct values. With ``per_channel`` each output channel
 has its own ``2**bits`` centroids. With ``channel_scale`` the layer keeps one set of ``2**bits``
-centroids but each output channel is first divided by its own scale (its largest magnitude, rounded
-to float16) and multiplied back after: once BatchNorm is folded, every channel carries its BN scale,
+centroids but each output channel is first divided by its own scale (its largest magnitude) and
+multiplied back after; scales and centroids are float16 values (half the bytes; their float32
+product is exact): once BatchNorm is folded, every channel carries its BN scale,
 and one codebook cannot follow 48-192 different ranges (coremltools' per-channel-scale palettization).
 The factors go on the graph (``module.meta``) so fine-tuning trains the centroids and the artifact
 stores scales + codebook + indices. With ``half_biases`` the tensors that are not shared (biases,
@@ -201,7 +202,7 @@ def _share_scaled(layer: Layer, bits: int, seed: int) -> tuple[LayerSharing, Sca
     normalized = (moved / scales.reshape(-1, *([1] * (moved.ndim - 1)))).astype(np.float32)
     centroids, labels = np.unique(cluster(normalized, bits, seed), return_inverse=True)
     factors = ScaledCodebook(
-        layer.channel_axis % weights.ndim, scales, centroids.astype(np.float32),
+        layer.channel_axis % weights.ndim, scales, centroids.astype(np.float16).astype(np.float32),
         labels.reshape(moved.shape).astype(np.uint8),
     )  # fmt: skip
     shared = factors.values()

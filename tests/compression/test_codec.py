@@ -120,7 +120,7 @@ def test_a_scaled_codebook_round_trips_from_its_hint(axis: int) -> None:
     assert len(np.unique(weights)) > 256  # no plain codebook fits
     blob, stats, _ = encode_weights([("w", weights)], coder="none", hints=[factors])
     assert stats[0].form == "scaled codebook" and stats[0].bits == 4 and stats[0].distinct == 16
-    assert stats[0].stored_bytes == 48 * 2 + 16 * 4 + weights.size // 2  # float16 scales: exact here
+    assert stats[0].stored_bytes == 48 * 2 + 16 * 4 + weights.size // 2  # float16 scales, float32 centroids
     assert decode_weights(blob)[0][1].tobytes() == weights.tobytes()
 
 

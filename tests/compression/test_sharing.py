@@ -112,6 +112,8 @@ def test_channel_scale_shares_one_codebook_over_scaled_channels(optimized: graph
         hint = factors[layer.name]
         assert len(hint.centroids) <= 4 and hint.values().tobytes() == layer.tensor.detach().numpy().tobytes()
         assert hint.scales.shape == (layer.tensor.shape[layer.channel_axis],)
+        for values in (hint.scales, hint.centroids):  # float16 values: half the bytes, an exact product
+            assert np.array_equal(values.astype(np.float16).astype(np.float32), values)
     assert [layer.distinct for layer in report.layers] == [len(factors[n].centroids) for n in factors]
     biases = {"conv.bias", "fc_bias"} & set(shared.module.meta[HALF_TENSORS])
     assert biases and all(
@@ -136,6 +138,7 @@ def test_fine_tune_trains_scaled_centroids_and_keeps_the_factors_exact(optimized
         assert not np.array_equal(hint.centroids, before[layer.name].centroids)  # trained
         assert np.array_equal(hint.labels, before[layer.name].labels)  # same assignment, same scales
         assert np.array_equal(hint.scales, before[layer.name].scales)
+        assert np.array_equal(hint.centroids.astype(np.float16).astype(np.float32), hint.centroids)
         assert hint.values().tobytes() == layer.tensor.detach().numpy().tobytes()
     state = tuned.module.state_dict()
     halves = tuned.module.meta[HALF_TENSORS]
