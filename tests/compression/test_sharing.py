@@ -149,3 +149,39 @@ def test_fine_tune_trains_scaled_centroids_and_keeps_the_factors_exact(optimized
 def test_per_channel_and_channel_scale_together_are_refused(optimized: graphopt.Graph) -> None:
     with pytest.raises(InputError, match="per_channel and channel_scale exclude each other"):
         graphopt.share_weights(optimized, bits=4, per_channel=True, channel_scale=True, passes=None)
+
+
+def _fidelity(reference: graphopt.Graph):
+    """A score (higher is better): minus the largest output difference from ``reference``, in percent."""
+    inputs = torch.randn(16, 3, 6, 6, generator=torch.Generator().manual_seed(4))
+    want = reference(inputs)
+
+    def score(graph: graphopt.Graph) -> float:
+        return -100 * float((graph(inputs) - want).abs().max() / want.abs().max())
+
+    return score
+
+
+def test_choose_bits_gives_each_layer_the_fewest_bits_within_the_drop(optimized: graphopt.Graph) -> None:
+    score = _fidelity(optimized)
+    bits, sweep = graphopt.choose_bits(optimized, evaluate=score, candidates=(2, 4, 5, 6, 8), max_drop=3.0, passes=None)
+    assert set(bits) == {"conv.weight", "fc_weight_t"} and sweep.baseline == 0.0
+    for name, chosen in bits.items():
+        tried = sweep.scores[name]
+        assert max(tried) == chosen and tried[chosen] >= -3.0  # the sweep stops at the first that fits
+        assert all(tried[b] < -3.0 for b in tried if b < chosen)  # every narrower width lost more
+        alone, _ = graphopt.share_weights(optimized, bits=chosen, layers=[name], passes=None)
+        assert score(alone) == tried[chosen]
+    assert bits == {"conv.weight": 6, "fc_weight_t": 5}  # the two layers differ in what they tolerate
+    _, report = graphopt.share_weights(optimized, bits=bits, passes=None)
+    assert {layer.name: layer.bits for layer in report.layers} == bits
+
+
+def test_choose_bits_refuses_a_failing_evaluate_in_one_line(optimized: graphopt.Graph) -> None:
+    def broken(graph: graphopt.Graph) -> float:
+        raise ValueError("no labels here")
+
+    with pytest.raises(InputError, match="evaluate raised ValueError: no labels here"):
+        graphopt.choose_bits(optimized, evaluate=broken, passes=None)
+    with pytest.raises(InputError, match="bits must be an integer from 1 to 8, got 9"):
+        graphopt.choose_bits(optimized, evaluate=_fidelity(optimized), candidates=(4, 9), passes=None)
