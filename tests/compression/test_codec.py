@@ -104,23 +104,23 @@ def test_one_codebook_per_channel_round_trips(axis: int) -> None:
     assert decode_weights(blob)[0][1].tobytes() == weights.tobytes()
 
 
-def _scaled(axis: int) -> tuple[np.ndarray, ScaledCodebook]:
+def _scaled(axis: int, half_centroids: bool = False) -> tuple[np.ndarray, ScaledCodebook]:
     rng = np.random.default_rng(2)
     scales = rng.uniform(0.01, 5, 48).astype(np.float16).astype(np.float32)
-    factors = ScaledCodebook(
-        axis % 3, scales, rng.standard_normal(16).astype(np.float32), rng.integers(0, 16, (48, 8, 9))
-    )
+    centroids = rng.standard_normal(16).astype(np.float16 if half_centroids else np.float32).astype(np.float32)
+    factors = ScaledCodebook(axis % 3, scales, centroids, rng.integers(0, 16, (48, 8, 9)))
     return factors.values(), factors
 
 
-@pytest.mark.parametrize("axis", [0, -1])
-def test_a_scaled_codebook_round_trips_from_its_hint(axis: int) -> None:
+@pytest.mark.parametrize(("axis", "half_centroids"), [(0, False), (-1, False), (0, True)])
+def test_a_scaled_codebook_round_trips_from_its_hint(axis: int, half_centroids: bool) -> None:
     """One codebook times a scale per channel: 48 * 16 distinct values, stored as 16 + 48 + 4-bit indices."""
-    weights, factors = _scaled(axis)
+    weights, factors = _scaled(axis, half_centroids)
     assert len(np.unique(weights)) > 256  # no plain codebook fits
     blob, stats, _ = encode_weights([("w", weights)], coder="none", hints=[factors])
     assert stats[0].form == "scaled codebook" and stats[0].bits == 4 and stats[0].distinct == 16
-    assert stats[0].stored_bytes == 48 * 2 + 16 * 4 + weights.size // 2  # float16 scales, float32 centroids
+    centroid_bytes = 2 if half_centroids else 4  # float16 where that is exact (the scales are here)
+    assert stats[0].stored_bytes == 48 * 2 + 16 * centroid_bytes + weights.size // 2
     assert decode_weights(blob)[0][1].tobytes() == weights.tobytes()
 
 
