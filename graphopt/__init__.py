@@ -32,6 +32,7 @@ _LAZY = {
     "magnitude_prune": "graphopt.compression.magnitude",
     "fine_tune": "graphopt.compression.finetune",
     "distill": "graphopt.compression.distill",
+    "choose_bits": "graphopt.compression.bits",
     "fuse_models": "graphopt.fusion",
     "FusionReport": "graphopt.fusion",
     "Graph": "graphopt.ir",

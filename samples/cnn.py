@@ -40,3 +40,9 @@ def digits_cnn(pretrained: bool = True) -> DigitsCNN:
             raise FileNotFoundError(f"{path} is missing: run `python -m samples.train` to create it")
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model.eval()
+
+
+def half_width_cnn() -> DigitsCNN:
+    """An untrained ``DigitsCNN`` of half the channels (8 and 16), seeded: the distillation student."""
+    torch.manual_seed(0)
+    return DigitsCNN(channels=8)

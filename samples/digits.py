@@ -67,3 +67,8 @@ def accuracy_flat(model: object) -> float:
 def train_flat() -> tuple[torch.Tensor, torch.Tensor]:
     """The training split, flattened: ``graphopt compress --data samples.digits:train_flat``."""
     return load_digits_flat("train")
+
+
+def train_28() -> tuple[torch.Tensor, torch.Tensor]:
+    """The training split as ``N x 1 x 28 x 28``: ``graphopt distill --data samples.digits:train_28``."""
+    return load_digits_28("train")

@@ -35,6 +35,13 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--prune", type=float, metavar="SPARSITY", help="magnitude-prune each layer to this sparsity")
     parser.add_argument("--share", type=int, metavar="BITS", help="share weights: 2^BITS values per layer (1..8)")
     parser.add_argument("--per-channel", action="store_true", help="with --share: one codebook per output channel")
+    parser.add_argument(
+        "--channel-scale",
+        action="store_true",
+        help="with --share: one codebook per layer over the output channels each divided by its own scale "
+        "(for BN-folded convs), scales and centroids float16",
+    )
+    parser.add_argument("--half-biases", action="store_true", help="with --share: round the biases to float16 values")
     parser.add_argument("--quantize", choices=["int8"], help="quantize last (dynamic int8)")
     parser.add_argument("--eval", metavar="MODULE:FN", help="FN(model) -> accuracy in percent, run on every stage")
     parser.add_argument("--data", metavar="MODULE:FN", help="FN() -> training data, to fine-tune after each step")
@@ -130,6 +137,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.share is not None:
         check_bits(args.share)
+    elif args.per_channel or args.channel_scale or args.half_biases:
+        raise InputError("--per-channel, --channel-scale and --half-biases go with --share BITS")
+    if args.per_channel and args.channel_scale:
+        raise InputError("--per-channel and --channel-scale exclude each other: give one")
     if args.prune is not None:
         check_sparsity(args.prune)
     if args.prune is None and args.share is None and args.quantize is None:
@@ -147,7 +158,10 @@ def run(args: argparse.Namespace) -> int:
                 graph, _ = graphopt.fine_tune(graph, data, epochs=args.fine_tune_epochs, lr=1e-3)
             stages.append(Stage(f"pruned {args.prune:.0%}", graph))
         if args.share is not None:
-            graph, _ = graphopt.share_weights(graph, bits=args.share, per_channel=args.per_channel, passes=None)
+            graph, _ = graphopt.share_weights(
+                graph, bits=args.share, per_channel=args.per_channel, channel_scale=args.channel_scale,
+                half_biases=args.half_biases, passes=None,
+            )  # fmt: skip
             if data is not None:
                 graph, _ = graphopt.fine_tune(graph, data, epochs=args.fine_tune_epochs)
             stages.append(Stage(f"shared {args.share} bits", graph))

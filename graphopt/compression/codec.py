@@ -9,6 +9,13 @@ encoded ones, ``-0.0`` and NaN payloads included, because values are compared as
   one ``b``-bit index per element, ``b = ceil(log2(distinct))``, packed most significant bit first;
 * channel codebook: where more values remain but each output channel (first or last axis) has at
   most 256 (``share_weights(per_channel=True)``), one codebook per channel and packed indices;
+* scaled codebook: one codebook for the tensor and one scale per output channel, each element
+  ``float32(scale[c] * codebook[index])`` (``share_weights(channel_scale=True)``, coremltools'
+  per-channel-scale palettization). The values alone do not reveal the factors, so the encoder is
+  given them as a ``ScaledCodebook`` hint; it is used only if it rebuilds the tensor bit for bit.
+  Scales and centroids are stored as float16 where that is exact;
+* half: float32 elements that are all exactly float16 values (``share_weights(half_biases=True)``),
+  stored in two bytes each;
 * raw: the elements' bytes.
 
 The concatenated tensors are then entropy-coded by ``lzma`` (the standard library) or ``zstandard``,
@@ -63,6 +70,29 @@ class TensorStats:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class ScaledCodebook:
+    """A tensor as ``float32(scales[c] * centroids[labels])``, ``c`` running along ``axis``.
+
+    ``labels`` has the tensor's shape with ``axis`` moved first; ``values()`` is the tensor.
+    """
+
+    axis: int
+    scales: np.ndarray
+    centroids: np.ndarray
+    labels: np.ndarray
+
+    def values(self) -> np.ndarray:
+        return rebuild_scaled(self.scales, self.centroids, self.labels, self.axis)
+
+
+def rebuild_scaled(scales: np.ndarray, centroids: np.ndarray, labels: np.ndarray, axis: int) -> np.ndarray:
+    """``float32(scales[c] * centroids[labels])`` with the channel axis moved from 0 back to ``axis``."""
+    scales = np.asarray(scales, dtype=np.float32).reshape(-1, *([1] * (labels.ndim - 1)))
+    moved = scales * np.asarray(centroids, dtype=np.float32)[labels.astype(np.int64)]
+    return np.ascontiguousarray(np.moveaxis(moved.astype(np.float32), 0, axis))
+
+
 def check_bits(bits: int) -> int:
     """``bits`` if it is an int from 1 to 8, else an ``InputError``."""
     if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 1 <= int(bits) <= 8:
@@ -111,6 +141,11 @@ def _encode_values(words: np.ndarray) -> tuple[dict[str, Any], list[bytes]]:
         packed = [codebook.tobytes(), pack_indices(indices, bits)]
         if sum(map(len, packed)) < len(raw):
             return {"form": "codebook", "bits": bits, "distinct": len(codebook)}, packed
+    if words.dtype == np.uint32 and words.size:
+        with np.errstate(over="ignore", invalid="ignore"):
+            half = words.view(np.float32).astype(np.float16)
+        if np.array_equal(half.astype(np.float32).view(np.uint32), words):  # bit for bit: -0.0 kept, NaNs not
+            return {"form": "half", "bits": 16, "distinct": len(codebook)}, [half.tobytes()]
     return {"form": "raw", "bits": 8 * words.dtype.itemsize, "distinct": len(codebook)}, [raw]
 
 
@@ -133,9 +168,50 @@ def _encode_channels(words: np.ndarray, shape: tuple[int, ...]) -> tuple[dict[st
     return best
 
 
-def _encode_tensor(name: str, array: np.ndarray) -> tuple[dict[str, Any], list[bytes], TensorStats]:
+def _encode_scaled(array: np.ndarray, hints: Sequence[ScaledCodebook]) -> tuple[dict[str, Any], list[bytes]] | None:
+    """The scaled-codebook form, from the first hint that rebuilds ``array`` bit for bit; else None."""
+    for hint in hints:
+        if array.dtype != np.float32 or hint.labels.size != array.size or len(hint.centroids) > _MAX_CODEBOOK:
+            continue
+        if len(array.shape) < 1 or hint.labels.shape != np.moveaxis(array, hint.axis, 0).shape:
+            continue
+        if hint.values().tobytes() != np.ascontiguousarray(array).tobytes():
+            continue
+        scales, scale_dtype = _narrowest(hint.scales)
+        centroids, centroid_dtype = _narrowest(hint.centroids)
+        bits = index_bits(len(hint.centroids))
+        packed = [scales.tobytes(), centroids.tobytes(), pack_indices(hint.labels, bits)]
+        axis = hint.axis % array.ndim
+        entry = {"form": "scaled codebook", "bits": bits, "distinct": len(hint.centroids), "axis": axis,
+                 "scale_dtype": scale_dtype, "centroid_dtype": centroid_dtype}  # fmt: skip
+        return entry, packed
+    return None
+
+
+def _narrowest(values: np.ndarray) -> tuple[np.ndarray, str]:
+    """``values`` as float16 where that is exact (bit for bit), else as float32; and the dtype's name."""
+    full = np.asarray(values, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        half = full.astype(np.float16)
+    if np.array_equal(half.astype(np.float32).view(np.uint32), full.view(np.uint32)):
+        return half, "float16"
+    return full, "float32"
+
+
+def _encode_tensor(
+    name: str, array: np.ndarray, hints: Sequence[ScaledCodebook] = ()
+) -> tuple[dict[str, Any], list[bytes], TensorStats]:
     words = _as_words(array)
     entry: dict[str, Any] = {"name": name, "dtype": str(array.dtype), "shape": list(array.shape)}
+    scaled = _encode_scaled(array, hints) if hints else None
+    if scaled is not None:
+        values, packed = scaled
+        entry.update(values, count=int(words.size), lengths=[len(p) for p in packed])
+        stats = TensorStats(
+            name, "scaled codebook", values["bits"], values["distinct"], int(np.count_nonzero(words)),
+            int(array.size), int(array.nbytes), sum(map(len, packed)),
+        )  # fmt: skip
+        return entry, packed, stats
     segments: list[bytes] = []
     nonzero = words != 0
     if words.size and 1 - nonzero.mean() >= _SPARSE_FRACTION:
@@ -143,7 +219,7 @@ def _encode_tensor(name: str, array: np.ndarray) -> tuple[dict[str, Any], list[b
         words = words[nonzero]
         entry["sparse"] = True
     values, packed = _encode_values(words)
-    if values["form"] == "raw" and not entry.get("sparse"):
+    if values["form"] in ("raw", "half") and not entry.get("sparse"):
         channels = _encode_channels(words, array.shape)
         if channels is not None and sum(map(len, channels[1])) < len(packed[0]):
             values, packed = channels
@@ -184,14 +260,17 @@ def _decompress(data: bytes, coder: str, length: int) -> bytes:
 
 
 def encode_weights(
-    tensors: Sequence[tuple[str, np.ndarray]], *, coder: str = "auto"
+    tensors: Sequence[tuple[str, np.ndarray]], *, coder: str = "auto", hints: Sequence[ScaledCodebook] = ()
 ) -> tuple[bytes, list[TensorStats], str]:
-    """The weights file for ``tensors`` (name, array) pairs; returns ``(blob, per-tensor stats, coder)``."""
+    """The weights file for ``tensors`` (name, array) pairs; returns ``(blob, per-tensor stats, coder)``.
+
+    ``hints``: the factors of scaled-codebook tensors (matched by shape and exact rebuild, not by name).
+    """
     if coder != "auto" and coder not in CODERS:
         raise InputError(f"unknown weight coder '{coder}' (known: auto, {', '.join(CODERS)})")
     entries, segments, stats = [], [], []
     for name, array in tensors:
-        entry, parts, stat = _encode_tensor(name, np.asarray(array))
+        entry, parts, stat = _encode_tensor(name, np.asarray(array), hints)
         entries.append(entry)
         segments += parts
         stats.append(stat)
@@ -258,12 +337,18 @@ def _decode_tensor(entry: dict[str, Any], parts: list[bytes]) -> np.ndarray:
             raise ArtifactError(f"corrupt compressed weights: the mask of '{entry['name']}' does not match its size")
     if entry["form"] == "channel codebook":
         return _decode_channels(entry, parts, word).view(dtype).copy()
+    if entry["form"] == "scaled codebook":
+        return _decode_scaled(entry, parts, shape)
     if entry["form"] == "codebook":
         codebook = np.frombuffer(parts[0], dtype=word)
         indices = unpack_indices(parts[1], int(entry["bits"]), count)
         if indices.size and int(indices.max()) >= len(codebook):
             raise ArtifactError(f"corrupt compressed weights: an index of '{entry['name']}' is past its codebook")
         values = codebook[indices]
+    elif entry["form"] == "half":
+        if dtype != np.float32:
+            raise ArtifactError(f"corrupt compressed weights: '{entry['name']}' is stored as half but is {dtype}")
+        values = np.frombuffer(parts[0], dtype=np.float16).astype(np.float32).view(word)
     else:
         values = np.frombuffer(parts[0], dtype=word)
     if values.size != count:
@@ -274,6 +359,19 @@ def _decode_tensor(entry: dict[str, Any], parts: list[bytes]) -> np.ndarray:
         words = np.zeros(size, dtype=word)
         words[mask] = values
     return words.view(dtype).reshape(shape).copy()
+
+
+def _decode_scaled(entry: dict[str, Any], parts: list[bytes], shape: tuple[int, ...]) -> np.ndarray:
+    axis, count = int(entry["axis"]), int(entry["count"])
+    scales = np.frombuffer(parts[0], dtype=np.dtype(entry["scale_dtype"])).astype(np.float32)
+    centroids = np.frombuffer(parts[1], dtype=np.dtype(entry["centroid_dtype"])).astype(np.float32)
+    if len(scales) != shape[axis] or count != int(np.prod(shape, dtype=np.int64)):
+        raise ArtifactError(f"corrupt compressed weights: the scales of '{entry['name']}' do not match its shape")
+    indices = unpack_indices(parts[2], int(entry["bits"]), count)
+    if indices.size and int(indices.max()) >= len(centroids):
+        raise ArtifactError(f"corrupt compressed weights: an index of '{entry['name']}' is past its codebook")
+    moved = (shape[axis], *(d for i, d in enumerate(shape) if i != axis))
+    return rebuild_scaled(scales, centroids, indices.reshape(moved), axis)
 
 
 def _decode_channels(entry: dict[str, Any], parts: list[bytes], word: np.dtype) -> np.ndarray:

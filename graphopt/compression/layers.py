@@ -22,6 +22,23 @@ from graphopt.ir import Graph
 #: writes such a graph's weights as a compressed weights file.
 COMPRESSION_NOTE = "compression:"
 
+#: ``graph.module.meta[SCALED_CODEBOOKS]``: ``{weight name: codec.ScaledCodebook}`` of the layers
+#: ``share_weights(channel_scale=True)`` shared; fine-tuning trains their centroids, the artifact
+#: stores them (a hint only: the codec checks it rebuilds the weights bit for bit).
+SCALED_CODEBOOKS = "graphopt.scaled_codebooks"
+
+#: ``graph.module.meta[HALF_TENSORS]``: names of the tensors ``share_weights(half_biases=True)``
+#: rounded to float16 values (the artifact stores them in 2 bytes; fine-tuning keeps them so).
+HALF_TENSORS = "graphopt.half_tensors"
+
+
+def small_tensors(graph: Graph) -> dict[str, torch.Tensor]:
+    """The graph's floating-point tensors that are not weight layers (biases: fewer than 2 dims)."""
+    tensors: dict[str, torch.Tensor] = dict(graph.module.named_parameters())
+    tensors.update(graph.module.named_buffers())
+    return {name: t for name, t in tensors.items() if t.is_floating_point() and t.dim() < 2}
+
+
 T = TypeVar("T")
 
 

@@ -6,7 +6,15 @@ initialization that paper found best: it keeps centroids for the few large weigh
 weight becomes its cluster's centroid (float32). A layer holding exact zeros (pruned first) keeps
 them: zero is one of its ``2**bits`` values and the others are clustered from the non-zero weights,
 so a layer never has more than ``2**bits`` distinct values. With ``per_channel`` each output channel
-has its own ``2**bits`` centroids.
+has its own ``2**bits`` centroids. With ``channel_scale`` the layer keeps one set of ``2**bits``
+centroids but each output channel is first divided by its own scale (its largest magnitude) and
+multiplied back after; scales and centroids are float16 values (half the bytes; their float32
+product is exact): once BatchNorm is folded, every channel carries its BN scale,
+and one codebook cannot follow 48-192 different ranges (coremltools' per-channel-scale palettization).
+The factors go on the graph (``module.meta``) so fine-tuning trains the centroids and the artifact
+stores scales + codebook + indices. With ``half_biases`` the tensors that are not shared (biases,
+which BN folding gives every conv) are rounded to float16 values and stored in 2 bytes: with 4-bit
+weights they would otherwise be a fifth of a small CNN's payload.
 
 The graph is what the compiled model computes (BatchNorm already folded into the convs by O2), so the
 artifact ``graphopt.compile`` writes from it stores each layer as a codebook and ``bits``-bit indices.
@@ -23,16 +31,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from graphopt.compression.codec import check_bits
+from graphopt.compression.codec import ScaledCodebook, check_bits
 from graphopt.compression.layers import (
     COMPRESSION_NOTE,
+    HALF_TENSORS,
+    SCALED_CODEBOOKS,
     Layer,
     output_error,
     per_layer,
     prepare_graph,
     select_layers,
+    small_tensors,
     weight_layers,
 )
+from graphopt.errors import InputError
 from graphopt.ir import Graph
 
 
@@ -59,6 +71,7 @@ class SharingReport:
     layers: list[LayerSharing] = field(default_factory=list)
     per_channel: bool = False
     output_error: float = 0.0
+    half_tensors: list[str] = field(default_factory=list)
 
     @property
     def bytes_before(self) -> int:
@@ -75,6 +88,7 @@ class SharingReport:
             "bytes_before": self.bytes_before,
             "bytes_after": self.bytes_after,
             "output_error": self.output_error,
+            "half_tensors": self.half_tensors,
         }
 
     def table(self) -> Any:
@@ -99,6 +113,8 @@ def share_weights(
     *,
     bits: int | dict[str, int] = 4,
     per_channel: bool = False,
+    channel_scale: bool = False,
+    half_biases: bool = False,
     layers: Any = None,
     passes: Any = "O2",
     seed: int = 0,
@@ -106,20 +122,34 @@ def share_weights(
     """Cluster each layer's weights into ``2**bits`` shared values; returns ``(graph, report)``.
 
     ``bits``: 1..8 for every layer, or ``{name or glob: bits}`` (layers not named stay as they are).
+    ``per_channel``: one codebook per output channel; ``channel_scale``: one codebook per layer over
+    the channels divided by their scales (the two exclude each other).
+    ``half_biases``: round the tensors not shared (biases) to float16 values.
     ``layers``: names or globs of the weight tensors to share (default: all). ``passes``: optimize
     the captured graph with these first (default O2, which folds BatchNorm into the convs). The
     model (or graph) given is never modified.
     """
+    if per_channel and channel_scale:
+        raise InputError("per_channel and channel_scale exclude each other: give one")
     graph = prepare_graph(model_or_graph, example_inputs, passes)
     reference = graph.copy()
     chosen = select_layers(weight_layers(graph), layers)
     report = SharingReport(per_channel=per_channel)
+    factors = graph.module.meta.setdefault(SCALED_CODEBOOKS, {})
     for layer, layer_bits in per_layer(chosen, bits, "bits", check_bits):
-        report.layers.append(_share_layer(layer, layer_bits, per_channel, seed))
+        factors.pop(layer.name, None)
+        if channel_scale:
+            shared, factors[layer.name] = _share_scaled(layer, layer_bits, seed)
+            report.layers.append(shared)
+        else:
+            report.layers.append(_share_layer(layer, layer_bits, per_channel, seed))
+    if half_biases:
+        report.half_tensors = _round_to_half(graph)
     report.output_error = output_error(reference, graph)
+    kind = "per channel" if per_channel else "per layer, channel scales" if channel_scale else "per layer"
     graph.notes.append(
         f"{COMPRESSION_NOTE} weights shared in {len(report.layers)} layer(s) "
-        f"({'per channel' if per_channel else 'per layer'}), output error {report.output_error:.3g}"
+        f"({kind}), output error {report.output_error:.3g}"
     )
     return graph, report
 
@@ -147,6 +177,47 @@ def _share_layer(layer: Layer, bits: int, per_channel: bool, seed: int) -> Layer
         bytes_before=int(weights.nbytes),
         bytes_after=index_bytes + 4 * codebooks * (1 << bits),
     )
+
+
+def _round_to_half(graph: Graph) -> list[str]:
+    """Round the graph's biases to float16 values (those within float16's range); their names."""
+    names = []
+    for name, tensor in small_tensors(graph).items():
+        if tensor.dtype == torch.float32 and bool(torch.isfinite(tensor.half()).all()):
+            with torch.no_grad():
+                tensor.copy_(tensor.half().float())
+            names.append(name)
+    graph.module.meta[HALF_TENSORS] = sorted(set(graph.module.meta.get(HALF_TENSORS, [])) | set(names))
+    return names
+
+
+def _share_scaled(layer: Layer, bits: int, seed: int) -> tuple[LayerSharing, ScaledCodebook]:
+    """One codebook for the layer's channels each divided by its float16-rounded largest magnitude."""
+    weights = layer.tensor.detach().cpu().numpy().astype(np.float32)
+    moved = np.moveaxis(weights, layer.channel_axis, 0)
+    rows = moved.reshape(len(moved), -1)
+    scales = np.abs(rows).max(axis=1)
+    scales = np.where(scales > 0, scales, 1).astype(np.float16).astype(np.float32)
+    scales = np.where(np.isfinite(scales) & (scales > 0), scales, np.float32(1))
+    normalized = (moved / scales.reshape(-1, *([1] * (moved.ndim - 1)))).astype(np.float32)
+    centroids, labels = np.unique(cluster(normalized, bits, seed), return_inverse=True)
+    factors = ScaledCodebook(
+        layer.channel_axis % weights.ndim, scales, centroids.astype(np.float16).astype(np.float32),
+        labels.reshape(moved.shape).astype(np.uint8),
+    )  # fmt: skip
+    shared = factors.values()
+    with torch.no_grad():
+        layer.tensor.copy_(torch.from_numpy(shared))
+    report = LayerSharing(
+        name=layer.name,
+        shape=tuple(weights.shape),
+        bits=bits,
+        distinct=len(centroids),
+        zeros=int(np.count_nonzero(shared == 0)),
+        bytes_before=int(weights.nbytes),
+        bytes_after=(weights.size * bits + 7) // 8 + 4 * len(centroids) + 2 * len(scales),
+    )
+    return report, factors
 
 
 def cluster(values: np.ndarray, bits: int, seed: int = 0) -> np.ndarray:

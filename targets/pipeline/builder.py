@@ -100,7 +100,8 @@ def build_graph(
 
         def write_files(path: str) -> dict[str, Any] | None:
             export(executable, path)
-            extra = compressed.write_weights(os.path.dirname(path), weights) if weights is not None else {}
+            hints = compressed.codebook_hints(graph)
+            extra = compressed.write_weights(os.path.dirname(path), weights, hints) if weights is not None else {}
             if backend.package:
                 extra.update(backend.package(executable, tvm_target, os.path.dirname(path)) or {})
             return extra

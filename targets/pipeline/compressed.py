@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from tvm import relax
 
-from graphopt.compression.codec import encode_weights
+from graphopt.compression.codec import ScaledCodebook, encode_weights
+from graphopt.compression.layers import SCALED_CODEBOOKS
 from graphopt.ir import Graph
 from graphopt.targets.registry import TargetBackend
 from graphopt.targets.runtime import TRANSFORM_PARAMS, WEIGHTS
@@ -59,9 +60,16 @@ def weight_arrays(mod: Any, params: dict[str, Any]) -> list[tuple[str, np.ndarra
     return [(name, value.numpy()) for name, value in zip(names, values, strict=True)]
 
 
-def write_weights(directory: str | Path, weights: list[tuple[str, np.ndarray]]) -> dict[str, Any]:
+def codebook_hints(graph: Graph) -> list[ScaledCodebook]:
+    """The scaled-codebook factors ``share_weights(channel_scale=True)`` left on the graph (or none)."""
+    return list(getattr(graph.module, "meta", {}).get(SCALED_CODEBOOKS, {}).values())
+
+
+def write_weights(
+    directory: str | Path, weights: list[tuple[str, np.ndarray]], hints: list[ScaledCodebook] | None = None
+) -> dict[str, Any]:
     """Write ``weights.gopw`` into ``directory``; returns the manifest's ``weights`` entry."""
-    blob, stats, coder = encode_weights(weights)
+    blob, stats, coder = encode_weights(weights, hints=hints or ())
     (Path(directory) / WEIGHTS).write_bytes(blob)
     return {
         "weights": {

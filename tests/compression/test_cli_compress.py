@@ -45,6 +45,8 @@ def test_prune_and_share_report_every_stage_and_write_the_artifact(capsys, tmp_p
         (["--share", "9"], "bits must be an integer from 1 to 8, got 9"),
         (["--prune", "1.2"], r"sparsity must be a number in \[0, 1\), got 1.2"),
         ([], "nothing to do: give --prune, --share and/or --quantize"),
+        (["--share", "4", "--per-channel", "--channel-scale"], "--per-channel and --channel-scale exclude each other"),
+        (["--prune", "0.5", "--channel-scale"], "--per-channel, --channel-scale and --half-biases go with --share"),
         (
             ["--share", "4", "--eval", "samples.digits:nope"],
             "--eval samples.digits:nope: samples.digits has no function 'nope'",
@@ -56,3 +58,15 @@ def test_bad_options_are_one_line_errors(capsys, options: list[str], message: st
     assert status == 2
     assert len(err.strip().splitlines()) == 1
     assert re.search(message, err), err
+
+
+@pytest.mark.slow  # two TVM builds of a tiny MLP
+def test_channel_scale_and_half_biases_reach_the_artifact(capsys, tmp_path: Path) -> None:
+    out_dir = tmp_path / "scaled"
+    argv = [MLP, "--input-shape", "1x32", "--share", "3", "--channel-scale", "--half-biases", "--no-latency"]
+    status, out, _ = run(capsys, *argv, "--eval", f"{TINY}:accuracy", "--json", "-o", out_dir)
+    assert status == 0
+    result = json.loads(out)
+    assert result["artifact_accuracy"] == result["stages"][-1]["accuracy"]
+    forms = {t["form"] for t in json.loads((out_dir / "manifest.json").read_text())["weights"]["tensors"]}
+    assert forms == {"scaled codebook", "half"}

@@ -8,7 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from graphopt.compression.codec import decode_weights, encode_weights, pack_indices, unpack_indices
+from graphopt.compression.codec import (
+    ScaledCodebook,
+    decode_weights,
+    encode_weights,
+    pack_indices,
+    unpack_indices,
+)
 from graphopt.errors import ArtifactError, InputError
 
 
@@ -96,3 +102,43 @@ def test_one_codebook_per_channel_round_trips(axis: int) -> None:
     # 64 counts (u16), at most 64 codebooks of 16 floats, 4-bit indices: under a third of float32
     assert stats[0].stored_bytes <= 64 * 2 + 64 * 16 * 4 + 6400 // 2 < weights.nbytes / 3
     assert decode_weights(blob)[0][1].tobytes() == weights.tobytes()
+
+
+def _scaled(axis: int, half_centroids: bool = False) -> tuple[np.ndarray, ScaledCodebook]:
+    rng = np.random.default_rng(2)
+    scales = rng.uniform(0.01, 5, 48).astype(np.float16).astype(np.float32)
+    centroids = rng.standard_normal(16).astype(np.float16 if half_centroids else np.float32).astype(np.float32)
+    factors = ScaledCodebook(axis % 3, scales, centroids, rng.integers(0, 16, (48, 8, 9)))
+    return factors.values(), factors
+
+
+@pytest.mark.parametrize(("axis", "half_centroids"), [(0, False), (-1, False), (0, True)])
+def test_a_scaled_codebook_round_trips_from_its_hint(axis: int, half_centroids: bool) -> None:
+    """One codebook times a scale per channel: 48 * 16 distinct values, stored as 16 + 48 + 4-bit indices."""
+    weights, factors = _scaled(axis, half_centroids)
+    assert len(np.unique(weights)) > 256  # no plain codebook fits
+    blob, stats, _ = encode_weights([("w", weights)], coder="none", hints=[factors])
+    assert stats[0].form == "scaled codebook" and stats[0].bits == 4 and stats[0].distinct == 16
+    centroid_bytes = 2 if half_centroids else 4  # float16 where that is exact (the scales are here)
+    assert stats[0].stored_bytes == 48 * 2 + 16 * centroid_bytes + weights.size // 2
+    assert decode_weights(blob)[0][1].tobytes() == weights.tobytes()
+
+
+def test_a_hint_that_does_not_rebuild_the_tensor_is_not_used() -> None:
+    weights, factors = _scaled(0)
+    changed = weights.copy()
+    changed.flat[7] = np.nextafter(changed.flat[7], np.float32(np.inf))  # one ulp off
+    blob, stats, _ = encode_weights([("w", changed)], coder="none", hints=[factors])
+    assert stats[0].form != "scaled codebook"
+    assert decode_weights(blob)[0][1].tobytes() == changed.tobytes()
+
+
+def test_float16_values_are_stored_in_two_bytes_and_others_are_not() -> None:
+    rng = np.random.default_rng(3)
+    half = rng.standard_normal(500).astype(np.float16).astype(np.float32)
+    half[3] = -0.0
+    full = rng.standard_normal(500).astype(np.float32)
+    blob, stats, _ = encode_weights([("half", half), ("full", full)], coder="none")
+    assert [s.form for s in stats] == ["half", "raw"] and stats[0].stored_bytes == 1000
+    decoded = decode_weights(blob)
+    assert decoded[0][1].tobytes() == half.tobytes() and decoded[1][1].tobytes() == full.tobytes()

@@ -104,3 +104,23 @@ def test_a_compressed_artifact_loads_without_torch(compressed) -> None:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "(3, 10)"
+
+
+def test_channel_scaled_weights_and_half_biases_are_stored_so_and_load_bit_for_bit(tmp_path: Path) -> None:
+    """share_weights(channel_scale=True, half_biases=True): scales + one codebook + indices, biases in 2 bytes."""
+    from graphopt.targets.runtime import read_weights
+    from graphopt.targets.runtime.manifest import Manifest
+    from tests.compression.tiny_models import INPUTS, tiny_mlp
+
+    shared, _ = graphopt.share_weights(tiny_mlp(), INPUTS[:1], bits=3, channel_scale=True, half_biases=True)
+    graphopt.compile(shared, None, out_dir=tmp_path / "scaled", dynamic_batch=True)
+    entry = json.loads((tmp_path / "scaled" / "manifest.json").read_text())["weights"]
+    forms = sorted(t["form"] for t in entry["tensors"])
+    assert forms == ["half", "half", "scaled codebook", "scaled codebook"]
+    assert all(t["distinct"] <= 8 for t in entry["tensors"] if t["form"] == "scaled codebook")
+    decoded = read_weights(tmp_path / "scaled", Manifest.read(tmp_path / "scaled"))
+    state = [t.numpy().tobytes() for t in shared.module.state_dict().values()]
+    assert sorted(a.tobytes() for a in decoded) == sorted(state)  # the graph's bits, every tensor
+    loaded = graphopt.load(tmp_path / "scaled")
+    reference = shared(INPUTS).numpy()
+    assert np.abs(loaded(INPUTS.numpy()) - reference).max() <= 1e-5 * np.abs(reference).max()
