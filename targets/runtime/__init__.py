@@ -13,9 +13,13 @@ for a machine this is not (another architecture, a GPU that is absent, CPU featu
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import platform
+import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -347,7 +351,7 @@ def load_artifact(out_dir: str | Path, *, allow_mismatch: bool = False) -> Compi
     if manifest.target.device == "cuda":
         use_prebuilt_kernels(directory, manifest)
     try:
-        module = tvm.runtime.load_module(str(directory / str(manifest.library)))
+        module = load_library(directory / str(manifest.library))
     except Exception as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ArtifactError(f"cannot load the library of the artifact at {out_dir}: {first}") from error
@@ -355,6 +359,31 @@ def load_artifact(out_dir: str | Path, *, allow_mismatch: bool = False) -> Compi
     if manifest.weights:
         model.bind_weights(read_weights(directory, manifest))
     return model
+
+
+def load_library(path: Path) -> Any:
+    """``tvm.runtime.load_module`` without the "executable.cc:340: Warning: Scope Loaded:" lines
+    TVM 0.27's VM loader prints to the process's stderr for every function it loads (two for an MLP,
+    dozens for a large model): a deploy script's log is not the place for them. A load error still
+    reaches the caller, as the exception. ``GRAPHOPT_DEBUG=1`` keeps TVM's output."""
+    with _native_stderr_dropped(os.environ.get("GRAPHOPT_DEBUG", "") in ("", "0")):
+        return tvm.runtime.load_module(str(path))
+
+
+@contextlib.contextmanager
+def _native_stderr_dropped(dropped: bool) -> Iterator[None]:
+    if not dropped:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as sink:
+            os.dup2(sink.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def read_weights(directory: Path, manifest: Manifest) -> list[np.ndarray]:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from graphopt.errors import ArtifactError
-from graphopt.targets.runtime import CompiledModel, check_inputs
+from graphopt.targets.runtime import CompiledModel, check_inputs, load_library
 from graphopt.targets.runtime.manifest import Manifest, TensorSpec
 
 PROGRAM = "program.json"  #: the artifact's ``library``: the dataflow between its segments
@@ -106,7 +106,6 @@ def load_fallback(directory: Path, manifest: Manifest) -> FallbackModel:
             f"the artifact at {directory} runs part of the model in PyTorch (built with fallback='torch'): "
             "install torch to load it"
         ) from error
-    import tvm
 
     entry = manifest.fallback or {}
     segments: dict[str, Callable[..., Any]] = {}
@@ -114,7 +113,7 @@ def load_fallback(directory: Path, manifest: Manifest) -> FallbackModel:
         path = directory / segment["file"]
         try:
             if segment["kind"] == "tvm":
-                module = tvm.runtime.load_module(str(path))
+                module = load_library(path)
                 segments[segment["name"]] = TvmSegment(CompiledModel(module, segment_manifest(manifest, segment)))
             else:
                 segments[segment["name"]] = torch.export.load(str(path)).module()

@@ -244,3 +244,14 @@ def test_repeated_calls_see_each_calls_own_inputs(artifact) -> None:
     np.testing.assert_allclose(compiled(x * 3)[0], model(x * 3)[0].detach().numpy(), rtol=1e-4, atol=1e-5)
     with pytest.raises(InputError, match="shape"):
         compiled(x.numpy()[:, :, :, :-1])
+
+
+def test_loading_an_artifact_prints_nothing_to_stderr(tmp_path, capfd):
+    # TVM 0.27's VM loader writes "executable.cc:340: Warning: Scope Loaded:" to file descriptor 2
+    # for every function of the library; a deploy script loading a good artifact should log nothing.
+    model = nn.Sequential(nn.Linear(8, 4), nn.ReLU()).eval()
+    graphopt.compile(model, torch.randn(2, 8), out_dir=tmp_path / "a")
+    capfd.readouterr()
+    loaded = graphopt.load(tmp_path / "a")
+    assert loaded(np.ones((2, 8), np.float32)).shape == (2, 4)
+    assert capfd.readouterr().err == ""
