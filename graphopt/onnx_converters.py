@@ -447,9 +447,14 @@ def register() -> None:
         general = _CONVERTER_REGISTRY[OperationDescription("", "Reshape", version)]
         _CONVERTER_REGISTRY[OperationDescription("", "Reshape", version)] = _static_reshape(general)
 
-    from graphopt import onnx_ops
+    from graphopt import onnx_extra, onnx_ops, onnx_resize
 
-    onnx_ops.register(lambda op, versions, converter: add(op, since_versions(op, min(versions)), converter), replace)
+    def add_since(op: str, versions: tuple[int, ...], converter: Any) -> None:
+        add(op, since_versions(op, min(versions)), converter)
+
+    onnx_ops.register(add_since, replace)
+    onnx_resize.register(add_since, replace)
+    onnx_extra.register(add_since, replace)
 
 
 def since_versions(op: str, first: int) -> tuple[int, ...]:
