@@ -101,14 +101,21 @@ _VIEWED = {
     "float8_e4m3fnuz": ("float8_e4m3fnuz", np.uint8),
     "float8_e5m2": ("float8_e5m2", np.uint8),
     "float8_e5m2fnuz": ("float8_e5m2fnuz", np.uint8),
+    "float8_e8m0fnu": ("float8_e8m0fnu", np.uint8),
 }
+
+#: ml_dtypes types torch has no tensor for -> the numpy dtype graphopt carries their values in
+#: (``graphopt.onnx_narrow``): exact, every value of the narrow type is one of the carrier's.
+_CARRIED = {"int4": np.int8, "int2": np.int8, "uint4": np.uint8, "uint2": np.uint8, "float4_e2m1fn": np.float32}
 
 
 def to_torch(array: np.ndarray) -> Any:
     """A numpy array as a torch tensor; ml_dtypes' bfloat16 and float8 types as torch's same types."""
     import torch
 
-    array = np.ascontiguousarray(array)
+    array = np.ascontiguousarray(array).reshape(array.shape)  # ascontiguousarray makes a 0-d array 1-d
+    if array.dtype.name in _CARRIED:
+        array = array.astype(_CARRIED[array.dtype.name])
     if array.dtype.name in _VIEWED:
         name, storage = _VIEWED[array.dtype.name]
         return torch.from_numpy(array.view(storage).copy()).view(getattr(torch, name))
@@ -144,6 +151,11 @@ def matches(outputs: list[Any], expected: list[Any], rtol: float, atol: float) -
             if not np.array_equal(a, b):
                 return False, f"output {index} differs"
             continue
+        if b.dtype.name in _CARRIED and a.dtype == _CARRIED[b.dtype.name]:
+            narrow = a.astype(b.dtype)  # a carried narrow-type output: it must hold only that type's values
+            if not np.array_equal(narrow.astype(a.dtype), a, equal_nan=a.dtype.kind == "f"):
+                return False, f"output {index} holds values that are not {b.dtype}"
+            a = narrow
         if a.dtype != b.dtype:
             return False, f"output {index} dtype {a.dtype}, expected {b.dtype}"
         tolerance = max(rtol, 2**-6) if b.dtype.name == "bfloat16" else rtol
