@@ -8,6 +8,7 @@ RotaryEmbedding, LinearAttention (the recurrent state update, every ``update_rul
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -200,7 +201,11 @@ def register(add: Callable[..., None], replace: Callable[..., None]) -> None:
 def flatten(x: torch.Tensor, *, axis: int) -> torch.Tensor:
     """ONNX Flatten: (prod(shape[:axis]), prod(shape[axis:])), ``axis`` in [-rank, rank]."""
     split = axis + x.dim() if axis < 0 else axis
-    return x.reshape(math.prod(x.shape[:split]), math.prod(x.shape[split:]))
+    if split == 0:
+        return x.reshape(1, -1)
+    if split == x.dim():
+        return x.flatten().unsqueeze(1)
+    return torch.flatten(torch.flatten(x, 0, split - 1), 1)  # traceable: no arithmetic on sizes
 
 
 def top_k(x: torch.Tensor, k: torch.Tensor, *, axis: int, largest: bool, ordered: bool) -> Any:
@@ -497,7 +502,7 @@ def register_more(add: Callable[..., None], replace: Callable[..., None]) -> Non
             (17,),
             simple(
                 window,
-                kind=lambda a, kind=kind: kind,
+                kind=functools.partial(lambda a, kind: kind, kind=kind),
                 periodic=lambda a: bool(a.get("periodic", 1)),
                 dtype=lambda a: ONNX_DTYPES[int(a.get("output_datatype", 1))],
             ),
