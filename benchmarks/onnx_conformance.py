@@ -7,8 +7,13 @@ captured graph is run in PyTorch. A case passes when every output matches the re
 case's own tolerance (``rtol``/``atol`` as the onnx backend test runner uses them, 1e-3 and 1e-7 unless
 the case says otherwise). ONNX Runtime runs the same cases as the yardstick.
 
-    python benchmarks/onnx_conformance.py --out benchmarks/results/onnx.md
+    nice python benchmarks/onnx_conformance.py --out benchmarks/results/onnx_conformance.md
     python benchmarks/onnx_conformance.py --ops Relu,Conv,Gemm   # a subset, no file written
+
+The same cases run through the peers, each in processes of its own with a per-case time limit:
+onnx2torch alone (no graphopt converters), TVM Relax's ``from_onnx`` (built for llvm, run in the Relax
+VM) and ONNX Runtime; and one case per op through graphopt's CPU target (``graphopt.compile``, the
+built artifact run). ``--peer-minutes`` bounds the TVM and CPU runs (cases left are reported as not run).
 
 Results per case: ``pass``, ``mismatch`` (imported and ran, wrong numbers), ``unsupported`` (graphopt's
 one-line import error: no converter, control flow, non-tensor inputs), ``error`` (imported but failed
@@ -22,6 +27,7 @@ import collections
 import contextlib
 import io
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -101,14 +107,21 @@ _VIEWED = {
     "float8_e4m3fnuz": ("float8_e4m3fnuz", np.uint8),
     "float8_e5m2": ("float8_e5m2", np.uint8),
     "float8_e5m2fnuz": ("float8_e5m2fnuz", np.uint8),
+    "float8_e8m0fnu": ("float8_e8m0fnu", np.uint8),
 }
+
+#: ml_dtypes types torch has no tensor for -> the numpy dtype graphopt carries their values in
+#: (``graphopt.onnx_narrow``): exact, every value of the narrow type is one of the carrier's.
+_CARRIED = {"int4": np.int8, "int2": np.int8, "uint4": np.uint8, "uint2": np.uint8, "float4_e2m1fn": np.float32}
 
 
 def to_torch(array: np.ndarray) -> Any:
     """A numpy array as a torch tensor; ml_dtypes' bfloat16 and float8 types as torch's same types."""
     import torch
 
-    array = np.ascontiguousarray(array)
+    array = np.ascontiguousarray(array).reshape(array.shape)  # ascontiguousarray makes a 0-d array 1-d
+    if array.dtype.name in _CARRIED:
+        array = array.astype(_CARRIED[array.dtype.name])
     if array.dtype.name in _VIEWED:
         name, storage = _VIEWED[array.dtype.name]
         return torch.from_numpy(array.view(storage).copy()).view(getattr(torch, name))
@@ -144,6 +157,11 @@ def matches(outputs: list[Any], expected: list[Any], rtol: float, atol: float) -
             if not np.array_equal(a, b):
                 return False, f"output {index} differs"
             continue
+        if b.dtype.name in _CARRIED and a.dtype == _CARRIED[b.dtype.name]:
+            narrow = a.astype(b.dtype)  # a carried narrow-type output: it must hold only that type's values
+            if not np.array_equal(narrow.astype(a.dtype), a, equal_nan=a.dtype.kind == "f"):
+                return False, f"output {index} holds values that are not {b.dtype}"
+            a = narrow
         if a.dtype != b.dtype:
             return False, f"output {index} dtype {a.dtype}, expected {b.dtype}"
         tolerance = max(rtol, 2**-6) if b.dtype.name == "bfloat16" else rtol
@@ -235,37 +253,234 @@ def run_onnxruntime(case: Any) -> tuple[str, str]:
     return ("pass", "") if ok else ("mismatch", why)
 
 
-def render(results: list[dict[str, Any]], header: dict[str, str]) -> str:
+def _graph_inputs(case: Any) -> list[str]:
+    initializers = {t.name for t in case.model.graph.initializer}
+    return [value.name for value in case.model.graph.input if value.name not in initializers]
+
+
+def run_tvm(case: Any) -> str:
+    """TVM Relax's own ONNX importer: ``from_onnx`` with the case's input shapes and dtypes, legalized,
+    built for llvm and run in the Relax VM."""
+    import tvm
+    from tvm import relax
+    from tvm.relax.frontend.onnx import from_onnx
+
+    inputs, expected = case.data_sets[0]
+    arrays = [as_array(i) for i in inputs]
+    if not all(isinstance(a, np.ndarray) for a in arrays):
+        return "error"
+    names = _graph_inputs(case)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            module = from_onnx(
+                case.model,
+                shape_dict={n: list(a.shape) for n, a in zip(names, arrays, strict=False)},
+                dtype_dict={n: str(a.dtype) for n, a in zip(names, arrays, strict=False)},
+                keep_params_in_input=False,
+            )
+            module = relax.transform.DecomposeOpsForInference()(module)
+            module = relax.transform.LegalizeOps()(module)
+            machine = relax.VirtualMachine(tvm.compile(module, target="llvm"), tvm.cpu())
+            outputs = machine["main"](*[tvm.runtime.tensor(a) for a in arrays])
+    except BaseException as error:
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        return "error"
+
+    def unpack(value: Any) -> list[Any]:
+        if hasattr(value, "numpy"):
+            return [value.numpy()]
+        if isinstance(value, (list, tuple)) or type(value).__name__ in ("Array", "Tuple"):
+            return [item for element in value for item in unpack(element)]
+        return [np.asarray(value)]
+
+    try:
+        got = unpack(outputs)
+    except Exception:
+        return "error"
+    return "pass" if matches(got, list(expected), case.rtol, case.atol)[0] else "mismatch"
+
+
+def run_cpu(case: Any) -> str:
+    """graphopt's CPU target: ``graphopt.compile(model, inputs, target="cpu")`` (capture, O2 passes,
+    TVM build), the compiled artifact run on the case's inputs."""
+    import graphopt
+
+    inputs, expected = case.data_sets[0]
+    try:
+        tensors = tuple(to_torch(as_array(i)) for i in inputs)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            compiled = graphopt.compile(case.model, tensors, target="cpu", check=False)
+            outputs = compiled(*tensors)
+    except BaseException as error:
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        return "error"
+    return "pass" if matches(_flat(outputs), list(expected), case.rtol, case.atol)[0] else "mismatch"
+
+
+PEERS = {"onnx2torch": run_plain_onnx2torch, "tvm": run_tvm, "cpu": run_cpu}
+
+
+class _Case:
+    """A node test case as the peers' processes get it (pickled by the parent: collecting the cases is slow)."""
+
+    def __init__(self, name: str, model: Any, data_sets: Any, rtol: float, atol: float, op: str) -> None:
+        self.name, self.model, self.data_sets, self.rtol, self.atol, self.op = name, model, data_sets, rtol, atol, op
+
+
+def run_peer_process(kind: str, names: Any, out: Path) -> None:
+    """The peer's own process: each case's outcome appended to ``out`` as it finishes ("start" first,
+    so the parent can time a case out and go on without it)."""
+    import pickle
+
+    import onnx
+
+    cases = []
+    for name, model, data_sets, rtol, atol, op in pickle.loads(Path(names).read_bytes()):  # type: ignore[arg-type]
+        cases.append(_Case(name, onnx.load_from_string(model), data_sets, rtol, atol, op))
+    if kind == "tvm":  # imports before the first case's clock starts
+        import tvm.relax.frontend.onnx  # noqa: F401
+    elif kind == "cpu":
+        import graphopt.targets  # noqa: F401
+    with out.open("a") as log:
+        for case in cases:
+            log.write(json.dumps({"start": case.name}) + "\n")
+            log.flush()
+            log.write(json.dumps({"name": case.name, "result": PEERS[kind](case)}) + "\n")
+            log.flush()
+
+
+def peer_results(kind: str, cases: list[Any], seconds: float, deadline: float = math.inf) -> dict[str, str]:
+    """A peer's outcome per case, run in processes of its own (graphopt's converters, registered with
+    onnx2torch once graphopt imports a model, would otherwise be part of plain onnx2torch; a TVM build
+    can hang in C++): a case over ``seconds`` is killed, recorded as ``timeout``, and the rest go on
+    in a fresh process. At ``deadline`` (a ``time.time()``) the peer stops; cases left are not run."""
+    import pickle
+
+    names = [case.name for case in cases]
+    results: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        attempt = 0
+        while True:
+            pending = [n for n in names if n not in results]
+            if not pending or time.time() > deadline:
+                return results
+            attempt += 1
+            out = Path(folder) / f"{kind}{attempt}.jsonl"
+            listing = Path(folder) / f"{kind}{attempt}.pickle"
+            chosen = set(pending)
+            listing.write_bytes(
+                pickle.dumps(
+                    [
+                        (c.name, c.model.SerializeToString(), c.data_sets, c.rtol, c.atol, c.op)
+                        for c in cases
+                        if c.name in chosen
+                    ]
+                )
+            )
+            command = [sys.executable, __file__, "--peer", kind, "--peer-cases", str(listing), "--peer-out", str(out)]
+            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            current, since, read = None, time.time(), 0
+            while True:
+                finished = process.poll() is not None
+                if out.exists():
+                    lines = out.read_text().splitlines()
+                    for line in lines[read:]:
+                        try:
+                            entry = json.loads(line)
+                        except ValueError:
+                            break
+                        read += 1
+                        if "start" in entry:
+                            current, since = entry["start"], time.time()
+                        else:
+                            results[entry["name"]], current = entry["result"], None
+                if finished:
+                    if current is not None:
+                        results[current] = "error"  # the process died in this case
+                    elif process.returncode and pending and pending[0] not in results:
+                        results[pending[0]] = "error"
+                    break
+                if time.time() > deadline:
+                    process.kill()
+                    process.wait()
+                    return results
+                if current is not None and time.time() - since > seconds:
+                    process.kill()
+                    process.wait()
+                    results[current] = "timeout"
+                    break
+                time.sleep(0.2)
+
+
+def cpu_subset(cases: list[Any], results: list[dict[str, Any]]) -> list[Any]:
+    """One case per op for the CPU target: the first (by name) that passes in PyTorch."""
+    passed = {r["name"] for r in results if r["graphopt"] == "pass"}
+    chosen: dict[str, Any] = {}
+    for case in cases:
+        if case.name in passed and case.op not in chosen:
+            chosen[case.op] = case
+    return list(chosen.values())
+
+
+def render(results: list[dict[str, Any]], header: dict[str, str], cpu: dict[str, str]) -> str:
     total = len(results)
     count = collections.Counter(r["graphopt"] for r in results)
-    ort_pass = sum(r["onnxruntime"] == "pass" for r in results)
-    plain_pass = sum(r["onnx2torch"] == "pass" for r in results)
+
+    def passes(column: str, rows: list[dict[str, Any]] = results) -> int:
+        return sum(r[column] == "pass" for r in rows)
+
     both = [r for r in results if r["onnxruntime"] == "pass"]
+    tvm_left = sum(r["tvm"] == "not run" for r in results)
+    cpu_pass = sum(v == "pass" for v in cpu.values())
+    cpu_left = sum(v == "not run" for v in cpu.values())
     lines = [
-        "# ONNX backend node tests: graphopt import vs ONNX Runtime",
+        "# ONNX backend node tests: graphopt import vs onnx2torch, TVM Relax from_onnx and ONNX Runtime",
         "",
         f"- command: `{header['command']}`",
-        f"- date: {header['date']}; CPU: {header['cpu']}; onnx {header['onnx']}, onnx2torch {header['onnx2torch']}, "
-        f"onnxruntime {header['onnxruntime']}, torch {header['torch']}; wall time {header['seconds']} s",
+        f"- date: {header['date']}; CPU: {header['cpu']} (2 cores shared with other jobs; times inflated by load); "
+        f"onnx {header['onnx']}, onnx2torch {header['onnx2torch']}, onnxruntime {header['onnxruntime']}, "
+        f"torch {header['torch']}, tvm {header['tvm']}; wall time {header['seconds']} s",
         "- case: a node test of the installed onnx package (`collect_testcases`: the generator of "
-        "`onnx/backend/test/data/node`, `_expanded` function variants included), data set 0; graphopt: "
-        "`graphopt.capture(model, inputs)` then the captured graph in PyTorch; pass = every output within the "
-        "case's rtol/atol of the reference (the onnx runner's rule); onnx2torch alone: `onnx2torch.convert(model)` run "
-        "in PyTorch, in a process without graphopt's converters",
+        "`onnx/backend/test/data/node`, `_expanded` function variants included), data set 0; pass = every output "
+        "within the case's rtol/atol of the reference, same shapes and dtypes (the onnx runner's rule)",
+        "- **graphopt pass** means: `graphopt.capture(model, inputs)` imports the case (onnx2torch plus graphopt's "
+        "own converters) and the *captured graph, run in PyTorch*, matches. It does not build the CPU artifact; "
+        "the CPU target is measured separately below on one case per op. Types torch lacks (int4, uint4, int2, "
+        "uint2, float4e2m1) are passed and returned in a wider carrier dtype holding exactly the type's values "
+        "(`graphopt/onnx_narrow.py`); a carried output must hold only values of its type",
+        "- onnx2torch alone: `onnx2torch.convert(model)` run in PyTorch, in a process without graphopt's "
+        f"converters; TVM: `tvm.relax.frontend.onnx.from_onnx(model, shapes, dtypes)`, legalized, built for llvm, "
+        f"run in the Relax VM; peers run in their own processes, a case over {header['case_seconds']} s is a "
+        "timeout; ONNX Runtime: CPUExecutionProvider",
         "",
         f"**graphopt: {count['pass']}/{total} = {count['pass'] / total:.1%} pass**; "
-        f"onnx2torch alone {plain_pass}/{total} = {plain_pass / total:.1%}; "
-        f"ONNX Runtime {ort_pass}/{total} = {ort_pass / total:.1%}; on the {len(both)} cases ONNX Runtime passes, "
-        f"graphopt passes {sum(r['graphopt'] == 'pass' for r in both)} "
-        f"({sum(r['graphopt'] == 'pass' for r in both) / max(len(both), 1):.1%}).",
+        f"onnx2torch alone {passes('onnx2torch')}/{total} = {passes('onnx2torch') / total:.1%}; "
+        f"TVM Relax from_onnx {passes('tvm')}/{total} = {passes('tvm') / total:.1%}"
+        + (f" ({tvm_left} cases not run before the time limit, counted as failures)" if tvm_left else "")
+        + "; "
+        f"ONNX Runtime {passes('onnxruntime')}/{total} = {passes('onnxruntime') / total:.1%}. "
+        f"On the {len(both)} cases ONNX Runtime passes, graphopt passes {passes('graphopt', both)} "
+        f"({passes('graphopt', both) / max(len(both), 1):.1%}).",
+        "",
+        f"**CPU target** (`graphopt.compile(model, inputs, target='cpu')`, the built artifact run): on one case per op "
+        f"(the first by name that passes in PyTorch, {len(cpu)} cases), {cpu_pass}/{len(cpu)} = "
+        f"{cpu_pass / max(len(cpu), 1):.1%} pass"
+        + (f" ({cpu_left} not run before the time limit, counted as failures)" if cpu_left else "")
+        + ". Failing: "
+        + (", ".join(f"{n} ({o})" for n, o in sorted(cpu.items()) if o not in ("pass", "not run")) or "none")
+        + ".",
         "",
         "graphopt outcomes: "
         + ", ".join(f"{kind} {count[kind]}" for kind in ("pass", "mismatch", "unsupported", "error", "timeout")),
         "",
         "## Per op",
         "",
-        "| op | cases | graphopt pass | onnx2torch alone | ONNX Runtime pass | graphopt failures (first reason) |",
-        "|---|---|---|---|---|---|",
+        "| op | cases | graphopt pass | onnx2torch alone | TVM from_onnx | ONNX Runtime | graphopt failures (first reason) |",
+        "|---|---|---|---|---|---|---|",
     ]
     by_op: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
     for result in results:
@@ -275,20 +490,10 @@ def render(results: list[dict[str, Any]], header: dict[str, str]) -> str:
         failures = [r for r in rows if r["graphopt"] != "pass"]
         reason = f"{failures[0]['graphopt']}: {failures[0]['why']}".replace("|", "/")[:140] if failures else ""
         lines.append(
-            f"| {op} | {len(rows)} | {sum(r['graphopt'] == 'pass' for r in rows)} | "
-            f"{sum(r['onnx2torch'] == 'pass' for r in rows)} | {sum(r['onnxruntime'] == 'pass' for r in rows)} | {reason} |"
+            f"| {op} | {len(rows)} | {passes('graphopt', rows)} | {passes('onnx2torch', rows)} | "
+            f"{passes('tvm', rows)} | {passes('onnxruntime', rows)} | {reason} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def plain_results(ops: str | None) -> dict[str, str]:
-    """Plain onnx2torch's outcome per case, run in a process of its own: graphopt's converters,
-    registered with onnx2torch once graphopt imports a model, would otherwise be part of it."""
-    with tempfile.TemporaryDirectory() as folder:
-        out = Path(folder) / "plain.json"
-        command = [sys.executable, __file__, "--plain-onnx2torch-json", str(out), *(["--ops", ops] if ops else [])]
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return json.loads(out.read_text())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -296,12 +501,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ops", help="comma-separated op types to run (default: all)")
     parser.add_argument("--out", type=Path, help="write the markdown table here")
     parser.add_argument("--verbose", action="store_true", help="print every case")
-    parser.add_argument("--plain-onnx2torch-json", type=Path, help=argparse.SUPPRESS)  # the peer's own process
+    parser.add_argument("--no-tvm", action="store_true", help="leave out the TVM from_onnx column")
+    parser.add_argument("--no-cpu", action="store_true", help="leave out the CPU-target subset")
+    parser.add_argument("--case-seconds", type=int, default=CASE_SECONDS, help="per-case time limit")
+    parser.add_argument(
+        "--peer-minutes", type=float, default=math.inf, help="stop the TVM and CPU runs this long after the start"
+    )
+    parser.add_argument("--peer", help=argparse.SUPPRESS)  # a peer's own process
+    parser.add_argument("--peer-cases", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--peer-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.plain_onnx2torch_json:
-        cases = node_cases(set(args.ops.split(",")) if args.ops else None)
-        args.plain_onnx2torch_json.write_text(json.dumps({case.name: run_plain_onnx2torch(case) for case in cases}))
+    if args.peer:
+        run_peer_process(args.peer, args.peer_cases, args.peer_out)
         return 0
+
+    import threading
 
     import onnx
     import onnxruntime
@@ -311,27 +525,41 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     cases = node_cases(set(args.ops.split(",")) if args.ops else None)
-    plain = plain_results(args.ops)
+    peers: dict[str, dict[str, str]] = {}
+
+    deadline = started + 60 * args.peer_minutes
+
+    def run_peer(kind: str, subset: list[Any]) -> None:
+        peers[kind] = peer_results(kind, subset, args.case_seconds, deadline if kind != "onnx2torch" else math.inf)
+
+    threads = [threading.Thread(target=run_peer, args=("onnx2torch", cases))]
+    if not args.no_tvm:
+        threads.append(threading.Thread(target=run_peer, args=("tvm", cases)))
+    for thread in threads:
+        thread.start()
     results = []
     for index, case in enumerate(cases):
         mine, why = run_graphopt(case)
         theirs, _ = run_onnxruntime(case)
-        results.append(
-            {
-                "name": case.name,
-                "op": case.op,
-                "graphopt": mine,
-                "why": why,
-                "onnxruntime": theirs,
-                "onnx2torch": plain.get(case.name, "error"),
-            }
-        )
+        results.append({"name": case.name, "op": case.op, "graphopt": mine, "why": why, "onnxruntime": theirs})
         if args.verbose:
             print(f"{case.name}: {mine} {why} | ort {theirs}", flush=True)
         elif index % 100 == 0:
             print(f"{index}/{len(cases)}", file=sys.stderr, flush=True)
+    cpu: dict[str, str] = {}
+    if not args.no_cpu:
+        chosen = cpu_subset(cases, results)
+        cpu = peer_results("cpu", chosen, 4 * args.case_seconds, deadline)
+        cpu.update({case.name: "not run" for case in chosen if case.name not in cpu})
+    for thread in threads:
+        thread.join()
+    for result in results:
+        result["onnx2torch"] = peers["onnx2torch"].get(result["name"], "error")
+        result["tvm"] = peers.get("tvm", {}).get(result["name"], "not run")
+    import tvm
+
     header = {
-        "command": "python "
+        "command": "nice python "
         + " ".join(["benchmarks/onnx_conformance.py", *(argv if argv is not None else sys.argv[1:])]),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "cpu": cpu_model(),
@@ -339,13 +567,16 @@ def main(argv: list[str] | None = None) -> int:
         "onnx2torch": onnx2torch_version(),
         "onnxruntime": onnxruntime.__version__,
         "torch": torch.__version__,
+        "tvm": tvm.__version__,
+        "case_seconds": str(args.case_seconds),
         "seconds": f"{time.time() - started:.0f}",
     }
-    text = render(results, header)
+    text = render(results, header, cpu)
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
+        args.out.with_suffix(".json").write_text(json.dumps({"cases": results, "cpu": cpu}, indent=0))
     return 0
 
 

@@ -325,12 +325,48 @@ def capture_converted(module: fx.GraphModule, inputs: tuple[torch.Tensor, ...], 
     """Capture onnx2torch's GraphModule; where neither tracer can (shapes computed from tensor values,
     as ONNX Reshape and Unsqueeze read them), its own fx graph of converter modules is the IR."""
     try:
-        return _capture_module(module, inputs, method=method, name=name)
+        graph = _capture_module(module, inputs, method=method, name=name)
     except CaptureError as error:
-        graph = Graph(module, inputs, name=name, capture_method="onnx2torch")
-        graph.notes.append(f"kept onnx2torch's graph: {error}")
-        _annotate_or_explain(graph)
-        return graph
+        reason = str(error)
+    else:
+        if _same_outputs(graph, module, inputs):
+            return graph
+        # symbolic_trace runs a converter's Python on proxies: a branch on a tensor's dtype or value
+        # silently takes one path for every input, so a trace that changes the numbers is refused
+        reason = "the traced graph's outputs differ from the converted model's on the example inputs"
+    graph = Graph(module, inputs, name=name, capture_method="onnx2torch")
+    graph.notes.append(f"kept onnx2torch's graph: {reason}")
+    _annotate_or_explain(graph)
+    return graph
+
+
+def _same_outputs(graph: Graph, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> bool:
+    """Whether ``graph`` and ``module`` give the same outputs (exactly, NaN equal to NaN) on ``inputs``."""
+
+    def flat(value: Any) -> list[Any]:
+        if isinstance(value, (list, tuple)):
+            return [item for element in value for item in flat(element)]
+        return [value]
+
+    try:
+        with torch.no_grad():
+            mine, theirs = flat(graph(*inputs)), flat(module(*inputs))
+    except Exception:
+        return False
+    if len(mine) != len(theirs):
+        return False
+    for a, b in zip(mine, theirs, strict=True):
+        if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
+            if a != b:
+                return False
+        elif a.shape != b.shape or a.dtype != b.dtype:
+            return False
+        elif a.is_floating_point() or a.is_complex():
+            if not torch.equal(torch.nan_to_num(a.double(), nan=0.5), torch.nan_to_num(b.double(), nan=0.5)):
+                return False
+        elif not torch.equal(a, b):
+            return False
+    return True
 
 
 def _describe_inputs(inputs: tuple[torch.Tensor, ...]) -> str:

@@ -111,15 +111,6 @@ class DequantizePerChannel(nn.Module):
         return torch.ops.graphopt.dequantize_per_channel.default(q, self.scales, self.axis % q.dim())
 
 
-class DequantizeRuntime(nn.Module):
-    """ONNX DequantizeLinear whose scale and zero point are computed at run time (after
-    DynamicQuantizeLinear): ``(q - zero_point) * scale``."""
-
-    def forward(self, q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | None = None) -> torch.Tensor:
-        shift = zero_point.to(torch.int32) if zero_point is not None else 0
-        return (q.to(torch.int32) - shift).to(torch.float32) * scale
-
-
 class DynamicQuantizeLinear(nn.Module):
     """ONNX DynamicQuantizeLinear: uint8 over ``[min(x, 0), max(x, 0)]``; returns (y, scale, zero point)."""
 
@@ -338,7 +329,44 @@ def register() -> None:
 
     add("Trilu", (14,), trilu)
 
+    from graphopt import onnx_quant
+    from graphopt.onnx_ops import ONNX_DTYPES, _elem_type
+
+    def attribute(node: Any, name: str, default: int) -> int:
+        return int(node.attributes.get(name, default))
+
+    def general_quantize(node: Any, graph: Any) -> Any:
+        module = onnx_quant.Quantize(
+            onnx_quant.quantized_type(node, graph, _elem_type),
+            attribute(node, "axis", 1),
+            attribute(node, "block_size", 0),
+            bool(attribute(node, "saturate", 1)),
+        )
+        return OperationConverterResult(torch_module=module, onnx_mapping=onnx_mapping_from_node(node))
+
+    def general_dequantize(node: Any, graph: Any) -> Any:
+        x_type = _elem_type(graph, node.input_values[0])
+        if node.input_values[0] in graph.initializers:
+            from onnx import helper
+
+            x_type = int(helper.np_dtype_to_tensor_dtype(graph.initializers[node.input_values[0]].to_numpy().dtype))
+        output = attribute(node, "output_dtype", 0)
+        module = onnx_quant.Dequantize(
+            attribute(node, "axis", 1),
+            attribute(node, "block_size", 0),
+            ONNX_DTYPES.get(output) if output else None,
+            x_type not in (17, 18, 19, 20, 23),  # float8 and float4 inputs ignore the zero point
+        )
+        return OperationConverterResult(torch_module=module, onnx_mapping=onnx_mapping_from_node(node))
+
     def quantize_linear(node: Any, graph: Any) -> Any:
+        """graphopt's int8 quantize op where it fits (constant per-tensor int8/uint8), else the general one."""
+        try:
+            return int8_quantize_linear(node, graph)
+        except NotImplementedError:
+            return general_quantize(node, graph)
+
+    def int8_quantize_linear(node: Any, graph: Any) -> Any:
         if any(node.attributes.get(name) for name in ("block_size", "output_dtype")) or not all(
             _is_constant(name, graph) for name in node.input_values[1:] if name
         ):
@@ -360,11 +388,27 @@ def register() -> None:
         return OperationConverterResult(torch_module=module, onnx_mapping=mapping)
 
     def dequantize_linear(node: Any, graph: Any) -> Any:
-        if node.attributes.get("block_size"):
-            raise NotImplementedError("blocked DequantizeLinear")
+        """graphopt's int8 dequantize ops where they fit (constant scales, int8/uint8/int32 input), else
+        the general one (run-time scales, blocked, other input types, ``output_dtype``)."""
         names = [name for name in node.input_values[1:] if name]
-        if not all(_is_constant(name, graph) for name in names):
-            return OperationConverterResult(torch_module=DequantizeRuntime(), onnx_mapping=onnx_mapping_from_node(node))
+        x_type = _elem_type(graph, node.input_values[0])
+        if node.input_values[0] in graph.initializers:
+            x_type = {torch.int8: 3, torch.uint8: 2, torch.int32: 6}.get(
+                graph.initializers[node.input_values[0]].to_torch().dtype
+            )
+        if (
+            node.attributes.get("block_size")
+            or node.attributes.get("output_dtype")
+            or (x_type is not None and x_type not in (2, 3, 6))
+            or not all(_is_constant(name, graph) for name in names)
+        ):
+            return general_dequantize(node, graph)
+        try:
+            return int8_dequantize_linear(node, graph, names)
+        except NotImplementedError:
+            return general_dequantize(node, graph)
+
+    def int8_dequantize_linear(node: Any, graph: Any, names: list[str]) -> Any:
         scale = _constant(node.input_values[1], graph)
         zero = _constant(node.input_values[2], graph) if len(names) > 1 else None
         mapping = OnnxMapping(inputs=(node.input_values[0],), outputs=node.output_values)
@@ -400,6 +444,7 @@ def register() -> None:
     add("QuantizeLinear", (10, 13, 19, 21, 23, 24, 25), quantize_linear)
     add("DequantizeLinear", (10, 13, 19, 21, 23, 24, 25), dequantize_linear)
     add("DynamicQuantizeLinear", (11,), dynamic_quantize_linear)
+    onnx_quant.register(add)
 
     def outputs(node: Any) -> int:
         return len([name for name in node.output_values if name])
@@ -447,9 +492,14 @@ def register() -> None:
         general = _CONVERTER_REGISTRY[OperationDescription("", "Reshape", version)]
         _CONVERTER_REGISTRY[OperationDescription("", "Reshape", version)] = _static_reshape(general)
 
-    from graphopt import onnx_ops
+    from graphopt import onnx_extra, onnx_ops, onnx_resize
 
-    onnx_ops.register(lambda op, versions, converter: add(op, since_versions(op, min(versions)), converter), replace)
+    def add_since(op: str, versions: tuple[int, ...], converter: Any) -> None:
+        add(op, since_versions(op, min(versions)), converter)
+
+    onnx_ops.register(add_since, replace)
+    onnx_resize.register(add_since, replace)
+    onnx_extra.register(add_since, replace)
 
 
 def since_versions(op: str, first: int) -> tuple[int, ...]:

@@ -57,7 +57,7 @@ TYPES_ONLY_IN_EFFECT = ("Cast", "MaxPool", "Mod")
 
 _HINT = (
     "re-export the model without them, or at another opset (onnx.version_converter.convert_version); "
-    "benchmarks/results/onnx.md lists the ops that import"
+    "benchmarks/results/onnx_conformance.md lists the ops that import"
 )
 
 #: Ops that need torchvision in onnx2torch.

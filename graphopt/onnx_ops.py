@@ -5,7 +5,8 @@ own ``add_converter``). Each module follows the op's ONNX definition (``onnx.def
 against ONNX Runtime on the onnx package's node test cases (``benchmarks/onnx_conformance.py``) and in
 ``tests/test_onnx_ops.py``:
 
-- Cast / CastLike to every type torch has (bfloat16, the float8 types with ``saturate``);
+- Cast / CastLike to every type torch has (bfloat16, the float8 types with ``saturate``), and to the
+  narrow types it lacks (int4, uint4, int2, uint2, float4e2m1, float8e8m0: ``graphopt.onnx_narrow``);
 - elementwise math on uint16/uint32/uint64, which torch's CPU kernels lack: computed in int64 and cast
   back (exact for every value below 2**63);
 - Acosh, Asinh, Atanh, Cosh, Sinh, Det, the Bitwise ops and BitShift; GlobalMaxPool, LpNormalization,
@@ -45,6 +46,7 @@ ONNX_DTYPES: dict[int, torch.dtype] = {
     18: torch.float8_e4m3fnuz,
     19: torch.float8_e5m2,
     20: torch.float8_e5m2fnuz,
+    24: torch.float8_e8m0fnu,
 }
 
 _UNSIGNED = (torch.uint16, torch.uint32, torch.uint64)
@@ -55,18 +57,14 @@ _MANTISSA = {torch.float8_e4m3fn: 3, torch.float8_e4m3fnuz: 3, torch.float8_e5m2
 
 def cast(x: torch.Tensor, dtype: torch.dtype, saturate: bool = True) -> torch.Tensor:
     """ONNX Cast of ``x`` to ``dtype``: to a float8 type, out-of-range values saturate to the largest
-    finite value (``saturate``; infinities too, except in the ``fnuz`` types, which have none and give
-    NaN), or become NaN (infinity for float8e5m2) without it; rounding is to nearest even."""
+    finite value (``saturate``; infinities too, in every float8 type, as the onnx reference does),
+    or become NaN (infinity for float8e5m2) without it; rounding is to nearest even."""
     if dtype not in _FLOAT8 or not x.is_floating_point():
         return x.to(dtype)
     value = x.to(torch.float32)
     largest = torch.finfo(dtype).max
-    fnuz = dtype in (torch.float8_e4m3fnuz, torch.float8_e5m2fnuz)
     if saturate:
-        clamped = value.clamp(-largest, largest)
-        if fnuz:
-            clamped = torch.where(torch.isinf(value), torch.nan, clamped)
-        return clamped.to(dtype)
+        return value.clamp(-largest, largest).to(dtype)
     half_ulp = 2.0 ** math.floor(math.log2(largest)) * 2.0 ** -(_MANTISSA[dtype] + 1)
     overflow = value.abs() > largest + half_ulp
     result = value.clamp(-largest, largest)
@@ -421,8 +419,16 @@ def register(
 
         return convert
 
+    from graphopt.onnx_narrow import CARRIERS, E8M0, NarrowCast
+
+    def narrow(node: Any, to: int) -> Any:
+        saturate = bool(node.attributes.get("saturate", 1))
+        return result(NarrowCast(to, saturate, _text(node.attributes.get("round_mode"), "up")), node)
+
     def cast_converter(node: Any, graph: Any) -> Any:
         to = int(node.attributes["to"])
+        if to in CARRIERS or to == E8M0:
+            return narrow(node, to)
         if to not in ONNX_DTYPES:
             raise NotImplementedError(f"Cast to ONNX type {to} (torch has no such dtype)")
         return result(Cast(ONNX_DTYPES[to], bool(node.attributes.get("saturate", 1))), node)
@@ -432,6 +438,8 @@ def register(
     def cast_like(node: Any, graph: Any) -> Any:
         saturate = bool(node.attributes.get("saturate", 1))
         declared = _elem_type(graph, node.input_values[1])
+        if declared is not None and (declared in CARRIERS or declared == E8M0):
+            return narrow(node, declared)
         if declared in ONNX_DTYPES:
             return result(Cast(ONNX_DTYPES[declared], saturate), node)
         return result(CastLike(saturate), node)

@@ -23,6 +23,8 @@ from graphopt.onnx_io import run_onnxruntime
 from samples.cnn import digits_cnn
 from samples.digits import load_digits_28, load_digits_flat
 from samples.mnist_mlp import mnist_mlp
+from samples.mobilenet import mobilenet_small_digits
+from samples.resnet import resnet_small_digits
 from samples.transformer import transformer_encoder
 
 # float32 with a different summation order (onnx2torch's torch kernels vs ONNX Runtime's): ~1e-6
@@ -104,6 +106,63 @@ def test_export_of_an_optimized_graph_runs_in_onnxruntime(exported, tmp_path, na
     assert again.stats().params == optimized.stats().params
 
 
+def every_sample():
+    """Every model of samples/, on small real inputs (random embeddings for the transformer)."""
+    return {
+        **samples(),
+        "mobilenet": (mobilenet_small_digits(), load_digits_28()[0][:2]),
+        "resnet": (resnet_small_digits(), load_digits_28()[0][:2]),
+    }
+
+
+def float_param_bytes(graph) -> int:
+    """Bytes of the floating-point weights: the exporter adds int64 shape constants (Reshape) and
+    one-element float constants (the attention scale) as initializers, which come back as buffers."""
+    tensors = {id(t): t for t in [*graph.module.parameters(), *graph.module.buffers()]}
+    return sum(t.numel() * t.element_size() for t in tensors.values() if t.is_floating_point() and t.numel() > 1)
+
+
+def kinds(graph) -> dict[str, int]:
+    from collections import Counter
+
+    from graphopt.metadata import info
+
+    return dict(Counter(info(node).kind for node in graph.compute_nodes()))
+
+
+#: the op kinds that carry the weights and the arithmetic; layout ops may change form in the round trip
+WEIGHT_KINDS = ("conv2d", "matmul", "add", "relu", "relu6", "softmax", "layer_norm", "gelu", "max_pool2d")
+
+
+@pytest.mark.parametrize("name", ["mnist_mlp", "digits_cnn", "transformer", "mobilenet", "resnet"])
+def test_export_of_every_sample_runs_in_onnxruntime_and_round_trips(tmp_path, name):
+    """graphopt export of each sample's optimized graph: ONNX Runtime matches eager, and importing the
+    file back gives the same outputs, the same float weights and the same compute ops."""
+    model, x = every_sample()[name]
+    optimized, _ = graphopt.optimize(graphopt.capture(model, x), "O2")
+    path = graphopt.export_onnx(optimized, tmp_path / f"{name}.onnx")
+    assert relative_error(model(x).detach(), run_onnxruntime(path, x)[0]) < TOLERANCE
+    again = graphopt.capture(path, x)
+    assert relative_error(optimized(x), again(x)) < TOLERANCE
+    assert float_param_bytes(again) == float_param_bytes(optimized) > 0
+    before, after = kinds(optimized), kinds(again)
+    assert {k: before.get(k, 0) for k in WEIGHT_KINDS} == {k: after.get(k, 0) for k in WEIGHT_KINDS}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="not yet an exact round trip: the exporter's int64 shape constants come back as buffers, "
+    "adaptive_avg_pool2d comes back as mean (GlobalAveragePool), flatten as two nodes, transpose as permute",
+)
+@pytest.mark.parametrize("name", ["mobilenet"])
+def test_export_then_import_keeps_every_graph_statistic(tmp_path, name):
+    model, x = every_sample()[name]
+    optimized, _ = graphopt.optimize(graphopt.capture(model, x), "O2")
+    again = graphopt.capture(graphopt.export_onnx(optimized, tmp_path / f"{name}.onnx"), x)
+    assert kinds(again) == kinds(optimized)
+    assert again.stats().param_bytes == optimized.stats().param_bytes
+
+
 def test_fused_batchnorm_is_gone_from_the_export(tmp_path):
     class ConvBN(torch.nn.Module):
         def __init__(self) -> None:
@@ -137,8 +196,8 @@ def test_unsupported_ops_are_all_listed_with_node_and_opset(tmp_path):
     model = tiny_model(
         [
             helper.make_node("Relu", ["x"], ["a"], name="ok"),
-            helper.make_node("CenterCropPad", ["a", "s"], ["b"], name="crop"),
-            helper.make_node("DFT", ["b"], ["y"], name="fourier"),
+            helper.make_node("ImageDecoder", ["a"], ["b"], name="decode"),
+            helper.make_node("DeformConv", ["b", "s", "s"], ["y"], name="deform"),
         ],
         [value("x", [2, 4]), value("s", [2], TensorProto.INT64)],
         [value("y", [2, 4])],
@@ -149,7 +208,7 @@ def test_unsupported_ops_are_all_listed_with_node_and_opset(tmp_path):
         graphopt.capture(tmp_path / "m.onnx")
     message = str(caught.value)
     assert message.startswith("2 ONNX node(s) cannot be imported: ")
-    assert "CenterCropPad (opset 23) at node 'crop'" in message and "DFT (opset 23) at node 'fourier'" in message
+    assert "ImageDecoder (opset 23) at node 'decode'" in message and "DeformConv (opset 23) at node 'deform'" in message
     assert "\n" not in message and "Relu" not in message
 
 

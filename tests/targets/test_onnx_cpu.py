@@ -14,6 +14,8 @@ from graphopt.onnx_io import run_onnxruntime
 from samples.cnn import digits_cnn
 from samples.digits import load_digits_28, load_digits_flat
 from samples.mnist_mlp import mnist_mlp
+from samples.mobilenet import mobilenet_small_digits
+from samples.resnet import resnet_small_digits
 from samples.transformer import transformer_encoder
 from tests.targets.conftest import TOLERANCE
 
@@ -28,11 +30,13 @@ def _samples():
             lambda: transformer_encoder(d_model=32, nhead=4, num_layers=2),
             lambda: torch.randn(2, 8, 32, generator=torch.Generator().manual_seed(0)),
         ),
+        "mobilenet": (mobilenet_small_digits, lambda: load_digits_28()[0][:4].contiguous()),
+        "resnet": (resnet_small_digits, lambda: load_digits_28()[0][:4].contiguous()),
     }
 
 
-# the MLP's Gemms are covered by the CNN's classifier; each case costs a TVM build
-@pytest.mark.parametrize("name", ["digits_cnn", "transformer"])
+# every sample of samples/ (each case costs a TVM build)
+@pytest.mark.parametrize("name", ["mnist_mlp", "digits_cnn", "transformer", "mobilenet", "resnet"])
 def test_onnx_file_compiles_for_cpu_and_matches_onnxruntime(tmp_path, name):
     factory, data = _samples()[name]
     model, x = factory(), data()
