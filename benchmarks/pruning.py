@@ -1,7 +1,7 @@
 """Structured pruning, measured: size, FLOPs, compiled CPU latency and accuracy before and after.
 
     python -m benchmarks.pruning                 # both parts (a few minutes on 2 cores)
-    python -m benchmarks.pruning --only resnet18 # or --only digits
+    python -m benchmarks.pruning --only resnet18 # or --only digits, --only latency
 
 ``resnet18``: samples ResNet-18 (seeded weights) on 1x3x224x224, every group at channel ratio 0.5
 (l1, round_to 8); GMACs (FLOPs / 2), parameters, and the latency of both models compiled for the
@@ -9,8 +9,14 @@ CPU (O2) timed in this same run.
 
 ``digits``: the three trained digits models at 50% FLOPs, one uniform ratio against per-group
 ratios allocated from a sensitivity analysis (top-1 on the training split as the metric, so the
-359 held-out digits stay unseen), top-1 on the held-out digits before fine-tuning and after 1 and
-3 epochs of it (``samples.train.train``: Adam 1e-3, batch 64, seeded), and compiled latency.
+359 held-out digits stay unseen); held-out top-1 as pruned (no fine-tuning), after 3 epochs of the
+earlier recipe (``samples.train.train``: cross-entropy, Adam 1e-3, batch 64), and after 1 and 3
+epochs of ``graphopt.pruning.recover`` (distillation from the unpruned model, one-cycle lr; each
+a separate run from the pruned weights, so the schedule spans the epochs given).
+
+``latency``: per digits model, the sensitivity allocation at flops <= 0.5 and uniform ratios at
+several FLOPs budgets (round_to 4), all compiled for the CPU and timed round-robin in one process;
+the sensitivity one is compared with the fastest uniform candidate that is not faster than it.
 """
 
 from __future__ import annotations
@@ -29,6 +35,11 @@ from samples.mobilenet import mobilenet_small_digits
 from samples.resnet import resnet18, resnet_small_digits
 from samples.train import accuracy, train
 
+#: ``graphopt.pruning.recover``'s settings for every digits row: distillation from the unpruned model
+#: (T=4, alpha=0.9), Adam under a one-cycle schedule peaking at 1e-2, batch 32.
+RECOVER: dict[str, Any] = {"lr": 1e-2, "batch_size": 32, "temperature": 4.0, "alpha": 0.9}
+LEVELS = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75)
+UNIFORM_BUDGETS = (0.4, 0.5, 0.6, 0.7)
 DIGITS_MODELS = {
     "digits_cnn": digits_cnn,
     "resnet_small_digits": resnet_small_digits,
@@ -65,60 +76,122 @@ def bench_resnet18() -> list[str]:
     ]
 
 
-def finetuned_accuracies(
-    graph: graphopt.Graph, data: dict[str, torch.Tensor], epochs: tuple[int, ...]
-) -> dict[int, float]:
-    """Held-out top-1 of ``graph`` after each number of fine-tuning epochs (0: as pruned)."""
+def recovered(graph: graphopt.Graph, teacher: Any, data: dict[str, torch.Tensor], epochs: int) -> float:
+    """Held-out top-1 of ``graph`` after ``epochs`` of ``graphopt.pruning.recover`` (distillation, one-cycle)."""
     module = copy.deepcopy(graph.module)
-    results = {0: accuracy(module, data["x_test"], data["y_test"])}
-    done = 0
-    for total in epochs:
-        train(module, data["x_train"], data["y_train"], total - done)
-        done = total
-        results[total] = accuracy(module, data["x_test"], data["y_test"])
-    return results
+    graphopt.pruning.recover(module, teacher, (data["x_train"], data["y_train"]), epochs=epochs, **RECOVER)
+    return accuracy(module, data["x_test"], data["y_test"])
 
 
-def bench_digits(epochs: tuple[int, ...] = (1, 3)) -> list[str]:
+def cross_entropy_tuned(graph: graphopt.Graph, data: dict[str, torch.Tensor], epochs: int) -> float:
+    """Held-out top-1 after the earlier recipe: ``samples.train.train`` (Adam 1e-3, batch 64, labels only)."""
+    module = copy.deepcopy(graph.module)
+    train(module, data["x_train"], data["y_train"], epochs)
+    return accuracy(module, data["x_test"], data["y_test"])
+
+
+def digits_data() -> dict[str, torch.Tensor]:
     x_train, y_train = load_digits_28("train")
     x_test, y_test = load_digits_28("test")
-    data = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
-    def train_top1(module: Any) -> float:
-        return accuracy(module, x_train, y_train)
 
+def digits_curves(graph: graphopt.Graph, data: dict[str, torch.Tensor]) -> Any:
+    """Sensitivity curves on the training split (the 359 held-out digits stay unseen)."""
+    return graphopt.sensitivity(
+        graph,
+        levels=LEVELS,
+        evaluate=lambda module: accuracy(module, data["x_train"], data["y_train"]),
+        metric_name="train top-1",
+    )
+
+
+def bench_digits() -> list[str]:
+    data = digits_data()
     lines = [
-        "| model | allocation | FLOPs | params | top-1 pruned | "
-        + " | ".join(f"top-1 +{e} ep" for e in epochs)
-        + " | compiled ms |",
-        "| --- | --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in epochs) + " | ---: |",
+        "| model | allocation | FLOPs | params | top-1 pruned | CE 3 ep | recover 1 ep | recover 3 ep | "
+        "3 ep - unpruned |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, factory in DIGITS_MODELS.items():
-        graph = graphopt.capture(factory(), x_test[:1])
-        unpruned = accuracy(graph.module, x_test, y_test)
-        lines.append(
-            f"| {name} | unpruned | 1.000 | 1.000 | {unpruned:.3f} | "
-            + " | ".join("-" for _ in epochs)
-            + f" | {compiled_ms(graph, number=50, repeat=5):.3f} |"
-        )
-        curves = graphopt.sensitivity(
-            graph, levels=(0.125, 0.25, 0.375, 0.5, 0.625, 0.75), evaluate=train_top1, metric_name="train top-1"
-        )
+        graph = graphopt.capture(factory(), data["x_test"][:1])
+        unpruned = accuracy(graph.module, data["x_test"], data["y_test"])
+        lines.append(f"| {name} | unpruned | 1.000 | 1.000 | {unpruned:.3f} | - | - | - | - |")
+        curves = digits_curves(graph, data)
         for allocation, extra in (("uniform", {}), ("sensitivity", {"sensitivity": curves})):
             pruned, report = graphopt.prune(graph, flops=0.5, round_to=1, **extra)  # type: ignore[arg-type]
-            results = finetuned_accuracies(pruned, data, epochs)
+            as_pruned = accuracy(pruned.module, data["x_test"], data["y_test"])
+            plain = cross_entropy_tuned(pruned, data, 3)
+            one, three = (recovered(pruned, graph.module, data, e) for e in (1, 3))
             lines.append(
                 f"| {name} | {allocation} | {report.after.flops / report.before.flops:.3f} | "
-                f"{report.after.params / report.before.params:.3f} | {results[0]:.3f} | "
-                + " | ".join(f"{results[e]:.3f}" for e in epochs)
-                + f" | {compiled_ms(pruned, number=50, repeat=5):.3f} |"
+                f"{report.after.params / report.before.params:.3f} | {as_pruned:.3f} | {plain:.3f} | {one:.3f} | "
+                f"{three:.3f} | {100 * (three - unpruned):+.1f} |"
             )
+            print(lines[-1], flush=True)
     return lines
+
+
+def interleaved_ms(graphs: dict[str, graphopt.Graph], rounds: int = 9, number: int = 100) -> dict[str, float]:
+    """Median ms per run of each graph compiled for the CPU, timed round-robin in this one process."""
+    compiled = {key: graphopt.compile(g, g.example_inputs, target="cpu") for key, g in graphs.items()}
+    inputs = {key: [t.numpy() for t in g.example_inputs] for key, g in graphs.items()}
+    samples: dict[str, list[float]] = {key: [] for key in graphs}
+    for key, c in compiled.items():
+        c.time(*inputs[key], number=10, repeat=1)  # warm-up
+    for _ in range(rounds):
+        for key, c in compiled.items():
+            samples[key].extend(c.time(*inputs[key], number=number, repeat=1))
+    return {key: 1000 * sorted(v)[len(v) // 2] for key, v in samples.items()}
+
+
+def bench_latency(round_to: int = 4) -> list[str]:
+    """Sensitivity allocation (flops <= 0.5) against uniform ratios around it, at measured latency."""
+    data = digits_data()
+    lines = [
+        "| model | candidate | FLOPs | compiled ms (median) | top-1 pruned | recover 3 ep |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    verdicts = []
+    for name, factory in DIGITS_MODELS.items():
+        graph = graphopt.capture(factory(), data["x_test"][:1])
+        curves = digits_curves(graph, data)
+        graphs = {"unpruned": graph}
+        try:
+            graphs["sensitivity flops<=0.5"], _ = graphopt.prune(
+                graph, flops=0.5, round_to=round_to, sensitivity=curves
+            )
+        except graphopt.InputError as error:
+            verdicts.append(f"{name}: no sensitivity allocation at round_to={round_to}: {error}")
+            continue
+        for budget in UNIFORM_BUDGETS:
+            graphs[f"uniform flops<={budget}"], _ = graphopt.prune(graph, flops=budget, round_to=round_to)
+        ms = interleaved_ms(graphs)
+        results = {}
+        for key, g in sorted(graphs.items(), key=lambda item: ms[item[0]]):
+            flops = g.stats().flops / graph.stats().flops
+            top1 = accuracy(g.module, data["x_test"], data["y_test"])
+            tuned = recovered(g, graph.module, data, 3) if key != "unpruned" else top1
+            results[key] = (ms[key], top1, tuned)
+            lines.append(f"| {name} | {key} | {flops:.3f} | {ms[key]:.4f} | {top1:.3f} | {tuned:.3f} |")
+            print(lines[-1], flush=True)
+        chosen = results["sensitivity flops<=0.5"]
+        rivals = [(k, v) for k, v in results.items() if k.startswith("uniform") and v[0] >= chosen[0]]
+        if not rivals:
+            verdicts.append(f"{name}: every uniform candidate measured faster than the sensitivity one; no comparison")
+            continue
+        key, rival = min(rivals, key=lambda kv: kv[1][0])  # the fastest uniform that is not faster
+        outcome = "beats" if chosen[2] > rival[2] else "ties" if chosen[2] == rival[2] else "loses to"
+        verdicts.append(
+            f"{name}: sensitivity ({chosen[0]:.4f} ms, {chosen[2]:.3f} after 3 ep, {chosen[1]:.3f} as pruned) "
+            f"{outcome} {key} ({rival[0]:.4f} ms, not faster: {rival[2]:.3f} after 3 ep, {rival[1]:.3f} as pruned)"
+        )
+    return [*lines, "", *verdicts]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["resnet18", "digits"])
+    parser.add_argument("--only", choices=["resnet18", "digits", "latency"])
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     if args.only in (None, "resnet18"):
@@ -126,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         print()
     if args.only in (None, "digits"):
         print("\n".join(bench_digits()), flush=True)
+        print()
+    if args.only in (None, "latency"):
+        print("\n".join(bench_latency()), flush=True)
     return 0
 
 

@@ -8,6 +8,7 @@ timeline of passes with their reports and what each one removed, added, folded o
 >>> graphopt.visualize(graph, "graph.html")
 >>> graphopt.visualize(model.eval(), "pipeline.html", example_inputs=torch.randn(1, 784), passes="O2")
 >>> graphopt.visualize(graph, "graph.svg")   # Graphviz `dot` renders the DOT export
+>>> graphopt.visualize(graph, "prune.html", pruning=True, sensitivity=report)  # groups, sensitivity colours
 """
 
 from __future__ import annotations
@@ -58,15 +59,34 @@ def visualize(
     example_inputs: Any = None,
     passes: Any = None,
     format: str | None = None,
+    pruning: bool = False,
+    sensitivity: Any = None,
 ) -> Path:
     """Write ``graph_or_model`` to ``path`` as HTML, DOT or SVG (``format`` or the file suffix).
 
     A model (``nn.Module``) is captured first, which needs ``example_inputs``. With ``passes``
     (a preset like "O2", "a,b" or a list) the HTML shows the pipeline before and after each pass;
-    DOT and SVG show the optimized graph. Returns the path written.
+    DOT and SVG show the optimized graph. ``pruning=True`` adds the dependency groups of the
+    captured graph to the HTML (pick one to highlight it across the graph); a ``sensitivity``
+    report (``graphopt.sensitivity``) implies it and adds "colour by sensitivity". Returns the path.
     """
     graph = _as_graph(graph_or_model, example_inputs)
-    return write(pipeline_payload(graph, passes), path, format)
+    groups = pruning_overlay(graph, sensitivity) if pruning or sensitivity is not None else None
+    payload = pipeline_payload(graph, passes)
+    if groups is not None:
+        payload["pruning"] = groups
+    return write(payload, path, format)
+
+
+def pruning_overlay(graph: Graph, sensitivity: Any = None) -> dict[str, Any]:
+    """``graph``'s dependency groups (and their sensitivity, given a report), as the page's ``pruning`` data.
+
+    Node names are those of ``graph`` as captured: after passes rename nodes, the later states
+    highlight only the nodes that kept their names.
+    """
+    from graphopt.pruning.overlay import overlay
+
+    return overlay(graph, sensitivity=sensitivity)
 
 
 def write(payload: dict[str, Any], path: str | Path, format: str | None = None) -> Path:

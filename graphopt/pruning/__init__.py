@@ -4,6 +4,7 @@
 ...     print(group.describe())
 >>> pruned, report = graphopt.prune(model, x, flops=0.5)   # at most half the FLOPs
 >>> print(report.table())
+>>> graphopt.pruning.recover(pruned.module, model, (x_train, y_train), epochs=3)  # distil back
 
 ``pruned`` is a ``graphopt.Graph`` (a torch.fx GraphModule with smaller weights): it trains, and
 ``graphopt.compile`` takes it.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from graphopt.pruning.dependency import DependencyAnalysis, PruningGroup, analyze, groups
 from graphopt.pruning.importance import IMPORTANCE, scores, select
+from graphopt.pruning.recovery import recover
 from graphopt.pruning.sensitivity import SensitivityReport, SensitivityRow, sensitivity
 from graphopt.pruning.shrink import mask, shrink
 from graphopt.pruning.sparsify import SparsityReport, sparsify
@@ -31,6 +33,7 @@ __all__ = [
     "groups",
     "mask",
     "prune",
+    "recover",
     "scores",
     "select",
     "sensitivity",

@@ -1,6 +1,7 @@
 /* The explorer: wires the data, the model, the layout, the renderer and the panels together.
  *
- * Data (embedded as JSON): {title, states: [{label, graph}], passes: [{record, diff}], initial}.
+ * Data (embedded as JSON): {title, states: [{label, graph}], passes: [{record, diff}], initial}, and
+ * on pruning pages `pruning`: {groups: [{index, unit, channels, text, members, outputs, damage}], metric}.
  * states[0] is the captured graph, states[k] the graph after passes[k - 1].
  * window.__graphopt exposes a small API for tests and benchmarks; window.__graphoptReady is set
  * (performance.now()) once the first frame is drawn and every handler is attached.
@@ -25,6 +26,7 @@
     showConstants: false,
     collapsed: null, // Set of module paths; null until the first state decides
     selected: null, // {node: name} or {group: path}
+    pruneGroup: null, // index into data.pruning.groups of the highlighted dependency group
     matches: new Set(),
     models: [],
     scene: null,
@@ -64,11 +66,26 @@
     return result;
   }
 
+  /* Pruning pages: node name -> damage of the most sensitive group its output carries. */
+  const sensitivity = new Map();
+  for (const group of data.pruning?.groups || []) {
+    if (group.damage === null || group.damage === undefined) continue;
+    for (const name of group.outputs) sensitivity.set(name, Math.max(sensitivity.get(name) ?? 0, group.damage));
+  }
+  const sensitivityMax = Math.max(0, ...sensitivity.values());
+
+  function highlighted() {
+    return app.pruneGroup === null ? null : data.pruning.groups[app.pruneGroup];
+  }
+
   /* What the user chose, as the scene builder reads it. */
   function view() {
+    const group = highlighted();
     return {
       colorMode: app.colorMode, matches: app.matches, selected: app.selected, collapsed: app.collapsed,
       changeOf: changes(), measure: (text, font) => renderer.measure(text, font),
+      groupMembers: group ? new Set(group.members) : null, groupLabel: group ? `group ${group.index}` : "",
+      sensitivity, sensitivityMax, metric: data.pruning?.metric,
     };
   }
 
@@ -125,6 +142,8 @@
     } else if (app.selected?.group) {
       const group = m.groups.get(app.selected.group);
       panel.innerHTML = group ? GraphoptDetails.groupHTML(group, m.graph, app.collapsed.has(group.path)) : "";
+    } else if (highlighted()) {
+      panel.innerHTML = groupDetails(highlighted());
     } else {
       panel.innerHTML = `<p class="empty">Click a node to see its op, shapes, parameters, FLOPs and source line.`
         + ` Click a grey module box to expand it; click an open module's title to collapse it.</p>`;
@@ -213,6 +232,54 @@
     tip.style.left = `${event.clientX - rect.left + 14}px`;
     tip.style.top = `${event.clientY - rect.top + 14}px`;
     tip.hidden = false;
+  }
+
+  // -- pruning groups ----------------------------------------------------------------------
+  /* Highlight dependency group `index` (null: none): open the modules around its nodes, frame them. */
+  function highlightGroup(index) {
+    app.pruneGroup = index === null || index === "" ? null : Number(index);
+    $("prune-group").value = app.pruneGroup === null ? "" : String(app.pruneGroup);
+    const group = highlighted();
+    if (!group) { restyle(); showDetails(); return; }
+    const m = model();
+    for (const name of group.members) {
+      const node = m.byName.get(name);
+      if (node) for (const path of m.ancestors[node.id]) app.collapsed.delete(path);
+    }
+    app.selected = null;
+    rebuild();
+    const boxes = group.members.map((name) => app.boxOfNode.get(name)).filter((i) => i !== undefined)
+      .map((i) => app.scene.boxes[i]);
+    if (boxes.length) {
+      const top = Math.min(...boxes.map((b) => b.y)), bottom = Math.max(...boxes.map((b) => b.y + b.h));
+      const left = Math.min(...boxes.map((b) => b.x)), right = Math.max(...boxes.map((b) => b.x + b.w));
+      const scale = Math.min(renderer.cssWidth / (right - left + 80), renderer.cssHeight / (bottom - top + 80), 1);
+      renderer.view.scale = Math.max(scale, 0.05);
+      renderer.centerOn((left + right) / 2, (top + bottom) / 2);
+    }
+    showDetails();
+  }
+
+  function groupDetails(group) {
+    const link = (name) => `<a href="#" class="node-link" data-node="${F.escape(name)}">${F.escape(name)}</a>`;
+    const damage = group.damage === null || group.damage === undefined ? ""
+      : `<p>Sensitivity: ${+group.damage.toPrecision(3)} ${F.escape(data.pruning.metric || "metric")} lost on average`
+        + ` over the levels measured.</p>`;
+    return `<h3>Dependency group ${group.index}</h3><p>${group.channels} ${F.escape(group.unit)} removed together.</p>`
+      + damage + `<p class="dim">${F.escape(group.text)}</p>`
+      + `<p>${group.members.length} nodes carry or read its channels:</p><p>${group.members.map(link).join(", ")}</p>`;
+  }
+
+  function attachPruning() {
+    if (!data.pruning) return;
+    $("prune-group-label").hidden = false;
+    $("prune-group").innerHTML = `<option value="">none</option>` + data.pruning.groups.map((g, k) =>
+      `<option value="${k}">group ${g.index}: ${g.channels} ${F.escape(g.unit)}, ${F.escape(g.members[0] || "")}`
+      + `${g.damage === null || g.damage === undefined ? "" : ` (loss ${+g.damage.toPrecision(2)})`}</option>`).join("");
+    $("prune-group").addEventListener("change", (e) => highlightGroup(e.target.value));
+    if (sensitivity.size) {
+      $("color-mode").insertAdjacentHTML("beforeend", `<option value="sensitivity">pruning sensitivity</option>`);
+    }
   }
 
   // -- search ------------------------------------------------------------------------------
@@ -408,9 +475,12 @@
       return elapsed;
     },
     showPass: (k, side) => showState(side === "before" ? k : k + 1, k, side || "after"),
+    highlightGroup,
+    setColorMode: (mode) => { app.colorMode = mode; $("color-mode").value = mode; restyle(); },
   };
 
   attach();
+  attachPruning();
   rebuild();
   renderer.fit();
   renderTimeline();

@@ -2,7 +2,9 @@
  * search marks), laid-out edges, and frames around open modules.
  *
  * `view` carries what the user chose: {colorMode, matches: Set of names, selected, collapsed,
- * changeOf: Map name -> "added" | "removed" | ..., measure(text, font)}.
+ * changeOf: Map name -> "added" | "removed" | ..., measure(text, font)}, and for pruning pages
+ * {groupMembers: Set of names of the highlighted dependency group (or null), groupLabel,
+ * sensitivity: Map name -> damage, sensitivityMax, metric}.
  */
 "use strict";
 
@@ -11,6 +13,9 @@ const GraphoptScene = (() => {
   const BOX_HEIGHT = 42;
   const FRAME_PAD = 8, FRAME_TITLE = 16;
   const MATCH_GLOW = "rgba(250, 204, 21, 0.75)";
+  const GROUP_GLOW = "rgba(37, 99, 235, 0.45)", GROUP_OUTLINE = "#2563eb";
+  const UNGROUPED = { stroke: "#cbd5e1", fill: "#ffffff" };
+  const num = (x) => String(+Number(x).toPrecision(3));
   const CHANGE_COLORS = {
     added: "#16a34a", removed: "#dc2626", changed: "#d97706", fused: "#7c3aed", folded: "#0891b2",
   };
@@ -28,7 +33,18 @@ const GraphoptScene = (() => {
     return `hsl(${Math.round((index * 137.508) % 360)}, 62%, ${index % 2 ? 42 : 52}%)`;
   }
 
+  /* Green (harmless) through yellow to red (the most sensitive group): share of the largest damage. */
+  function sensitivityColor(damage, max) {
+    const share = max > 0 ? Math.min(damage / max, 1) : 0;
+    return `hsl(${Math.round(120 * (1 - share))}, 70%, 40%)`;
+  }
+
   function nodeColors(node, graph, view) {
+    if (view.colorMode === "sensitivity") {
+      if (!view.sensitivity?.has(node.name)) return UNGROUPED;
+      const c = sensitivityColor(view.sensitivity.get(node.name), view.sensitivityMax);
+      return { stroke: c, fill: F.hslTint(c, 88) };
+    }
     if (view.colorMode === "fusion") {
       if (!node.fusion_group) return { stroke: "#cbd5e1", fill: "#ffffff" };
       const c = fusionColor(graph, node.fusion_group);
@@ -65,13 +81,15 @@ const GraphoptScene = (() => {
       if (change) counts[change] = (counts[change] || 0) + 1;
       if (view.matches.has(graph.nodes[id].name)) matches++;
     }
+    const inGroup = view.groupMembers ? g.members.filter((id) => view.groupMembers.has(graph.nodes[id].name)).length : 0;
     const changeKinds = Object.keys(counts);
-    const badge = changeKinds.length
-      ? changeKinds.map((k) => `${counts[k]} ${k}`).join(", ") : matches ? `${matches} found` : null;
+    const badge = changeKinds.length ? changeKinds.map((k) => `${counts[k]} ${k}`).join(", ")
+      : matches ? `${matches} found` : inGroup ? `${inGroup} in ${view.groupLabel}` : null;
     return {
       group: g.path, line1, line1b, line2, w: Math.min(Math.max(w, 120), 320), h: BOX_HEIGHT,
-      ...groupColors(g, graph, view), outline: changeKinds.length ? CHANGE_COLORS[changeKinds[0]] : null, badge,
-      glow: matches ? MATCH_GLOW : null,
+      ...groupColors(g, graph, view), badge,
+      outline: changeKinds.length ? CHANGE_COLORS[changeKinds[0]] : inGroup ? GROUP_OUTLINE : null,
+      glow: matches ? MATCH_GLOW : inGroup ? GROUP_GLOW : null,
       selected: view.selected?.group === g.path,
     };
   }
@@ -85,11 +103,12 @@ const GraphoptScene = (() => {
     const w = Math.max(view.measure(line1, TITLE_FONT) + view.measure(line1b, NAME_FONT) + 30,
       view.measure(line2, SHAPE_FONT) + 24);
     const change = view.changeOf.get(node.name);
+    const inGroup = Boolean(view.groupMembers?.has(node.name));
     return {
       node: node.name, line1, line1b, line2, w: Math.min(Math.max(w, 96), 280), h: BOX_HEIGHT,
-      ...nodeColors(node, graph, view), outline: change ? CHANGE_COLORS[change] : null,
-      badge: change || null,
-      glow: view.matches.has(node.name) ? MATCH_GLOW : null,
+      ...nodeColors(node, graph, view), outline: change ? CHANGE_COLORS[change] : inGroup ? GROUP_OUTLINE : null,
+      badge: change || (inGroup ? view.groupLabel : null), inGroup,
+      glow: view.matches.has(node.name) ? MATCH_GLOW : inGroup ? GROUP_GLOW : null,
       selected: view.selected?.node === node.name,
     };
   }
@@ -191,9 +210,18 @@ const GraphoptScene = (() => {
     if (view.colorMode === "quant") {
       return [["#dc2626", "quantized"], ["#2563eb", "float"], ["#94a3b8", "other (int, shape)"]];
     }
+    if (view.colorMode === "sensitivity") {
+      const max = view.sensitivityMax, metric = view.metric || "metric";
+      return [
+        [sensitivityColor(max, max), `most sensitive: ${num(max)} ${metric} lost (mean over levels)`],
+        [sensitivityColor(max / 2, max), `${num(max / 2)} lost`],
+        [sensitivityColor(0, max), "harmless: 0 lost"],
+        [UNGROUPED.stroke, "in no prunable group"],
+      ];
+    }
     const present = new Set(graph.nodes.filter((n) => m.shown[n.id]).map((n) => n.category));
     return Object.keys(graph.palette).filter((c) => present.has(c)).map((c) => [graph.palette[c], c]);
   }
 
-  return { build, restyle, legend, CHANGE_COLORS };
+  return { build, restyle, legend, sensitivityColor, CHANGE_COLORS, GROUP_OUTLINE };
 })();
