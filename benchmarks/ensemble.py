@@ -12,7 +12,8 @@ timings per configuration, interleaved so machine drift hits all alike (median o
 
 Also: the fused artifact's output against the mean of the members' eager outputs (max abs error)
 and top-1 of the ensemble vs each member on the 359 held-out digits. Then three architectures
-(MLP, CNN, resnet_small, the samples' trained weights) fused into one artifact on the same input.
+(MLP, CNN, resnet_small, the samples' trained weights) fused into one artifact on the same input,
+and two heads on one shared backbone (what is computed once).
 
     python benchmarks/ensemble.py [--epochs 4] [--repeat 7] [--markdown]
     python benchmarks/ensemble.py --grouped-conv     # only: one grouped conv vs the four it replaces
@@ -21,7 +22,7 @@ and top-1 of the ensemble vs each member on the 359 held-out digits. Then three 
 from __future__ import annotations
 
 import argparse
-import platform
+import os
 import statistics
 import sys
 import time
@@ -36,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import graphopt  # noqa: E402
+from benchmarks.run_suite import cpu_model  # noqa: E402
 from samples.cnn import DigitsCNN, digits_cnn  # noqa: E402
 from samples.digits import load_digits_28  # noqa: E402
 from samples.mnist_mlp import mnist_mlp  # noqa: E402
@@ -62,8 +64,9 @@ def time_batch(members: list[nn.Module], batch: int, x_test: torch.Tensor, numbe
     x = x_test[:batch]
     array = x.numpy()
     separate = [_compile(m, x) for m in members]
-    fused_graph, report = graphopt.fuse_models(members, x, combine="mean")
+    fused_graph, report = graphopt.fuse_models(members, x, combine="mean", horizontal=True)
     plain_graph, _ = graphopt.fuse_models(members, x, combine="mean", horizontal=False)
+    _, auto = graphopt.fuse_models(members, x, combine="mean")  # the default, horizontal="auto"
     fused, plain = _compile(fused_graph, x), _compile(plain_graph, x)
     runs = {
         "separate": lambda: np.mean([m(array) for m in separate], axis=0),
@@ -94,6 +97,7 @@ def time_batch(members: list[nn.Module], batch: int, x_test: torch.Tensor, numbe
             "fused (one graph, no horizontal)": float(np.abs(plain(array) - want).max()),
         },
         "horizontal": report.horizontal,
+        "auto": "fused + horizontal" if auto.horizontal else "fused (one graph, no horizontal)",
         "fused_artifact": fused,
     }
 
@@ -115,15 +119,40 @@ def grouped_conv(repeat: int) -> None:
         print(f"grouped conv 64->128 groups=4: {one:.2f} ms; four conv 16->32: {four:.2f} ms")
 
 
+def shared_backbone(trained: DigitsCNN, x_test: torch.Tensor) -> None:
+    """Two heads (digit class, even/odd) on one frozen backbone, captured as two whole models."""
+    backbone = nn.Sequential(*list(trained.children())[:-1]).eval()  # everything up to the classifier
+    torch.manual_seed(0)
+    heads = [nn.Sequential(backbone, trained.fc).eval(), nn.Sequential(backbone, nn.Linear(1568, 2)).eval()]
+    x = x_test[:1]
+    graph, report = graphopt.fuse_models(heads, x, combine="none")
+    convs = sum(1 for n in graph.module.graph.nodes if "conv" in str(n.target).lower())
+    member_convs = sum(1 for m in heads for layer in m.modules() if isinstance(layer, nn.Conv2d))
+    artifact = graphopt.compile(graph, graph.example_inputs, target="cpu")
+    with torch.no_grad():
+        want = [h(x_test[:64]).numpy() for h in heads]
+    got = [artifact(x_test[i : i + 1].numpy()) for i in range(64)]
+    error = max(float(np.abs(np.concatenate([g[k] for g in got]) - want[k]).max()) for k in range(2))
+    print(
+        f"\ntwo heads on one shared backbone (combine='none'): members {report.unfused.nodes} nodes and "
+        f"{report.unfused.param_bytes} weight bytes together; fused {report.fused.nodes} nodes and "
+        f"{report.fused.param_bytes} bytes; {len(report.merged)} nodes merged ({report.merged_bytes} bytes); "
+        f"convolutions in the fused graph: {convs} (the members hold {member_convs}); "
+        f"artifact vs eager heads over 64 digits: max abs error {error:.1e}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=4, help="training epochs per member")
     parser.add_argument("--number", type=int, default=50, help="runs averaged per measurement")
     parser.add_argument("--repeat", type=int, default=7, help="measurements per configuration (median reported)")
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
+    parser.add_argument("--threads", type=int, default=2, help="torch and TVM threads")
     parser.add_argument("--grouped-conv", action="store_true", help="only time one grouped conv vs four plain ones")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
+    os.environ["TVM_NUM_THREADS"] = str(args.threads)  # read when TVM's thread pool starts (first run)
     if args.grouped_conv:
         grouped_conv(3)
         return
@@ -137,7 +166,7 @@ def main() -> None:
         train(model, x_train, y_train, args.epochs)
         members.append(model.eval())
     member_acc = [accuracy(m, x_test, y_test) * 100 for m in members]
-    results = [time_batch(members, batch, x_test, args.number, args.repeat) for batch in (1, 64)]
+    results = [time_batch(members, batch, x_test, args.number, args.repeat) for batch in (1, 8, 64)]
     fused_1 = results[0]["fused_artifact"]
     ensemble_out = np.concatenate([fused_1(x_test[i : i + 1].numpy()) for i in range(len(x_test))])
     ensemble_acc = top1(ensemble_out, y_test)
@@ -145,7 +174,7 @@ def main() -> None:
         want = torch.stack([m(x_test) for m in members]).mean(0).numpy()
     full_error = float(np.abs(ensemble_out - want).max())
 
-    print(f"CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, 2 threads")
+    print(f"CPU: {cpu_model()}, torch {torch.__version__}, {args.threads} threads, load {os.getloadavg()[0]:.1f}")
     print(f"four digits CNNs, seeds {SEEDS}, {args.epochs} epochs each; combine=mean")
     print("horizontal fusion: " + "; ".join(results[0]["horizontal"]))
     print()
@@ -169,6 +198,8 @@ def main() -> None:
         print(f"| member seed {seed} (eager) | {acc:.2f} |")
     print(f"| ensemble (fused artifact, batch 1, all 359) | {ensemble_acc:.2f} |")
     print(f"\nfused artifact vs eager mean over all 359 digits: max abs error {full_error:.1e}")
+    print("\nthe default, horizontal='auto', picks: " + "; ".join(f"batch {r['batch']}: {r['auto']}" for r in results))
+    shared_backbone(members[0], x_test)
 
     # three architectures on the same input, the samples' trained weights
     mlp = nn.Sequential(nn.Flatten(), mnist_mlp()).eval()

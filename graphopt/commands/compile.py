@@ -77,11 +77,13 @@ def add_ensemble_arguments(parser: argparse.ArgumentParser) -> None:
         "(members of one input each; default: all members share every --input-shape)",
     )
     parser.add_argument(
-        "--no-horizontal",
-        action="store_true",
-        help="with --ensemble: keep same-architecture members side by side instead of one wide model "
-        "(faster at large batches where grouped convolutions are slow)",
+        "--horizontal",
+        choices=("auto", "on", "off"),
+        default=None,
+        help="with --ensemble: run same-architecture members as one wide model: auto (default) where "
+        "the wide layers' activations stay in cache (small batches, where it pays), on, or off",
     )
+    parser.add_argument("--no-horizontal", action="store_true", help="with --ensemble: the same as --horizontal off")
 
 
 def load_ensemble(args: argparse.Namespace) -> tuple[_common.Loaded, Any]:
@@ -115,7 +117,11 @@ def load_ensemble(args: argparse.Namespace) -> tuple[_common.Loaded, Any]:
                 f"--member-inputs: {len(inputs)} --input-shape given for {len(models)} member(s), give one per member"
             )
         given, per_member = [(t,) for t in inputs], [1] * len(models)
-    graph, report = fuse_models(models, given, combine=combine, weights=weights, horizontal=not args.no_horizontal)
+    choices: dict[str, bool | str] = {"auto": "auto", "on": True, "off": False}
+    horizontal = choices[args.horizontal or "auto"]
+    if args.no_horizontal:
+        horizontal = False
+    graph, report = fuse_models(models, given, combine=combine, weights=weights, horizontal=horizontal)
     reference = EagerEnsemble(models, combine, weights, per_member=per_member)
     return _common.Loaded(reference, graph.example_inputs, graph), report
 
@@ -191,8 +197,8 @@ def run(args: argparse.Namespace) -> int:
         loaded, fusion = load_ensemble(args)
     elif args.model is None:
         raise InputError("give a MODEL to compile (or --ensemble MODEL MODEL ...)")
-    elif args.combine or args.weights or args.no_horizontal or args.member_inputs:
-        raise InputError("--combine, --weights, --member-inputs and --no-horizontal go with --ensemble")
+    elif args.combine or args.weights or args.no_horizontal or args.horizontal or args.member_inputs:
+        raise InputError("--combine, --weights, --member-inputs and --horizontal go with --ensemble")
     else:
         loaded = _common.load_and_capture(args)
     with _common.status(f"compiling for {args.target}", quiet=args.json):

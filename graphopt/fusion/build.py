@@ -11,7 +11,7 @@ from torch import fx, nn
 from torch.utils import _pytree as pytree
 
 from graphopt.errors import InputError
-from graphopt.fusion.horizontal import MEMBER, fuse_horizontally
+from graphopt.fusion.horizontal import MEMBER, WORKING_SET_BYTES, fuse_horizontally
 from graphopt.fusion.merge import delete_unused, merge_identical
 from graphopt.fusion.report import FusionReport, MemberInfo
 from graphopt.ir import Graph, GraphStats
@@ -27,7 +27,7 @@ def fuse_models(
     weights: Sequence[float] | None = None,
     *,
     merge: bool = True,
-    horizontal: bool = True,
+    horizontal: bool | str = "auto",
     name: str = "ensemble",
 ) -> tuple[Graph, FusionReport]:
     """One ``Graph`` that runs every member and returns their combined output.
@@ -47,12 +47,16 @@ def fuse_models(
     - ``"none"``: a tuple of every member's output.
 
     ``merge`` computes once what several members compute with equal weights (a shared backbone);
-    ``horizontal`` runs same-architecture members as one wider model where their layers allow it.
+    ``horizontal`` runs same-architecture members as one wider model where their layers allow it:
+    ``"auto"`` (the default) only where the wide layers' activations stay in cache (at small batch
+    sizes, where it pays; see ``graphopt.fusion.horizontal``), ``True`` always, ``False`` never.
     The result goes to ``graphopt.optimize`` and ``graphopt.compile`` like any captured graph.
 
     >>> graph, report = graphopt.fuse_models([a, b], torch.randn(1, 784), combine="vote")
     """
     members = _check_members(models)
+    if horizontal not in (True, False, "auto"):
+        raise InputError(f"horizontal must be True, False or 'auto', not {horizontal!r}")
     weights = _check_combine(combine, weights, len(members))
     inputs_per_member, shared = _member_inputs(example_inputs, len(members))
     graphs = [_capture(model, inputs) for model, inputs in zip(members, inputs_per_member, strict=True)]
@@ -76,7 +80,8 @@ def fuse_models(
     stacked = None
     if horizontal and shared and combine != "none":
         graph.refresh()
-        stacked, fused_groups = fuse_horizontally(graph, member_outputs)
+        limit = WORKING_SET_BYTES if horizontal == "auto" else None
+        stacked, fused_groups = fuse_horizontally(graph, member_outputs, max_bytes=limit)
     _combine(graph, member_outputs, combine, weights, stacked, outputs[0])
     graph.module.graph.eliminate_dead_code()
     delete_unused(graph.module)

@@ -17,6 +17,13 @@ Members are matched node by node: same ops in the same order, same layer types a
 configurations, arguments at the same positions. Members that match no other one, or whose graph
 holds a node these rules do not cover, are left as they are (the report says which node stopped
 it). Everything else in the ensemble (other architectures, merged backbones) is unaffected.
+
+Wider is not always faster: a wide layer's activations are the members' together, and once they
+leave the cache the memory traffic costs more than the dispatch saved. Four digits CNNs fused
+horizontally ran 2.3x faster than four separate artifacts at batch 1 (200 KB of activations per
+layer) and 0.7x at batch 64 (13 MB; benchmarks/results/ensemble.md). ``max_bytes`` leaves a group
+unfused when its widest activation would exceed it; ``fuse_models(horizontal="auto")`` passes
+``WORKING_SET_BYTES``, a typical per-core L2 cache.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from graphopt.ir import Graph
+from graphopt.metadata import info
 
 MEMBER = "ensemble_member"  #: node.meta key: index of the member a node was copied from
 
@@ -52,6 +60,10 @@ _ELEMENTWISE_MODULES = (
 _CHANNELWISE_MODULES = (*_ELEMENTWISE_MODULES, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
 _ELEMENTWISE_FUNCTIONS: set[Any] = {torch.relu, F.relu, torch.sigmoid, torch.tanh, F.gelu, F.silu}
 _ADDS: set[Any] = {operator.add, torch.add}
+
+#: ``horizontal="auto"``'s bound on a fused layer's activation bytes (1 MiB: Zen 4's L2 per core,
+#: half a Sapphire Rapids core's).
+WORKING_SET_BYTES = 1 << 20
 
 
 class _NotFusableError(Exception):
@@ -104,9 +116,31 @@ def _member_nodes(graph: Graph, count: int) -> list[list[fx.Node]]:
     return nodes
 
 
-def fuse_horizontally(graph: Graph, member_outputs: list[Any]) -> tuple[fx.Node | None, list[str]]:
+def _output_bytes(node: fx.Node) -> int:
+    if node.op == "get_attr":
+        return 0  # a weight, not an activation
+    facts = info(node)
+    return sum(
+        math.prod(shape) * torch.empty((), dtype=getattr(torch, dtype)).element_size()
+        for shape, dtype in zip(facts.shapes, facts.dtypes, strict=False)
+        if hasattr(torch, dtype)
+    )
+
+
+def widest_activation(chains: list[list[fx.Node]]) -> int:
+    """Bytes of the largest activation the fused chains would produce: at each position, the sum of
+    the corresponding members' outputs (what one wide layer writes)."""
+    return max((sum(_output_bytes(chain[k]) for chain in chains) for k in range(len(chains[0]))), default=0)
+
+
+def fuse_horizontally(
+    graph: Graph, member_outputs: list[Any], max_bytes: int | None = None
+) -> tuple[fx.Node | None, list[str]]:
     """Fuse groups of matching members of ``graph`` (in place); returns a node holding every member's
-    output stacked (member x output), or None when no group formed, and what was fused."""
+    output stacked (member x output), or None when no group formed, and what was fused.
+
+    ``max_bytes``: leave a group unfused when its widest activation would exceed this (see the
+    module docstring); None fuses whatever matches."""
     count = len(member_outputs)
     per_member = _member_nodes(graph, count)
     signatures: dict[Any, list[int]] = {}
@@ -123,6 +157,14 @@ def fuse_horizontally(graph: Graph, member_outputs: list[Any]) -> tuple[fx.Node 
     fused: list[str] = []
     for group, ((_, output_position), members) in enumerate(signatures.items()):
         if len(members) < 2:
+            continue
+        wide_bytes = widest_activation([per_member[i] for i in members])
+        if max_bytes is not None and wide_bytes > max_bytes:
+            graph.notes.append(
+                f"horizontal fusion of members {members} skipped: one wide layer would write "
+                f"{wide_bytes / 2**20:.1f} MiB of activations at this batch size, more than the "
+                f"{max_bytes / 2**20:.1f} MiB that stay in cache (horizontal=True fuses anyway)"
+            )
             continue
         try:
             widener = _Widener(graph, [per_member[i] for i in members], members, group)

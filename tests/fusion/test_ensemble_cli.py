@@ -145,3 +145,24 @@ def test_member_inputs_must_be_one_per_member(capsys: pytest.CaptureFixture[str]
         capsys, "compile", "--ensemble", f"{models}:a", f"{models}:b", "--input-shape", "2x8", "--member-inputs"
     )
     assert status == 2 and "1 --input-shape given for 2 member(s)" in err
+
+
+def test_horizontal_fusion_on_or_off(capsys: pytest.CaptureFixture[str], tmp_path: Path, models: Path) -> None:
+    members = [f"{models}:a", f"{models}:b"]
+    for choice, fused in (("on", True), ("off", False)):
+        out_dir = tmp_path / choice
+        status, out, err = run(
+            capsys,
+            "compile",
+            "--ensemble",
+            *members,
+            "--input-shape",
+            "3x8",
+            "--horizontal",
+            choice,
+            "-o",
+            out_dir,
+            "--json",
+        )
+        assert status == 0, err
+        assert bool(json.loads(out)["ensemble"]["horizontal"]) is fused

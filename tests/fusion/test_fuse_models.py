@@ -212,6 +212,21 @@ def test_same_architecture_members_run_as_one_wide_model(combine: str) -> None:
         torch.testing.assert_close(graph(IMAGES), want, rtol=0, atol=1e-5)
 
 
+def test_auto_fuses_horizontally_only_while_the_wide_activations_stay_in_cache() -> None:
+    cnns = [_cnn(seed) for seed in range(4)]
+    _, small = graphopt.fuse_models(cnns, IMAGES)  # 4 members x 3x4x8x8 floats: 6 KB per wide layer
+    assert small.horizontal
+    big_batch = torch.randn(2048, 1, 8, 8)  # 4 x 2048x4x8x8 floats: 8 MiB per wide layer
+    graph, big = graphopt.fuse_models(cnns, big_batch)
+    assert big.horizontal == []
+    assert any("8.0 MiB of activations" in note and "horizontal=True" in note for note in graph.notes)
+    torch.testing.assert_close(graph(big_batch), _eager(cnns, big_batch).mean(0), rtol=0, atol=1e-5)
+    _, forced = graphopt.fuse_models(cnns, big_batch, horizontal=True)
+    assert len(forced.horizontal) == 5
+    with pytest.raises(InputError, match="horizontal must be True, False or 'auto'"):
+        graphopt.fuse_models(cnns, IMAGES, horizontal="yes")
+
+
 def test_wide_graph_optimizes_and_still_matches() -> None:
     cnns = [_cnn(seed) for seed in range(3)]
     graph, _ = graphopt.fuse_models(cnns, IMAGES, combine="mean")
