@@ -193,11 +193,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runners", default=",".join(RUNNERS), help="comma-separated: " + ",".join(RUNNERS))
     parser.add_argument("--tune-trials", type=int, default=16, help="trials for 'graphopt tuned' (0: skip it)")
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of another commit (git worktree add DIR COMMIT): each graphopt runner is timed "
+        "again with its graphopt as '<runner> baseline', in the same run, for before/after figures",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the markdown here too")
     args = parser.parse_args(argv)
 
     os.environ["TVM_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.threads)
     runners = [r for r in args.runners.split(",") if r and not (r == "graphopt tuned" and args.tune_trials <= 0)]
+    if args.baseline:
+        for runner in [r for r in runners if r.startswith("graphopt")]:
+            RUNNERS[f"{runner} baseline"] = (
+                RUNNERS[runner][0],
+                {**RUNNERS[runner][1], "checkout": str(args.baseline.resolve()), "as_runner": runner},
+            )
+            runners.insert(runners.index(runner) + 1, f"{runner} baseline")
     tune_db = tempfile.mkdtemp(prefix="graphopt-bench-tuning-")  # fresh: tuning time is in compile time
     options = {"threads": args.threads, "tune_trials": args.tune_trials, "tune_db": tune_db}
     process, conn = in_worker(_peak_gflops, args.threads)

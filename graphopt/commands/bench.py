@@ -5,6 +5,9 @@ average ``--runs`` calls, after warm-up (the compiled model through TVM's time_e
 timed first, before TVM runs anything in the process (TVM's thread pool slows torch afterwards).
 With ``--rpc HOST:PORT`` (or ``KEY@TRACKER_HOST:PORT``) the artifact is uploaded to a TVM RPC
 server and timed there; eager still runs here. Shared machines are noisy: compare the ratio.
+
+``--profile`` also times every kernel of the compiled model (``CompiledModel.profile``): the
+slowest ``--top`` kernels with their calls, milliseconds, share of the run and GFLOP/s.
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ def add_parser(subparsers: Any) -> None:
         metavar="HOST:PORT",
         help="time the artifact on a TVM RPC server (HOST:PORT, or KEY@HOST:PORT for a tracker)",
     )
+    parser.add_argument(
+        "--profile", action="store_true", help="also time every kernel of the compiled model (ms, share, GFLOP/s)"
+    )
+    parser.add_argument("--top", type=int, default=15, metavar="N", help="with --profile: kernels shown (default 15)")
     _common.add_check_arguments(parser, keep=False)
     _common.add_json_argument(parser)
 
@@ -60,8 +67,10 @@ def time_calls(function: Any, *, runs: int, repeat: int, warmup: int = 3) -> lis
 def run(args: argparse.Namespace) -> int:
     from graphopt.api import compile as compile_model
 
-    if args.runs < 1 or args.repeat < 1:
-        raise InputError("--runs and --repeat must be at least 1")
+    if args.runs < 1 or args.repeat < 1 or args.top < 1:
+        raise InputError("--runs, --repeat and --top must be at least 1")
+    if args.profile and args.rpc:
+        raise InputError("--profile times kernels on this machine; it does not combine with --rpc")
     options = target_options(args)
     options = _common.check_build_request(args.target, None, options).to_dict()
     loaded = _common.load_and_capture(args)
@@ -93,6 +102,12 @@ def run(args: argparse.Namespace) -> int:
             else:
                 compiled(*arrays)  # warm-up: the first call allocates
                 compiled_time = statistics.median(compiled.time(*arrays, number=args.runs, repeat=args.repeat))
+        profile = None
+        if args.profile:
+            if not hasattr(compiled, "profile"):
+                raise InputError("--profile is not available for a model with PyTorch fallback segments")
+            with _common.status("timing every kernel", quiet=args.json):
+                profile = compiled.profile(*arrays, runs=args.runs)
     result = {
         "model": args.model,
         "target": args.target,
@@ -105,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
         "speedup": eager / compiled_time if compiled_time > 0 else None,
         "latency_ratio": compiled_time / eager if eager > 0 else None,  # the README tables' convention
     }
+    if profile is not None:
+        result["profile"] = profile.to_dict()
     if args.json:
         _common.print_json(result)
         return 0
@@ -121,4 +138,28 @@ def run(args: argparse.Namespace) -> int:
         f"{result['speedup']:.2f}x {'faster' if result['speedup'] >= 1 else 'slower'}",
     )
     _common.stdout.print(table)
+    if profile is not None:
+        _common.stdout.print(profile_table(profile, args.top))
     return 0
+
+
+def profile_table(profile: Any, top: int) -> Any:
+    """The slowest ``top`` kernels of a ``KernelProfile`` as a rich Table, the rest summed."""
+    from rich.table import Table
+
+    total = profile.kernel_ms
+    table = Table(
+        title=f"kernels, slowest first (mean of {profile.runs} instrumented runs: {total:.3f} ms; "
+        f"uninstrumented {profile.whole_ms:.3f} ms)",
+        caption="; ".join(profile.notes) or None,
+    )
+    for column in ("kernel", "calls", "ms per run", "share", "GFLOP/s"):
+        table.add_column(column, justify="left" if column == "kernel" else "right")
+    for kernel in profile.kernels[:top]:
+        rate = f"{kernel.gflops:.1f}" if kernel.gflops is not None else "-"
+        table.add_row(kernel.name, str(kernel.calls), f"{kernel.ms:.4f}", f"{kernel.ms / total:.1%}", rate)
+    rest = profile.kernels[top:]
+    if rest:
+        ms = sum(k.ms for k in rest)
+        table.add_row(f"({len(rest)} more)", str(sum(k.calls for k in rest)), f"{ms:.4f}", f"{ms / total:.1%}", "")
+    return table

@@ -70,7 +70,8 @@ def build_graph(
     tuning = f", tuning {tune_trials} trials" if tune else ""
     progress.stage(f"building with TVM for {target}{tuning}")
     with _summarized(f"TVM failed to compile '{graph.name}' for target '{target}'"):
-        executable = compile_module(mod, backend, tvm_target, options_dict)
+        kernel_flops: dict[str, int] = {}
+        executable = compile_module(mod, backend, tvm_target, options_dict, kernel_flops)
     interrupts.check()  # TVM may have swallowed a Ctrl-C: stop before checking and writing
     keys = dict_output_keys(graph)
     manifest = Manifest(
@@ -83,6 +84,7 @@ def build_graph(
         dynamic_seq_len=dynamic_seq_len,
         params=compressed.PARAMS_NOTE if compress else "bound into the library as constants",
         passes=report.to_dict() if report is not None else None,
+        kernel_flops=kernel_flops,
         versions=versions(),
         build={
             "tuned": bool(tune),

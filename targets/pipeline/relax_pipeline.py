@@ -47,8 +47,11 @@ def tvm_pass_lists(target: Any) -> Any:
     return importlib.import_module(f"tvm.relax.backend.{kind}.pipeline")
 
 
-def relax_pipeline(backend: TargetBackend, target: Any, options: dict[str, Any]) -> tvm.transform.Pass:
-    """The whole pipeline for ``backend`` as one module pass, suitable for ``tvm.compile``."""
+def relax_pipeline(
+    backend: TargetBackend, target: Any, options: dict[str, Any], kernel_flops: dict[str, int] | None = None
+) -> tvm.transform.Pass:
+    """The whole pipeline for ``backend`` as one module pass, suitable for ``tvm.compile``;
+    ``kernel_flops`` (when given) receives ``estimate_kernel_flops`` of the scheduled module."""
 
     @tvm.transform.module_pass(opt_level=0, name="graphopt_relax_pipeline")
     def _pipeline(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
@@ -58,13 +61,37 @@ def relax_pipeline(backend: TargetBackend, target: Any, options: dict[str, Any])
             mod = backend.schedule(mod, target, options)
             if not is_fused(mod):
                 mod = tvm.transform.Sequential(fuse_passes())(mod)
+            if kernel_flops is not None:
+                kernel_flops.update(estimate_kernel_flops(mod))
             mod = tvm.transform.Sequential(passes.dataflow_lower_passes(target) + passes.finalize_passes(target))(mod)
         return mod
 
     return _pipeline
 
 
-def compile_module(mod: tvm.IRModule, backend: TargetBackend, target: Any, options: dict[str, Any]) -> Any:
-    """Compile a lowered Relax module into a ``tvm.runtime.Executable`` for ``target``."""
+def compile_module(
+    mod: tvm.IRModule,
+    backend: TargetBackend,
+    target: Any,
+    options: dict[str, Any],
+    kernel_flops: dict[str, int] | None = None,
+) -> Any:
+    """Compile a lowered Relax module into a ``tvm.runtime.Executable`` for ``target``; fills
+    ``kernel_flops`` (when given) with each scheduled TIR kernel's FLOPs per call."""
     with tvm.transform.PassContext(opt_level=3):
-        return tvm.compile(mod, target, relax_pipeline=relax_pipeline(backend, target, options))
+        return tvm.compile(mod, target, relax_pipeline=relax_pipeline(backend, target, options, kernel_flops))
+
+
+def estimate_kernel_flops(mod: tvm.IRModule) -> dict[str, int]:
+    """FLOPs per call of every TIR function with static shapes (TVM's estimate of the scheduled
+    loops), by the name the VM calls it: what a kernel profile divides its time by."""
+    from tvm.s_tir.analysis import estimate_tir_flops
+
+    flops = {}
+    for gvar, func in mod.functions_items():
+        if isinstance(func, tvm.tirx.PrimFunc):
+            try:
+                flops[gvar.name_hint] = int(estimate_tir_flops(tvm.IRModule({"main": func})))
+            except (tvm.TVMError, ValueError, TypeError):
+                continue  # symbolic extents (a dynamic batch): no static count
+    return flops

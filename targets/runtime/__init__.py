@@ -120,6 +120,13 @@ class CompiledModel:
             return tensors, []
         return tensors, [np.from_dlpack(t) for t in tensors]
 
+    def profile(self, *args: Any, runs: int = 10) -> Any:
+        """Where the time goes: every kernel's milliseconds and GFLOP/s over ``runs`` runs on ``args``
+        (a ``KernelProfile``, slowest first; see ``graphopt.targets.runtime.profile``)."""
+        from graphopt.targets.runtime.profile import profile_model
+
+        return profile_model(self, *args, runs=runs)
+
     def time(self, *args: Any, number: int = 10, repeat: int = 3) -> list[float]:
         """Seconds per run, ``repeat`` measurements each averaging ``number`` runs (TVM's time_evaluator)."""
         timer = self.vm.time_evaluator("main", self.device, number=number, repeat=repeat)

@@ -101,6 +101,7 @@ class Manifest:
     dynamic_seq_len: int | None = None  #: the bound of a dynamic sequence length ("seq" in shapes)
     params: str | None = None  #: where the parameters live (bound in the library, or beside it)
     passes: Mapping[str, Any] | None = None  #: the pass report
+    kernel_flops: Mapping[str, int] = field(default_factory=dict)  #: FLOPs per call of each TIR kernel
     versions: Mapping[str, str] = field(default_factory=dict)
     build: Mapping[str, Any] = field(default_factory=dict)  #: tuned, trials, database, compile time
     eager_check: Mapping[str, Any] | None = None  #: graphopt.eager_check's result, when it ran
