@@ -92,6 +92,6 @@ def estimate_kernel_flops(mod: tvm.IRModule) -> dict[str, int]:
         if isinstance(func, tvm.tirx.PrimFunc):
             try:
                 flops[gvar.name_hint] = int(estimate_tir_flops(tvm.IRModule({"main": func})))
-            except (tvm.TVMError, ValueError, TypeError):
+            except (RuntimeError, ValueError, TypeError):  # TVM raises RuntimeError subclasses
                 continue  # symbolic extents (a dynamic batch): no static count
     return flops
