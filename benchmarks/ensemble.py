@@ -126,7 +126,12 @@ def shared_backbone(trained: DigitsCNN, x_test: torch.Tensor) -> None:
     heads = [nn.Sequential(backbone, trained.fc).eval(), nn.Sequential(backbone, nn.Linear(1568, 2)).eval()]
     x = x_test[:1]
     graph, report = graphopt.fuse_models(heads, x, combine="none")
-    convs = sum(1 for n in graph.module.graph.nodes if "conv" in str(n.target).lower())
+    convs = sum(
+        1
+        for n in graph.module.graph.nodes
+        if (n.op == "call_module" and isinstance(graph.module.get_submodule(str(n.target)), nn.Conv2d))
+        or (n.op == "call_function" and "conv" in str(n.target))
+    )
     member_convs = sum(1 for m in heads for layer in m.modules() if isinstance(layer, nn.Conv2d))
     artifact = graphopt.compile(graph, graph.example_inputs, target="cpu")
     with torch.no_grad():
