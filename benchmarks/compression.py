@@ -16,12 +16,13 @@ Latency: batch 1, static shapes, the float32 and the compressed artifact timed i
 time_evaluator, median of repeats). The training settings were fixed before measuring on the test
 digits; nothing is selected on them.
 
-    TVM_NUM_THREADS=1 python benchmarks/compression.py [--part mlp,mobilenet,distill-sweep,distill] [--markdown FILE]
+    TVM_NUM_THREADS=1 python benchmarks/compression.py [--part mlp,mobilenet,lut,distill-sweep,distill] [--markdown FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import statistics
 import subprocess
@@ -126,6 +127,54 @@ def run_mobilenet(scratch: Path) -> dict[str, Any]:
         f"(top-1 {untuned:.2f}% before fine-tuning), centroids fine-tuned 3 epochs"
     )
     return result | {"recipe": recipe}
+
+
+def run_lut(scratch: Path) -> dict[str, Any]:
+    """The MLP pruned and shared as in ``run_mlp`` (no fine-tuning: values do not change the speed), built
+    twice at batch 1: decoded at load, and decoded in the kernel (``decode="kernel"``)."""
+    x_train, _ = load_digits_flat("train")
+    x, y = load_digits_flat("test")
+    sparsity = {"fc1*": 0.95, "fc2*": 0.9, "fc3*": 0.8}
+    pruned, _ = graphopt.magnitude_prune(mnist_mlp(), x_train[:1], sparsity=sparsity)
+    shared, _ = graphopt.share_weights(pruned, bits=4, passes=None)
+    models = {}
+    for decode in ("load", "kernel"):
+        graphopt.compile(shared, None, out_dir=scratch / f"lut-{decode}", decode=decode)
+        models[decode] = graphopt.load(scratch / f"lut-{decode}")
+    outputs = {decode: np.concatenate([m(x[i : i + 1].numpy()) for i in range(len(x))]) for decode, m in models.items()}
+    latency = interleaved_ms([models["load"], models["kernel"]], x[:1].numpy())
+    manifest = json.loads((scratch / "lut-kernel" / "manifest.json").read_text())
+    return {
+        "identical": bool(np.array_equal(outputs["load"], outputs["kernel"])),
+        "max_abs_diff": float(np.abs(outputs["load"] - outputs["kernel"]).max()),
+        "prediction_mismatches": int((outputs["load"].argmax(1) != outputs["kernel"].argmax(1)).sum()),
+        "top1": top1(outputs["kernel"], y),
+        "memory_load": models["load"].weight_bytes(),
+        "memory_kernel": models["kernel"].weight_bytes(),
+        "latency_load_ms": latency[0],
+        "latency_kernel_ms": latency[1],
+        "layers": manifest["build"]["indices_kept"],
+    }
+
+
+def render_lut(r: dict[str, Any]) -> list[str]:
+    slower = r["latency_kernel_ms"] / r["latency_load_ms"]
+    layers = ", ".join(f"{layer['name']} {layer['bits']}-bit" for layer in r["layers"])
+    same = "bit-identical" if r["identical"] else f"max abs diff {r['max_abs_diff']:.3g}"
+    return [
+        '## Decode in the kernel (`decode="kernel"`) vs decode at load: MNIST MLP, pruned + 4-bit shared, batch 1',
+        "",
+        f"Layers kept as packed indices + codebook: {layers}.",
+        "",
+        "| | decoded at load | decoded in the kernel | ratio |",
+        "|---|---|---|---|",
+        f"| weights in memory once loaded (bytes) | {r['memory_load']} | {r['memory_kernel']} | "
+        f"{r['memory_load'] / r['memory_kernel']:.1f}x smaller |",
+        f"| latency, batch 1 (ms; interleaved, median of 15 x 3 x 200) | {r['latency_load_ms']:.4f} | "
+        f"{r['latency_kernel_ms']:.4f} | {slower:.2f}x the time |",
+        f"| outputs on the 359 test digits | | {same}, {r['prediction_mismatches']} predictions differ | |",
+        "",
+    ]
 
 
 #: Chosen on a validation split of the training digits (``--part distill-sweep``), never on the test digits.
@@ -360,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
             lines += render_artifacts("MNIST MLP (784-256-128-10, trained on digits)", run_mlp(Path(scratch)))
         if "mobilenet" in parts:
             lines += render_artifacts("mobilenet_small_digits, 16 centroids per layer", run_mobilenet(Path(scratch)))
+        if "lut" in parts:
+            lines += render_lut(run_lut(Path(scratch)))
     if "distill-sweep" in parts:
         lines += render_distill_sweep(run_distill_sweep())
     if "distill" in parts:
