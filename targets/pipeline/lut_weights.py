@@ -22,6 +22,9 @@ import numpy as np
 import tvm
 from tvm import relax, te
 
+#: Up to this many index bits the codebook is read through selects (blends), above it by a load.
+SELECT_BITS = 4
+
 #: The decodings ``decode=`` accepts: "load" (decoded once by ``graphopt.load``), "kernel" (here).
 DECODINGS = ("load", "kernel")
 
@@ -64,8 +67,21 @@ def lut_dense(x: te.Tensor, packed: te.Tensor, codebook: te.Tensor, columns: int
     k = te.reduce_axis((0, columns), name="k")
 
     def weight(o: Any, kk: Any) -> Any:
-        byte = packed[kk // per_byte, o].astype("int32")
-        return codebook[(byte >> ((kk % per_byte) * bits)) & mask]
+        byte = packed[kk // per_byte, o]
+        # uint8 arithmetic with constant shifts chosen by k's place in its byte (the same for every
+        # output): TVM widens int32 values of an int64-indexed function to int64 lanes, 8x the bytes
+        index = byte & mask
+        for place in range(1, per_byte):
+            index = tvm.tirx.Select(kk % per_byte == place, (byte >> place * bits) & mask, index)
+        if bits > SELECT_BITS:
+            return codebook[index]
+        # a tree of selects on the index bits over the 2**bits centroids (loop-invariant scalars): it
+        # vectorizes into blends, where a load at a computed index is one scalar load per lane
+        values = [codebook[i] for i in range(1 << bits)]
+        for level in range(bits):
+            bit = (index & tvm.tirx.const(1 << level, "uint8")) != tvm.tirx.const(0, "uint8")
+            values = [tvm.tirx.Select(bit, values[j + 1], values[j]) for j in range(0, len(values), 2)]
+        return values[0]
 
     return te.compute(
         (x.shape[0], packed.shape[1]), lambda i, o: te.sum(x[i, k] * weight(o, k), axis=k), name="lut_dense"
