@@ -44,7 +44,10 @@ def add_parser(subparsers: Any) -> None:
         help="shift each image input up to PX pixels every epoch (N x C x H x W; the teacher sees the same shifts)",
     )  # fmt: skip
     parser.add_argument(
-        "--schedule", choices=["cosine", "constant"], default="cosine", help="learning-rate schedule (default cosine)"
+        "--schedule",
+        choices=["cosine", "constant"],
+        default="constant",
+        help="learning-rate schedule (default constant)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the shuffling and initialization (default 0)")
     parser.add_argument("-o", "--out", metavar="FILE.pt", help="save the trained student's state_dict here")

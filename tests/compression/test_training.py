@@ -107,9 +107,9 @@ def test_distill_with_augmentation_shows_both_arms_the_same_inputs() -> None:
     assert half == 2 * 4 and all(torch.equal(a, b) for a, b in zip(seen[:half], seen[half:], strict=True))
 
 
-def test_the_cosine_schedule_is_the_default_and_constant_keeps_the_old_loop() -> None:
-    cosine, _ = graphopt.distill(mlp(64, seed=1), mlp(8, seed=2), (X, Y), epochs=3)
-    constant, _ = graphopt.distill(mlp(64, seed=1), mlp(8, seed=2), (X, Y), epochs=3, schedule="constant")
+def test_the_cosine_schedule_anneals_the_rate_and_constant_is_the_default() -> None:
+    cosine, _ = graphopt.distill(mlp(64, seed=1), mlp(8, seed=2), (X, Y), epochs=3, schedule="cosine")
+    constant, _ = graphopt.distill(mlp(64, seed=1), mlp(8, seed=2), (X, Y), epochs=3)
     assert not torch.equal(cosine[0].weight, constant[0].weight)
     with pytest.raises(InputError, match="schedule must be one of constant, cosine, got 'linear'"):
         graphopt.distill(mlp(), mlp(8), (X, Y), epochs=1, schedule="linear")
