@@ -184,7 +184,12 @@ DISTILL = {"teacher": "shifted", "epochs": 12, "schedule": "cosine", "shift": 2,
 #: rate, no augmentation; ``samples/weights/digits_cnn.pt`` on the whole training split); "shifted",
 #: the same network trained 16 epochs on inputs shifted up to 2 px with a cosine rate (Hinton's teacher
 #: saw jittered digits; the sample teacher is right on only ~91% of the training digits so shifted).
-TEACHER_RECIPES = {"shifted": {"epochs": 16, "schedule": "cosine", "shift": 2}}
+TEACHER_RECIPES = {
+    "shifted": {"epochs": 16, "schedule": "cosine", "shift": 2},
+    # the sample recipe, 30 epochs instead of 8: a labels-only half-width student trained 30 epochs
+    # outscored the 8-epoch teacher on the validation split (98.26% vs 97.21%)
+    "long": {"epochs": 30, "schedule": "constant", "shift": 0},
+}
 
 
 def _sweep(teacher: str, epochs: int, schedule: str, shift: int, temperature: float, alpha: float) -> dict[str, Any]:
@@ -216,8 +221,8 @@ DISTILL_SWEEP = [
 #: converged at 12 epochs (the constant rate ahead of the cosine one, 24 epochs ahead of 12).
 DISTILL_SWEEP_LONG = [
     _sweep("sample", 30, "constant", 0, 4.0, 0.9),
-    _sweep("sample", 30, "constant", 0, 4.0, 0.5),
-    _sweep("sample", 30, "constant", 1, 4.0, 0.9),
+    _sweep("long", 30, "constant", 0, 4.0, 0.9),
+    _sweep("long", 30, "constant", 0, 4.0, 0.5),
 ]
 
 
@@ -248,10 +253,10 @@ def _teacher(kind: str, x: torch.Tensor, y: torch.Tensor) -> DigitsCNN:
         return teacher.eval()
     recipe = TEACHER_RECIPES[kind]
     teacher.train()
+    augment = random_shift(recipe["shift"]) if recipe["shift"] else None
     train_loop(
         teacher, list(teacher.parameters()), (x, y), lambda _inputs, out, labels: F.cross_entropy(out, labels),
-        epochs=recipe["epochs"], lr=1e-3, batch_size=64, seed=0, schedule=recipe["schedule"],
-        augment=random_shift(recipe["shift"]),
+        epochs=recipe["epochs"], lr=1e-3, batch_size=64, seed=0, schedule=recipe["schedule"], augment=augment,
     )  # fmt: skip
     return teacher.eval()
 
@@ -361,9 +366,10 @@ def _teacher_text(kind: str) -> str:
     if kind == "sample":
         return "`samples/weights/digits_cnn.pt`"
     recipe = TEACHER_RECIPES[kind]
+    inputs = f"inputs shifted up to {recipe['shift']} px" if recipe["shift"] else "no augmentation"
     return (
         f"the full DigitsCNN trained here on the training digits, {recipe['epochs']} epochs, {recipe['schedule']} "
-        f"rate, inputs shifted up to {recipe['shift']} px, seed 0"
+        f"rate, {inputs}, Adam 1e-3, batch 64, seed 0"
     )
 
 
