@@ -218,9 +218,10 @@ DISTILL_SWEEP = [
 ]
 
 #: The second sweep (``--part distill-sweep-long``), after the first showed every student still far from
-#: converged at 12 epochs (the constant rate ahead of the cosine one, 24 epochs ahead of 12).
+#: converged at 12 epochs (the constant rate ahead of the cosine one, 24 epochs ahead of 12). At 30
+#: epochs the sample teacher gave distilled 96.86, 96.86, 97.21% vs labels only 97.56, 98.26, 98.95%
+#: (seeds 0-2; a first run of this part that listed it, then stopped): the student outgrew the teacher.
 DISTILL_SWEEP_LONG = [
-    _sweep("sample", 30, "constant", 0, 4.0, 0.9),
     _sweep("long", 30, "constant", 0, 4.0, 0.9),
     _sweep("long", 30, "constant", 0, 4.0, 0.5),
 ]
@@ -264,9 +265,7 @@ def _teacher(kind: str, x: torch.Tensor, y: torch.Tensor) -> DigitsCNN:
 def run_distill_sweep(seeds: tuple[int, ...] = (0, 1, 2), sweep: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Labels only vs soft targets for each ``DISTILL_SWEEP`` setting, trained on 80% of the train split, scored on 20%."""
     x_train, y_train, x_val, y_val = _split_train(*load_digits_28("train"))
-    teachers = {
-        kind: _teacher(kind, x_train, y_train) for kind in dict.fromkeys(row["teacher"] for row in DISTILL_SWEEP)
-    }
+    teachers = {kind: _teacher(kind, x_train, y_train) for kind in dict.fromkeys(row["teacher"] for row in sweep)}
     with torch.no_grad():
         teacher_val = {kind: top1(teacher(x_val), y_val) for kind, teacher in teachers.items()}
     rows, labels_only = [], {}  # the labels-only arm depends on epochs, schedule and inputs alone: trained once
