@@ -178,7 +178,7 @@ def render_lut(r: dict[str, Any]) -> list[str]:
 
 
 #: Chosen on a validation split of the training digits (``--part distill-sweep``), never on the test digits.
-DISTILL = {"teacher": "shifted", "epochs": 12, "schedule": "cosine", "shift": 2, "T": 4.0, "alpha": 0.9}
+DISTILL = {"teacher": "long", "epochs": 30, "schedule": "constant", "shift": 0, "T": 4.0, "alpha": 0.5}
 
 #: The teachers: "sample", the full DigitsCNN as ``samples/train.py`` trains it (8 epochs, constant
 #: rate, no augmentation; ``samples/weights/digits_cnn.pt`` on the whole training split); "shifted",
