@@ -28,6 +28,7 @@ number of threads the schedules assume.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -103,7 +104,23 @@ def missing_tools(*, to_run: bool = True) -> list[str]:
             missing.append(QEMU)
         if not (runtime_dir() / "bin" / RUNNER_NAME).is_file():
             missing.append(f"the aarch64 TVM runtime and {RUNNER_NAME} in {runtime_dir()}")
+        elif not _runner_is_current():
+            missing.append(f"{RUNNER_NAME} built from this checkout's {RUNNER_SOURCE.name} (it was built from another)")
     return missing
+
+
+#: The runner's source; setup_arm.sh records the first 16 hex digits of its sha256 in the stamp.
+RUNNER_SOURCE = Path(__file__).resolve().parent / "runner" / "runner.cc"
+
+
+def _runner_is_current() -> bool:
+    """Whether setup_arm.sh's stamp names this checkout's runner source (another checkout sharing the
+    cache may have rebuilt the runner from an older one, without ``--weights``)."""
+    stamp = runtime_dir() / ".setup-stamp"
+    if not stamp.is_file() or not RUNNER_SOURCE.is_file():
+        return True  # a hand-made runtime directory: nothing to compare
+    digest = hashlib.sha256(RUNNER_SOURCE.read_bytes()).hexdigest()[:16]
+    return f"runner={digest}" in stamp.read_text()
 
 
 def require_tools(*, to_run: bool = True) -> None:
