@@ -7,6 +7,7 @@ the cuda ones need nvcc, and the run test a GPU.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -99,3 +100,14 @@ def test_the_compressed_cuda_artifact_predicts_what_the_compressed_model_predict
     outputs, reference = loaded(x[:2].numpy()), shared(x[:2]).detach().numpy()
     assert np.abs(outputs - reference).max() <= 1e-5 * np.abs(reference).max()
     assert torch.equal(torch.as_tensor(outputs).argmax(1), torch.as_tensor(reference).argmax(1))
+
+
+def test_a_runner_built_from_another_checkouts_source_counts_as_missing(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / arm.RUNNER_NAME).write_text("")
+    monkeypatch.setenv("GRAPHOPT_ARM_RUNTIME", str(tmp_path))
+    (tmp_path / ".setup-stamp").write_text("tvm=0.27.0.post1 ffi=0.1.14.post1 runner=0123456789abcdef")
+    assert any("built from this checkout's runner.cc" in item for item in arm.missing_tools())
+    digest = hashlib.sha256(arm.RUNNER_SOURCE.read_bytes()).hexdigest()[:16]
+    (tmp_path / ".setup-stamp").write_text(f"tvm=0.27.0.post1 ffi=0.1.14.post1 runner={digest}")
+    assert not any("runner.cc" in item for item in arm.missing_tools())
