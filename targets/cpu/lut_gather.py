@@ -1,11 +1,13 @@
 """The CPU schedule of ``lut_dense`` (targets/pipeline/lut_weights.py): a dense layer reading its
 weights through a codebook, ``y[i, o] = sum_k x[i, k] * codebook[index(o, k)]``.
 
-The reduction over ``k`` is split by the SIMD width and factored (``rfactor``), so each output's
-partial sums are one vector: ``x`` and the packed indices are read contiguously, the codebook is a
-vector gather (a 16-entry table stays in L1), and the lanes are added once per output. Outputs run in
-parallel; the epilogue (bias, activation) is computed per output row. Splitting and factoring a sum
-only regroups its additions, so results equal the decoded dense kernel's up to float32 rounding.
+The packed indices are laid out ``K x O`` (``lut_weights.pack``), so the outputs are vectorized:
+each step of ``k`` broadcasts ``x[i, k]``, reads one byte per lane (a contiguous load), decodes the
+lanes' indices and multiply-adds into sums that stay in registers (``cache_write``) over the whole
+reduction; 4 vectors of outputs are unrolled side by side, tiles of outputs run in parallel, and the
+epilogue (bias, activation) follows each tile. The sum over ``k`` runs in the dense kernel's order,
+so the outputs equal the decoded-at-load ones (bit for bit on the test MLP). Output counts that are
+not a multiple of the vector width (a 10-class head) run as plain parallel loops.
 """
 
 from __future__ import annotations
@@ -37,12 +39,13 @@ class LutGather(CPUScheduleRule):
         *_, o, k = sch.get_loops(block)
         outputs = sch.get(o).extent
         if not isinstance(outputs, tirx.IntImm) or int(outputs) % lanes:
-            sch.parallel(o) if isinstance(outputs, tirx.IntImm) else None
+            if isinstance(outputs, tirx.IntImm):
+                sch.parallel(o)
             return sch
         group = next(g for g in (4, 2, 1) if int(outputs) % (g * lanes) == 0)
         tile, vector, lane = sch.split(o, factors=[None, group, lanes])
         sch.reorder(tile, k, vector, lane)
-        sch.unroll(vector)  # independent gathers in flight
+        sch.unroll(vector)  # independent decodes and multiply-adds in flight
         sums = sch.cache_write(block, 0, "local")  # the lanes' sums stay in a register over k
         sch.reverse_compute_at(sums, tile)
         sch.vectorize(lane)
