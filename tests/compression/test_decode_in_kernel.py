@@ -63,3 +63,16 @@ def test_decode_in_the_kernel_needs_a_compressed_build_and_a_known_name() -> Non
         graphopt.compile(model, torch.randn(1, 784), decode="kernel")
     with pytest.raises(InputError, match="option decode='gather': expected 'load' or 'kernel'"):
         graphopt.compile(model, torch.randn(1, 784), decode="gather")
+
+
+@pytest.mark.parametrize("bits", [1, 2, 8])  # packed 8, 4 and 1 to a byte; 8 bits: a load, not blends
+def test_every_index_width_decodes_in_the_kernel_as_at_load(tmp_path: Path, bits: int) -> None:
+    from tests.compression.tiny_models import INPUTS, tiny_mlp
+
+    shared, _ = graphopt.share_weights(tiny_mlp(), INPUTS[:1], bits=bits, passes=None)
+    kernel = graphopt.compile(shared, None, out_dir=tmp_path / "kernel", decode="kernel", dynamic_batch=True)
+    load = graphopt.compile(shared, None, out_dir=tmp_path / "load", dynamic_batch=True)
+    kept = kernel.manifest.build["indices_kept"]
+    assert [layer["bits"] for layer in kept] == [bits, bits]
+    gathered, decoded = kernel(INPUTS.numpy()), load(INPUTS.numpy())
+    assert np.abs(gathered - decoded).max() <= 1e-5 * np.abs(decoded).max()
