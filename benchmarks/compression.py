@@ -8,15 +8,18 @@
 * mobilenet: mobilenet_small_digits with 16 centroids (4 bits) per layer over the output channels each
   divided by its own scale (``channel_scale``), biases rounded to float16 (``half_biases``),
   centroids fine-tuned 3 epochs (the recipe of the per-layer run before it, unchanged).
+* lut: the pruned, 4-bit MLP decoded at load vs in the kernel (``decode="kernel"``): weights in
+  memory, interleaved batch-1 latency, outputs on the test digits.
 * distill: a half-width DigitsCNN (8 channels) trained from the full one vs the same student trained
-  on the labels alone (alpha=0), same loop, epochs and seeds; epochs, T and alpha chosen by
-  distill-sweep on a validation split of the training digits, not on the test digits.
+  on the labels alone (alpha=0), same loop, epochs, seeds and inputs; the teacher recipe, epochs,
+  schedule, shifts, T and alpha (``DISTILL``) chosen by distill-sweep and distill-sweep-long on a
+  validation split of the training digits, with teachers trained without it, never on the test digits.
 
 Latency: batch 1, static shapes, the float32 and the compressed artifact timed interleaved (TVM's
 time_evaluator, median of repeats). The training settings were fixed before measuring on the test
 digits; nothing is selected on them.
 
-    TVM_NUM_THREADS=1 python benchmarks/compression.py [--part mlp,mobilenet,lut,distill-sweep,distill] [--markdown FILE]
+    TVM_NUM_THREADS=1 python benchmarks/compression.py [--part mlp,mobilenet,lut,distill-sweep,distill-sweep-long,distill] [--markdown FILE]
 """
 
 from __future__ import annotations
