@@ -9,8 +9,10 @@ gather, coremltools' palettized linear). ``main`` then takes, instead of ``W``, 
 are the same float32 products of the same values as with the decoded weights; only the order of the
 additions can differ from the dense kernel's (equal to float32 rounding, and equal predictions).
 
-Where memory matters more than speed (batch-1 MLPs on small devices): the gather costs a load per
-weight that a dense, vectorized matmul does not pay (``benchmarks/results/compression.md``).
+Where memory matters more than speed (batch-1 MLPs on small devices): each weight costs a decode
+that a dense, vectorized matmul does not pay; the pruned 4-bit MNIST MLP holds 7.9x less weight
+memory and takes 4.1x as long per batch-1 call (``benchmarks/results/compression.md``, run 7).
+Only the CPU schedules (cpu, arm) know the kernel; other targets schedule it generically.
 """
 
 from __future__ import annotations
@@ -24,10 +26,6 @@ from tvm import relax, te
 
 #: Up to this many index bits the codebook is read through selects (blends), above it by a load.
 SELECT_BITS = 4
-
-#: The decodings ``decode=`` accepts: "load" (decoded once by ``graphopt.load``), "kernel" (here).
-DECODINGS = ("load", "kernel")
-
 
 @dataclass(frozen=True)
 class LutLayer:
