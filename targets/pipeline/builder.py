@@ -67,6 +67,8 @@ def build_graph(
     if typed.decode == "kernel":
         if weights is None:
             raise InputError("decode='kernel' keeps a compressed artifact's indices: it needs compress=True")
+        if backend.device != "cpu":
+            raise InputError(f"decode='kernel' has kernels for the CPU targets (cpu, arm), not for '{target}'")
         mod, weights, lut_layers = lut_weights.keep_indices(mod, weights)
     if compress:
         backend = compressed.lifting_backend(backend)

@@ -12,7 +12,7 @@ additions can differ from the dense kernel's (equal to float32 rounding, and equ
 Where memory matters more than speed (batch-1 MLPs on small devices): each weight costs a decode
 that a dense, vectorized matmul does not pay; the pruned 4-bit MNIST MLP holds 7.9x less weight
 memory and takes 4.1x as long per batch-1 call (``benchmarks/results/compression.md``, run 7).
-Only the CPU schedules (cpu, arm) know the kernel; other targets schedule it generically.
+CPU targets only (cpu, arm): a GPU build with ``decode="kernel"`` is refused.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from tvm import relax, te
 
 #: Up to this many index bits the codebook is read through selects (blends), above it by a load.
 SELECT_BITS = 4
+
 
 @dataclass(frozen=True)
 class LutLayer:

@@ -111,3 +111,10 @@ def test_a_runner_built_from_another_checkouts_source_counts_as_missing(tmp_path
     digest = hashlib.sha256(arm.RUNNER_SOURCE.read_bytes()).hexdigest()[:16]
     (tmp_path / ".setup-stamp").write_text(f"tvm=0.27.0.post1 ffi=0.1.14.post1 runner={digest}")
     assert not any("runner.cc" in item for item in arm.missing_tools())
+
+
+@needs_nvcc
+def test_decoding_in_the_kernel_is_refused_for_cuda(tmp_path: Path) -> None:
+    with pytest.raises(graphopt.InputError, match="decode='kernel' has kernels for the CPU targets"):
+        build(shared_mlp(), None, target="cuda", out_dir=tmp_path / "mlp", compress=True, decode="kernel")
+    assert not (tmp_path / "mlp").exists()
