@@ -175,6 +175,9 @@ class BuildOptions:
     arm_mattr: str | list[str] | None = None  #: as mattr, for target arm only
     arm_num_cores: int | None = None  #: as num_cores, for target arm only
     compress: bool = False  #: weights beside the library, compressed (graphopt.share_weights, magnitude_prune)
+    decode: str | None = (
+        None  #: compressed weights: "load" (default: decoded once) or "kernel" (indices kept, LUT gather)
+    )
     fallback: str | None = None  #: "torch": what TVM cannot lower runs in PyTorch between compiled segments
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -185,6 +188,8 @@ class BuildOptions:
                 raise InputError(f"option {_flagged(name)}={value}: expected a positive integer")
         if self.tune_seconds is not None and self.tune_seconds <= 0:
             raise InputError(f"option {_flagged('tune_seconds')}={self.tune_seconds}: expected a positive number")
+        if self.decode not in (None, "load", "kernel"):
+            raise InputError(f"option decode={self.decode!r}: expected 'load' or 'kernel'")
         if self.fallback not in (None, "torch"):
             raise InputError(f"option fallback={self.fallback!r}: expected 'torch' (--fallback torch)")
         combined = [name for name in ("dynamic_batch", "dynamic_seq_len", "compress") if getattr(self, name)]

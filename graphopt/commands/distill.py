@@ -6,7 +6,8 @@ and ``--alpha``, the weight of the soft term; ``--alpha 0`` trains on the labels
 a distilled student should beat). ``--data`` names a function returning the training data (``(inputs,
 labels)`` tensors or batches of them). ``--eval`` names a function taking a model and returning its
 accuracy in percent: the student is scored after every epoch and the best epoch's weights are kept
-(``--patience`` stops early). Prints one table: teacher and student parameters, float32 size and
+(``--patience`` stops early). ``--shift PX`` shows the student and the teacher image inputs shifted
+up to PX pixels (``graphopt.compression.augment.random_shift``). Prints one table: teacher and student parameters, float32 size and
 score. ``-o`` saves the trained student's ``state_dict`` (``torch.save``), to load into STUDENT's class.
 """
 
@@ -38,6 +39,16 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     parser.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
     parser.add_argument("--patience", type=int, metavar="N", help="with --eval: stop after N epochs without gain")
+    parser.add_argument(
+        "--shift", type=int, default=0, metavar="PX",
+        help="shift each image input up to PX pixels every epoch (N x C x H x W; the teacher sees the same shifts)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--schedule",
+        choices=["cosine", "constant"],
+        default="constant",
+        help="learning-rate schedule (default constant)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the shuffling and initialization (default 0)")
     parser.add_argument("-o", "--out", metavar="FILE.pt", help="save the trained student's state_dict here")
     _common.add_json_argument(parser)
@@ -58,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     import graphopt
+    from graphopt.compression.augment import random_shift
 
     if args.patience is not None and args.eval is None:
         raise InputError("--patience needs --eval (the score it watches)")
@@ -72,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         trained, report = graphopt.distill(
             teacher, student, data, temperature=args.temperature, alpha=args.alpha, epochs=args.epochs,
             lr=args.lr, batch_size=args.batch_size, eval=score, patience=args.patience, seed=args.seed,
+            augment=random_shift(args.shift) if args.shift else None, schedule=args.schedule,
         )  # fmt: skip
     if args.out:
         torch.save(trained.state_dict(), args.out)

@@ -9,6 +9,7 @@ is an ``InputError`` of one line, before anything is trained.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -103,20 +104,33 @@ def train(
     seed: int,
     after_step: Callable[[], None] = lambda: None,
     after_epoch: Callable[[int], bool] = lambda epoch: False,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    schedule: str = "constant",
 ) -> list[float]:
     """Adam over ``tensors``; ``loss_fn(inputs, outputs, labels)``; returns the mean loss of each epoch.
 
     ``after_step`` runs after every optimizer step (re-imposing zeros, codebooks), ``after_epoch(epoch)``
-    after every epoch (evaluation) and stops the training by returning True.
+    after every epoch (evaluation) and stops the training by returning True. ``augment`` maps each
+    batch's inputs to new inputs of the same labels (random shifts) before the model and ``loss_fn``
+    see them, drawing from torch's generator, seeded here: the same seed gives the same inputs.
+    ``schedule`` is ``"constant"`` or ``"cosine"`` (the rate annealed from ``lr`` to 0 over the epochs,
+    per step where the number of batches is known, else per epoch).
     """
     if not isinstance(epochs, int) or epochs < 0:
         raise InputError(f"epochs must be a non-negative integer, got {epochs!r}")
+    if schedule not in SCHEDULES:
+        raise InputError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
     torch.manual_seed(seed)
     optimizer = torch.optim.Adam(tensors, lr=lr)
+    steps = _steps_per_epoch(train_data, batch_size)
     losses = []
     for epoch in range(epochs):
         total, count = 0.0, 0
-        for inputs, labels in batches(train_data, batch_size, epoch, seed):
+        for step, (inputs, labels) in enumerate(batches(train_data, batch_size, epoch, seed)):
+            if schedule == "cosine":
+                _set_lr(optimizer, lr * _cosine(epoch + (step / steps if steps else 0.0), epochs))
+            if augment is not None:
+                inputs = _augmented(augment, inputs, number=step)
             optimizer.zero_grad()
             outputs = module(inputs)
             if epoch == 0 and count == 0:
@@ -132,6 +146,36 @@ def train(
         if after_epoch(epoch):
             break
     return losses
+
+
+SCHEDULES = ("constant", "cosine")
+
+
+def _cosine(progress: float, epochs: int) -> float:
+    """The fraction of the initial rate at ``progress`` epochs of ``epochs``: 1 at the start, 0 at the end."""
+    return 0.5 * (1 + math.cos(math.pi * min(progress / epochs, 1.0)))
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def _steps_per_epoch(train_data: Any, batch_size: int) -> int | None:
+    if _is_tensor_pair(train_data):
+        return -(-len(train_data[1]) // batch_size)
+    return None
+
+
+def _augmented(augment: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, number: int) -> torch.Tensor:
+    try:
+        result = augment(inputs)
+    except Exception as error:
+        raise InputError(f"augment raised {type(error).__name__} on batch {number}: {_first_line(error)}") from error
+    if not isinstance(result, torch.Tensor) or result.shape != inputs.shape:
+        shape = tuple(result.shape) if isinstance(result, torch.Tensor) else type(result).__name__
+        raise InputError(f"augment turned inputs of shape {tuple(inputs.shape)} into {shape}: the shape must stay")
+    return result
 
 
 def _first_line(error: BaseException) -> str:

@@ -28,6 +28,7 @@ number of threads the schedules assume.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -43,7 +44,7 @@ import numpy as np
 from graphopt.errors import ArtifactError, GraphoptError, InputError
 from graphopt.options import BuildOptions
 from graphopt.targets.registry import TargetBackend, register_target
-from graphopt.targets.runtime import MANIFEST, CompiledModel, Manifest, check_inputs, dim_bounds
+from graphopt.targets.runtime import MANIFEST, CompiledModel, Manifest, check_inputs, dim_bounds, read_weights
 
 CROSS_COMPILER = "aarch64-linux-gnu-g++"
 QEMU = "qemu-aarch64"
@@ -103,7 +104,23 @@ def missing_tools(*, to_run: bool = True) -> list[str]:
             missing.append(QEMU)
         if not (runtime_dir() / "bin" / RUNNER_NAME).is_file():
             missing.append(f"the aarch64 TVM runtime and {RUNNER_NAME} in {runtime_dir()}")
+        elif not _runner_is_current():
+            missing.append(f"{RUNNER_NAME} built from this checkout's {RUNNER_SOURCE.name} (it was built from another)")
     return missing
+
+
+#: The runner's source; setup_arm.sh records the first 16 hex digits of its sha256 in the stamp.
+RUNNER_SOURCE = Path(__file__).resolve().parent / "runner" / "runner.cc"
+
+
+def _runner_is_current() -> bool:
+    """Whether setup_arm.sh's stamp names this checkout's runner source (another checkout sharing the
+    cache may have rebuilt the runner from an older one, without ``--weights``)."""
+    stamp = runtime_dir() / ".setup-stamp"
+    if not stamp.is_file() or not RUNNER_SOURCE.is_file():
+        return True  # a hand-made runtime directory: nothing to compare
+    digest = hashlib.sha256(RUNNER_SOURCE.read_bytes()).hexdigest()[:16]
+    return f"runner={digest}" in stamp.read_text()
 
 
 def require_tools(*, to_run: bool = True) -> None:
@@ -203,20 +220,26 @@ class QemuRun:
     wall_s: float
 
 
-def qemu_run(artifact: str | Path, inputs: Sequence[Any], *, timeout_s: float = 300) -> QemuRun:
-    """Run an aarch64 artifact once under qemu-aarch64 on ``inputs`` (numpy arrays or tensors)."""
+def qemu_run(
+    artifact: str | Path, inputs: Sequence[Any], *, weights: Sequence[np.ndarray] = (), timeout_s: float = 300
+) -> QemuRun:
+    """Run an aarch64 artifact once under qemu-aarch64 on ``inputs`` (numpy arrays or tensors).
+
+    ``weights``: a compressed artifact's decoded weights, which the runner prepares with
+    ``main_transform_params`` and passes to ``main`` after the inputs."""
     library = _library_path(artifact)
     if elf_machine(library) != ELF_MACHINE_AARCH64:
         raise ArtifactError(f"{library} is not an AArch64 library (was it built with target='arm'?)")
     require_tools(to_run=True)
     with tempfile.TemporaryDirectory(prefix="graphopt-qemu-") as work:
         specs = []
-        for index, value in enumerate(inputs):
+        for index, value in enumerate([*inputs, *weights]):
             array = np.ascontiguousarray(value.numpy() if hasattr(value, "numpy") else value)
             path = Path(work) / f"input_{index}.bin"
             array.tofile(path)
             specs.append(f"{path}:{array.dtype.name}:{'x'.join(map(str, array.shape))}")
-        command = [QEMU, str(runtime_dir() / "bin" / RUNNER_NAME), str(library), work, *specs]
+        marker = [f"--weights={len(weights)}"] if weights else []
+        command = [QEMU, str(runtime_dir() / "bin" / RUNNER_NAME), str(library), work, *marker, *specs]
         env = {**os.environ, "QEMU_LD_PREFIX": SYSROOT}
         start = time.perf_counter()
         try:
@@ -237,13 +260,17 @@ def qemu_run(artifact: str | Path, inputs: Sequence[Any], *, timeout_s: float = 
     return QemuRun(outputs, main_ms, wall_s)
 
 
-def run_on_qemu(artifact: str | Path, inputs: Sequence[Any]) -> list[np.ndarray]:
-    """Outputs of an aarch64 artifact (directory or ``.so``) run under qemu on ``inputs``.
+def run_on_qemu(artifact: str | Path, inputs: Sequence[Any], weights: Sequence[np.ndarray] = ()) -> list[np.ndarray]:
+    """Outputs of an aarch64 artifact (directory or ``.so``) run under qemu on ``inputs``; a compressed
+    artifact directory's weights are read from it (decoded on this machine) unless given.
 
     >>> run_on_qemu("out/mlp_arm", [np.zeros((1, 784), np.float32)])[0].shape
     (1, 10)
     """
-    return qemu_run(artifact, inputs).outputs
+    if not weights and Path(artifact).is_dir():
+        manifest = Manifest.read(Path(artifact))
+        weights = read_weights(Path(artifact), manifest) if manifest.weights else []
+    return qemu_run(artifact, inputs, weights=weights).outputs
 
 
 class QemuCompiledModel(CompiledModel):
@@ -260,6 +287,7 @@ class QemuCompiledModel(CompiledModel):
 
     def __init__(self, compiled: CompiledModel) -> None:
         super().__init__(compiled.module, compiled.manifest, out_dir=compiled.out_dir, report=compiled.report)
+        self.raw_weights = compiled.raw_weights  # a compressed build's: the runner prepares them under qemu
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
 
     def library(self) -> Path:
@@ -272,7 +300,8 @@ class QemuCompiledModel(CompiledModel):
         return Path(self._scratch.name) / "model.so"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        outputs = run_on_qemu(self.library(), check_inputs(self.inputs, args, kwargs, dim_bounds(self.manifest)))
+        inputs = check_inputs(self.inputs, args, kwargs, dim_bounds(self.manifest))
+        outputs = run_on_qemu(self.library(), inputs, self.raw_weights or [])
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
     def time(self, *args: Any, number: int = 10, repeat: int = 3) -> list[float]:

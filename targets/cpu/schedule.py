@@ -123,9 +123,11 @@ def default_rules() -> list[dlight.ScheduleRule]:
     """The rule list, in priority order."""
     from graphopt.targets.arm.dot import ArmDotProduct  # int8 matmuls on aarch64 + dotprod (sdot); declines elsewhere
 
+    from .lut_gather import LutGather  # decode="kernel": dense layers reading weights through a codebook
     from .vnni import Int8DotProduct  # int8 matmuls and convs on VNNI; declines on other CPUs
 
     return [
+        LutGather(),
         Int8DotProduct(),
         ArmDotProduct(),
         TiledContraction(),

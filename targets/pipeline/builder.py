@@ -23,11 +23,11 @@ import tvm
 from torch import fx
 
 from graphopt import interrupts, progress
-from graphopt.errors import BuildError, GraphoptError
+from graphopt.errors import BuildError, GraphoptError, InputError
 from graphopt.ir import Graph
 from graphopt.options import BuildOptions
 from graphopt.targets.lowering.lower import lower_to_relax
-from graphopt.targets.pipeline import compressed
+from graphopt.targets.pipeline import compressed, lut_weights
 from graphopt.targets.pipeline.artifact import versions, write_artifact
 from graphopt.targets.pipeline.relax_pipeline import compile_module
 from graphopt.targets.registry import get_target
@@ -63,6 +63,13 @@ def build_graph(
         lowered, dynamic_batch=dynamic_batch, dynamic_seq_len=dynamic_seq_len, keep_params=compress, target=target
     )
     weights = compressed.weight_arrays(mod, params) if compress else None
+    lut_layers: list[lut_weights.LutLayer] = []
+    if typed.decode == "kernel":
+        if weights is None:
+            raise InputError("decode='kernel' keeps a compressed artifact's indices: it needs compress=True")
+        if backend.device != "cpu":
+            raise InputError(f"decode='kernel' has kernels for the CPU targets (cpu, arm), not for '{target}'")
+        mod, weights, lut_layers = lut_weights.keep_indices(mod, weights)
     if compress:
         backend = compressed.lifting_backend(backend)
     inputs, outputs = io_specs(graph, mod, dynamic_batch=dynamic_batch, dynamic_seq_len=dynamic_seq_len)
@@ -92,6 +99,7 @@ def build_graph(
             "tune_db": str(tune_db) if tune and tune_db else None,
             "tune_rpc": str(typed.tune_rpc) if tune and typed.tune_rpc else None,
             "compile_seconds": round(time.perf_counter() - started, 3),
+            **({"decode": "kernel", "indices_kept": [vars(layer) for layer in lut_layers]} if lut_layers else {}),
         },
     )
     if check is not None:  # before anything is written: a failed check raises and leaves no artifact

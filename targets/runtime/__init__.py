@@ -58,6 +58,7 @@ class CompiledModel:
         self._device: Any = None
         self._main: Any = None
         self._weights: list[Any] = []
+        self.raw_weights: list[np.ndarray] | None = None  #: decoded weights not yet prepared (see bind_weights)
         self._staging = threading.local()
 
     def __repr__(self) -> str:
@@ -86,9 +87,20 @@ class CompiledModel:
 
     def bind_weights(self, arrays: list[np.ndarray]) -> None:
         """Give a compressed artifact its decoded weights: copied to the device and prepared by
-        ``main_transform_params`` once; every call then passes them to ``main`` after the inputs."""
-        tensors = [_device_tensor(np.ascontiguousarray(a), self.device) for a in arrays]
-        self._weights = list(self.vm[TRANSFORM_PARAMS](tensors))
+        ``main_transform_params`` before the first call (a build for an absent GPU or another
+        architecture binds them without running anything); every call passes them to ``main``."""
+        self.raw_weights = [np.ascontiguousarray(a) for a in arrays]
+        self._weights = []
+
+    def _prepared_weights(self) -> list[Any]:
+        if self.raw_weights is not None:
+            tensors = [_device_tensor(a, self.device) for a in self.raw_weights or []]
+            self._weights, self.raw_weights = list(self.vm[TRANSFORM_PARAMS](tensors)), None
+        return self._weights
+
+    def weight_bytes(self) -> int:
+        """Bytes of the weights the model holds once prepared: what ``main`` reads at every call."""
+        return sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in self._prepared_weights())
 
     def prepare(self, *args: Any, **kwargs: Any) -> list[Any]:
         """Check the inputs against the manifest and copy them to the device as TVM tensors."""
@@ -105,7 +117,8 @@ class CompiledModel:
             staging.key, staging.tensors, staging.views = key, *self._staging_tensors(*args, **kwargs)
         for view, array in zip(staging.views, args, strict=False):
             view[...] = array
-        result = _unaliased(to_numpy(self._main(*staging.tensors, *self._weights), len(self.outputs)), staging.views)
+        weights = self._weights if self.raw_weights is None else self._prepared_weights()
+        result = _unaliased(to_numpy(self._main(*staging.tensors, *weights), len(self.outputs)), staging.views)
         if self.output_keys is not None:
             return dict(zip(self.output_keys, result if isinstance(result, tuple) else (result,), strict=True))
         return result
@@ -130,7 +143,7 @@ class CompiledModel:
     def time(self, *args: Any, number: int = 10, repeat: int = 3) -> list[float]:
         """Seconds per run, ``repeat`` measurements each averaging ``number`` runs (TVM's time_evaluator)."""
         timer = self.vm.time_evaluator("main", self.device, number=number, repeat=repeat)
-        return [float(r) for r in timer(*self.prepare(*args), *self._weights).results]
+        return [float(r) for r in timer(*self.prepare(*args), *self._prepared_weights()).results]
 
 
 def _device_tensor(array: np.ndarray, device: Any) -> Any:

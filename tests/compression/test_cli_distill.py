@@ -53,6 +53,7 @@ def test_the_table_names_teacher_and_student(capsys) -> None:
         (["--data", f"{TINY}:nope"], f"--data {TINY}:nope: .* has no function 'nope'"),
         (["--alpha", "1.5"], r"alpha in \[0, 1\], got temperature=4.0, alpha=1.5"),
         (["--patience", "2"], "--patience needs --eval"),
+        (["--shift", "2"], r"augment raised InputError on batch 0: random_shift expects N x C x H x W images, got"),
     ],
 )
 def test_bad_input_is_a_one_line_error(capsys, options: list[str], message: str) -> None:

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import graphopt
+from graphopt.compression.augment import random_shift
 from graphopt.compression.layers import weight_layers
 from graphopt.errors import InputError
 
@@ -79,3 +80,41 @@ def _raises() -> list:
 def test_bad_train_data_is_a_one_line_error(data: object, message: str) -> None:
     with pytest.raises(InputError, match=message):
         graphopt.distill(mlp(), mlp(8), data, epochs=2)
+
+
+def test_random_shift_moves_each_image_by_at_most_its_pixels_and_repeats_the_edges() -> None:
+    images = torch.full((64, 1, 9, 9), -0.5)  # a normalized background
+    images[:, 0, 4, 4] = 1.0  # one bright pixel in the middle
+    torch.manual_seed(0)
+    shifted = random_shift(2)(images)
+    assert shifted.shape == images.shape and shifted.min() == -0.5  # no zero frame drawn in
+    rows, columns = (shifted[:, 0] == 1.0).nonzero()[:, 1:].T
+    assert rows.sub(4).abs().max() == 2 and columns.sub(4).abs().max() == 2  # up to 2 px, every direction
+    assert len(set(zip(rows.tolist(), columns.tolist(), strict=True))) > 10
+    assert torch.equal(random_shift(0)(images), images)
+
+
+def test_distill_with_augmentation_shows_both_arms_the_same_inputs() -> None:
+    seen: list[torch.Tensor] = []
+
+    def recording_shift(images: torch.Tensor) -> torch.Tensor:
+        seen.append(images + torch.randn(images.shape))
+        return seen[-1]
+
+    for alpha in (0.9, 0.0):  # distilled, then labels only: the same seeded noise on the same batches
+        graphopt.distill(mlp(64, seed=1), mlp(8, seed=2), (X, Y), epochs=2, alpha=alpha, augment=recording_shift)
+    half = len(seen) // 2
+    assert half == 2 * 4 and all(torch.equal(a, b) for a, b in zip(seen[:half], seen[half:], strict=True))
+
+
+def test_the_cosine_schedule_anneals_the_rate_and_constant_is_the_default() -> None:
+    cosine, _ = graphopt.distill(mlp(64, seed=1), mlp(8, seed=2), (X, Y), epochs=3, schedule="cosine")
+    constant, _ = graphopt.distill(mlp(64, seed=1), mlp(8, seed=2), (X, Y), epochs=3)
+    assert not torch.equal(cosine[0].weight, constant[0].weight)
+    with pytest.raises(InputError, match="schedule must be one of constant, cosine, got 'linear'"):
+        graphopt.distill(mlp(), mlp(8), (X, Y), epochs=1, schedule="linear")
+
+
+def test_an_augmentation_that_changes_the_shape_is_a_one_line_error() -> None:
+    with pytest.raises(InputError, match=r"augment turned inputs of shape \(64, 12\) into \(64, 6\)"):
+        graphopt.distill(mlp(), mlp(8), (X, Y), epochs=1, augment=lambda x: x[:, :6])

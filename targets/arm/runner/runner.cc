@@ -3,8 +3,10 @@
 // Built for aarch64 by scripts/setup_arm.sh and run under qemu-aarch64 by graphopt.targets.arm;
 // it needs only the TVM runtime (libtvm_runtime.so, libtvm_ffi.so) and the tvm/ffi headers.
 //
-//   graphopt_runner LIB.so OUT_DIR INPUT...
-//     INPUT is PATH:DTYPE:SHAPE, e.g. x.bin:float32:1x784 (raw C-order bytes; SHAPE "" for a scalar)
+//   graphopt_runner LIB.so OUT_DIR [--weights=N] INPUT...
+//     INPUT is PATH:DTYPE:SHAPE, e.g. x.bin:float32:1x784 (raw C-order bytes; SHAPE "" for a scalar);
+//     with --weights=N the last N are a compressed artifact's decoded weights: prepared once by
+//     main_transform_params (as graphopt.load does) and passed to main after the other inputs.
 //   writes OUT_DIR/output_<i>.bin and OUT_DIR/outputs.txt (one "DTYPE SHAPE" line per output) and
 //   prints "run_ms <milliseconds of the main call>".
 #include <tvm/ffi/container/array.h>
@@ -72,9 +74,24 @@ int main(int argc, char** argv) {
                          .cast<ffi::Module>();
     constexpr int kPooledAllocator = 2;
     vm->GetFunction("vm_initialization").value()(static_cast<int>(kDLCPU), 0, kPooledAllocator);
+    int first = 3;
+    size_t weight_count = 0;
+    const std::string flag = "--weights=";
+    if (argc > 3 && std::string(argv[3]).rfind(flag, 0) == 0) {
+      weight_count = std::stoul(std::string(argv[3]).substr(flag.size()));
+      first = 4;
+    }
     std::vector<ffi::Tensor> inputs;
-    for (int i = 3; i < argc; ++i) inputs.push_back(ReadInput(argv[i]));
-    std::vector<ffi::AnyView> args(inputs.begin(), inputs.end());
+    for (int i = first; i < argc; ++i) inputs.push_back(ReadInput(argv[i]));
+    if (weight_count > inputs.size()) throw std::runtime_error("--weights counts more tensors than were given");
+    size_t model_inputs = inputs.size() - weight_count;
+    std::vector<ffi::Any> values(inputs.begin(), inputs.begin() + model_inputs);
+    if (weight_count) {
+      ffi::Array<ffi::Tensor> raw(inputs.begin() + model_inputs, inputs.end());
+      ffi::Any prepared = vm->GetFunction("main_transform_params").value()(raw);
+      for (const ffi::Any& weight : prepared.cast<ffi::Array<ffi::Any>>()) values.push_back(weight);
+    }
+    std::vector<ffi::AnyView> args(values.begin(), values.end());
 
     ffi::Function run = vm->GetFunction("main").value();
     ffi::Any result;
