@@ -49,6 +49,12 @@ def test_bad_jobs_and_unreachable_servers_fail_before_any_compile(capsys) -> Non
     assert "--jobs and --rpc apply to --measure" in capsys.readouterr().err
 
 
+def _listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
+
+
 @pytest.fixture
 def rpc_server() -> Iterator[str]:
     """A TVM RPC server on a free local port, as a remote device would run it."""
@@ -60,10 +66,10 @@ def rpc_server() -> Iterator[str]:
         [*command, "--port-end", str(port + 1)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
+        deadline = time.monotonic() + 180  # importing TVM takes a while on a loaded machine
+        while not _listening(port):
+            if time.monotonic() > deadline:
+                pytest.fail("the RPC server did not start within 180 s")
             time.sleep(0.2)
         yield f"127.0.0.1:{port}"
     finally:
