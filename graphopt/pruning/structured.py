@@ -272,6 +272,8 @@ def prune(
     if sensitivity is not None:
         budget += f", allocated by sensitivity ({sensitivity.metric})"
     report = PruneReport(graph.name, budget, importance, round_to, graph.stats())
+    if sensitivity is not None:
+        report.notes.extend(_saturation_note(sensitivity))
     report.metric_before = evaluate_metric(evaluate, graph)
     compiled: dict[Graph, Any] = {}
     if measure:
@@ -346,6 +348,18 @@ def _check_sensitivity(sensitivity: Any, analysis: Any, name: str, steps: int) -
                 f"the sensitivity report does not match this graph: its group {row.group} has {row.channels} "
                 "channels here it has " + str(sizes.get(row.group, "no such group"))
             )
+
+
+def _saturation_note(sensitivity: Any) -> list[str]:
+    """A note when most of the curves read no loss at all: the allocation then cannot rank those
+    groups and takes them all as free (top-1 on the data a model was trained on sits at 100%)."""
+    free = sum(1 for row in sensitivity.rows if sensitivity.loss(row) == 0)
+    if 2 * free <= len(sensitivity.rows):
+        return []
+    return [
+        f"{free} of {len(sensitivity.rows)} sensitivity rows show no loss of {sensitivity.metric}: the allocation "
+        "takes them all as free; a graded metric (the fidelity error, a loss) can rank them"
+    ]
 
 
 def _allocate(

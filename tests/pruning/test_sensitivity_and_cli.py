@@ -168,3 +168,13 @@ def test_flat_curves_are_walked_evenly_not_one_group_to_its_last_level() -> None
     assert allocation_moves(report, "flops") == [(0, 0.25), (1, 0.25), (0, 0.5), (1, 0.5), (0, 0.75), (1, 0.75)]
     report.rows[3].metric = 0.9  # group 1 at 0.25 costs accuracy: group 0 goes first, to its end
     assert allocation_moves(report, "flops")[:3] == [(0, 0.25), (0, 0.5), (0, 0.75)]
+
+
+def test_a_metric_that_never_moves_is_noted_in_the_prune_report() -> None:
+    model = DigitsCNN().eval()
+    curves = graphopt.sensitivity(model, X, levels=(0.25, 0.5, 0.75), evaluate=lambda module: 1.0)
+    _, report = graphopt.prune(model, X, flops=0.5, round_to=1, sensitivity=curves)
+    assert any(note.startswith("6 of 6 sensitivity rows show no loss of metric") for note in report.notes)
+    graded = graphopt.sensitivity(model, X, levels=(0.25, 0.5, 0.75))
+    _, report = graphopt.prune(model, X, flops=0.5, round_to=1, sensitivity=graded)
+    assert not any("show no loss" in note for note in report.notes)
