@@ -137,3 +137,30 @@ def load(out_dir: str | Path, *, allow_mismatch: bool = False) -> Any:
     from graphopt.targets.runtime import load_artifact
 
     return load_artifact(out_dir, allow_mismatch=allow_mismatch)
+
+
+def time_remote(out_dir: str | Path, inputs: Any, address: str, *, number: int = 10, repeat: int = 3) -> float:
+    """Median seconds per run of the artifact at ``out_dir`` on the TVM RPC device at ``address``
+    (``HOST:PORT`` of a server, ``KEY@HOST:PORT`` of a tracker): what ``graphopt bench --rpc`` reports."""
+    from graphopt.targets.runtime.rpc import time_remote as time_on_device
+
+    return time_on_device(out_dir, inputs, address, number=number, repeat=repeat)
+
+
+def rpc_devices(address: str, *, timeout_s: float = 10) -> int:
+    """How many devices answer at an RPC address: a tracker's servers under the key, or 1 for a
+    server that accepts a connection; else a one-line ``RemoteError``, before anything is compiled."""
+    import socket
+
+    from graphopt.errors import first_line
+    from graphopt.targets.runtime.rpc import RemoteError, parse_address, split_key, tracker_servers
+
+    key, rest = split_key(address)
+    host, port = parse_address(rest)
+    if key:
+        return tracker_servers(address, timeout_s=timeout_s)
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as error:
+        raise RemoteError(f"cannot reach the RPC server at {host}:{port}: {first_line(error)}") from error
+    return 1

@@ -4,7 +4,8 @@ Prune each dependency group alone at each level and record the damage (``graphop
 FLOPs and parameters left, and the metric: ``--eval`` names a function taking the pruned
 ``torch.fx.GraphModule`` and returning a number (higher is better unless ``--lower-is-better``);
 without it, the fidelity error to the unpruned outputs on the example inputs. ``--csv`` writes one
-row per (group, level), Distiller style.
+row per (group, level), Distiller style. ``--measure --jobs N`` compiles the candidates in N
+worker processes (timed here, one at a time); ``--rpc ADDR`` times them on a TVM RPC device.
 """
 
 from __future__ import annotations
@@ -32,6 +33,14 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--round-to", type=int, default=1, metavar="N", help="kept channel counts are multiples of N")
     parser.add_argument("--measure", action="store_true", help="compile every candidate and time it (slow)")
     parser.add_argument("--target", default="cpu", help="the target --measure compiles for (default cpu)")
+    parser.add_argument(
+        "--jobs", type=int, default=1, metavar="N", help="--measure: compile the candidates in N worker processes"
+    )
+    parser.add_argument(
+        "--rpc",
+        metavar="HOST:PORT|KEY@TRACKER:PORT",
+        help="--measure: time the candidates on this TVM RPC server (or a tracker's devices under KEY)",
+    )
     parser.add_argument("--csv", metavar="FILE.csv", help="write the rows as CSV")
     parser.add_argument("--plot", metavar="FILE.png|svg", help="draw one curve per group")
     parser.add_argument("--cache-dir", metavar="DIR", help="reuse the result of an identical earlier run stored here")
@@ -57,7 +66,14 @@ def parse_levels(text: str) -> list[float]:
 
 
 def run_sensitivity(
-    args: argparse.Namespace, graph: Any, *, round_to: int, measure: bool, cache_dir: str | None = None
+    args: argparse.Namespace,
+    graph: Any,
+    *,
+    round_to: int,
+    measure: bool,
+    cache_dir: str | None = None,
+    jobs: int = 1,
+    rpc: str | None = None,
 ) -> Any:
     from graphopt.model_loading import load_callable
     from graphopt.pruning import sensitivity
@@ -73,6 +89,8 @@ def run_sensitivity(
         higher_is_better=not args.lower_is_better,
         measure=measure,
         target=args.target,
+        jobs=jobs,
+        rpc=rpc,
         cache_dir=cache_dir,
     )
 
@@ -80,9 +98,19 @@ def run_sensitivity(
 def run(args: argparse.Namespace) -> int:
     if args.csv and not args.csv.endswith(".csv"):
         raise InputError(f"--csv {args.csv}: name the file *.csv")
+    if (args.jobs != 1 or args.rpc) and not args.measure:
+        raise InputError("--jobs and --rpc apply to --measure (the latency of every candidate); add --measure")
     graph = _common.load_and_capture(args).graph
     with _common.status("sensitivity analysis", quiet=args.json):
-        report = run_sensitivity(args, graph, round_to=args.round_to, measure=args.measure, cache_dir=args.cache_dir)
+        report = run_sensitivity(
+            args,
+            graph,
+            round_to=args.round_to,
+            measure=args.measure,
+            cache_dir=args.cache_dir,
+            jobs=args.jobs,
+            rpc=args.rpc,
+        )
     if args.csv:
         path = Path(args.csv)
         path.parent.mkdir(parents=True, exist_ok=True)

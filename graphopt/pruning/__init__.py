@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from graphopt.pruning.batch_norm import recalibrate
 from graphopt.pruning.dependency import DependencyAnalysis, PruningGroup, analyze, groups
 from graphopt.pruning.importance import IMPORTANCE, scores, select
 from graphopt.pruning.recovery import recover
@@ -33,6 +34,7 @@ __all__ = [
     "groups",
     "mask",
     "prune",
+    "recalibrate",
     "recover",
     "scores",
     "select",

@@ -24,10 +24,12 @@ import torch
 from graphopt.errors import InputError
 from graphopt.ir import Graph
 from graphopt.numerics import relative_error
+from graphopt.pruning.batch_norm import recalibrate as recalibrate_batch_norm
 from graphopt.pruning.dependency import analyze
 from graphopt.pruning.importance import kept_units, scores, select
 from graphopt.pruning.shrink import shrink
 from graphopt.pruning.structured import as_graph, evaluate_metric, measure_latency
+from graphopt.pruning.sweep import CandidateSweep
 
 
 @dataclass
@@ -168,18 +170,27 @@ def sensitivity(
     groups: Iterable[int] | None = None,
     measure: bool = False,
     target: str = "cpu",
+    jobs: int = 1,
+    rpc: str | None = None,
     seed: int = 0,
     data: Any = None,
     loss: Callable[..., Any] | None = None,
+    recalibrate: Any = None,
     cache_dir: str | Path | None = None,
 ) -> SensitivityReport:
     """Prune each group (or those in ``groups``) alone at each of ``levels``; see the module docstring.
 
     ``higher_is_better`` says which way ``evaluate``'s metric improves (True for accuracy);
-    ``data``/``loss`` are for ``importance="taylor"`` (see ``graphopt.prune``). With ``cache_dir``
+    ``data``/``loss`` are for ``importance="taylor"`` (see ``graphopt.prune``). ``recalibrate``
+    (unlabelled inputs, e.g. a few hundred training images) re-measures every candidate's BatchNorm
+    statistics before its metric is taken (``graphopt.pruning.recalibrate``). With ``cache_dir``
     the report is stored under a key of the graph (structure and weights), the inputs and every
     option, so a second identical run is read back instead of recomputed; ``evaluate`` enters the
     key by its qualified name only, so change its name when its data changes.
+
+    With ``measure``, ``jobs=N`` compiles the candidates in N worker processes while the sweep goes
+    on (timed here afterwards, one at a time, interleaved), and ``rpc`` ("HOST:PORT" of a TVM RPC
+    server, or "KEY@TRACKER:PORT") times them on that remote device instead (``graphopt.pruning.sweep``).
 
     >>> report = graphopt.pruning.sensitivity(model, torch.randn(1, 1, 28, 28), levels=(0.25, 0.5, 0.75))
     >>> print(report.table()); Path("sens.csv").write_text(report.to_csv())
@@ -187,13 +198,15 @@ def sensitivity(
     levels = [float(level) for level in levels]
     if not levels or any(not 0 < level < 1 for level in levels):
         raise InputError(f"sensitivity levels must lie strictly between 0 and 1, got {levels}")
+    if not isinstance(jobs, int) or jobs < 1:
+        raise InputError(f"jobs must be a positive integer, got {jobs!r}")
     graph = as_graph(model_or_graph, example_inputs)
     ignore = list(ignore)
     key = None
     if cache_dir is not None:
         options = [levels, importance, round_to, metric_name, higher_is_better, sorted(ignore), groups, measure]
-        options += [target, seed, _name_of(evaluate), _name_of(loss)]
-        key = _cache_key(graph, calibration_inputs, data, options)
+        options += [target, seed, _name_of(evaluate), _name_of(loss)] + ([rpc] if rpc else [])
+        key = _cache_key(graph, calibration_inputs, data, recalibrate, options)
         cached = Path(cache_dir) / f"{key}.json"
         if cached.is_file():
             return SensitivityReport.from_dict(json.loads(cached.read_text()))
@@ -214,10 +227,52 @@ def sensitivity(
     baseline = evaluate_metric(evaluate, graph)
     assert baseline is not None
     report = SensitivityReport(graph.name, metric_name or "metric", baseline, higher_is_better)
-    if measure:
-        report.baseline_latency_ms = measure_latency(graph, target)
+    sweep = CandidateSweep(target, jobs=jobs, rpc=rpc) if measure and (jobs > 1 or rpc) else None
+    try:
+        if sweep is not None:
+            sweep.submit(graph)
+        elif measure:
+            report.baseline_latency_ms = measure_latency(graph, target)
+
+        def timed(row: SensitivityRow, candidate: Graph) -> None:
+            if sweep is not None:
+                sweep.submit(candidate)  # its latency comes back in the rows' order
+            elif measure:
+                row.latency_ms = measure_latency(candidate, target)
+
+        unit_scores = scores(analysis, importance, seed=seed, data=data, loss=loss)
+        _sweep(report, graph, analysis, unit_scores, evaluate, levels, wanted, round_to, ignore, timed, recalibrate)
+        if sweep is not None:
+            report.baseline_latency_ms, *latencies = sweep.latencies()
+            for row, milliseconds in zip(report.rows, latencies, strict=True):
+                row.latency_ms = milliseconds
+    finally:
+        if sweep is not None:
+            sweep.close()
+    if cache_dir is not None:
+        folder = Path(cache_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = folder / f".{key}.tmp"
+        temporary.write_text(report.to_json())
+        temporary.replace(folder / f"{key}.json")
+    return report
+
+
+def _sweep(
+    report: SensitivityReport,
+    graph: Graph,
+    analysis: Any,
+    unit_scores: dict[int, float],
+    evaluate: Callable[[Any], float],
+    levels: list[float],
+    wanted: set[int],
+    round_to: int,
+    ignore: list[str],
+    timed: Callable[[SensitivityRow, Graph], None],
+    recalibration: Any,
+) -> None:
+    """One row per (group, level): the candidate built and its metric taken; ``timed`` sees to its latency."""
     before = graph.stats()
-    unit_scores = scores(analysis, importance, seed=seed, data=data, loss=loss)
     for group in analysis.groups:
         if group.index not in wanted:
             continue
@@ -229,6 +284,8 @@ def sensitivity(
             removed = select(analysis, unit_scores, {group.index: level}, round_to)
             candidate = graph.copy()
             shrink(analyze(candidate, ignore=ignore), removed)
+            if recalibration is not None:
+                recalibrate_batch_norm(candidate.module, recalibration)
             stats = candidate.stats()
             row = SensitivityRow(
                 group.index,
@@ -240,16 +297,8 @@ def sensitivity(
                 stats.params / max(before.params, 1),
                 evaluate_metric(evaluate, candidate) or 0.0,
             )
-            if measure:
-                row.latency_ms = measure_latency(candidate, target)
+            timed(row, candidate)
             report.rows.append(row)
-    if cache_dir is not None:
-        folder = Path(cache_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        temporary = folder / f".{key}.tmp"
-        temporary.write_text(report.to_json())
-        temporary.replace(folder / f"{key}.json")
-    return report
 
 
 def _name_of(function: Any) -> str | None:
@@ -284,7 +333,12 @@ def allocation_moves(report: SensitivityReport, budget: str) -> list[tuple[int, 
 
     ``budget`` is ``flops`` or ``params``. Each group's levels are taken in increasing order; among
     the groups' next levels, the one whose extra loss per extra fraction saved is smallest comes
-    next (a greedy walk down the curves, treating the groups' savings as additive).
+    next (a greedy walk down the curves, treating the groups' savings as additive). Among equally
+    cheap moves the one leaving its group least pruned comes first: where the curves cannot tell
+    groups apart (an accuracy that stays at the baseline), a budget crossed among them is met by
+    pruning them evenly, not by taking the first such group down to its last level. A metric that
+    saturates (top-1 on the data the model was trained on) reads every such move as free: prefer
+    a graded one (the fidelity error, a loss) for the curves.
     """
     by_group: dict[int, list[SensitivityRow]] = {}
     for row in report.rows:
@@ -294,7 +348,7 @@ def allocation_moves(report: SensitivityReport, budget: str) -> list[tuple[int, 
     position = dict.fromkeys(by_group, -1)
     moves: list[tuple[int, float]] = []
     while True:
-        best: tuple[float, int] | None = None
+        best: tuple[float, float, int] | None = None
         for group, rows in by_group.items():
             if position[group] + 1 >= len(rows):
                 continue
@@ -302,10 +356,11 @@ def allocation_moves(report: SensitivityReport, budget: str) -> list[tuple[int, 
             following = rows[position[group] + 1]
             saved = (getattr(current, budget) if current else 1.0) - getattr(following, budget)
             cost = (report.loss(following) - report.loss(current)) / max(saved, 1e-9)
-            if best is None or cost < best[0]:
-                best = (cost, group)
+            candidate = (cost, following.level, group)
+            if best is None or candidate < best:
+                best = candidate
         if best is None:
             return moves
-        group = best[1]
+        group = best[2]
         position[group] += 1
         moves.append((group, by_group[group][position[group]].level))

@@ -9,7 +9,6 @@ pruned graph each time and calling ``finetune`` between steps. The user's model 
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,9 +17,11 @@ from typing import Any
 from graphopt.errors import GraphoptError, InputError
 from graphopt.ir import Graph, GraphStats
 from graphopt.passes._layers import remove_unused_attributes
+from graphopt.pruning.batch_norm import recalibrate as recalibrate_batch_norm
 from graphopt.pruning.dependency import analyze
 from graphopt.pruning.importance import IMPORTANCE, scores, select
 from graphopt.pruning.shrink import shrink
+from graphopt.pruning.sweep import time_interleaved
 
 #: Ratio bisection stops when the bracket is this narrow (1/4096 of the channels is below any rounding step).
 _BISECTION_STEPS = 12
@@ -188,18 +189,11 @@ def measure_latencies(
     from graphopt.api import compile as compile_graph
 
     cache = {} if cache is None else cache
-    runs = []
     for graph in graphs:
         if graph not in cache:
             cache[graph] = compile_graph(graph, graph.example_inputs, target=target)
-        inputs = [t.numpy() for t in graph.example_inputs]
-        cache[graph](*inputs)
-        runs.append((cache[graph], inputs))
-    samples: list[list[float]] = [[] for _ in graphs]
-    for _ in range(rounds):
-        for times, (compiled, inputs) in zip(samples, runs, strict=True):
-            times.extend(compiled.time(*inputs, number=20, repeat=1))
-    return [1000 * statistics.median(times) for times in samples]
+    inputs = [[t.numpy() for t in graph.example_inputs] for graph in graphs]
+    return time_interleaved([cache[graph] for graph in graphs], inputs, rounds=rounds)
 
 
 def evaluate_metric(evaluate: Callable[[Any], float] | None, graph: Graph) -> float | None:
@@ -235,6 +229,7 @@ def prune(
     sensitivity: Any = None,
     data: Any = None,
     loss: Callable[..., Any] | None = None,
+    recalibrate: Any = None,
 ) -> tuple[Graph, PruneReport]:
     """Prune channels of ``model_or_graph``; returns ``(graph, report)`` like ``graphopt.optimize``.
 
@@ -248,6 +243,8 @@ def prune(
     step; ``measure=True`` compiles before and after each step for ``target`` and times it.
     ``sensitivity`` (a ``SensitivityReport`` of the same graph) replaces the uniform ratio by
     per-group levels taken from its curves, least metric loss per FLOP (or parameter) saved first.
+    ``recalibrate`` (unlabelled inputs) re-measures the BatchNorm statistics of each step's pruned
+    graph before ``finetune`` and ``evaluate`` see it (``graphopt.pruning.recalibrate``).
 
     >>> pruned, report = graphopt.prune(model, torch.randn(1, 3, 224, 224), flops=0.5)
     >>> compiled = graphopt.compile(pruned, pruned.example_inputs)
@@ -275,6 +272,8 @@ def prune(
     if sensitivity is not None:
         budget += f", allocated by sensitivity ({sensitivity.metric})"
     report = PruneReport(graph.name, budget, importance, round_to, graph.stats())
+    if sensitivity is not None:
+        report.notes.extend(_saturation_note(sensitivity))
     report.metric_before = evaluate_metric(evaluate, graph)
     compiled: dict[Graph, Any] = {}
     if measure:
@@ -310,6 +309,8 @@ def prune(
         else:
             goal = getattr(report.before, name) * value ** (step / steps)
             step_ratio, pruned = _bisect(current, name, goal, criterion(step), round_to, ignore)
+        if recalibrate is not None:
+            recalibrate_batch_norm(pruned.module, recalibrate)
         if finetune is not None:
             try:
                 finetune(pruned.module)
@@ -347,6 +348,18 @@ def _check_sensitivity(sensitivity: Any, analysis: Any, name: str, steps: int) -
                 f"the sensitivity report does not match this graph: its group {row.group} has {row.channels} "
                 "channels here it has " + str(sizes.get(row.group, "no such group"))
             )
+
+
+def _saturation_note(sensitivity: Any) -> list[str]:
+    """A note when most of the curves read no loss at all: the allocation then cannot rank those
+    groups and takes them all as free (top-1 on the data a model was trained on sits at 100%)."""
+    free = sum(1 for row in sensitivity.rows if sensitivity.loss(row) == 0)
+    if 2 * free <= len(sensitivity.rows):
+        return []
+    return [
+        f"{free} of {len(sensitivity.rows)} sensitivity rows show no loss of {sensitivity.metric}: the allocation "
+        "takes them all as free; a graded metric (the fidelity error, a loss) can rank them"
+    ]
 
 
 def _allocate(

@@ -14,7 +14,7 @@ import torch
 import graphopt
 from graphopt.cli import main
 from graphopt.errors import InputError
-from graphopt.pruning.sensitivity import allocation_moves
+from graphopt.pruning.sensitivity import SensitivityReport, SensitivityRow, allocation_moves
 from samples.cnn import DigitsCNN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,3 +158,23 @@ def test_the_sensitivity_plot_is_written_as_png_or_svg(tmp_path) -> None:
     assert report.plot(tmp_path / "sens.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(InputError, match=r"name it \*\.png or \*\.svg"):
         report.plot(tmp_path / "sens.pdf")
+
+
+def test_flat_curves_are_walked_evenly_not_one_group_to_its_last_level() -> None:
+    report = SensitivityReport("two groups", "top-1", 1.0)
+    for group in (0, 1):
+        for level in (0.25, 0.5, 0.75):  # the metric never moves: the curves cannot tell the groups apart
+            report.rows.append(SensitivityRow(group, f"conv{group}", level, 8, 8, 1 - level / 2, 1 - level / 2, 1.0))
+    assert allocation_moves(report, "flops") == [(0, 0.25), (1, 0.25), (0, 0.5), (1, 0.5), (0, 0.75), (1, 0.75)]
+    report.rows[3].metric = 0.9  # group 1 at 0.25 costs accuracy: group 0 goes first, to its end
+    assert allocation_moves(report, "flops")[:3] == [(0, 0.25), (0, 0.5), (0, 0.75)]
+
+
+def test_a_metric_that_never_moves_is_noted_in_the_prune_report() -> None:
+    model = DigitsCNN().eval()
+    curves = graphopt.sensitivity(model, X, levels=(0.25, 0.5, 0.75), evaluate=lambda module: 1.0)
+    _, report = graphopt.prune(model, X, flops=0.5, round_to=1, sensitivity=curves)
+    assert any(note.startswith("6 of 6 sensitivity rows show no loss of metric") for note in report.notes)
+    graded = graphopt.sensitivity(model, X, levels=(0.25, 0.5, 0.75))
+    _, report = graphopt.prune(model, X, flops=0.5, round_to=1, sensitivity=graded)
+    assert not any("show no loss" in note for note in report.notes)
