@@ -4,7 +4,9 @@
 
 Per model: compile seconds (capture + O2 + TVM build), max relative error against PyTorch eager
 (graphopt.numerics.relative_error, on a fresh input set drawn like the example inputs), and the
-median latency of eager and of the compiled artifact. A model that fails is a row saying why.
+median latency of eager and of the compiled artifact. A model that fails is a row saying why. An
+entry with compile options (the NMS detector's ``fallback="torch"``) is built with them; its row says
+how many nodes ran in PyTorch.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def measure(name: str) -> dict[str, Any]:
     model, inputs = build(name)
     started = time.perf_counter()
     try:
-        compiled = graphopt.compile(model, inputs, target="cpu")
+        compiled = graphopt.compile(model, inputs, target="cpu", **corpus()[name].options)
     except GraphoptError as error:
         return {"error": str(error).splitlines()[0][:160]}
     except Exception as error:  # a graphopt bug, not a refusal: say which exception
@@ -66,9 +68,11 @@ def measure(name: str) -> dict[str, Any]:
         with torch.inference_mode():
             return model(*check)
 
+    fallback = compiled.manifest.fallback
     return {
         "compile_s": compile_s,
         "error": None,
+        "note": f"{len(fallback['nodes'])} node(s) in PyTorch (fallback torch)" if fallback else "",
         "max_error": error,
         "eager_ms": median_ms(eager),
         "graphopt_ms": median_ms(lambda: compiled(*arrays)),
@@ -102,7 +106,7 @@ def render(rows: list[tuple[str, str, dict[str, Any]]], command: str) -> str:
         if r["error"]:
             lines.append(f"| {name} | {family} | | | | | failed: {r['error']} |")
             continue
-        verdict = "ok" if r["max_error"] <= TOLERANCE else "**MISMATCH**"
+        verdict = ("ok" if r["max_error"] <= TOLERANCE else "**MISMATCH**") + (f"; {r['note']}" if r["note"] else "")
         lines.append(
             f"| {name} | {family} | {r['compile_s']:.1f} | {r['max_error']:.1e} | {r['eager_ms']:.3f} "
             f"| {r['graphopt_ms']:.3f} | {verdict} |"

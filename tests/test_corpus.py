@@ -33,7 +33,7 @@ def test_the_corpus_spans_at_least_30_architectures_with_no_zero_parameter() -> 
 @pytest.mark.parametrize("name", [n if n in QUICK else pytest.param(n, marks=pytest.mark.slow) for n in FAST])
 def test_fast_corpus_entry_compiles_and_matches_eager(name: str) -> None:
     model, inputs = build(name)
-    compiled = graphopt.compile(model, inputs, target="cpu")
+    compiled = graphopt.compile(model, inputs, target="cpu", **corpus()[name].options)
     check = fresh_like(inputs, seed=1)
     with torch.no_grad():
         expected = model(*check)

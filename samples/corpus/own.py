@@ -7,6 +7,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from samples.corpus import Entry
+from samples.detection import tiny_detector
 
 
 def _conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, act: type = nn.ReLU) -> nn.Sequential:
@@ -389,4 +390,10 @@ def entries() -> list[Entry]:
         Entry("correlation_flow", "optical-flow", lambda: (Correlation(), _image() + _image())),
         Entry("siamese_dict", "multi-input", lambda: (Siamese(), (torch.randn(3, 12), torch.randn(3, 12))), fast=True),
         Entry("autoencoder", "generative", lambda: (AutoEncoder(), _image(2, 1, 16))),
+        Entry(  # NMS keeps a data-dependent number of boxes: that part runs in PyTorch
+            "tiny_detector",
+            "detection",
+            lambda: (tiny_detector(), (torch.randn(1, 3, 32, 32),)),
+            options={"fallback": "torch"},
+        ),
     ]
