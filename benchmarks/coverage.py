@@ -89,29 +89,32 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def render(rows: list[tuple[str, str, dict[str, Any]]], command: str) -> str:
+def render(rows: list[tuple[str, str, dict[str, Any]]], command: str, load: str = "") -> str:
     matched = sum(1 for _, _, r in rows if not r["error"] and r["max_error"] <= TOLERANCE)
     lines = [
         "# graphopt coverage: corpus models compiled for cpu (O2) against PyTorch eager",
         "",
         f"- command: `{command}`",
         f"- date: {datetime.date.today()}; CPU: {cpu_name()}; threads: {os.environ.get('TVM_NUM_THREADS', os.cpu_count())}; "
-        f"torch {torch.__version__}",
+        f"torch {torch.__version__}" + (f"; load average {load}" if load else ""),
         f"- {matched} of {len(rows)} models compile and match eager within {TOLERANCE:g} relative error",
         "",
         "| model | family | compile s | max error | eager ms | graphopt ms | |",
         "|---|---|---:|---:|---:|---:|---|",
     ]
-    for name, family, r in rows:
-        if r["error"]:
-            lines.append(f"| {name} | {family} | | | | | failed: {r['error']} |")
-            continue
-        verdict = ("ok" if r["max_error"] <= TOLERANCE else "**MISMATCH**") + (f"; {r['note']}" if r["note"] else "")
-        lines.append(
-            f"| {name} | {family} | {r['compile_s']:.1f} | {r['max_error']:.1e} | {r['eager_ms']:.3f} "
-            f"| {r['graphopt_ms']:.3f} | {verdict} |"
-        )
+    lines.extend(row(name, family, r) for name, family, r in rows)
     return "\n".join(lines) + "\n"
+
+
+def row(name: str, family: str, r: dict[str, Any]) -> str:
+    """One model's table row (also printed as soon as it is measured: a cut-off run keeps its rows)."""
+    if r["error"]:
+        return f"| {name} | {family} | | | | | failed: {r['error']} |"
+    verdict = ("ok" if r["max_error"] <= TOLERANCE else "**MISMATCH**") + (f"; {r['note']}" if r["note"] else "")
+    return (
+        f"| {name} | {family} | {r['compile_s']:.1f} | {r['max_error']:.1e} | {r['eager_ms']:.3f} "
+        f"| {r['graphopt_ms']:.3f} | {verdict} |"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,12 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     entries = corpus()
     names = args.only or list(entries)
     rows = []
+    load_at_start = os.getloadavg()[0]
     for name in names:
         result = measure(name)
         rows.append((name, entries[name].family, result))
-        status = result["error"] or f"error {result['max_error']:.1e}, compile {result['compile_s']:.1f}s"
-        print(f"{name:24} {status}", flush=True)
-    text = render(rows, "python -m benchmarks.coverage" + (" --only " + " ".join(args.only) if args.only else ""))
+        print(row(name, entries[name].family, result), flush=True)
+    command = "python -m benchmarks.coverage" + (" --only " + " ".join(args.only) if args.only else "")
+    load = f"{load_at_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (1 min)"
+    text = render(rows, command, load)
     print(text)
     if not args.only:
         Path(args.out).write_text(text)
