@@ -1,7 +1,7 @@
 """Hugging Face ``transformers`` model definitions from tiny configs, random weights (no download).
 
 One entry is full size: ``hf_vit_base``, ViT-B/16 from ``ViTConfig``'s defaults (224x224, 12 layers,
-width 768, 86.6M parameters), the size that once aborted the CPU build with ``std::bad_alloc``.
+width 768, 86.6M parameters), beside own.py's ``vit_b16`` (the same size on ``nn.TransformerEncoderLayer``).
 
 Each model is wrapped so it takes and returns plain tensors (``last_hidden_state`` or logits). The
 attention masks have padded positions, so the masking path is exercised, not only the all-ones case.
