@@ -4,7 +4,9 @@
 
 Per model: compile seconds (capture + O2 + TVM build), max relative error against PyTorch eager
 (graphopt.numerics.relative_error, on a fresh input set drawn like the example inputs), and the
-median latency of eager and of the compiled artifact. A model that fails is a row saying why.
+median latency of eager and of the compiled artifact. A model that fails is a row saying why. An
+entry with compile options (the NMS detector's ``fallback="torch"``) is built with them; its row says
+how many nodes ran in PyTorch.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def measure(name: str) -> dict[str, Any]:
     model, inputs = build(name)
     started = time.perf_counter()
     try:
-        compiled = graphopt.compile(model, inputs, target="cpu")
+        compiled = graphopt.compile(model, inputs, target="cpu", **corpus()[name].options)
     except GraphoptError as error:
         return {"error": str(error).splitlines()[0][:160]}
     except Exception as error:  # a graphopt bug, not a refusal: say which exception
@@ -66,9 +68,11 @@ def measure(name: str) -> dict[str, Any]:
         with torch.inference_mode():
             return model(*check)
 
+    fallback = compiled.manifest.fallback
     return {
         "compile_s": compile_s,
         "error": None,
+        "note": f"{len(fallback['nodes'])} node(s) in PyTorch (fallback torch)" if fallback else "",
         "max_error": error,
         "eager_ms": median_ms(eager),
         "graphopt_ms": median_ms(lambda: compiled(*arrays)),
@@ -85,29 +89,32 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def render(rows: list[tuple[str, str, dict[str, Any]]], command: str) -> str:
+def render(rows: list[tuple[str, str, dict[str, Any]]], command: str, load: str = "") -> str:
     matched = sum(1 for _, _, r in rows if not r["error"] and r["max_error"] <= TOLERANCE)
     lines = [
         "# graphopt coverage: corpus models compiled for cpu (O2) against PyTorch eager",
         "",
         f"- command: `{command}`",
         f"- date: {datetime.date.today()}; CPU: {cpu_name()}; threads: {os.environ.get('TVM_NUM_THREADS', os.cpu_count())}; "
-        f"torch {torch.__version__}",
+        f"torch {torch.__version__}" + (f"; load average {load}" if load else ""),
         f"- {matched} of {len(rows)} models compile and match eager within {TOLERANCE:g} relative error",
         "",
         "| model | family | compile s | max error | eager ms | graphopt ms | |",
         "|---|---|---:|---:|---:|---:|---|",
     ]
-    for name, family, r in rows:
-        if r["error"]:
-            lines.append(f"| {name} | {family} | | | | | failed: {r['error']} |")
-            continue
-        verdict = "ok" if r["max_error"] <= TOLERANCE else "**MISMATCH**"
-        lines.append(
-            f"| {name} | {family} | {r['compile_s']:.1f} | {r['max_error']:.1e} | {r['eager_ms']:.3f} "
-            f"| {r['graphopt_ms']:.3f} | {verdict} |"
-        )
+    lines.extend(row(name, family, r) for name, family, r in rows)
     return "\n".join(lines) + "\n"
+
+
+def row(name: str, family: str, r: dict[str, Any]) -> str:
+    """One model's table row (also printed as soon as it is measured: a cut-off run keeps its rows)."""
+    if r["error"]:
+        return f"| {name} | {family} | | | | | failed: {r['error']} |"
+    verdict = ("ok" if r["max_error"] <= TOLERANCE else "**MISMATCH**") + (f"; {r['note']}" if r["note"] else "")
+    return (
+        f"| {name} | {family} | {r['compile_s']:.1f} | {r['max_error']:.1e} | {r['eager_ms']:.3f} "
+        f"| {r['graphopt_ms']:.3f} | {verdict} |"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,12 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     entries = corpus()
     names = args.only or list(entries)
     rows = []
+    load_at_start = os.getloadavg()[0]
     for name in names:
         result = measure(name)
         rows.append((name, entries[name].family, result))
-        status = result["error"] or f"error {result['max_error']:.1e}, compile {result['compile_s']:.1f}s"
-        print(f"{name:24} {status}", flush=True)
-    text = render(rows, "python -m benchmarks.coverage" + (" --only " + " ".join(args.only) if args.only else ""))
+        print(row(name, entries[name].family, result), flush=True)
+    command = "python -m benchmarks.coverage" + (" --only " + " ".join(args.only) if args.only else "")
+    load = f"{load_at_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (1 min)"
+    text = render(rows, command, load)
     print(text)
     if not args.only:
         Path(args.out).write_text(text)

@@ -7,6 +7,7 @@ dumps, progress display and verify mode reach every pass without the pass doing 
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -146,6 +147,7 @@ def optimize(
             if hasattr(instrument, "before_pass"):
                 instrument.before_pass(info, current)
         record, current = _run_one(info, current, options.get(info.name, {}), context)
+        release_replaced_graphs()
         interrupts.check()
         if verify:
             outputs = current(*current.example_inputs)
@@ -161,6 +163,18 @@ def optimize(
             if hasattr(instrument, "after_pass"):
                 instrument.after_pass(info, current, record)
     return current, report
+
+
+def release_replaced_graphs() -> None:
+    """Free the graphs earlier passes replaced, with their copy of the weights, now.
+
+    A ``GraphModule`` sits in reference cycles (module, graph, nodes), so a replaced graph is freed
+    only by the cyclic collector, which counts Python objects, not tensor bytes: it did not run for
+    many passes, and each pass left one more copy of the weights alive (ViT-B/16, 0.35 GB of
+    weights: +0.35 GB a pass, 6.7 GB resident at the end of O2). With this the passes hold at most
+    the caller's graph, the current one and the copy a pass works on.
+    """
+    gc.collect()
 
 
 def _run_one(

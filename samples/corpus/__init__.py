@@ -18,7 +18,7 @@ torch.Size([2, 10])
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -34,6 +34,8 @@ class Entry:
     build: Callable[[], tuple[nn.Module, tuple[torch.Tensor, ...]]]
     #: In the fast test subset (tests/test_corpus.py); every entry runs in the benchmark.
     fast: bool = False
+    #: ``graphopt.compile`` options the entry needs (``fallback="torch"`` for a data-dependent step).
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 def randomize(model: nn.Module, seed: int = 0) -> nn.Module:

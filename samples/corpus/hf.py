@@ -1,5 +1,8 @@
 """Hugging Face ``transformers`` model definitions from tiny configs, random weights (no download).
 
+One entry is full size: ``hf_vit_base``, ViT-B/16 from ``ViTConfig``'s defaults (224x224, 12 layers,
+width 768, 86.6M parameters), beside own.py's ``vit_b16`` (the same size on ``nn.TransformerEncoderLayer``).
+
 Each model is wrapped so it takes and returns plain tensors (``last_hidden_state`` or logits). The
 attention masks have padded positions, so the masking path is exercised, not only the all-ones case.
 No entry exists where ``transformers`` is not installed.
@@ -97,6 +100,13 @@ def _vit() -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
     return Wrapped(ViTForImageClassification(config), ("pixel_values",), _logits), (torch.randn(2, 3, 16, 16),)
 
 
+def _vit_base() -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    from transformers import ViTConfig, ViTForImageClassification
+
+    config = ViTConfig(num_labels=1000, attn_implementation="eager")  # ViT-B/16: 224x224, 12 layers, width 768
+    return Wrapped(ViTForImageClassification(config), ("pixel_values",), _logits), (torch.randn(1, 3, 224, 224),)
+
+
 def _whisper_encoder() -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
     from transformers import WhisperConfig
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
@@ -136,5 +146,6 @@ def entries() -> list[Entry]:
         Entry("hf_llama", "transformers", _llama, fast=True),
         Entry("hf_t5_encoder", "transformers", _t5_encoder),
         Entry("hf_vit", "transformers", _vit),
+        Entry("hf_vit_base", "transformers", _vit_base),
         Entry("hf_whisper_encoder", "transformers", _whisper_encoder),
     ]

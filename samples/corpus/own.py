@@ -7,6 +7,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from samples.corpus import Entry
+from samples.detection import tiny_detector
 
 
 def _conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, act: type = nn.ReLU) -> nn.Sequential:
@@ -220,15 +221,42 @@ class TransformerLM(nn.Module):
 
 
 class VisionTransformer(nn.Module):
-    """ViT: patch-embedding conv, class token, position embedding, pre-norm encoder, class head."""
+    """ViT: patch-embedding conv, class token, position embedding, pre-norm encoder, class head.
 
-    def __init__(self) -> None:
+    Tiny by default (16x16 images, 4x4 patches, 2 layers of width 16); ``VisionTransformer.b16()``
+    is ViT-B/16 (224x224, 16x16 patches, 12 layers of width 768, 12 heads, MLP 3072, 1000 classes).
+    """
+
+    def __init__(
+        self,
+        size: int = 16,
+        patch: int = 4,
+        dim: int = 16,
+        depth: int = 2,
+        heads: int = 4,
+        mlp: int = 32,
+        classes: int = 10,
+    ) -> None:
         super().__init__()
-        self.patch = nn.Conv2d(3, 16, 4, stride=4)
-        self.cls, self.position = nn.Parameter(torch.randn(1, 1, 16)), nn.Parameter(torch.randn(1, 17, 16) * 0.1)
-        layer = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
-        self.head = nn.Sequential(nn.LayerNorm(16), nn.Linear(16, 10))
+        tokens = (size // patch) ** 2 + 1
+        self.patch = nn.Conv2d(3, dim, patch, stride=patch)
+        self.cls = nn.Parameter(torch.randn(1, 1, dim))
+        self.position = nn.Parameter(torch.randn(1, tokens, dim) * 0.1)
+        layer = nn.TransformerEncoderLayer(
+            dim,
+            heads,
+            mlp,
+            dropout=0.0,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
+        self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, classes))
+
+    @classmethod
+    def b16(cls) -> VisionTransformer:
+        return cls(size=224, patch=16, dim=768, depth=12, heads=12, mlp=3072, classes=1000)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens = self.patch(x).flatten(2).transpose(1, 2)
@@ -385,8 +413,17 @@ def entries() -> list[Entry]:
         Entry("gru_tagger", "recurrent", lambda: (RecurrentTagger("GRU"), _ids(30, 5))),
         Entry("transformer_lm", "transformer", lambda: (TransformerLM(), _ids(40))),
         Entry("vit_tiny", "transformer", lambda: (VisionTransformer(), _image()), fast=True),
+        Entry(  # full size, nn.TransformerEncoderLayer's attention (the issue's std::bad_alloc)
+            "vit_b16", "transformer", lambda: (VisionTransformer.b16(), (torch.randn(1, 3, 224, 224),))
+        ),
         Entry("mlp_mixer", "mixer", lambda: (MLPMixer(), _image())),
         Entry("correlation_flow", "optical-flow", lambda: (Correlation(), _image() + _image())),
         Entry("siamese_dict", "multi-input", lambda: (Siamese(), (torch.randn(3, 12), torch.randn(3, 12))), fast=True),
         Entry("autoencoder", "generative", lambda: (AutoEncoder(), _image(2, 1, 16))),
+        Entry(  # NMS keeps a data-dependent number of boxes: that part runs in PyTorch
+            "tiny_detector",
+            "detection",
+            lambda: (tiny_detector(), (torch.randn(1, 3, 32, 32),)),
+            options={"fallback": "torch"},
+        ),
     ]

@@ -21,13 +21,17 @@ import tvm
 from tvm import relax
 
 from graphopt.targets.lowering.legalized import is_legalized
+from graphopt.targets.lowering.safe_indices import LEGALIZE_IN_BOUNDS
 from graphopt.targets.registry import TargetBackend
 
 
 def fuse_passes() -> list[tvm.transform.Pass]:
-    """Ops to TIR, constants folded (weights already bound), then fused into one TIR function per group."""
+    """Ops to TIR, constants folded (weights already bound), then fused into one TIR function per group.
+
+    TVM's legalizations, except those of ``LEGALIZE_IN_BOUNDS`` whose TOPI kernels read out of bounds
+    (``slice_scatter``, a circular-padded conv: the cuda build read past a tensor)."""
     return [
-        relax.transform.LegalizeOps(),
+        relax.transform.LegalizeOps(LEGALIZE_IN_BOUNDS),
         relax.transform.AnnotateTIROpPattern(),
         relax.transform.FoldConstant(),
         relax.transform.FuseOps(),
