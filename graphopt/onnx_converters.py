@@ -500,6 +500,10 @@ def register() -> None:
     onnx_ops.register(add_since, replace)
     onnx_resize.register(add_since, replace)
     onnx_extra.register(add_since, replace)
+    from graphopt.onnx_constants import register_host_operands, register_static_axes
+
+    register_host_operands(_CONVERTER_REGISTRY)
+    register_static_axes(_CONVERTER_REGISTRY, since_versions)
 
 
 def since_versions(op: str, first: int) -> tuple[int, ...]:

@@ -43,6 +43,7 @@ import torch
 from torch import fx
 
 from graphopt.errors import GraphoptError, InputError, UnsupportedOnnxError
+from graphopt.onnx_constants import bind_constant_operands
 
 #: The oldest default-domain opset graphopt imports (onnx2torch's converters start at opset 1-9).
 MIN_OPSET = 7
@@ -383,7 +384,7 @@ def import_onnx(source: Any) -> tuple[fx.GraphModule, Any]:
             except Exception:
                 raise _conversion_error(converted, error) from error
     module.eval()
-    return module, model
+    return bind_constant_operands(module), model
 
 
 #: The domain expanded nodes are given while onnx's inliner replaces them by their function bodies.

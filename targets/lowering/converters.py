@@ -19,6 +19,9 @@
   own shape reasoning (which knows the bound) gives the slice exactly ``end`` elements, the slice is
   emitted as in bounds (``assume_inbound``), of size ``end``; any other slice goes to the frontend.
 
+- ``sort.stable``: missing from the frontend; its ``sort.default`` is an ``argsort``, whose CPU kernel is
+  a stable sort already.
+
 A check returns why a node cannot be lowered, or None; ``lower.find_unsupported`` runs them so
 every such node is listed with the others, before any translation starts.
 """
@@ -132,7 +135,14 @@ def _torch_size_is(node: fx.Node, dim: int, end: fx.Node) -> bool:
     return bool(size.node.expr == bound.node.expr)
 
 
+def convert_stable_sort(node: fx.Node, importer: Any) -> Any:
+    """``torch.sort(x, stable=True)`` (ONNX TopK's ties-lower-index-first order): the frontend's ``sort``, an
+    ``argsort`` whose CPU kernel (TVM's ``tvm.contrib.sort.argsort``) is ``std::stable_sort``."""
+    return importer._sort(node)
+
+
 BUILTIN_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = {
+    "sort.stable": convert_stable_sort,
     "adaptive_max_pool2d.default": convert_adaptive_max_pool2d,
     "amax.default": _reduction("max"),
     "amin.default": _reduction("min"),

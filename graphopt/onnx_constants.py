@@ -1,0 +1,293 @@
+"""Bind the constant shape operands of a converted ONNX model, so the tracers read them as numbers.
+
+ONNX passes what PyTorch takes as Python numbers (Slice's starts, Squeeze's axes, Tile's repeats,
+Expand's shape, Pad's pads, TopK's k, CumSum's axis, ...) as tensor inputs, and exporters write them
+as initializers or Constant nodes. onnx2torch keeps them tensor inputs of its modules: buffers read
+through ``get_attr`` and Constant modules. Both tracers then see them as traced tensors, and the
+converter's ``starts.tolist()`` or ``axes.numpy()`` fails ("data-dependent"; ``.numpy()`` of a fake
+tensor), so the model was kept as onnx2torch's opaque graph, which no compiled target can build.
+
+``bind_constant_operands`` gives each converter module that reads such a constant a
+``BoundOperands`` wrapper holding the value as a plain tensor (not a buffer): ``symbolic_trace``
+and ``torch.export`` run the converter's Python on the real value, so ``x[1:3]`` is traced with the
+numbers the file holds. The value and the result are the same; only how the tracer sees the
+constant changes. Bound: integer and bool tensors (shapes, axes, indices) up to ``MAX_BOUND``
+elements, and scalars of any dtype (Clip's min/max, a Pad value).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import fx, nn
+
+#: The largest integer constant bound (a shape or index list; larger ones stay buffers).
+MAX_BOUND = 4096
+
+
+class BoundOperands(nn.Module):
+    """``inner`` with the operands at ``positions`` (and keyword operands ``keywords``) fixed.
+
+    The values are plain tensor attributes, not buffers, so a tracer reads them as the real values."""
+
+    positions: dict[int, torch.Tensor]
+    keywords: dict[str, torch.Tensor]
+
+    def __init__(self, inner: nn.Module, positions: dict[int, torch.Tensor], keywords: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.inner = inner
+        object.__setattr__(self, "positions", dict(positions))
+        object.__setattr__(self, "keywords", dict(keywords))
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        given = iter(args)
+        count = len(args) + len(self.positions)
+        merged = [self.positions[i] if i in self.positions else next(given) for i in range(count)]
+        return self.inner(*merged, **kwargs, **self.keywords)
+
+
+def _is_bindable(value: Any) -> bool:
+    if not isinstance(value, torch.Tensor) or isinstance(value, nn.Parameter):
+        return False
+    if value.numel() <= 1:
+        return True
+    return (not value.is_floating_point() and not value.is_complex()) and value.numel() <= MAX_BOUND
+
+
+def _constant_value(module: fx.GraphModule, node: fx.Node) -> torch.Tensor | None:
+    """The tensor a ``get_attr`` initializer or an onnx2torch Constant module holds, else None."""
+    if node.op == "get_attr":
+        value: Any = module
+        for part in str(node.target).split("."):
+            value = getattr(value, part, None)
+        return value if isinstance(value, torch.Tensor) else None
+    if node.op == "call_module" and not node.args and not node.kwargs:
+        constant = module.get_submodule(str(node.target))
+        value = getattr(constant, "value", None)
+        if type(constant).__name__ == "OnnxConstant" and isinstance(value, torch.Tensor):
+            return value
+    return None
+
+
+def bind_constant_operands(module: fx.GraphModule) -> fx.GraphModule:
+    """``module`` (onnx2torch's GraphModule) with every small constant operand of a converter module
+    bound into it (``BoundOperands``); the graph's inputs and outputs are unchanged."""
+    changed = False
+    for node in list(module.graph.nodes):
+        if node.op != "call_module" or not (node.args or node.kwargs):
+            continue
+        positions: dict[int, torch.Tensor] = {}
+        keywords: dict[str, torch.Tensor] = {}
+        for index, arg in enumerate(node.args):
+            value = _constant_value(module, arg) if isinstance(arg, fx.Node) else None
+            if value is not None and _is_bindable(value):
+                positions[index] = value.clone()
+        for name, arg in node.kwargs.items():
+            value = _constant_value(module, arg) if isinstance(arg, fx.Node) else None
+            if value is not None and _is_bindable(value):
+                keywords[name] = value.clone()
+        if not positions and not keywords:
+            continue
+        target = str(node.target)
+        inner = module.get_submodule(target)
+        parent, _, leaf = target.rpartition(".")
+        owner = module.get_submodule(parent) if parent else module
+        setattr(owner, leaf, BoundOperands(inner, positions, keywords))
+        node.args = tuple(arg for index, arg in enumerate(node.args) if index not in positions)
+        node.kwargs = {name: arg for name, arg in node.kwargs.items() if name not in keywords}
+        changed = True
+    if changed:
+        module.graph.eliminate_dead_code()
+        module.recompile()
+    return module
+
+
+#: ONNX ops' inputs that set a shape, an axis or a count (what PyTorch takes as Python numbers):
+#: op -> {input index: operand name}.
+SHAPE_OPERANDS: dict[str, dict[int, str]] = {
+    "Slice": {1: "starts", 2: "ends", 3: "axes", 4: "steps"},
+    "Reshape": {1: "shape"},
+    "Squeeze": {1: "axes"},
+    "Unsqueeze": {1: "axes"},
+    "Tile": {1: "repeats"},
+    "Expand": {1: "shape"},
+    "Pad": {1: "pads", 3: "axes"},
+    "TopK": {1: "K"},
+    "CumSum": {1: "axis"},
+    "CumProd": {1: "axis"},
+    "ConstantOfShape": {0: "input"},
+    "Range": {0: "start", 1: "limit", 2: "delta"},
+    "OneHot": {1: "depth"},
+    "Split": {1: "split"},
+    "Trilu": {1: "k"},
+    "Resize": {1: "roi", 2: "scales", 3: "sizes"},
+    "Upsample": {1: "scales"},
+    "CenterCropPad": {1: "shape"},
+    "Col2Im": {1: "image_shape", 2: "block_shape"},
+    "AffineGrid": {1: "size"},
+    "HannWindow": {0: "size"},
+    "HammingWindow": {0: "size"},
+    "BlackmanWindow": {0: "size"},
+    **{
+        op: {1: "axes"}
+        for op in (
+            "ReduceL1",
+            "ReduceL2",
+            "ReduceLogSum",
+            "ReduceLogSumExp",
+            "ReduceMax",
+            "ReduceMean",
+            "ReduceMin",
+            "ReduceProd",
+            "ReduceSum",
+            "ReduceSumSquare",
+        )
+    },
+}
+
+
+def shape_operand_inputs(model: Any) -> list[tuple[str, str]]:
+    """The graph inputs of an ONNX model that a node reads as a shape operand: (input name,
+    "Op operand at node 'name'"), in graph order. A compiled target needs these constant."""
+    initializers = {tensor.name for tensor in model.graph.initializer}
+    inputs = {value.name for value in model.graph.input if value.name not in initializers}
+    found: list[tuple[str, str]] = []
+    for index, node in enumerate(model.graph.node):
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        for position, operand in SHAPE_OPERANDS.get(node.op_type, {}).items():
+            if position < len(node.input) and node.input[position] in inputs:
+                found.append((node.input[position], f"{node.op_type} {operand} at node '{node.name or f'#{index}'}'"))
+    return found
+
+
+class HostOperands(nn.Module):
+    """One of graphopt's own converter modules with its constant shape operands fixed as numpy arrays.
+
+    graphopt's converters read a shape operand only through ``.reshape(-1)``, ``.tolist()`` and
+    ``int()``, which a numpy array answers the same way; unlike a tensor, ``torch.export`` leaves a numpy
+    array a plain value, so a converter with a dtype branch (which ``symbolic_trace`` cannot follow) is
+    still exported with the numbers."""
+
+    layout: list[Any]
+
+    def __init__(self, inner: nn.Module, layout: list[Any]) -> None:
+        super().__init__()
+        self.inner = inner
+        object.__setattr__(self, "layout", layout)  # per operand: a numpy array, None (absent), or "input"
+
+    def forward(self, *args: Any) -> Any:
+        given = iter(args)
+        return self.inner(*[next(given) if isinstance(v, str) else v for v in self.layout])
+
+
+def host_shape_operands(op: str, converter: Any) -> Any:
+    """``converter`` for ``op``, wrapping the graphopt module it returns in ``HostOperands`` where the
+    node's shape operands (``SHAPE_OPERANDS``) are constants; onnx2torch's own modules are left to
+    ``bind_constant_operands`` (they call ``.detach()`` on the operand, which needs a tensor)."""
+    from onnx2torch.utils.common import OnnxMapping, OperationConverterResult, get_const_value
+
+    positions = SHAPE_OPERANDS[op]
+
+    def convert(node: Any, graph: Any) -> Any:
+        converted = converter(node, graph)
+        module, mapping = converted.torch_module, converted.onnx_mapping
+        if not type(module).__module__.startswith("graphopt") or tuple(mapping.inputs) != tuple(node.input_values):
+            return converted
+        layout: list[Any] = []
+        bound = False
+        for index, name in enumerate(node.input_values):
+            value = None
+            if name and index in positions:
+                try:
+                    value = get_const_value(name, graph)
+                except KeyError:
+                    value = None
+            if value is not None:
+                layout.append(value.detach().numpy() if isinstance(value, torch.Tensor) else np.asarray(value))
+                bound = True
+            else:
+                layout.append("input" if name else None)
+        if not bound or None in layout:  # an absent operand before a given one: keep onnx2torch's kwargs logic
+            return converted
+        inputs = tuple(name for name, v in zip(node.input_values, layout, strict=True) if isinstance(v, str))
+        return OperationConverterResult(
+            torch_module=HostOperands(module, layout), onnx_mapping=OnnxMapping(inputs=inputs, outputs=mapping.outputs)
+        )
+
+    return convert
+
+
+def register_host_operands(registry: dict[Any, Any]) -> None:
+    """Wrap every registered converter of a ``SHAPE_OPERANDS`` op (Range, whose operands are its values
+    and dtype, excepted) with ``host_shape_operands``; idempotent."""
+    for description, converter in list(registry.items()):
+        op = description.operation_type
+        wrapped_already = getattr(converter, "graphopt_host_operands", False)
+        if description.domain == "" and op in SHAPE_OPERANDS and op != "Range" and not wrapped_already:
+            wrapped = host_shape_operands(op, converter)
+            wrapped.graphopt_host_operands = True  # type: ignore[attr-defined]
+            registry[description] = wrapped
+
+
+class StaticSqueeze(nn.Module):
+    """ONNX Squeeze (13+) with constant ``axes`` (negative ones count from the end)."""
+
+    def __init__(self, axes: list[int]) -> None:
+        super().__init__()
+        self.axes = axes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for axis in sorted({a % x.dim() for a in self.axes}, reverse=True):
+            x = x.squeeze(axis)
+        return x
+
+
+class StaticUnsqueeze(nn.Module):
+    """ONNX Unsqueeze (13+) with constant ``axes``, which index the output (rank + len(axes))."""
+
+    def __init__(self, axes: list[int]) -> None:
+        super().__init__()
+        self.axes = axes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rank = x.dim() + len(self.axes)
+        for axis in sorted(a % rank for a in self.axes):
+            x = x.unsqueeze(axis)
+        return x
+
+
+def register_static_axes(registry: dict[Any, Any], versions: Any) -> None:
+    """Squeeze and Unsqueeze (13+) with constant ``axes`` as ``StaticSqueeze`` / ``StaticUnsqueeze``:
+    onnx2torch's modules iterate the axes tensor into ``squeeze(dim=tensor)``, which no tracer turns into
+    a number. ``versions(op, first)`` gives the opset versions to replace."""
+    from onnx2torch.node_converters.registry import OperationDescription
+    from onnx2torch.utils.common import OnnxMapping, OperationConverterResult, get_const_value
+
+    def static(op: str, module: type[nn.Module], general: Any) -> Any:
+        def convert(node: Any, graph: Any) -> Any:
+            names = node.input_values
+            if len(names) < 2 or not names[1]:
+                return general(node, graph)
+            try:
+                axes = get_const_value(names[1], graph)
+            except KeyError:
+                return general(node, graph)
+            values = [int(a) for a in torch.as_tensor(axes).reshape(-1).tolist()]
+            if op == "Squeeze" and not values:
+                return general(node, graph)
+            mapping = OnnxMapping(inputs=(names[0],), outputs=node.output_values)
+            return OperationConverterResult(torch_module=module(values), onnx_mapping=mapping)
+
+        return convert
+
+    for op, module in (("Squeeze", StaticSqueeze), ("Unsqueeze", StaticUnsqueeze)):
+        for version in versions(op, 13):
+            description = OperationDescription("", op, version)
+            general = registry.get(description) or registry.get(OperationDescription("", op, 13))
+            if general is not None and not getattr(general, "graphopt_static_axes", False):
+                convert = static(op, module, general)
+                convert.graphopt_static_axes = True  # type: ignore[attr-defined]
+                registry[description] = convert
