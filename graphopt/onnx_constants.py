@@ -291,3 +291,106 @@ def register_static_axes(registry: dict[Any, Any], versions: Any) -> None:
                 convert = static(op, module, general)
                 convert.graphopt_static_axes = True  # type: ignore[attr-defined]
                 registry[description] = convert
+
+
+#: Ops never folded: random, control flow and sequence ops (their values are not fixed by their inputs,
+#: or are not tensors).
+_NOT_FOLDED = ("Random", "Bernoulli", "Multinomial", "Dropout", "If", "Loop", "Scan", "Sequence", "Optional")
+
+#: The most elements a folded value may have: shape computations are small; a large constant (a
+#: ConstantOfShape fill) stays a node rather than growing the file.
+MAX_FOLDED = 4096
+
+
+def fold_shape_computations(model: Any) -> Any:
+    """``model`` with every ``Shape`` (and ``Size``) of a value whose shape is static replaced by its
+    constant, and every node whose inputs are all constants then evaluated (onnx's reference
+    evaluator) into an initializer, so Reshape targets and Slice bounds computed from shapes (what
+    function bodies and exporters write) are constants for the converters. Nodes producing graph
+    outputs, large values or values of ops in ``_NOT_FOLDED`` stay. Returns ``model`` itself when
+    nothing folds."""
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:
+        return model
+    graph = inferred.graph
+    shapes: dict[str, list[int] | None] = {}
+    for value in [*graph.input, *graph.value_info, *graph.output]:
+        tensor = value.type.tensor_type
+        if value.type.WhichOneof("value") == "tensor_type" and tensor.HasField("shape"):
+            static = all(d.WhichOneof("value") == "dim_value" for d in tensor.shape.dim)
+            shapes[value.name] = [int(d.dim_value) for d in tensor.shape.dim] if static else None
+    opset = next((int(e.version) for e in model.opset_import if e.domain in ("", "ai.onnx")), 0)
+    constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    outputs = {value.name for value in model.graph.output}
+    folded: dict[str, np.ndarray] = {}
+    kept = []
+    for node in model.graph.node:
+        value = _fold(node, constants, shapes, outputs, opset)
+        if value is None:
+            kept.append(node)
+            continue
+        for name, array in zip(node.output, value, strict=True):
+            constants[name] = folded[name] = array
+    if not folded:
+        return model
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
+    del result.graph.node[:]
+    result.graph.node.extend(kept)
+    used = {name for node in kept for name in node.input} | outputs
+    result.graph.initializer.extend(
+        numpy_helper.from_array(array, name) for name, array in folded.items() if name in used
+    )
+    return result
+
+
+def _fold(
+    node: Any, constants: dict[str, Any], shapes: dict[str, Any], outputs: set[str], opset: int
+) -> list[Any] | None:
+    """The output values of ``node`` if it folds (see ``fold_shape_computations``), else None."""
+    if "" in node.output:
+        return None
+    if node.domain not in ("", "ai.onnx") or any(part in node.op_type for part in _NOT_FOLDED):
+        return None
+    if any(name in outputs for name in node.output) or any(a.type in (5, 10) for a in node.attribute):
+        return None  # a graph output, or a node with a subgraph attribute
+    if node.op_type in ("Shape", "Size") and node.input[0] not in constants:
+        shape = shapes.get(node.input[0])
+        if shape is None:
+            return None
+        if node.op_type == "Size":
+            return [np.array(int(np.prod(shape)), dtype=np.int64)]
+        attributes = {a.name: a.i for a in node.attribute}
+        start, end = attributes.get("start", 0), attributes.get("end", len(shape))
+        return [np.array(shape[slice(start, end)], dtype=np.int64)]
+    if node.op_type == "Constant":
+        evaluated = _evaluate(node, {}, opset)
+    elif not node.input or not all(name == "" or name in constants for name in node.input):
+        return None
+    else:
+        evaluated = _evaluate(node, {name: constants[name] for name in node.input if name}, opset)
+    if evaluated is None or any(np.asarray(v).size > MAX_FOLDED or np.asarray(v).dtype == object for v in evaluated):
+        return None
+    return [np.asarray(v) for v in evaluated]
+
+
+def _evaluate(node: Any, feeds: dict[str, Any], opset: int) -> list[Any] | None:
+    """One node run by onnx's reference evaluator on constant ``feeds``; None where it cannot."""
+    import onnx
+    from onnx.reference import ReferenceEvaluator
+
+    try:
+        graph = onnx.helper.make_graph(
+            [node],
+            "fold",
+            [onnx.helper.make_tensor_value_info(name, onnx.TensorProto.UNDEFINED, None) for name in feeds],
+            [onnx.helper.make_tensor_value_info(name, onnx.TensorProto.UNDEFINED, None) for name in node.output],
+        )
+        model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)])
+        return list(ReferenceEvaluator(model).run(None, feeds))
+    except Exception:
+        return None

@@ -43,7 +43,7 @@ import torch
 from torch import fx
 
 from graphopt.errors import GraphoptError, InputError, UnsupportedOnnxError
-from graphopt.onnx_constants import bind_constant_operands
+from graphopt.onnx_constants import bind_constant_operands, fold_shape_computations
 
 #: The oldest default-domain opset graphopt imports (onnx2torch's converters start at opset 1-9).
 MIN_OPSET = 7
@@ -367,6 +367,7 @@ def import_onnx(source: Any) -> tuple[fx.GraphModule, Any]:
         )
     problems = unsupported_nodes(model)
     converted = expand_functions(model, {name for name, _, _ in problems}) if problems else model
+    converted = fold_shape_computations(converted)
     if problems and unsupported_nodes(converted):
         raise UnsupportedOnnxError(problems, _HINT)
     onnx2torch = _onnx2torch()
@@ -654,6 +655,6 @@ def run_onnxruntime(path: str | Path, inputs: Any) -> list[Any]:
     from graphopt.capture import normalize_inputs
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    arrays = [np.ascontiguousarray(t.detach().cpu().numpy()) for t in normalize_inputs(inputs)]
+    arrays = [np.ascontiguousarray(t.detach().cpu().numpy()).reshape(t.shape) for t in normalize_inputs(inputs)]
     feed = {value.name: array for value, array in zip(session.get_inputs(), arrays, strict=True)}
     return list(session.run(None, feed))

@@ -99,3 +99,27 @@ def test_shape_operands_given_as_graph_inputs_are_named_in_the_error():
     assert torch.equal(graph(torch.from_numpy(x), torch.from_numpy(starts)), torch.from_numpy(x[1:3]))
     with pytest.raises(GraphoptError, match=r"'starts' \(Slice starts at node '#0'\).*fallback='torch'"):
         graphopt.compile(graph, None, target="cpu", check=False)
+
+
+def test_shape_computations_of_static_inputs_fold_to_constants():
+    """Shape -> Slice -> Concat -> Reshape (what function bodies and exporters write to flatten the last
+    two dimensions): with static input shapes the Reshape target is a constant, so the model is traced."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Slice", ["shape", "zero", "one"], ["batch"]),
+        helper.make_node("Concat", ["batch", "minus_one"], ["target"], axis=0),
+        helper.make_node("Reshape", ["x", "target"], ["y"]),
+    ]
+    constants = [numpy_helper.from_array(i64(v), n) for n, v in (("zero", 0), ("one", 1), ("minus_one", -1))]
+    graph = helper.make_graph(
+        nodes,
+        "flatten",
+        [helper.make_tensor_value_info("x", F, (2, 3, 4))],
+        [helper.make_tensor_value_info("y", F, (2, 12))],
+        constants,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    x = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    captured = graphopt.capture(model, torch.from_numpy(x))
+    assert captured.capture_method in ("symbolic_trace", "export")
+    np.testing.assert_array_equal(captured(torch.from_numpy(x)).numpy(), x.reshape(2, 12))

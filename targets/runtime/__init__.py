@@ -87,7 +87,7 @@ class CompiledModel:
     def bind_weights(self, arrays: list[np.ndarray]) -> None:
         """Give a compressed artifact its decoded weights: copied to the device and prepared by
         ``main_transform_params`` once; every call then passes them to ``main`` after the inputs."""
-        tensors = [_device_tensor(np.ascontiguousarray(a), self.device) for a in arrays]
+        tensors = [_device_tensor(_contiguous(a), self.device) for a in arrays]
         self._weights = list(self.vm[TRANSFORM_PARAMS](tensors))
 
     def prepare(self, *args: Any, **kwargs: Any) -> list[Any]:
@@ -221,8 +221,14 @@ def check_inputs(
                     f"(built with dynamic_seq_len={bounds[want]})"
                 )
             sizes[want] = got
-        arrays.append(np.ascontiguousarray(array))
+        arrays.append(_contiguous(array))
     return arrays
+
+
+def _contiguous(array: np.ndarray) -> np.ndarray:
+    """``array`` C-contiguous, a 0-d one kept 0-d (``np.ascontiguousarray`` makes it 1-d, which the VM
+    refused for a scalar input: "expect Tensor with ndim 0 but get 1")."""
+    return np.ascontiguousarray(array).reshape(array.shape)
 
 
 # -- loading --------------------------------------------------------------------------------------

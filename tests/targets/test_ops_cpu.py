@@ -6,6 +6,7 @@ terms (``randomize``), since default ones make a wrong lowering look right.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -174,3 +175,52 @@ def test_cumsum_with_other_ops_is_legalized_and_matches(compile_cpu) -> None:
     PrimFunc for "already legalized" and left ``R.greater`` for the VM, which cannot run it."""
     x = torch.randn(2, 9, generator=torch.Generator().manual_seed(0))
     assert_matches_eager(PositionIds(), compile_cpu(PositionIds(), x), x)
+
+
+class Hyperbolic(nn.Module):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.cosh(x), torch.sinh(x)
+
+
+def test_cosh_and_sinh_keep_their_relative_precision(compile_cpu) -> None:
+    """TVM's LLVM backend has no cosh/sinh intrinsic (the build failed); the exp forms replacing them
+    keep float32 precision relative to each value, small ``x`` (where e^x - e^-x cancels) included."""
+    x = torch.tensor([1e-6, -1e-4, 1e-3, 0.3, -0.49, 0.5, 0.51, 2.0, -7.0, 0.0])
+    cosh, sinh = compile_cpu(Hyperbolic(), x)(x.numpy())
+    exact = x.double().numpy()
+    np.testing.assert_allclose(cosh, np.cosh(exact), rtol=1e-6)
+    np.testing.assert_allclose(sinh, np.sinh(exact), rtol=1e-6, atol=0)
+
+
+class Windows(nn.Module):
+    """``unfold`` (graphopt's ONNX pools take windows this way), an integer ``prod`` over a dim (torch
+    makes it int64), bit shifts and a stable sort with ties (ONNX TopK's order)."""
+
+    def forward(self, x: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        maxima, sums = x.unfold(2, 3, 2).amax(dim=-1), x.unfold(1, 2, 1).sum(dim=-1)
+        product = n.prod(dim=1)
+        shifted = torch.bitwise_left_shift(n, 2) + torch.bitwise_right_shift(n, 1)
+        values, indices = torch.sort(n.float(), dim=1, descending=True, stable=True)
+        return maxima, sums, product, shifted, values, indices
+
+
+def test_unfold_prod_shifts_and_stable_sort_match_eager(compile_cpu) -> None:
+    x = torch.randn(2, 3, 9, generator=torch.Generator().manual_seed(0))
+    n = torch.randint(0, 3, (2, 7), generator=torch.Generator().manual_seed(1), dtype=torch.int32)  # ties
+    got = compile_cpu(Windows(), x, n)(x.numpy(), n.numpy())
+    for mine, eager in zip(got, Windows()(x, n), strict=True):
+        assert mine.dtype == eager.numpy().dtype
+        np.testing.assert_allclose(mine, eager.numpy(), rtol=1e-6, atol=1e-6)
+
+
+class Scale(nn.Module):
+    def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        return x * s
+
+
+def test_a_scalar_input_stays_zero_dimensional(compile_cpu) -> None:
+    """``np.ascontiguousarray`` makes a 0-d array 1-d; the VM refused it ("expect Tensor with ndim 0")."""
+    x, s = torch.randn(3), torch.tensor(2.5)
+    compiled = compile_cpu(Scale(), x, s)
+    np.testing.assert_allclose(compiled(x.numpy(), s.numpy()), (x * 2.5).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(compiled(x, s), (x * 2.5).numpy(), rtol=1e-6)
