@@ -25,6 +25,8 @@
 - ``bitwise_left_shift`` / ``bitwise_right_shift``: missing; relax's ``left_shift`` / ``right_shift``.
 - ``unfold`` (the windows of graphopt's ONNX AveragePool/MaxPool/LpPool): missing; a ``take`` of the
   windows' indices, reshaped and transposed to torch's layout (static shapes only).
+- ``grid_sampler_2d``: the frontend passes torch's (N, H, W, 2) grid where relax's op reads (N, 2, H, W):
+  a wrong output shape; transposed here.
 - ``sort.stable``: missing from the frontend; its ``sort.default`` is an ``argsort``, whose CPU kernel is
   a stable sort already.
 
@@ -229,7 +231,27 @@ def convert_unfold(node: fx.Node, importer: Any) -> Any:
     return bb.emit(relax.op.permute_dims(split, order))
 
 
+def convert_grid_sampler_2d(node: fx.Node, importer: Any) -> Any:
+    """``F.grid_sample``: torch's grid is (N, H_out, W_out, 2), the layout relax's ``grid_sample`` documents,
+    but its shape rule and TOPI's kernel read (N, 2, H_out, W_out); the frontend passed torch's grid as is,
+    so the output was (N, C, W_out, 2), wrong. Here the grid is transposed first."""
+    from tvm import relax
+
+    args = args_of(node)
+    data, grid = importer.env[args[0]], importer.env[args[1]]
+    interpolation = {0: "bilinear", 1: "nearest", 2: "bicubic"}[int(args[2]) if len(args) > 2 else 0]
+    padding = {0: "zeros", 1: "border", 2: "reflection"}[int(args[3]) if len(args) > 3 else 0]
+    align_corners = bool(args[4]) if len(args) > 4 else False
+    bb = importer.block_builder
+    channels_first = bb.emit(relax.op.permute_dims(grid, [0, 3, 1, 2]))
+    sampled = relax.op.image.grid_sample(
+        data, channels_first, method=interpolation, layout="NCHW", padding_mode=padding, align_corners=align_corners
+    )
+    return bb.emit(sampled)
+
+
 BUILTIN_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = {
+    "grid_sampler_2d.default": convert_grid_sampler_2d,
     "unfold.default": convert_unfold,
     "bitwise_left_shift.Tensor": _shift("left_shift"),
     "bitwise_right_shift.Tensor": _shift("right_shift"),

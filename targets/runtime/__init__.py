@@ -136,10 +136,14 @@ def _device_tensor(array: np.ndarray, device: Any) -> Any:
     return tensor
 
 
+#: dtypes numpy's DLPack import refuses: copied through ``tensor.numpy()`` (ml_dtypes' bfloat16).
+_NO_DLPACK = ("bool", "bfloat16")
+
+
 def _host_array(tensor: Any) -> np.ndarray:
     """A CPU tensor without a copy (the array keeps the VM's freshly allocated output alive); a
     device tensor (CUDA, RPC) copied to the host."""
-    if tensor.device.dlpack_device_type() == tvm.cpu(0).dlpack_device_type() and tensor.dtype != "bool":
+    if tensor.device.dlpack_device_type() == tvm.cpu(0).dlpack_device_type() and tensor.dtype not in _NO_DLPACK:
         return np.from_dlpack(tensor)
     return tensor.numpy()
 
@@ -169,7 +173,13 @@ def as_array(value: Any, spec: TensorSpec) -> np.ndarray:
     if isinstance(value, np.ndarray):
         return value
     if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
-        return value.detach().cpu().numpy()
+        tensor = value.detach().cpu()
+        if str(tensor.dtype) == "torch.bfloat16":  # numpy has no bfloat16: ml_dtypes' (what TVM reads)
+            import ml_dtypes
+
+            int16 = sys.modules["torch"].int16  # loaded: the value is a torch tensor
+            return tensor.view(int16).numpy().view(ml_dtypes.bfloat16)
+        return tensor.numpy()
     if isinstance(value, tvm.runtime.Tensor):
         return value.numpy()
     try:

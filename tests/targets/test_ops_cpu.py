@@ -224,3 +224,34 @@ def test_a_scalar_input_stays_zero_dimensional(compile_cpu) -> None:
     compiled = compile_cpu(Scale(), x, s)
     np.testing.assert_allclose(compiled(x.numpy(), s.numpy()), (x * 2.5).numpy(), rtol=1e-6)
     np.testing.assert_allclose(compiled(x, s), (x * 2.5).numpy(), rtol=1e-6)
+
+
+class GridSample(nn.Module):
+    def forward(self, x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def test_grid_sample_keeps_the_grid_layout(compile_cpu) -> None:
+    """torch's grid is (N, H_out, W_out, 2); the frontend handed it to an op that reads (N, 2, H_out, W_out)
+    and gave a (N, C, W_out, 2) output."""
+    x = torch.randn(2, 3, 5, 6, generator=torch.Generator().manual_seed(0))
+    grid = torch.rand(2, 4, 7, 2, generator=torch.Generator().manual_seed(1)) * 2.2 - 1.1
+    got = compile_cpu(GridSample(), x, grid)(x.numpy(), grid.numpy())
+    assert got.shape == (2, 3, 4, 7)
+    np.testing.assert_allclose(got, GridSample()(x, grid).numpy(), rtol=1e-5, atol=1e-5)
+
+
+class BFloat16(nn.Module):
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x.to(torch.bfloat16) * 2, h.float() + 1
+
+
+def test_bfloat16_inputs_and_outputs(compile_cpu) -> None:
+    """numpy has no bfloat16: a torch bfloat16 input went through ``.numpy()`` (TypeError) and a bfloat16
+    output through numpy's DLPack import ("Unsupported dtype"); both now use ml_dtypes' bfloat16."""
+    x, h = torch.randn(4, 3), torch.randn(4, 3).to(torch.bfloat16)
+    doubled, widened = compile_cpu(BFloat16(), x, h)(x, h)
+    expected = BFloat16()(x, h)
+    assert doubled.dtype.name == "bfloat16"
+    np.testing.assert_array_equal(doubled.astype(np.float32), expected[0].float().numpy())
+    np.testing.assert_array_equal(widened, expected[1].numpy())
