@@ -163,6 +163,26 @@ def shape_operand_inputs(model: Any) -> list[tuple[str, str]]:
     return found
 
 
+class HostArray(np.ndarray):
+    """A numpy array answering the few tensor methods converters call on a shape operand (``numel``,
+    ``dim``, ``detach``, ``cpu``, ``numpy``), so a converter written for a tensor reads it unchanged."""
+
+    def numel(self) -> int:
+        return int(self.size)
+
+    def dim(self) -> int:
+        return int(self.ndim)
+
+    def detach(self) -> HostArray:
+        return self
+
+    def cpu(self) -> HostArray:
+        return self
+
+    def numpy(self) -> np.ndarray:
+        return np.asarray(self)
+
+
 class HostOperands(nn.Module):
     """One of graphopt's own converter modules with its constant shape operands fixed as numpy arrays.
 
@@ -185,11 +205,13 @@ class HostOperands(nn.Module):
 
 def host_shape_operands(op: str, converter: Any) -> Any:
     """``converter`` for ``op``, wrapping the graphopt module it returns in ``HostOperands`` where the
-    node's shape operands (``SHAPE_OPERANDS``) are constants; onnx2torch's own modules are left to
-    ``bind_constant_operands`` (they call ``.detach()`` on the operand, which needs a tensor)."""
+    node's shape operands (``SHAPE_OPERANDS``) are constants, or where an optional input before a given
+    one is absent (``Pad(x, pads, "", axes)``: onnx2torch passes the inputs after a gap by the names of
+    ``forward``'s parameters, which a graphopt ``Function(*args)`` does not have, so ``axes`` was
+    dropped). onnx2torch's own modules are left as they are (``bind_constant_operands`` binds theirs)."""
     from onnx2torch.utils.common import OnnxMapping, OperationConverterResult, get_const_value
 
-    positions = SHAPE_OPERANDS[op]
+    positions = {} if op == "Range" else SHAPE_OPERANDS.get(op, {})  # Range's operands are its values
 
     def convert(node: Any, graph: Any) -> Any:
         converted = converter(node, graph)
@@ -197,7 +219,6 @@ def host_shape_operands(op: str, converter: Any) -> Any:
         if not type(module).__module__.startswith("graphopt") or tuple(mapping.inputs) != tuple(node.input_values):
             return converted
         layout: list[Any] = []
-        bound = False
         for index, name in enumerate(node.input_values):
             value = None
             if name and index in positions:
@@ -206,13 +227,15 @@ def host_shape_operands(op: str, converter: Any) -> Any:
                 except KeyError:
                     value = None
             if value is not None:
-                layout.append(value.detach().numpy() if isinstance(value, torch.Tensor) else np.asarray(value))
-                bound = True
+                array = value.detach().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+                layout.append(array.view(HostArray))
             else:
                 layout.append("input" if name else None)
-        if not bound or None in layout:  # an absent operand before a given one: keep onnx2torch's kwargs logic
+        if all(isinstance(v, str) for v in layout):
             return converted
-        inputs = tuple(name for name, v in zip(node.input_values, layout, strict=True) if isinstance(v, str))
+        while layout and layout[-1] is None:  # trailing absent inputs: the module's defaults
+            layout.pop()
+        inputs = tuple(name for name, v in zip(node.input_values, layout, strict=False) if isinstance(v, str))
         return OperationConverterResult(
             torch_module=HostOperands(module, layout), onnx_mapping=OnnxMapping(inputs=inputs, outputs=mapping.outputs)
         )
@@ -221,13 +244,10 @@ def host_shape_operands(op: str, converter: Any) -> Any:
 
 
 def register_host_operands(registry: dict[Any, Any]) -> None:
-    """Wrap every registered converter of a ``SHAPE_OPERANDS`` op (Range, whose operands are its values
-    and dtype, excepted) with ``host_shape_operands``; idempotent."""
+    """Wrap every registered default-domain converter with ``host_shape_operands``; idempotent."""
     for description, converter in list(registry.items()):
-        op = description.operation_type
-        wrapped_already = getattr(converter, "graphopt_host_operands", False)
-        if description.domain == "" and op in SHAPE_OPERANDS and op != "Range" and not wrapped_already:
-            wrapped = host_shape_operands(op, converter)
+        if description.domain == "" and not getattr(converter, "graphopt_host_operands", False):
+            wrapped = host_shape_operands(description.operation_type, converter)
             wrapped.graphopt_host_operands = True  # type: ignore[attr-defined]
             registry[description] = wrapped
 
@@ -296,6 +316,25 @@ def register_static_axes(registry: dict[Any, Any], versions: Any) -> None:
 #: Ops never folded: random, control flow and sequence ops (their values are not fixed by their inputs,
 #: or are not tensors).
 _NOT_FOLDED = ("Random", "Bernoulli", "Multinomial", "Dropout", "If", "Loop", "Scan", "Sequence", "Optional")
+
+#: The dtypes a folded value may have (numpy's own, which onnx2torch reads into torch).
+_FOLDED_DTYPES = tuple(
+    np.dtype(name)
+    for name in (
+        "bool",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float16",
+        "float32",
+        "float64",
+    )
+)
 
 #: The most elements a folded value may have: shape computations are small; a large constant (a
 #: ConstantOfShape fill) stays a node rather than growing the file.
@@ -373,8 +412,10 @@ def _fold(
         return None
     else:
         evaluated = _evaluate(node, {name: constants[name] for name in node.input if name}, opset)
-    if evaluated is None or any(np.asarray(v).size > MAX_FOLDED or np.asarray(v).dtype == object for v in evaluated):
-        return None
+    if evaluated is None or any(
+        np.asarray(v).size > MAX_FOLDED or np.asarray(v).dtype not in _FOLDED_DTYPES for v in evaluated
+    ):
+        return None  # large, or of a type torch reads differently (bfloat16, float8, strings: ml_dtypes, objects)
     return [np.asarray(v) for v in evaluated]
 
 
