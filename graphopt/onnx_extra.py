@@ -399,6 +399,12 @@ class Dropout(nn.Module):
         return (output, mask) if self.outputs > 1 else output
 
 
+def prelu(x: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
+    """ONNX PRelu with ``slope`` broadcast to ``x``: a ``where`` (onnx2torch's masked assignment
+    ``output[mask] = x[mask]`` has a data-dependent size, which no compiled target lowers)."""
+    return torch.where(x >= 0, x, x * slope)
+
+
 def unique(x: torch.Tensor, *, axis: int | None, sorted_: bool) -> tuple[torch.Tensor, ...]:
     """ONNX Unique: values, first-occurrence indices, inverse indices and counts (``sorted`` = 0 keeps
     the order of first occurrence)."""
@@ -496,6 +502,7 @@ def register_more(add: Callable[..., None], replace: Callable[..., None]) -> Non
         ),
     )
     replace("Pow", (7,), simple(power))
+    replace("PRelu", (7,), simple(prelu))
     for op, kind in (("HannWindow", "hann"), ("HammingWindow", "hamming"), ("BlackmanWindow", "blackman")):
         replace(
             op,

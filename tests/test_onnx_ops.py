@@ -186,3 +186,12 @@ def test_reductions_over_an_empty_dimension_give_the_identity(op):
         [numpy_helper.from_array(np.array([1], dtype=np.int64), "axes")],
     )
     check(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]), [np.zeros((2, 0, 4), np.float32)])
+
+
+def test_prelu_with_a_broadcast_slope_traces():
+    """A slope broadcast along the last axis (not the channel): onnx2torch's masked assignment had a
+    data-dependent size; the ``where`` form traces, so the model compiles."""
+    model = one_node("PRelu", [("x", F, [3, 4, 5]), ("s", F, [5])], [("y", F, None)], 16)
+    x, slope = floats(3, 4, 5), floats(5)
+    check(model, [x, slope])
+    assert graphopt.capture(model, (torch.from_numpy(x), torch.from_numpy(slope))).capture_method != "onnx2torch"

@@ -27,6 +27,8 @@
   windows' indices, reshaped and transposed to torch's layout (static shapes only).
 - ``grid_sampler_2d``: the frontend passes torch's (N, H, W, 2) grid where relax's op reads (N, 2, H, W):
   a wrong output shape; transposed here.
+- ``scatter_reduce`` (sum, prod, amax, amin, including the values already there): missing; relax's
+  ``scatter_elements`` with that reduction.
 - ``sort.stable``: missing from the frontend; its ``sort.default`` is an ``argsort``, whose CPU kernel is
   a stable sort already.
 
@@ -250,7 +252,33 @@ def convert_grid_sampler_2d(node: fx.Node, importer: Any) -> Any:
     return bb.emit(sampled)
 
 
+#: torch's scatter_reduce reductions -> relax ``scatter_elements``' (which, like ``include_self=True``,
+#: combine with the values already there).
+_SCATTER_REDUCTIONS = {"sum": "add", "prod": "mul", "amax": "max", "amin": "min"}
+
+
+def check_scatter_reduce(node: fx.Node) -> str | None:
+    args = args_of(node)
+    reduce = args[4] if len(args) > 4 else node.kwargs.get("reduce")
+    include_self = args[5] if len(args) > 5 else node.kwargs.get("include_self", True)
+    if reduce not in _SCATTER_REDUCTIONS:
+        return f"reduce='{reduce}'"
+    return None if include_self else "include_self=False"
+
+
+def convert_scatter_reduce(node: fx.Node, importer: Any) -> Any:
+    """``x.scatter_reduce(dim, index, src, reduce)`` (missing from the frontend): relax's ``scatter_elements``."""
+    from tvm import relax
+
+    args = args_of(node)
+    data, index, source = importer.env[args[0]], importer.env[args[2]], importer.env[args[3]]
+    reduce = args[4] if len(args) > 4 else node.kwargs["reduce"]
+    scattered = relax.op.scatter_elements(data, index, source, axis=int(args[1]), reduction=_SCATTER_REDUCTIONS[reduce])
+    return importer.block_builder.emit(scattered)
+
+
 BUILTIN_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = {
+    "scatter_reduce.two": convert_scatter_reduce,
     "grid_sampler_2d.default": convert_grid_sampler_2d,
     "unfold.default": convert_unfold,
     "bitwise_left_shift.Tensor": _shift("left_shift"),
@@ -270,6 +298,7 @@ BUILTIN_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = {
 }
 
 BUILTIN_CHECKS: dict[str, Callable[[fx.Node], str | None]] = {
+    "scatter_reduce.two": check_scatter_reduce,
     "unfold.default": check_unfold,
     "adaptive_max_pool2d.default": check_adaptive_max_pool2d,
     "max_pool2d_with_indices.default": uses_indices,

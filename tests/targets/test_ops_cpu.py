@@ -255,3 +255,17 @@ def test_bfloat16_inputs_and_outputs(compile_cpu) -> None:
     assert doubled.dtype.name == "bfloat16"
     np.testing.assert_array_equal(doubled.astype(np.float32), expected[0].float().numpy())
     np.testing.assert_array_equal(widened, expected[1].numpy())
+
+
+class ScatterReduce(nn.Module):
+    def forward(self, x: torch.Tensor, src: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(x.scatter_reduce(1, index, src, reduce=r) for r in ("sum", "prod", "amax", "amin"))
+
+
+def test_scatter_reduce_with_repeated_indices(compile_cpu) -> None:
+    """ONNX ScatterND / ScatterElements with a reduction: every update meets the value already there."""
+    x, src = torch.randn(3, 5), torch.randn(3, 4)
+    index = torch.tensor([[0, 0, 4, 2], [1, 3, 3, 3], [4, 4, 4, 4]])
+    got = compile_cpu(ScatterReduce(), x, src, index)(x.numpy(), src.numpy(), index.numpy())
+    for mine, eager in zip(got, ScatterReduce()(x, src, index), strict=True):
+        np.testing.assert_allclose(mine, eager.numpy(), rtol=1e-6, atol=1e-6)
