@@ -272,7 +272,7 @@ def convert_scatter_reduce(node: fx.Node, importer: Any) -> Any:
 
     args = args_of(node)
     data, index, source = importer.env[args[0]], importer.env[args[2]], importer.env[args[3]]
-    reduce = args[4] if len(args) > 4 else node.kwargs["reduce"]
+    reduce = str(args[4] if len(args) > 4 else node.kwargs["reduce"])
     scattered = relax.op.scatter_elements(data, index, source, axis=int(args[1]), reduction=_SCATTER_REDUCTIONS[reduce])
     return importer.block_builder.emit(scattered)
 
