@@ -315,7 +315,19 @@ def register_static_axes(registry: dict[Any, Any], versions: Any) -> None:
 
 #: Ops never folded: random, control flow and sequence ops (their values are not fixed by their inputs,
 #: or are not tensors).
-_NOT_FOLDED = ("Random", "Bernoulli", "Multinomial", "Dropout", "If", "Loop", "Scan", "Sequence", "Optional")
+_NOT_FOLDED = (
+    "Random",
+    "Bernoulli",
+    "Multinomial",
+    "Dropout",
+    "If",
+    "Loop",
+    "Scan",
+    "Sequence",
+    "Optional",
+    "QuantizeLinear",  # QDQ pairs stay: they become graphopt's int8 ops
+    "DequantizeLinear",
+)
 
 #: The dtypes a folded value may have (numpy's own, which onnx2torch reads into torch).
 _FOLDED_DTYPES = tuple(
@@ -343,8 +355,8 @@ MAX_FOLDED = 4096
 
 def fold_shape_computations(model: Any) -> Any:
     """``model`` with every ``Shape`` (and ``Size``) of a value whose shape is static replaced by its
-    constant, and every node whose inputs are all constants then evaluated (onnx's reference
-    evaluator) into an initializer, so Reshape targets and Slice bounds computed from shapes (what
+    constant, and every node whose inputs are all constants and whose outputs are integers or bools
+    then evaluated (onnx's reference evaluator) into an initializer, so Reshape targets and Slice bounds computed from shapes (what
     function bodies and exporters write) are constants for the converters. Nodes producing graph
     outputs, large values or values of ops in ``_NOT_FOLDED`` stay. Returns ``model`` itself when
     nothing folds."""
@@ -412,9 +424,9 @@ def _fold(
         return None
     else:
         evaluated = _evaluate(node, {name: constants[name] for name in node.input if name}, opset)
-    if evaluated is None or any(
-        np.asarray(v).size > MAX_FOLDED or np.asarray(v).dtype not in _FOLDED_DTYPES for v in evaluated
-    ):
+    if evaluated is None or any(np.asarray(v).dtype.kind not in "biu" for v in evaluated):
+        return None  # a float value (a dequantized weight, a scale) stays what the file says: shapes are integers
+    if any(np.asarray(v).size > MAX_FOLDED or np.asarray(v).dtype not in _FOLDED_DTYPES for v in evaluated):
         return None  # large, or of a type torch reads differently (bfloat16, float8, strings: ml_dtypes, objects)
     return [np.asarray(v) for v in evaluated]
 

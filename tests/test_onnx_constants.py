@@ -123,3 +123,22 @@ def test_shape_computations_of_static_inputs_fold_to_constants():
     captured = graphopt.capture(model, torch.from_numpy(x))
     assert captured.capture_method in ("symbolic_trace", "export")
     np.testing.assert_array_equal(captured(torch.from_numpy(x)).numpy(), x.reshape(2, 12))
+
+
+def test_float_constants_and_qdq_pairs_are_not_folded():
+    """A DequantizeLinear of a constant int8 weight stays (it becomes graphopt's int8 weight, computed
+    by the integer kernels); only integer and bool values (shapes, axes, indices) are folded."""
+    from graphopt.onnx_constants import fold_shape_computations
+
+    weight = numpy_helper.from_array(np.arange(6, dtype=np.int8).reshape(2, 3), "w")
+    scale = numpy_helper.from_array(np.array(0.5, dtype=np.float32), "s")
+    nodes = [helper.make_node("DequantizeLinear", ["w", "s"], ["wf"]), helper.make_node("MatMul", ["x", "wf"], ["y"])]
+    graph = helper.make_graph(
+        nodes,
+        "qdq",
+        [helper.make_tensor_value_info("x", F, (1, 2))],
+        [helper.make_tensor_value_info("y", F, (1, 3))],
+        [weight, scale],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    assert fold_shape_computations(model) is model
