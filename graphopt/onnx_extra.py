@@ -73,7 +73,8 @@ def rotary_embedding(
         rotated = torch.stack((real, imaginary), dim=-1).reshape(rotate.shape)
     else:
         rotated = torch.cat((real, imaginary), dim=-1)
-    result = torch.cat((rotated, keep), dim=-1)
+    # no empty pass-through part when every channel rotates: TVM cannot build a loop of extent 0
+    result = torch.cat((rotated, keep), dim=-1) if rotary < value.shape[-1] else rotated
     return result.reshape(shape) if x.dim() == 3 else result.transpose(1, 2)
 
 
