@@ -30,6 +30,7 @@ import contextlib
 import io
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -489,7 +490,8 @@ def render(results: list[dict[str, Any]], header: dict[str, str], cpu: dict[str,
         f"- command: `{header['command']}`",
         f"- date: {header['date']}; CPU: {header['cpu']} (2 cores shared with other jobs; times inflated by load); "
         f"onnx {header['onnx']}, onnx2torch {header['onnx2torch']}, onnxruntime {header['onnxruntime']}, "
-        f"torch {header['torch']}, tvm {header['tvm']}; wall time {header['seconds']} s",
+        f"torch {header['torch']}, tvm {header['tvm']}; wall time {header['seconds']} s; load average (1 min, "
+        f"`uptime`) {header['load']}",
         "- case: a node test of the installed onnx package (`collect_testcases`: the generator of "
         "`onnx/backend/test/data/node`, `_expanded` function variants included), data set 0; pass = every output "
         "within the case's rtol/atol of the reference, same shapes and dtypes (the onnx runner's rule)",
@@ -590,6 +592,7 @@ def main(argv: list[str] | None = None) -> int:
     from graphopt.onnx_io import onnx2torch_version
 
     started = time.time()
+    load_before = os.getloadavg()[0]
     cases = node_cases(set(args.ops.split(",")) if args.ops else None)
     peers: dict[str, dict[str, str]] = {}
 
@@ -637,6 +640,7 @@ def main(argv: list[str] | None = None) -> int:
         "case_seconds": str(args.case_seconds),
         "cpu_per_op": str(args.cpu_per_op),
         "seconds": f"{time.time() - started:.0f}",
+        "load": f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end",
     }
     text = render(results, header, cpu)
     print(text)
