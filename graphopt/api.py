@@ -86,8 +86,10 @@ def compile(
     if check:
         from graphopt.eager_check import EagerChecker, eager_callable
 
-        # A Graph, or a model file (ONNX) imported by capture: the captured graph is the reference.
-        from_graph = given_graph or isinstance(model, (str, Path))
+        # A Graph, a model file or an onnx.ModelProto imported by capture: the captured graph is the reference.
+        from graphopt.onnx_io import is_onnx_spec
+
+        from_graph = given_graph or isinstance(model, (str, Path)) or is_onnx_spec(model)
         eager = reference or (graph if from_graph else eager_callable(model))
         checker = EagerChecker(
             eager, optimized, graph.example_inputs, keep_mismatch=keep_mismatch, dynamic_seq_len=dynamic_seq_len

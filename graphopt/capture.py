@@ -18,6 +18,7 @@ import traceback
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch import fx, nn
 
@@ -30,9 +31,28 @@ _GRAPHOPT_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 class _Tracer(fx.Tracer):
-    """symbolic_trace with stack traces recorded, so every node knows its source line."""
+    """symbolic_trace with stack traces recorded, so every node knows its source line.
+
+    A numpy scalar, or a real one-element integer tensor in a slice, is recorded as the Python number
+    it holds: what a converter computes from a constant operand (``graphopt.onnx_constants``), such as
+    ``x[slice(np.int64(1), tensor(3))]``, which fx would otherwise refuse or keep as a tensor bound."""
 
     record_stack_traces = True
+
+    def create_arg(self, a: Any) -> Any:
+        if isinstance(a, np.generic):
+            return super().create_arg(a.item())
+        if isinstance(a, slice):
+            return slice(*(self.create_arg(_as_number(part)) for part in (a.start, a.stop, a.step)))
+        return super().create_arg(a)
+
+
+def _as_number(value: Any) -> Any:
+    """A real one-element integer or bool tensor (not a traced one) as its Python number."""
+    real = isinstance(value, torch.Tensor) and not isinstance(value, fx.Proxy) and value.numel() == 1
+    if real and not value.is_floating_point() and not value.is_complex():
+        return value.item()
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def normalize_inputs(example_inputs: Any, *, allow_empty: bool = False) -> tuple[torch.Tensor, ...]:
@@ -307,6 +327,7 @@ def _capture_onnx(model: Any, example_inputs: Any, *, method: str, name: str | N
     """Convert an ONNX model to a torch module with onnx2torch, then capture that module."""
     from pathlib import Path
 
+    from graphopt.onnx_constants import shape_operand_inputs
     from graphopt.onnx_io import check_inputs, default_opset, import_onnx, inputs_like_onnx
 
     module, proto = import_onnx(model)
@@ -318,7 +339,19 @@ def _capture_onnx(model: Any, example_inputs: Any, *, method: str, name: str | N
     default_name = Path(model).stem if isinstance(model, (str, Path)) else (proto.graph.name or "onnx_model")
     graph = capture_converted(module, inputs, method=method, name=name or default_name)
     graph.notes.insert(0, f"imported from ONNX (opset {default_opset(proto)}) with onnx2torch")
+    shape_inputs = shape_operand_inputs(proto)
+    if graph.capture_method == "onnx2torch" and shape_inputs:
+        listed = ", ".join(f"'{name}' ({use})" for name, use in shape_inputs)
+        graph.notes.append(f"{SHAPE_INPUTS_NOTE} {listed}: {SHAPE_INPUTS_HINT}")
     return graph
+
+
+#: How a graph's notes name the ONNX inputs that set shapes (``targets.lowering`` repeats the note).
+SHAPE_INPUTS_NOTE = "ONNX input(s) read as shape operands, which only PyTorch can run from a tensor:"
+SHAPE_INPUTS_HINT = (
+    "a compiled target needs them constant; make them initializers (onnx.numpy_helper.from_array), "
+    "or build with fallback='torch'"
+)
 
 
 def capture_converted(module: fx.GraphModule, inputs: tuple[torch.Tensor, ...], *, method: str, name: str) -> Graph:

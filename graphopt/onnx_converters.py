@@ -21,6 +21,7 @@ plain PyTorch, so the converted model is captured, optimized and lowered like an
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -228,7 +229,39 @@ class Reduce(nn.Module):
         if not values and self.noop:
             return input
         values = sorted(a % input.dim() for a in values) if input.dim() else values
+        dims = values or list(range(input.dim()))
+        if self.operation_type in ("ReduceMax", "ReduceMin") and any(input.shape[d] == 0 for d in dims):
+            return EmptyExtremum(self.operation_type == "ReduceMax", values or None, bool(self.keepdims))(input)
         return OnnxReduceStaticAxes(self.operation_type, values or None, self.keepdims)(input)
+
+
+class EmptyExtremum(nn.Module):
+    """ONNX ReduceMax / ReduceMin over a dimension of size 0: the reduction's identity (-inf / +inf, an
+    integer type's min / max, False / True), which ONNX defines and ``torch.amax`` refuses."""
+
+    def __init__(self, maximum: bool, axes: list[int] | None, keepdims: bool) -> None:
+        super().__init__()
+        self.maximum, self.axes, self.keepdims = maximum, axes, keepdims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dims = {a % x.dim() for a in self.axes} if self.axes else set(range(x.dim()))
+        shape = [1 if i in dims else s for i, s in enumerate(x.shape) if self.keepdims or i not in dims]
+        fill: float | bool
+        if x.dtype == torch.bool:
+            fill = not self.maximum
+        elif x.is_floating_point():
+            fill = -math.inf if self.maximum else math.inf
+        else:
+            fill = torch.iinfo(x.dtype).min if self.maximum else torch.iinfo(x.dtype).max
+        return torch.full(shape, fill, dtype=x.dtype)
+
+
+def _declared_shape(graph: Any, name: str) -> list[int | None] | None:
+    """The static dimensions the model declares for a value (None for a symbolic one), or None."""
+    info = graph.value_info.get(name)
+    if info is None or not info.type.HasField("tensor_type") or not info.type.tensor_type.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") else None for d in info.type.tensor_type.shape.dim]
 
 
 def _constant(name: str, graph: Any) -> Any:
@@ -285,7 +318,11 @@ def register() -> None:
             module: nn.Module = Reduce(node.operation_type, keepdims, noop)
             return OperationConverterResult(torch_module=module, onnx_mapping=onnx_mapping_from_node(node))
         axes = [int(a) for a in _constant(node.input_values[1], graph).reshape(-1).tolist()] if has_axes else None
-        if not axes and noop:
+        shape = _declared_shape(graph, node.input_values[0])
+        reduced = [shape[a % len(shape)] for a in axes] if shape and axes else (shape or [])
+        if node.operation_type in ("ReduceMax", "ReduceMin") and 0 in reduced and not (not axes and noop):
+            module = EmptyExtremum(node.operation_type == "ReduceMax", axes, bool(keepdims))
+        elif not axes and noop:
             module = nn.Identity()
         else:
             module = OnnxReduceStaticAxes(operation_type=node.operation_type, axes=axes or None, keepdims=keepdims)
@@ -492,7 +529,7 @@ def register() -> None:
         general = _CONVERTER_REGISTRY[OperationDescription("", "Reshape", version)]
         _CONVERTER_REGISTRY[OperationDescription("", "Reshape", version)] = _static_reshape(general)
 
-    from graphopt import onnx_extra, onnx_ops, onnx_resize
+    from graphopt import onnx_extra, onnx_nms, onnx_ops, onnx_resize
 
     def add_since(op: str, versions: tuple[int, ...], converter: Any) -> None:
         add(op, since_versions(op, min(versions)), converter)
@@ -500,6 +537,11 @@ def register() -> None:
     onnx_ops.register(add_since, replace)
     onnx_resize.register(add_since, replace)
     onnx_extra.register(add_since, replace)
+    onnx_nms.register(replace)
+    from graphopt.onnx_constants import register_host_operands, register_static_axes
+
+    register_host_operands(_CONVERTER_REGISTRY)
+    register_static_axes(_CONVERTER_REGISTRY, since_versions)
 
 
 def since_versions(op: str, first: int) -> tuple[int, ...]:

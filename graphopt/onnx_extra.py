@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 def _text(value: Any, default: str) -> str:
@@ -73,7 +74,8 @@ def rotary_embedding(
         rotated = torch.stack((real, imaginary), dim=-1).reshape(rotate.shape)
     else:
         rotated = torch.cat((real, imaginary), dim=-1)
-    result = torch.cat((rotated, keep), dim=-1)
+    # no empty pass-through part when every channel rotates: TVM cannot build a loop of extent 0
+    result = torch.cat((rotated, keep), dim=-1) if rotary < value.shape[-1] else rotated
     return result.reshape(shape) if x.dim() == 3 else result.transpose(1, 2)
 
 
@@ -205,7 +207,18 @@ def flatten(x: torch.Tensor, *, axis: int) -> torch.Tensor:
         return x.reshape(1, -1)
     if split == x.dim():
         return x.flatten().unsqueeze(1)
+    if split == 1:  # one node, as torch.flatten(x, 1) exports: a round trip keeps the graph's statistics
+        return torch.flatten(x, 1)
     return torch.flatten(torch.flatten(x, 0, split - 1), 1)  # traceable: no arithmetic on sizes
+
+
+def global_average_pool(x: torch.Tensor) -> torch.Tensor:
+    """ONNX GlobalAveragePool: ``adaptive_avg_pool{1,2,3}d(x, 1)``, the op ``nn.AdaptiveAvgPool2d(1)``
+    exports to, so an exported model imports as the graph it came from (onnx2torch wrote a ``mean``)."""
+    pools = {3: F.adaptive_avg_pool1d, 4: F.adaptive_avg_pool2d, 5: F.adaptive_avg_pool3d}
+    if x.dim() in pools:
+        return pools[x.dim()](x, 1)
+    return x.mean(dim=tuple(range(2, x.dim())), keepdim=True)
 
 
 def top_k(x: torch.Tensor, k: torch.Tensor, *, axis: int, largest: bool, ordered: bool) -> Any:
@@ -399,6 +412,12 @@ class Dropout(nn.Module):
         return (output, mask) if self.outputs > 1 else output
 
 
+def prelu(x: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
+    """ONNX PRelu with ``slope`` broadcast to ``x``: a ``where`` (onnx2torch's masked assignment
+    ``output[mask] = x[mask]`` has a data-dependent size, which no compiled target lowers)."""
+    return torch.where(x >= 0, x, x * slope)
+
+
 def unique(x: torch.Tensor, *, axis: int | None, sorted_: bool) -> tuple[torch.Tensor, ...]:
     """ONNX Unique: values, first-occurrence indices, inverse indices and counts (``sorted`` = 0 keeps
     the order of first occurrence)."""
@@ -439,6 +458,7 @@ def register_more(add: Callable[..., None], replace: Callable[..., None]) -> Non
         return lambda a: [int(v) for v in a.get(name, [])]
 
     replace("Flatten", (1,), simple(flatten, axis=lambda a: int(a.get("axis", 1))))
+    replace("GlobalAveragePool", (1,), simple(global_average_pool))
 
     def top_k_at(version: int) -> Any:
         def convert(node: Any, graph: Any) -> Any:
@@ -496,6 +516,7 @@ def register_more(add: Callable[..., None], replace: Callable[..., None]) -> Non
         ),
     )
     replace("Pow", (7,), simple(power))
+    replace("PRelu", (7,), simple(prelu))
     for op, kind in (("HannWindow", "hann"), ("HammingWindow", "hamming"), ("BlackmanWindow", "blackman")):
         replace(
             op,

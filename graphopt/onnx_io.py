@@ -15,7 +15,8 @@ Around it graphopt adds what a user needs from a converter that fails deep insid
   QDQ model imports as graphopt's own quantization ops and lowers to the targets' int8 kernels;
 - onnx2torch imports torchvision for its NonMaxSuppression and RoiAlign converters; PyPI's
   torchvision does not load with the pinned CPU torch, so when torchvision cannot be imported
-  graphopt imports onnx2torch without it and reports those two ops as unsupported. onnx2torch is
+  graphopt imports onnx2torch without it and reports RoiAlign as unsupported (NonMaxSuppression has
+  graphopt's own converter, ``graphopt.onnx_nms``). onnx2torch is
   therefore not a declared dependency (pip would pull that torchvision, which then breaks every
   import of transformers too): ``make venv`` installs it with ``--no-deps``, and without it ONNX
   import is one InputError saying so.
@@ -43,6 +44,7 @@ import torch
 from torch import fx
 
 from graphopt.errors import GraphoptError, InputError, UnsupportedOnnxError
+from graphopt.onnx_constants import bind_constant_operands, fold_shape_computations
 
 #: The oldest default-domain opset graphopt imports (onnx2torch's converters start at opset 1-9).
 MIN_OPSET = 7
@@ -60,8 +62,8 @@ _HINT = (
     "benchmarks/results/onnx_conformance.md lists the ops that import"
 )
 
-#: Ops that need torchvision in onnx2torch.
-_TORCHVISION_OPS = ("NonMaxSuppression", "RoiAlign")
+#: Ops that need torchvision in onnx2torch (NonMaxSuppression has graphopt's own, ``graphopt.onnx_nms``).
+_TORCHVISION_OPS = ("RoiAlign",)
 
 _TORCH_DTYPES = {
     "tensor(float)": torch.float32,
@@ -359,6 +361,8 @@ def import_onnx(source: Any) -> tuple[fx.GraphModule, Any]:
     model = read_onnx(source)
     opset = default_opset(model)
     newest = _newest_opset()
+    if opset < MIN_OPSET and _unchanged_since(model, opset):
+        model, opset = _at_opset(model, MIN_OPSET), MIN_OPSET
     if not MIN_OPSET <= opset <= newest:
         raise InputError(
             f"ONNX opset {opset} is not supported (graphopt imports opsets {MIN_OPSET} to {newest}); "
@@ -366,6 +370,7 @@ def import_onnx(source: Any) -> tuple[fx.GraphModule, Any]:
         )
     problems = unsupported_nodes(model)
     converted = expand_functions(model, {name for name, _, _ in problems}) if problems else model
+    converted = fold_shape_computations(converted)
     if problems and unsupported_nodes(converted):
         raise UnsupportedOnnxError(problems, _HINT)
     onnx2torch = _onnx2torch()
@@ -383,7 +388,29 @@ def import_onnx(source: Any) -> tuple[fx.GraphModule, Any]:
             except Exception:
                 raise _conversion_error(converted, error) from error
     module.eval()
-    return module, model
+    return bind_constant_operands(module), model
+
+
+def _unchanged_since(model: Any, opset: int) -> bool:
+    """Whether every default-domain op of ``model`` (at ``opset``, older than ``MIN_OPSET``) is the same
+    version at ``MIN_OPSET``: such a model means the same at ``MIN_OPSET`` (``Not`` has one version)."""
+    ops = {node.op_type for node in model.graph.node if node.domain in ("", "ai.onnx")}
+    return all(
+        _since_version(op, opset) is not None and _since_version(op, opset) == _since_version(op, MIN_OPSET)
+        for op in ops
+    )
+
+
+def _at_opset(model: Any, opset: int) -> Any:
+    """A copy of ``model`` importing the default domain at ``opset``."""
+    import onnx
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    for entry in copy.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            entry.version = opset
+    return copy
 
 
 #: The domain expanded nodes are given while onnx's inliner replaces them by their function bodies.
@@ -653,6 +680,6 @@ def run_onnxruntime(path: str | Path, inputs: Any) -> list[Any]:
     from graphopt.capture import normalize_inputs
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    arrays = [np.ascontiguousarray(t.detach().cpu().numpy()) for t in normalize_inputs(inputs)]
+    arrays = [np.ascontiguousarray(t.detach().cpu().numpy()).reshape(t.shape) for t in normalize_inputs(inputs)]
     feed = {value.name: array for value, array in zip(session.get_inputs(), arrays, strict=True)}
     return list(session.run(None, feed))

@@ -253,8 +253,8 @@ def scatter_nd(data: torch.Tensor, indices: torch.Tensor, updates: torch.Tensor,
     linear = (index * torch.tensor(strides, dtype=torch.int64)).sum(-1)
     flat = data.reshape(int(math.prod(leading)), -1).clone()
     rows = updates.reshape(linear.shape[0], -1)
-    if reduction == "none":
-        flat[linear] = rows
+    if reduction == "none":  # a scatter rather than ``flat[linear] = rows``: TVM's frontend lowers scatter
+        flat = flat.scatter(0, linear.unsqueeze(1).expand_as(rows), rows)
     else:
         name = {"add": "sum", "mul": "prod", "max": "amax", "min": "amin"}[reduction]
         flat = flat.scatter_reduce(0, linear.unsqueeze(1).expand_as(rows), rows, reduce=name, include_self=True)

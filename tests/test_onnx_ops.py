@@ -12,7 +12,7 @@ import onnx
 import onnxruntime
 import pytest
 import torch
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 import graphopt
 
@@ -160,3 +160,38 @@ def test_function_ops_are_expanded_to_their_bodies():
     check(one_node("Attention", inputs, [("y", F, None)], 23, is_causal=1), [q, k, v])
     # Selu with a non-default alpha: onnx2torch's converter refuses it, its function body runs
     check(one_node("Selu", [("x", F, [3, 4])], [("y", F, None)], 22, alpha=2.0), [floats(3, 4)])
+
+
+def test_pad_without_a_value_but_with_axes():
+    """An absent optional input before a given one (``Pad(x, pads, "", axes)``): ``axes`` was dropped."""
+    node = helper.make_node("Pad", ["x", "pads", "", "axes"], ["y"])
+    graph = helper.make_graph(
+        [node],
+        "pad",
+        [helper.make_tensor_value_info("x", F, [2, 5, 6]), helper.make_tensor_value_info("pads", I64, [2])],
+        [helper.make_tensor_value_info("y", F, [2, 5, 9])],
+        [numpy_helper.from_array(np.array([-1], dtype=np.int64), "axes")],
+    )
+    check(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), [floats(2, 5, 6), np.array([1, 2])])
+
+
+@pytest.mark.parametrize("op", ["ReduceMax", "ReduceMin"])
+def test_reductions_over_an_empty_dimension_give_the_identity(op):
+    """ONNX defines the reduction of an empty set as its identity (-inf for a max); torch.amax raised."""
+    graph = helper.make_graph(
+        [helper.make_node(op, ["x", "axes"], ["y"], keepdims=1)],
+        "empty",
+        [helper.make_tensor_value_info("x", F, [2, 0, 4])],
+        [helper.make_tensor_value_info("y", F, [2, 1, 4])],
+        [numpy_helper.from_array(np.array([1], dtype=np.int64), "axes")],
+    )
+    check(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]), [np.zeros((2, 0, 4), np.float32)])
+
+
+def test_prelu_with_a_broadcast_slope_traces():
+    """A slope broadcast along the last axis (not the channel): onnx2torch's masked assignment had a
+    data-dependent size; the ``where`` form traces, so the model compiles."""
+    model = one_node("PRelu", [("x", F, [3, 4, 5]), ("s", F, [5])], [("y", F, None)], 16)
+    x, slope = floats(3, 4, 5), floats(5)
+    check(model, [x, slope])
+    assert graphopt.capture(model, (torch.from_numpy(x), torch.from_numpy(slope))).capture_method != "onnx2torch"

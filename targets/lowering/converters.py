@@ -9,6 +9,7 @@
 
 - ``amax`` / ``amin``: missing from the frontend; exactly relax's ``max`` / ``min`` reductions over the
   same dims (all dims when none are given), keeping them with ``keepdim``.
+- ``prod.dim_int`` (``x.prod(dim)``): missing; relax's ``prod`` over that dim.
 - ``max.dim`` / ``min.dim`` (``x.max(dim=2)``): the frontend makes a ``topk`` of k=1, whose TOPI
   kernel is not a schedulable block (the CPU schedule step failed on it); here a ``max`` and an
   ``argmax`` over the dim, which give the same values and the first index of the maximum.
@@ -18,6 +19,18 @@
   (the bound on ``seq`` is not in its arithmetic), so every shape downstream was unknown. Where torch's
   own shape reasoning (which knows the bound) gives the slice exactly ``end`` elements, the slice is
   emitted as in bounds (``assume_inbound``), of size ``end``; any other slice goes to the frontend.
+
+- ``cosh`` / ``sinh``: the frontend's ops legalize to TIR intrinsics TVM's LLVM backend does not know
+  (the build failed); written with ``exp`` here.
+- ``bitwise_left_shift`` / ``bitwise_right_shift``: missing; relax's ``left_shift`` / ``right_shift``.
+- ``unfold`` (the windows of graphopt's ONNX AveragePool/MaxPool/LpPool): missing; a ``take`` of the
+  windows' indices, reshaped and transposed to torch's layout (static shapes only).
+- ``grid_sampler_2d``: the frontend passes torch's (N, H, W, 2) grid where relax's op reads (N, 2, H, W):
+  a wrong output shape; transposed here.
+- ``scatter_reduce`` (sum, prod, amax, amin, including the values already there): missing; relax's
+  ``scatter_elements`` with that reduction.
+- ``sort.stable``: missing from the frontend; its ``sort.default`` is an ``argsort``, whose CPU kernel is
+  a stable sort already.
 
 A check returns why a node cannot be lowered, or None; ``lower.find_unsupported`` runs them so
 every such node is listed with the others, before any translation starts.
@@ -82,8 +95,13 @@ def _reduction(name: str) -> Callable[[fx.Node, Any], Any]:
         args = args_of(node)
         dims: Any = args[1] if len(args) > 1 else node.kwargs.get("dim", [])
         keepdim = bool(args[2] if len(args) > 2 else node.kwargs.get("keepdim", False))
-        axis = list(dims) if dims else None
-        return importer.block_builder.emit(getattr(relax.op, name)(importer.env[args[0]], axis=axis, keepdims=keepdim))
+        axis = [dims] if isinstance(dims, int) else (list(dims) if dims else None)
+        reduced: Any = getattr(relax.op, name)(importer.env[args[0]], axis=axis, keepdims=keepdim)
+        value = node.meta.get("val")
+        dtype = str(value.dtype).removeprefix("torch.") if isinstance(value, torch.Tensor) else None
+        if dtype is not None and dtype != str(importer.env[args[0]].ty.dtype):  # torch's prod of int32 is int64
+            reduced = relax.op.astype(reduced, dtype)
+        return importer.block_builder.emit(reduced)
 
     return convert
 
@@ -132,16 +150,156 @@ def _torch_size_is(node: fx.Node, dim: int, end: fx.Node) -> bool:
     return bool(size.node.expr == bound.node.expr)
 
 
+def convert_stable_sort(node: fx.Node, importer: Any) -> Any:
+    """``torch.sort(x, stable=True)`` (ONNX TopK's ties-lower-index-first order): the frontend's ``sort``, an
+    ``argsort`` whose CPU kernel (TVM's ``tvm.contrib.sort.argsort``) is ``std::stable_sort``."""
+    return importer._sort(node)
+
+
+def convert_cosh(node: fx.Node, importer: Any) -> Any:
+    """``cosh(x) = (e^x + e^-x) / 2``: TVM's LLVM backend has no ``tirx.cosh`` intrinsic (the build failed)."""
+    from tvm import relax
+
+    x = importer.env[args_of(node)[0]]
+    bb = importer.block_builder
+    e = bb.emit(relax.op.exp(x))
+    half = relax.const(0.5, x.ty.dtype)
+    return bb.emit(relax.op.multiply(half, relax.op.add(e, relax.op.divide(relax.const(1.0, x.ty.dtype), e))))
+
+
+def convert_sinh(node: fx.Node, importer: Any) -> Any:
+    """``sinh``, which TVM's LLVM backend lacks: ``(e^x - e^-x) / 2``, and for ``|x| < 0.5``, where that
+    difference cancels, its Taylor series to ``x^9`` (the first term left out is below 3e-10 of the value)."""
+    from tvm import relax
+
+    x = importer.env[args_of(node)[0]]
+    dtype = x.ty.dtype
+    bb = importer.block_builder
+    e = bb.emit(relax.op.exp(x))
+    wide = relax.op.multiply(relax.const(0.5, dtype), relax.op.subtract(e, relax.op.divide(relax.const(1.0, dtype), e)))
+    square = bb.emit(relax.op.multiply(x, x))
+    series: Any = relax.const(1.0 / 362880, dtype)
+    for coefficient in (1.0 / 5040, 1.0 / 120, 1.0 / 6, 1.0):
+        series = relax.op.add(relax.op.multiply(series, square), relax.const(coefficient, dtype))
+    small = relax.op.less(relax.op.abs(x), relax.const(0.5, dtype))
+    return bb.emit(relax.op.where(small, relax.op.multiply(series, x), wide))
+
+
+def _shift(name: str) -> Callable[[fx.Node, Any], Any]:
+    """``bitwise_left_shift`` / ``bitwise_right_shift`` (missing from the frontend): relax's shift of the same name."""
+
+    def convert(node: fx.Node, importer: Any) -> Any:
+        from tvm import relax
+
+        first, second = args_of(node)[:2]
+        a = importer.env[first]
+        b = importer.env[second] if isinstance(second, fx.Node) else relax.const(int(second), a.ty.dtype)
+        return importer.block_builder.emit(getattr(relax.op, name)(a, b))
+
+    return convert
+
+
+def _unfold_sizes(node: fx.Node) -> tuple[list[int], int, int, int] | str:
+    """(input shape, dim, window size, step) of ``x.unfold(dim, size, step)``, or why it cannot lower."""
+    args = args_of(node)
+    value = args[0].meta.get("val") if isinstance(args[0], fx.Node) else None
+    if value is None or not all(isinstance(d, int) for d in value.shape):
+        return "its input shape is not static"
+    shape = [int(d) for d in value.shape]
+    dim = int(args[1]) % max(len(shape), 1)
+    return shape, dim, int(args[2]), int(args[3])
+
+
+def check_unfold(node: fx.Node) -> str | None:
+    sizes = _unfold_sizes(node)
+    return sizes if isinstance(sizes, str) else None
+
+
+def convert_unfold(node: fx.Node, importer: Any) -> Any:
+    """``x.unfold(dim, size, step)`` (the windows of graphopt's ONNX pools): one ``take`` of every window's
+    indices along ``dim``, reshaped to (windows, size) and the window axis moved last, as torch lays it out."""
+    import numpy as np
+    from tvm import relax
+
+    sizes = _unfold_sizes(node)
+    assert not isinstance(sizes, str), sizes  # find_unsupported has reported these already
+    shape, dim, size, step = sizes
+    count = (shape[dim] - size) // step + 1
+    indices = (np.arange(count)[:, None] * step + np.arange(size)[None, :]).reshape(-1).astype("int64")
+    bb = importer.block_builder
+    taken = bb.emit(relax.op.take(importer.env[args_of(node)[0]], relax.const(indices), axis=dim))
+    split = bb.emit(relax.op.reshape(taken, [*shape[:dim], count, size, *shape[dim + 1 :]]))
+    order = [a for a in range(len(shape) + 1) if a != dim + 1] + [dim + 1]
+    return bb.emit(relax.op.permute_dims(split, order))
+
+
+def convert_grid_sampler_2d(node: fx.Node, importer: Any) -> Any:
+    """``F.grid_sample``: torch's grid is (N, H_out, W_out, 2), the layout relax's ``grid_sample`` documents,
+    but its shape rule and TOPI's kernel read (N, 2, H_out, W_out); the frontend passed torch's grid as is,
+    so the output was (N, C, W_out, 2), wrong. Here the grid is transposed first."""
+    from tvm import relax
+
+    args = args_of(node)
+    data, grid = importer.env[args[0]], importer.env[args[1]]
+    interpolation = {0: "bilinear", 1: "nearest", 2: "bicubic"}[int(args[2]) if len(args) > 2 else 0]
+    padding = {0: "zeros", 1: "border", 2: "reflection"}[int(args[3]) if len(args) > 3 else 0]
+    align_corners = bool(args[4]) if len(args) > 4 else False
+    bb = importer.block_builder
+    channels_first = bb.emit(relax.op.permute_dims(grid, [0, 3, 1, 2]))
+    sampled = relax.op.image.grid_sample(
+        data, channels_first, method=interpolation, layout="NCHW", padding_mode=padding, align_corners=align_corners
+    )
+    return bb.emit(sampled)
+
+
+#: torch's scatter_reduce reductions -> relax ``scatter_elements``' (which, like ``include_self=True``,
+#: combine with the values already there).
+_SCATTER_REDUCTIONS = {"sum": "add", "prod": "mul", "amax": "max", "amin": "min"}
+
+
+def check_scatter_reduce(node: fx.Node) -> str | None:
+    args = args_of(node)
+    reduce = args[4] if len(args) > 4 else node.kwargs.get("reduce")
+    include_self = args[5] if len(args) > 5 else node.kwargs.get("include_self", True)
+    if reduce not in _SCATTER_REDUCTIONS:
+        return f"reduce='{reduce}'"
+    return None if include_self else "include_self=False"
+
+
+def convert_scatter_reduce(node: fx.Node, importer: Any) -> Any:
+    """``x.scatter_reduce(dim, index, src, reduce)`` (missing from the frontend): relax's ``scatter_elements``."""
+    from tvm import relax
+
+    args = args_of(node)
+    data, index, source = importer.env[args[0]], importer.env[args[2]], importer.env[args[3]]
+    reduce = str(args[4] if len(args) > 4 else node.kwargs["reduce"])
+    scattered = relax.op.scatter_elements(data, index, source, axis=int(args[1]), reduction=_SCATTER_REDUCTIONS[reduce])
+    return importer.block_builder.emit(scattered)
+
+
 BUILTIN_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = {
+    "scatter_reduce.two": convert_scatter_reduce,
+    "grid_sampler_2d.default": convert_grid_sampler_2d,
+    "unfold.default": convert_unfold,
+    "bitwise_left_shift.Tensor": _shift("left_shift"),
+    "bitwise_right_shift.Tensor": _shift("right_shift"),
+    "bitwise_left_shift.Tensor_Scalar": _shift("left_shift"),
+    "bitwise_right_shift.Tensor_Scalar": _shift("right_shift"),
+    "cosh.default": convert_cosh,
+    "sinh.default": convert_sinh,
+    "sort.stable": convert_stable_sort,
     "adaptive_max_pool2d.default": convert_adaptive_max_pool2d,
     "amax.default": _reduction("max"),
     "amin.default": _reduction("min"),
+    "prod.dim_int": _reduction("prod"),
     "max.dim": _reduction_with_indices("max"),
     "min.dim": _reduction_with_indices("min"),
     "slice.Tensor": convert_slice,
 }
 
 BUILTIN_CHECKS: dict[str, Callable[[fx.Node], str | None]] = {
+    "scatter_reduce.two": check_scatter_reduce,
+    "unfold.default": check_unfold,
     "adaptive_max_pool2d.default": check_adaptive_max_pool2d,
     "max_pool2d_with_indices.default": uses_indices,
     "max_pool3d_with_indices.default": uses_indices,

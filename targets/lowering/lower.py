@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import fx
 
-from graphopt.capture import dynamic_shapes_for
+from graphopt.capture import SHAPE_INPUTS_NOTE, dynamic_shapes_for
 from graphopt.errors import CaptureError, GraphoptError, InputError, UnsupportedOpError, first_line
 from graphopt.ir import Graph
 from graphopt.metadata import user_source
@@ -82,7 +82,10 @@ def export_graph(
             raise InputError(f"cannot compile with a dynamic sequence length: {message}") from error
         if dynamic_batch:
             raise InputError(f"cannot compile with a dynamic batch size: {message}") from error
-        raise CaptureError(f"torch.export of graph '{graph.name}' failed: {message}") from error
+        why = next((note for note in graph.notes if note.startswith(SHAPE_INPUTS_NOTE)), None)
+        raise CaptureError(
+            f"torch.export of graph '{graph.name}' failed: {message}" + (f"; {why}" if why else "")
+        ) from error
     return program.run_decompositions()
 
 

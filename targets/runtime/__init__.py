@@ -89,7 +89,7 @@ class CompiledModel:
         """Give a compressed artifact its decoded weights: copied to the device and prepared by
         ``main_transform_params`` before the first call (a build for an absent GPU or another
         architecture binds them without running anything); every call passes them to ``main``."""
-        self.raw_weights = [np.ascontiguousarray(a) for a in arrays]
+        self.raw_weights = [_contiguous(a) for a in arrays]
         self._weights = []
 
     def _prepared_weights(self) -> list[Any]:
@@ -156,10 +156,14 @@ def _device_tensor(array: np.ndarray, device: Any) -> Any:
     return tensor
 
 
+#: dtypes numpy's DLPack import refuses: copied through ``tensor.numpy()`` (ml_dtypes' bfloat16).
+_NO_DLPACK = ("bool", "bfloat16")
+
+
 def _host_array(tensor: Any) -> np.ndarray:
     """A CPU tensor without a copy (the array keeps the VM's freshly allocated output alive); a
     device tensor (CUDA, RPC) copied to the host."""
-    if tensor.device.dlpack_device_type() == tvm.cpu(0).dlpack_device_type() and tensor.dtype != "bool":
+    if tensor.device.dlpack_device_type() == tvm.cpu(0).dlpack_device_type() and tensor.dtype not in _NO_DLPACK:
         return np.from_dlpack(tensor)
     return tensor.numpy()
 
@@ -189,7 +193,13 @@ def as_array(value: Any, spec: TensorSpec) -> np.ndarray:
     if isinstance(value, np.ndarray):
         return value
     if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
-        return value.detach().cpu().numpy()
+        tensor = value.detach().cpu()
+        if str(tensor.dtype) == "torch.bfloat16":  # numpy has no bfloat16: ml_dtypes' (what TVM reads)
+            import ml_dtypes
+
+            int16 = sys.modules["torch"].int16  # loaded: the value is a torch tensor
+            return tensor.view(int16).numpy().view(ml_dtypes.bfloat16)
+        return tensor.numpy()
     if isinstance(value, tvm.runtime.Tensor):
         return value.numpy()
     try:
@@ -241,8 +251,14 @@ def check_inputs(
                     f"(built with dynamic_seq_len={bounds[want]})"
                 )
             sizes[want] = got
-        arrays.append(np.ascontiguousarray(array))
+        arrays.append(_contiguous(array))
     return arrays
+
+
+def _contiguous(array: np.ndarray) -> np.ndarray:
+    """``array`` C-contiguous, a 0-d one kept 0-d (``np.ascontiguousarray`` makes it 1-d, which the VM
+    refused for a scalar input: "expect Tensor with ndim 0 but get 1")."""
+    return np.ascontiguousarray(array).reshape(array.shape)
 
 
 # -- loading --------------------------------------------------------------------------------------

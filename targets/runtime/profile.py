@@ -76,7 +76,7 @@ class KernelProfile:
 def profile_model(model: CompiledModel, *args: Any, runs: int = 10, warmup: int = 2) -> KernelProfile:
     """Time every kernel call of ``runs`` runs of ``model`` on ``args`` (after ``warmup`` runs)."""
     tensors = model.prepare(*args)
-    weights = model._weights
+    weights = model._prepared_weights()
     device = model.device
     sync = device.sync if model.manifest.target.device != "cpu" else None
     vm = VirtualMachine(model.module, device)

@@ -91,3 +91,29 @@ def test_onnxruntime_qdq_model_lowers_to_integer_kernels_and_matches_it(tmp_path
     # the same integer arithmetic; float32 epilogues may round an activation one step apart
     assert relative_error(reference, compiled(x.numpy())) < 2e-3
     assert (compiled(x.numpy()).argmax(1) == reference.argmax(1)).all()
+
+
+def test_rotary_embedding_rotating_every_channel_builds_and_matches_onnxruntime(tmp_path):
+    """With no ``rotary_embedding_dim`` every channel rotates; the empty pass-through part that was still
+    concatenated became a loop of extent 0, which TVM's LLVM backend refused to build."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    inputs = [("x", (2, 4, 3, 8)), ("cos", (50, 4)), ("sin", (50, 4))]
+    node = helper.make_node("RotaryEmbedding", ["x", "cos", "sin", "pos"], ["y"])
+    graph = helper.make_graph(
+        [node],
+        "rotary",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs]
+        + [helper.make_tensor_value_info("pos", TensorProto.INT64, (2, 3))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, (2, 4, 3, 8))],
+    )
+    path = tmp_path / "rotary.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)]), path)
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(s).astype(np.float32) for _, s in inputs] + [rng.integers(0, 50, (2, 3))]
+    tensors = tuple(torch.from_numpy(a) for a in arrays)
+    compiled = graphopt.compile(str(path), tensors, target="cpu")
+    (expected,) = run_onnxruntime(path, tensors)
+    assert relative_error(expected, compiled(*arrays)) <= TOLERANCE

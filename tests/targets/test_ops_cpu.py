@@ -6,6 +6,7 @@ terms (``randomize``), since default ones make a wrong lowering look right.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -174,3 +175,97 @@ def test_cumsum_with_other_ops_is_legalized_and_matches(compile_cpu) -> None:
     PrimFunc for "already legalized" and left ``R.greater`` for the VM, which cannot run it."""
     x = torch.randn(2, 9, generator=torch.Generator().manual_seed(0))
     assert_matches_eager(PositionIds(), compile_cpu(PositionIds(), x), x)
+
+
+class Hyperbolic(nn.Module):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.cosh(x), torch.sinh(x)
+
+
+def test_cosh_and_sinh_keep_their_relative_precision(compile_cpu) -> None:
+    """TVM's LLVM backend has no cosh/sinh intrinsic (the build failed); the exp forms replacing them
+    keep float32 precision relative to each value, small ``x`` (where e^x - e^-x cancels) included."""
+    x = torch.tensor([1e-6, -1e-4, 1e-3, 0.3, -0.49, 0.5, 0.51, 2.0, -7.0, 0.0])
+    cosh, sinh = compile_cpu(Hyperbolic(), x)(x.numpy())
+    exact = x.double().numpy()
+    np.testing.assert_allclose(cosh, np.cosh(exact), rtol=1e-6)
+    np.testing.assert_allclose(sinh, np.sinh(exact), rtol=1e-6, atol=0)
+
+
+class Windows(nn.Module):
+    """``unfold`` (graphopt's ONNX pools take windows this way), an integer ``prod`` over a dim (torch
+    makes it int64), bit shifts and a stable sort with ties (ONNX TopK's order)."""
+
+    def forward(self, x: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        maxima, sums = x.unfold(2, 3, 2).amax(dim=-1), x.unfold(1, 2, 1).sum(dim=-1)
+        product = n.prod(dim=1)
+        shifted = torch.bitwise_left_shift(n, 2) + torch.bitwise_right_shift(n, 1)
+        values, indices = torch.sort(n.float(), dim=1, descending=True, stable=True)
+        return maxima, sums, product, shifted, values, indices
+
+
+def test_unfold_prod_shifts_and_stable_sort_match_eager(compile_cpu) -> None:
+    x = torch.randn(2, 3, 9, generator=torch.Generator().manual_seed(0))
+    n = torch.randint(0, 3, (2, 7), generator=torch.Generator().manual_seed(1), dtype=torch.int32)  # ties
+    got = compile_cpu(Windows(), x, n)(x.numpy(), n.numpy())
+    for mine, eager in zip(got, Windows()(x, n), strict=True):
+        assert mine.dtype == eager.numpy().dtype
+        np.testing.assert_allclose(mine, eager.numpy(), rtol=1e-6, atol=1e-6)
+
+
+class Scale(nn.Module):
+    def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        return x * s
+
+
+def test_a_scalar_input_stays_zero_dimensional(compile_cpu) -> None:
+    """``np.ascontiguousarray`` makes a 0-d array 1-d; the VM refused it ("expect Tensor with ndim 0")."""
+    x, s = torch.randn(3), torch.tensor(2.5)
+    compiled = compile_cpu(Scale(), x, s)
+    np.testing.assert_allclose(compiled(x.numpy(), s.numpy()), (x * 2.5).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(compiled(x, s), (x * 2.5).numpy(), rtol=1e-6)
+
+
+class GridSample(nn.Module):
+    def forward(self, x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def test_grid_sample_keeps_the_grid_layout(compile_cpu) -> None:
+    """torch's grid is (N, H_out, W_out, 2); the frontend handed it to an op that reads (N, 2, H_out, W_out)
+    and gave a (N, C, W_out, 2) output."""
+    x = torch.randn(2, 3, 5, 6, generator=torch.Generator().manual_seed(0))
+    grid = torch.rand(2, 4, 7, 2, generator=torch.Generator().manual_seed(1)) * 2.2 - 1.1
+    got = compile_cpu(GridSample(), x, grid)(x.numpy(), grid.numpy())
+    assert got.shape == (2, 3, 4, 7)
+    np.testing.assert_allclose(got, GridSample()(x, grid).numpy(), rtol=1e-5, atol=1e-5)
+
+
+class BFloat16(nn.Module):
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x.to(torch.bfloat16) * 2, h.float() + 1
+
+
+def test_bfloat16_inputs_and_outputs(compile_cpu) -> None:
+    """numpy has no bfloat16: a torch bfloat16 input went through ``.numpy()`` (TypeError) and a bfloat16
+    output through numpy's DLPack import ("Unsupported dtype"); both now use ml_dtypes' bfloat16."""
+    x, h = torch.randn(4, 3), torch.randn(4, 3).to(torch.bfloat16)
+    doubled, widened = compile_cpu(BFloat16(), x, h)(x, h)
+    expected = BFloat16()(x, h)
+    assert doubled.dtype.name == "bfloat16"
+    np.testing.assert_array_equal(doubled.astype(np.float32), expected[0].float().numpy())
+    np.testing.assert_array_equal(widened, expected[1].numpy())
+
+
+class ScatterReduce(nn.Module):
+    def forward(self, x: torch.Tensor, src: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(x.scatter_reduce(1, index, src, reduce=r) for r in ("sum", "prod", "amax", "amin"))
+
+
+def test_scatter_reduce_with_repeated_indices(compile_cpu) -> None:
+    """ONNX ScatterND / ScatterElements with a reduction: every update meets the value already there."""
+    x, src = torch.randn(3, 5), torch.randn(3, 4)
+    index = torch.tensor([[0, 0, 4, 2], [1, 3, 3, 3], [4, 4, 4, 4]])
+    got = compile_cpu(ScatterReduce(), x, src, index)(x.numpy(), src.numpy(), index.numpy())
+    for mine, eager in zip(got, ScatterReduce()(x, src, index), strict=True):
+        np.testing.assert_allclose(mine, eager.numpy(), rtol=1e-6, atol=1e-6)
