@@ -23,18 +23,9 @@ from graphopt.targets import arm, build
 from samples.cnn import digits_cnn
 from samples.digits import load_digits_28, load_digits_flat
 from samples.mnist_mlp import mnist_mlp
+from tests.targets.test_arm import require_arm_tools
 
 pytestmark = pytest.mark.slow  # cross builds and qemu runs (~10-20 s each)
-
-
-def require_arm_tools() -> None:
-    missing = arm.missing_tools()
-    if not missing:
-        return
-    message = f"arm toolchain missing ({', '.join(missing)}); run `sudo bash scripts/setup_arm.sh`"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def shared_mlp() -> graphopt.Graph:
