@@ -21,7 +21,7 @@ $(INSTALLED): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	# ONNX import (onnx2torch) without its torchvision requirement: PyPI's torchvision is a CUDA build that
-	# does not load beside the CPU torch and breaks every later import of transformers (graphopt/onnx_io.py).
+	# does not load beside the CPU torch and breaks every later import of transformers (graphopt/onnx/io.py).
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps onnx2torch==1.5.15
 	@touch $@
 

@@ -114,7 +114,7 @@ _VIEWED = {
 }
 
 #: ml_dtypes types torch has no tensor for -> the numpy dtype graphopt carries their values in
-#: (``graphopt.onnx_narrow``): exact, every value of the narrow type is one of the carrier's.
+#: (``graphopt.onnx.narrow``): exact, every value of the narrow type is one of the carrier's.
 _CARRIED = {"int4": np.int8, "int2": np.int8, "uint4": np.uint8, "uint2": np.uint8, "float4_e2m1fn": np.float32}
 
 
@@ -215,7 +215,7 @@ def run_plain_onnx2torch(case: Any) -> str:
 
     import torch
 
-    from graphopt.onnx_io import _without_torchvision
+    from graphopt.onnx.io import _without_torchvision
 
     with _without_torchvision():
         onnx2torch = importlib.import_module("onnx2torch")
@@ -314,7 +314,7 @@ def run_cpu(case: Any) -> str:
     build with ``fallback="torch"`` (what TVM cannot lower runs in PyTorch between compiled segments).
     Returns ``"outcome|reason"`` (the first line of the plain build's error; empty for a pass)."""
     import graphopt
-    from graphopt.onnx_constants import shape_operand_inputs
+    from graphopt.onnx.constants import shape_operand_inputs
 
     inputs, expected = case.data_sets[0]
     arrays = [as_array(i) for i in inputs]
@@ -499,7 +499,7 @@ def render(results: list[dict[str, Any]], header: dict[str, str], cpu: dict[str,
         "own converters) and the *captured graph, run in PyTorch*, matches. It does not build the CPU artifact; "
         "the CPU target is measured separately below, on a sample. Types torch lacks (int4, uint4, int2, "
         "uint2, float4e2m1) are passed and returned in a wider carrier dtype holding exactly the type's values "
-        "(`graphopt/onnx_narrow.py`); a carried output must hold only values of its type",
+        "(`graphopt/onnx/narrow.py`); a carried output must hold only values of its type",
         "- onnx2torch alone: `onnx2torch.convert(model)` run in PyTorch, in a process without graphopt's "
         f"converters; TVM: `tvm.relax.frontend.onnx.from_onnx(model, shapes, dtypes)`, legalized, built for llvm, "
         f"run in the Relax VM; peers run in their own processes, a case over {header['case_seconds']} s is a "
@@ -589,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime
     import torch
 
-    from graphopt.onnx_io import onnx2torch_version
+    from graphopt.onnx.io import onnx2torch_version
 
     started = time.time()
     load_before = os.getloadavg()[0]

@@ -27,7 +27,7 @@ _LAZY = {
     "QuantizeOptions": "graphopt.passes.quant_plan",
     "prune": "graphopt.pruning",
     "sensitivity": "graphopt.pruning",
-    "export_onnx": "graphopt.onnx_io",
+    "export_onnx": "graphopt.onnx.io",
     "share_weights": "graphopt.compression.sharing",
     "magnitude_prune": "graphopt.compression.magnitude",
     "fine_tune": "graphopt.compression.finetune",

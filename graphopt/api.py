@@ -87,7 +87,7 @@ def compile(
         from graphopt.eager_check import EagerChecker, eager_callable
 
         # A Graph, a model file or an onnx.ModelProto imported by capture: the captured graph is the reference.
-        from graphopt.onnx_io import is_onnx_spec
+        from graphopt.onnx.io import is_onnx_spec
 
         from_graph = given_graph or isinstance(model, (str, Path)) or is_onnx_spec(model)
         eager = reference or (graph if from_graph else eager_callable(model))

@@ -34,7 +34,7 @@ class _Tracer(fx.Tracer):
     """symbolic_trace with stack traces recorded, so every node knows its source line.
 
     A numpy scalar, or a real one-element integer tensor in a slice, is recorded as the Python number
-    it holds: what a converter computes from a constant operand (``graphopt.onnx_constants``), such as
+    it holds: what a converter computes from a constant operand (``graphopt.onnx.constants``), such as
     ``x[slice(np.int64(1), tensor(3))]``, which fx would otherwise refuse or keep as a tensor bound."""
 
     record_stack_traces = True
@@ -250,7 +250,7 @@ def capture(
     torch.Size([1, 10])
     >>> graph = graphopt.capture("model.onnx")
     """
-    from graphopt.onnx_io import is_onnx_spec
+    from graphopt.onnx.io import is_onnx_spec
 
     if is_onnx_spec(model):
         return _capture_onnx(model, example_inputs, method=method, name=name)
@@ -327,8 +327,8 @@ def _capture_onnx(model: Any, example_inputs: Any, *, method: str, name: str | N
     """Convert an ONNX model to a torch module with onnx2torch, then capture that module."""
     from pathlib import Path
 
-    from graphopt.onnx_constants import shape_operand_inputs
-    from graphopt.onnx_io import check_inputs, default_opset, import_onnx, inputs_like_onnx
+    from graphopt.onnx.constants import shape_operand_inputs
+    from graphopt.onnx.io import check_inputs, default_opset, import_onnx, inputs_like_onnx
 
     module, proto = import_onnx(model)
     if example_inputs is None:

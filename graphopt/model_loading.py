@@ -51,7 +51,7 @@ def load_model(spec: str) -> nn.Module | torch.export.ExportedProgram:
     if suffix == ".pt2":
         return load_exported_program(path)
     if suffix == ".onnx":
-        from graphopt.onnx_io import import_onnx
+        from graphopt.onnx.io import import_onnx
 
         return import_onnx(path)[0]
     if suffix in (".pt", ".pth", ".bin", ".safetensors"):

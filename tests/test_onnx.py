@@ -19,7 +19,7 @@ from onnx import TensorProto, helper
 import graphopt
 from graphopt.errors import GraphoptError, InputError, UnsupportedOpError
 from graphopt.numerics import relative_error
-from graphopt.onnx_io import run_onnxruntime
+from graphopt.onnx.io import run_onnxruntime
 from samples.cnn import digits_cnn
 from samples.digits import load_digits_28, load_digits_flat
 from samples.mnist_mlp import mnist_mlp
@@ -348,7 +348,7 @@ def test_without_onnx2torch_onnx_import_says_how_to_install_it(monkeypatch):
     import importlib.util
     import sys
 
-    from graphopt import onnx_io
+    from graphopt.onnx import io as onnx_io
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.delitem(sys.modules, "onnx2torch", raising=False)

@@ -1,4 +1,4 @@
-"""Constant shape operands of imported ONNX models (graphopt/onnx_constants.py): Slice's starts, Squeeze's
+"""Constant shape operands of imported ONNX models (graphopt/onnx/constants.py): Slice's starts, Squeeze's
 axes, Tile's repeats ... written as initializers, as exporters write them, are read as numbers, so the
 model is traced into graphopt's IR and builds for the CPU target; the same operands given as graph
 inputs are named in a one-line error.
@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import graphopt
 from graphopt.errors import GraphoptError
-from graphopt.onnx_constants import shape_operand_inputs
+from graphopt.onnx.constants import shape_operand_inputs
 
 F = TensorProto.FLOAT
 rng = np.random.default_rng(0)
@@ -128,7 +128,7 @@ def test_shape_computations_of_static_inputs_fold_to_constants():
 def test_float_constants_and_qdq_pairs_are_not_folded():
     """A DequantizeLinear of a constant int8 weight stays (it becomes graphopt's int8 weight, computed
     by the integer kernels); only integer and bool values (shapes, axes, indices) are folded."""
-    from graphopt.onnx_constants import fold_shape_computations
+    from graphopt.onnx.constants import fold_shape_computations
 
     weight = numpy_helper.from_array(np.arange(6, dtype=np.int8).reshape(2, 3), "w")
     scale = numpy_helper.from_array(np.array(0.5, dtype=np.float32), "s")

@@ -1,4 +1,4 @@
-"""NonMaxSuppression imported without torchvision (graphopt/onnx_nms.py): the selected indices equal ONNX
+"""NonMaxSuppression imported without torchvision (graphopt/onnx/nms.py): the selected indices equal ONNX
 Runtime's on random overlapping boxes, in both box formats, with and without a score threshold."""
 
 from __future__ import annotations

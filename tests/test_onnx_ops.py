@@ -1,4 +1,4 @@
-"""graphopt's own ONNX converters (graphopt/onnx_ops.py) and function expansion, each a one-node model
+"""graphopt's own ONNX converters (graphopt/onnx/ops.py) and function expansion, each a one-node model
 run by graphopt (import + capture) and by ONNX Runtime on the same seeded random inputs.
 
 Tolerance: the same float32 arithmetic in another order (pool sums, transposed convolution, the

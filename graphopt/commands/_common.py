@@ -202,7 +202,7 @@ def load_and_capture(args: argparse.Namespace) -> Loaded:
     """Load ``args.model``, build example inputs (``--input-shape``/``--input-dtype``), capture."""
     from graphopt.capture import capture, capture_converted
     from graphopt.model_loading import example_inputs, inputs_like_program, load_model
-    from graphopt.onnx_io import check_inputs, default_opset, import_onnx, inputs_like_onnx
+    from graphopt.onnx.io import check_inputs, default_opset, import_onnx, inputs_like_onnx
 
     # The shapes are checked before the model is loaded (a saved program may omit them).
     inputs = example_inputs(args.input_shape, args.input_dtype) if args.input_shape else None

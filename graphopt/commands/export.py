@@ -37,7 +37,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from graphopt.api import _quantize
-    from graphopt.onnx_io import export_onnx
+    from graphopt.onnx.io import export_onnx
     from graphopt.pass_manager import optimize
 
     if not args.out.lower().endswith(".onnx"):
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
 def check_with_onnxruntime(path: Any, graph: Any, *, strict: bool) -> dict[str, Any]:
     """Run the written file in ONNX Runtime on the graph's example inputs; compare with the graph."""
     from graphopt.numerics import relative_error
-    from graphopt.onnx_io import run_onnxruntime
+    from graphopt.onnx.io import run_onnxruntime
 
     try:
         outputs = run_onnxruntime(path, graph.example_inputs)

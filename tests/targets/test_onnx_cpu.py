@@ -10,7 +10,7 @@ import torch
 
 import graphopt
 from graphopt.numerics import relative_error
-from graphopt.onnx_io import run_onnxruntime
+from graphopt.onnx.io import run_onnxruntime
 from samples.cnn import digits_cnn
 from samples.digits import load_digits_28, load_digits_flat
 from samples.mnist_mlp import mnist_mlp

@@ -1,11 +1,11 @@
 """ONNX QuantizeLinear / DequantizeLinear in full generality (run-time scales, per-axis, blocked,
 every quantized type) and QLinearMatMul / MatMulInteger / ConvInteger / QLinearConv, as float math.
 
-``graphopt.onnx_converters`` lowers the QDQ pattern ONNX Runtime writes (constant per-tensor or
+``graphopt.onnx.converters`` lowers the QDQ pattern ONNX Runtime writes (constant per-tensor or
 per-channel int8/uint8 scales) to graphopt's own quantization ops, which become int8 kernels; the
 modules here are for everything else, so such models import and compute the op's definition
 exactly (the onnx reference: round half to even, saturate to the type's range; narrow types are
-carried as ``graphopt.onnx_narrow`` says), but run in floating point rather than as integer kernels.
+carried as ``graphopt.onnx.narrow`` says), but run in floating point rather than as integer kernels.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from graphopt.onnx_narrow import CARRIERS, cast_narrow
+from graphopt.onnx.narrow import CARRIERS, cast_narrow
 
 #: integer quantized ONNX types: (lowest, highest, torch dtype that holds them)
 _RANGES: dict[int, tuple[int, int, torch.dtype]] = {
@@ -54,7 +54,7 @@ class Quantize(nn.Module):
         self.onnx_type, self.axis, self.block, self.saturate = onnx_type, axis, block, saturate
 
     def forward(self, x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | None = None) -> torch.Tensor:
-        from graphopt.onnx_ops import ONNX_DTYPES, cast
+        from graphopt.onnx.ops import ONNX_DTYPES, cast
 
         scaled = x.to(torch.float32) / broadcast(scale, x.shape, self.axis, self.block).to(torch.float32)
         zero = broadcast(_wide(zero_point), x.shape, self.axis, self.block) if zero_point is not None else None
@@ -195,7 +195,7 @@ class Convolution(nn.Module):
         self.strides, self.dilations, self.group, self.pads, self.auto_pad = strides, dilations, group, pads, auto_pad
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        from graphopt.onnx_ops import _window_pads
+        from graphopt.onnx.ops import _window_pads
 
         spatial = w.dim() - 2
         strides = self.strides or [1] * spatial

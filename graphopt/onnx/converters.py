@@ -1,7 +1,7 @@
 """Converters graphopt adds to onnx2torch for ONNX ops (or op versions) it lacks, where they are a few lines.
 
 Each is registered with onnx2torch's own ``add_converter`` (the library's extension point) by
-``register()``, which ``graphopt.onnx_io`` calls once before its first conversion. Each module is
+``register()``, which ``graphopt.onnx.io`` calls once before its first conversion. Each module is
 plain PyTorch, so the converted model is captured, optimized and lowered like any other:
 
 - the Reduce ops of opset 18 (and 20 for Max/Min), whose ``axes`` moved from an attribute to an
@@ -366,8 +366,8 @@ def register() -> None:
 
     add("Trilu", (14,), trilu)
 
-    from graphopt import onnx_quant
-    from graphopt.onnx_ops import ONNX_DTYPES, _elem_type
+    from graphopt.onnx import quant as onnx_quant
+    from graphopt.onnx.ops import ONNX_DTYPES, _elem_type
 
     def attribute(node: Any, name: str, default: int) -> int:
         return int(node.attributes.get(name, default))
@@ -529,7 +529,10 @@ def register() -> None:
         general = _CONVERTER_REGISTRY[OperationDescription("", "Reshape", version)]
         _CONVERTER_REGISTRY[OperationDescription("", "Reshape", version)] = _static_reshape(general)
 
-    from graphopt import onnx_extra, onnx_nms, onnx_ops, onnx_resize
+    from graphopt.onnx import extra as onnx_extra
+    from graphopt.onnx import nms as onnx_nms
+    from graphopt.onnx import ops as onnx_ops
+    from graphopt.onnx import resize as onnx_resize
 
     def add_since(op: str, versions: tuple[int, ...], converter: Any) -> None:
         add(op, since_versions(op, min(versions)), converter)
@@ -538,7 +541,7 @@ def register() -> None:
     onnx_resize.register(add_since, replace)
     onnx_extra.register(add_since, replace)
     onnx_nms.register(replace)
-    from graphopt.onnx_constants import register_host_operands, register_static_axes
+    from graphopt.onnx.constants import register_host_operands, register_static_axes
 
     register_host_operands(_CONVERTER_REGISTRY)
     register_static_axes(_CONVERTER_REGISTRY, since_versions)

@@ -1,4 +1,4 @@
-"""More ONNX ops onnx2torch lacks, as plain PyTorch modules with their converters (see ``onnx_ops``).
+"""More ONNX ops onnx2torch lacks, as plain PyTorch modules with their converters (see ``graphopt.onnx.ops``).
 
 Each follows the op's ONNX definition (the onnx reference implementation) and is checked on the
 onnx package's node test cases (``benchmarks/onnx_conformance.py``, ``tests/test_onnx_ops.py``):
@@ -440,7 +440,7 @@ def register_more(add: Callable[..., None], replace: Callable[..., None]) -> Non
     """The shape, indexing and elementwise converters above."""
     from onnx2torch.utils.common import OnnxMapping, OperationConverterResult, onnx_mapping_from_node
 
-    from graphopt.onnx_ops import ONNX_DTYPES
+    from graphopt.onnx.ops import ONNX_DTYPES
 
     def result(module: nn.Module, node: Any, inputs: tuple[str, ...] | None = None) -> Any:
         mapping = onnx_mapping_from_node(node) if inputs is None else OnnxMapping(inputs, node.output_values)

@@ -1,12 +1,12 @@
 """ONNX ops (and op versions) onnx2torch lacks or gets wrong, as plain PyTorch modules, with their converters.
 
-``register(add)`` registers each converter through ``graphopt.onnx_converters``' ``add`` (onnx2torch's
+``register(add)`` registers each converter through ``graphopt.onnx.converters``' ``add`` (onnx2torch's
 own ``add_converter``). Each module follows the op's ONNX definition (``onnx.defs``) and is checked
 against ONNX Runtime on the onnx package's node test cases (``benchmarks/onnx_conformance.py``) and in
 ``tests/test_onnx_ops.py``:
 
 - Cast / CastLike to every type torch has (bfloat16, the float8 types with ``saturate``), and to the
-  narrow types it lacks (int4, uint4, int2, uint2, float4e2m1, float8e8m0: ``graphopt.onnx_narrow``);
+  narrow types it lacks (int4, uint4, int2, uint2, float4e2m1, float8e8m0: ``graphopt.onnx.narrow``);
 - elementwise math on uint16/uint32/uint64, which torch's CPU kernels lack: computed in int64 and cast
   back (exact for every value below 2**63);
 - Acosh, Asinh, Atanh, Cosh, Sinh, Det, the Bitwise ops and BitShift; GlobalMaxPool, LpNormalization,
@@ -419,7 +419,7 @@ def register(
 
         return convert
 
-    from graphopt.onnx_narrow import CARRIERS, E8M0, NarrowCast
+    from graphopt.onnx.narrow import CARRIERS, E8M0, NarrowCast
 
     def narrow(node: Any, to: int) -> Any:
         saturate = bool(node.attributes.get("saturate", 1))

@@ -1,7 +1,7 @@
 """ONNX NonMaxSuppression in plain PyTorch, so it imports without torchvision.
 
 onnx2torch's converter calls ``torchvision.ops.nms``, and PyPI's torchvision does not load beside the
-pinned CPU torch (``graphopt.onnx_io``), so every detection model's NMS was "needs torchvision". This
+pinned CPU torch (``graphopt.onnx.io``), so every detection model's NMS was "needs torchvision". This
 module follows the onnx reference implementation step by step: per batch and class, the boxes scoring
 above ``score_threshold`` (when given) in descending score order (ties: the lower box index first),
 each kept unless its IoU with a box already kept exceeds ``iou_threshold``, at most

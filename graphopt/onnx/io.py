@@ -11,12 +11,12 @@ Around it graphopt adds what a user needs from a converter that fails deep insid
 - converters for newer opset versions of ops whose new version only added tensor types (onnx2torch
   registers e.g. Identity up to opset 16 and refuses an opset-19 Identity): the older converter is
   registered for the newer version through onnx2torch's own ``add_converter``; and converters
-  onnx2torch lacks (``graphopt.onnx_converters``), QuantizeLinear/DequantizeLinear among them, so a
+  onnx2torch lacks (``graphopt.onnx.converters``), QuantizeLinear/DequantizeLinear among them, so a
   QDQ model imports as graphopt's own quantization ops and lowers to the targets' int8 kernels;
 - onnx2torch imports torchvision for its NonMaxSuppression and RoiAlign converters; PyPI's
   torchvision does not load with the pinned CPU torch, so when torchvision cannot be imported
   graphopt imports onnx2torch without it and reports RoiAlign as unsupported (NonMaxSuppression has
-  graphopt's own converter, ``graphopt.onnx_nms``). onnx2torch is
+  graphopt's own converter, ``graphopt.onnx.nms``). onnx2torch is
   therefore not a declared dependency (pip would pull that torchvision, which then breaks every
   import of transformers too): ``make venv`` installs it with ``--no-deps``, and without it ONNX
   import is one InputError saying so.
@@ -44,7 +44,7 @@ import torch
 from torch import fx
 
 from graphopt.errors import GraphoptError, InputError, UnsupportedOnnxError
-from graphopt.onnx_constants import bind_constant_operands, fold_shape_computations
+from graphopt.onnx.constants import bind_constant_operands, fold_shape_computations
 
 #: The oldest default-domain opset graphopt imports (onnx2torch's converters start at opset 1-9).
 MIN_OPSET = 7
@@ -62,7 +62,7 @@ _HINT = (
     "benchmarks/results/onnx_conformance.md lists the ops that import"
 )
 
-#: Ops that need torchvision in onnx2torch (NonMaxSuppression has graphopt's own, ``graphopt.onnx_nms``).
+#: Ops that need torchvision in onnx2torch (NonMaxSuppression has graphopt's own, ``graphopt.onnx.nms``).
 _TORCHVISION_OPS = ("RoiAlign",)
 
 _TORCH_DTYPES = {
@@ -233,7 +233,7 @@ def _onnx2torch() -> Any:
             module = importlib.import_module("onnx2torch")
     else:
         module = importlib.import_module("onnx2torch")
-    from graphopt import onnx_converters
+    from graphopt.onnx import converters as onnx_converters
 
     onnx_converters.register()
     _register_type_only_versions()
