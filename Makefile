@@ -46,7 +46,7 @@ test: $(INSTALLED)
 	$(BIN)/ruff format --check .
 	$(BIN)/python scripts/layout_tree.py mypy -p graphopt
 	$(BIN)/python scripts/layout_tree.py lint-imports
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

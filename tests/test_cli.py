@@ -211,7 +211,7 @@ UNTRACEABLE = """
         ),
         (["optimize", "{model}:not_a_model", "--input-shape", "2x4"], "returned a int, expected a torch.nn.Module"),
         (["compile", MLP, "--input-shape", "1x784", "--target-option", "novalue"], "bad --target-option 'novalue'"),
-        (["bench", MLP, "--input-shape", "1x784", "--runs", "0"], "--runs and --repeat must be at least 1"),
+        (["bench", MLP, "--input-shape", "1x784", "--runs", "0"], "--runs, --repeat and --top must be at least 1"),
     ],
 )
 def test_bad_input_is_one_line_on_stderr_and_exit_status_2(capsys, tmp_path, argv, message):
