@@ -17,22 +17,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from graphopt.onnx.ops import Function
+
 
 def _text(value: Any, default: str) -> str:
     if value is None:
         return default
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-class Function(nn.Module):
-    """An op that is one torch function of its inputs (and constant keyword arguments)."""
-
-    def __init__(self, function: Callable[..., Any], **options: Any) -> None:
-        super().__init__()
-        self.function, self.options = function, options
-
-    def forward(self, *args: Any) -> Any:
-        return self.function(*args, **self.options)
 
 
 def grid_sample(x: torch.Tensor, grid: torch.Tensor, *, mode: str, padding: str, align_corners: bool) -> torch.Tensor:
