@@ -178,6 +178,7 @@ class BuildOptions:
     decode: str | None = (
         None  #: compressed weights: "load" (default: decoded once) or "kernel" (indices kept, LUT gather)
     )
+    pack_library: bool = False  #: the library xz-packed in the artifact (model.so.xz), unpacked at load
     fallback: str | None = None  #: "torch": what TVM cannot lower runs in PyTorch between compiled segments
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -192,7 +193,9 @@ class BuildOptions:
             raise InputError(f"option decode={self.decode!r}: expected 'load' or 'kernel'")
         if self.fallback not in (None, "torch"):
             raise InputError(f"option fallback={self.fallback!r}: expected 'torch' (--fallback torch)")
-        combined = [name for name in ("dynamic_batch", "dynamic_seq_len", "compress") if getattr(self, name)]
+        combined = [
+            name for name in ("dynamic_batch", "dynamic_seq_len", "compress", "pack_library") if getattr(self, name)
+        ]
         if self.fallback and combined:
             raise InputError(f"fallback='torch' (--fallback torch) does not combine with {', '.join(combined)} yet")
         if self.tune_rpc and not self.tune:

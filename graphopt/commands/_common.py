@@ -269,3 +269,13 @@ def print_json(data: Any) -> None:
     import json
 
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def add_pack_argument(parser: argparse.ArgumentParser) -> None:
+    """--pack-library (``compile``, ``compress``)."""
+    parser.add_argument(
+        "--pack-library",
+        action="store_true",
+        help="store the library xz-packed (model.so.xz, ~5x smaller), unpacked into a private temporary "
+        "directory at load",
+    )

@@ -34,6 +34,7 @@ def add_parser(subparsers: Any) -> None:
     add_ensemble_arguments(parser)
     add_target_arguments(parser)
     parser.add_argument("-o", "--out", metavar="OUT_DIR", help="write the artifact here (created only on success)")
+    _common.add_pack_argument(parser)
     parser.add_argument(
         "--fallback",
         choices=["torch"],
@@ -158,6 +159,8 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
 
 def target_options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {"dynamic_batch": args.dynamic_batch, "tune": args.tune}
+    if getattr(args, "pack_library", False):
+        options["pack_library"] = True
     if args.dynamic_seq_len is not None:
         options["dynamic_seq_len"] = args.dynamic_seq_len
     if getattr(args, "fallback", None) is not None:

@@ -49,6 +49,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--target", default="cpu", help="target of the artifacts (default cpu)")
     parser.add_argument("--no-latency", action="store_true", help="do not time the artifacts")
     parser.add_argument("-o", "--out", metavar="OUT_DIR", help="write the last stage's compressed artifact here")
+    _common.add_pack_argument(parser)
     _common.add_json_argument(parser)
 
 
@@ -118,7 +119,15 @@ def _measure(stage: Stage, args: argparse.Namespace, inputs: tuple[Any, ...], ou
     import graphopt
 
     compressed = stage.name != "float32"
-    graphopt.compile(stage.graph, None, target=args.target, out_dir=out_dir, compress=compressed, dynamic_batch=True)
+    graphopt.compile(
+        stage.graph,
+        None,
+        target=args.target,
+        out_dir=out_dir,
+        compress=compressed,
+        dynamic_batch=True,
+        pack_library=args.pack_library,
+    )
     stage.disk_bytes = sum(f.stat().st_size for f in out_dir.iterdir() if f.is_file())
     stage.memory_bytes = _weights_in_memory(stage.graph)
     weights = out_dir / "weights.gopw"

@@ -43,8 +43,17 @@ import numpy as np
 
 from graphopt.errors import ArtifactError, GraphoptError, InputError
 from graphopt.options import BuildOptions
+from graphopt.targets.pipeline.artifact import LINK_OPTIONS
 from graphopt.targets.registry import TargetBackend, register_target
-from graphopt.targets.runtime import MANIFEST, CompiledModel, Manifest, check_inputs, dim_bounds, read_weights
+from graphopt.targets.runtime import (
+    MANIFEST,
+    CompiledModel,
+    Manifest,
+    check_inputs,
+    dim_bounds,
+    packed_library,
+    read_weights,
+)
 
 CROSS_COMPILER = "aarch64-linux-gnu-g++"
 QEMU = "qemu-aarch64"
@@ -170,7 +179,7 @@ def export_library(executable: Any, path: str | Path) -> Path:
     """Link a compiled Relax executable into an AArch64 shared object with the cross compiler."""
     require_tools(to_run=False)
     path = Path(path)
-    executable.export_library(str(path), cc=CROSS_COMPILER)
+    executable.export_library(str(path), cc=CROSS_COMPILER, options=LINK_OPTIONS)
     return path
 
 
@@ -198,13 +207,18 @@ def elf_machine(path: str | Path) -> int:
     return int.from_bytes(header[18:20], byteorder)
 
 
-def _library_path(artifact: str | Path) -> Path:
-    """The aarch64 library of an artifact directory (the manifest's ``library``), or the ``.so`` itself."""
+def _library_path(artifact: str | Path, scratch: str | Path) -> Path:
+    """The aarch64 library of an artifact directory (the manifest's ``library``; a packed one unpacked
+    into ``scratch``), or the ``.so`` itself."""
     artifact = Path(artifact)
     if artifact.is_file():
         return artifact
     if (artifact / MANIFEST).is_file():
-        return artifact / str(Manifest.read(artifact).library)
+        manifest = Manifest.read(artifact)
+        library = str(manifest.library)
+        if not packed_library.is_packed(library):
+            return artifact / library
+        return packed_library.unpack_into(artifact / library, manifest.extra.get(packed_library.ENTRY), Path(scratch))
     libraries = sorted(artifact.glob("*.so"))
     if len(libraries) != 1:
         raise ArtifactError(f"expected one .so in {artifact}, found {[p.name for p in libraries]}")
@@ -227,11 +241,11 @@ def qemu_run(
 
     ``weights``: a compressed artifact's decoded weights, which the runner prepares with
     ``main_transform_params`` and passes to ``main`` after the inputs."""
-    library = _library_path(artifact)
-    if elf_machine(library) != ELF_MACHINE_AARCH64:
-        raise ArtifactError(f"{library} is not an AArch64 library (was it built with target='arm'?)")
-    require_tools(to_run=True)
     with tempfile.TemporaryDirectory(prefix="graphopt-qemu-") as work:
+        library = _library_path(artifact, work)
+        if elf_machine(library) != ELF_MACHINE_AARCH64:
+            raise ArtifactError(f"{library} is not an AArch64 library (was it built with target='arm'?)")
+        require_tools(to_run=True)
         specs = []
         for index, value in enumerate([*inputs, *weights]):
             array = np.ascontiguousarray(value.numpy() if hasattr(value, "numpy") else value)
@@ -289,15 +303,18 @@ class QemuCompiledModel(CompiledModel):
         super().__init__(compiled.module, compiled.manifest, out_dir=compiled.out_dir, report=compiled.report)
         self.raw_weights = compiled.raw_weights  # a compressed build's: the runner prepares them under qemu
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        self._library = Path()
 
     def library(self) -> Path:
-        """The aarch64 ``.so`` the calls run."""
-        if self.out_dir is not None:
-            return _library_path(self.out_dir)
+        """The aarch64 ``.so`` the calls run (a packed artifact's unpacked into a scratch directory)."""
         if self._scratch is None:
             self._scratch = tempfile.TemporaryDirectory(prefix="graphopt-arm-")
-            export_library(self.module, Path(self._scratch.name) / "model.so")
-        return Path(self._scratch.name) / "model.so"
+            if self.out_dir is None:
+                export_library(self.module, Path(self._scratch.name) / "model.so")
+                self._library = Path(self._scratch.name) / "model.so"
+            else:
+                self._library = _library_path(self.out_dir, self._scratch.name)
+        return self._library
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         inputs = check_inputs(self.inputs, args, kwargs, dim_bounds(self.manifest))

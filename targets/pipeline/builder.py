@@ -28,10 +28,10 @@ from graphopt.ir import Graph
 from graphopt.options import BuildOptions
 from graphopt.targets.lowering.lower import lower_to_relax
 from graphopt.targets.pipeline import compressed, lut_weights
-from graphopt.targets.pipeline.artifact import versions, write_artifact
+from graphopt.targets.pipeline.artifact import LIBRARY, LINK_OPTIONS, versions, write_artifact
 from graphopt.targets.pipeline.relax_pipeline import compile_module
 from graphopt.targets.registry import get_target
-from graphopt.targets.runtime import BATCH, SEQ, CompiledModel, TensorSpec
+from graphopt.targets.runtime import BATCH, SEQ, CompiledModel, TensorSpec, packed_library
 from graphopt.targets.runtime.manifest import Manifest, TargetInfo
 
 
@@ -109,16 +109,20 @@ def build_graph(
         export = backend.export_library or _export_with_host_compiler
 
         def write_files(path: str) -> dict[str, Any] | None:
-            export(executable, path)
+            library = path.removesuffix(packed_library.SUFFIX)
+            export(executable, library)
             hints = compressed.codebook_hints(graph)
             extra = compressed.write_weights(os.path.dirname(path), weights, hints) if weights is not None else {}
             if backend.package:
                 extra.update(backend.package(executable, tvm_target, os.path.dirname(path)) or {})
+            if typed.pack_library:
+                extra.update(packed_library.pack(library))
             return extra
 
         progress.stage(f"writing the artifact to {out_dir}")
+        name = LIBRARY + packed_library.SUFFIX if typed.pack_library else LIBRARY
         with _summarized(f"cannot write the library for target '{target}'"):
-            manifest = write_artifact(out_dir, manifest, write_files)
+            manifest = write_artifact(out_dir, manifest, write_files, library=name)
     written = Path(out_dir) if out_dir is not None else None
     return _as_model(backend, _compiled(executable, manifest, report, weights, out_dir=written))
 
@@ -139,7 +143,7 @@ def _as_model(backend: Any, compiled: CompiledModel) -> CompiledModel:
 
 
 def _export_with_host_compiler(executable: Any, path: str) -> None:
-    executable.export_library(path)
+    executable.export_library(path, options=LINK_OPTIONS)
 
 
 def io_specs(

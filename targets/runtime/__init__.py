@@ -1,6 +1,7 @@
 """Load and run a graphopt artifact with the TVM runtime alone: no torch, no graphopt passes.
 
-An artifact directory holds the compiled library (parameters bound inside it as constants) and
+An artifact directory holds the compiled library (parameters bound inside it as constants; ``model.so``,
+or ``model.so.xz`` with ``pack_library``: see ``packed_library``) and
 ``manifest.json``: inputs and outputs (names, shapes, dtypes; ``"batch"`` for a dynamic batch
 dimension), the target, the passes applied, versions, and the sha256 of every file. ``load_artifact``
 refuses, with an ``ArtifactError`` saying why, an artifact that is incomplete, modified, or built
@@ -29,6 +30,7 @@ from tvm.runtime.vm import VirtualMachine
 
 from graphopt.errors import ArtifactError, InputError
 from graphopt.targets.runtime.manifest import FORMAT, FORMAT_VERSION, MANIFEST, Manifest, TensorSpec
+from graphopt.targets.runtime.packed_library import library_file
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST", "CompiledModel", "Manifest", "TensorSpec", "load_artifact"]
 
@@ -387,7 +389,10 @@ def load_artifact(out_dir: str | Path, *, allow_mismatch: bool = False) -> Compi
     if manifest.target.device == "cuda":
         use_prebuilt_kernels(directory, manifest)
     try:
-        module = load_library(directory / str(manifest.library))
+        with library_file(directory, str(manifest.library), manifest.extra) as path:
+            module = load_library(path)
+    except ArtifactError:
+        raise
     except Exception as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ArtifactError(f"cannot load the library of the artifact at {out_dir}: {first}") from error

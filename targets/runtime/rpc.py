@@ -43,6 +43,7 @@ from graphopt.targets.runtime import (
     to_numpy,
     verify_files,
 )
+from graphopt.targets.runtime.packed_library import library_file
 
 
 class RemoteError(GraphoptError):
@@ -220,7 +221,8 @@ def _library(artifact: str | Path | CompiledModel) -> Iterator[tuple[Path, Manif
         directory = Path(artifact)
         manifest = Manifest.read(directory)
         verify_files(directory, manifest)
-        yield directory / str(manifest.library), manifest
+        with library_file(directory, str(manifest.library), manifest.extra) as library:
+            yield library, manifest
         return
     with tempfile.TemporaryDirectory(prefix="graphopt-rpc-") as scratch:
         path = Path(scratch) / "model.so"
