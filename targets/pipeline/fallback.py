@@ -30,7 +30,7 @@ from graphopt.ir import Graph
 from graphopt.options import BuildOptions
 from graphopt.targets.lowering.lower import export_graph, origin_node
 from graphopt.targets.pipeline import builder
-from graphopt.targets.pipeline.artifact import versions, write_artifact
+from graphopt.targets.pipeline.artifact import LINK_OPTIONS, versions, write_artifact
 from graphopt.targets.pipeline.partition import (
     TVM,
     FallbackNode,
@@ -82,7 +82,9 @@ def build_with_fallback(
     if out_dir is not None:
         progress.stage(f"writing the artifact to {out_dir}")
         backend = get_target(target)
-        export = backend.export_library or (lambda executable, path: executable.export_library(path))
+        export = backend.export_library or (
+            lambda executable, path: executable.export_library(path, options=LINK_OPTIONS)
+        )
 
         def write_files(path: str) -> dict[str, Any] | None:
             Path(path).write_text(json.dumps(program_of(outer), indent=2) + "\n")

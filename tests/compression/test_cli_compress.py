@@ -70,3 +70,15 @@ def test_channel_scale_and_half_biases_reach_the_artifact(capsys, tmp_path: Path
     assert result["artifact_accuracy"] == result["stages"][-1]["accuracy"]
     forms = {t["form"] for t in json.loads((out_dir / "manifest.json").read_text())["weights"]["tensors"]}
     assert forms == {"scaled codebook", "half"}
+
+
+@pytest.mark.slow  # two TVM builds of a tiny MLP
+def test_pack_library_packs_every_stages_artifact_and_the_sizes_count_it(capsys, tmp_path: Path) -> None:
+    out_dir = tmp_path / "packed"
+    argv = [MLP, "--input-shape", "1x32", "--share", "3", "--no-latency", "--pack-library"]
+    status, out, _ = run(capsys, *argv, "--eval", f"{TINY}:accuracy", "--json", "-o", out_dir)
+    assert status == 0
+    result = json.loads(out)
+    assert sorted(p.name for p in out_dir.iterdir()) == ["manifest.json", "model.so.xz", "weights.gopw"]
+    assert result["stages"][-1]["disk_bytes"] == sum(p.stat().st_size for p in out_dir.iterdir())
+    assert result["artifact_accuracy"] == result["stages"][-1]["accuracy"]  # loaded from the packed library
