@@ -276,6 +276,6 @@ def add_pack_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pack-library",
         action="store_true",
-        help="store the library xz-packed (model.so.xz, ~5x smaller), unpacked into a private temporary "
-        "directory at load",
+        help="store the library xz-packed (model.so.xz: its code ~5x smaller), unpacked into a private "
+        "temporary directory at load",
     )

@@ -87,6 +87,7 @@ def test_the_unpacked_library_is_deleted_once_loaded(artifacts, tmp_path, monkey
     assert loaded(IMAGE.numpy()).shape == (2, 5)
 
 
+@pytest.mark.slow  # a fresh interpreter importing graphopt and TVM
 def test_a_packed_artifact_loads_without_torch(artifacts) -> None:
     model, _, packed = artifacts
     script = textwrap.dedent(
