@@ -140,6 +140,16 @@ def test_runs_straight_on_a_server(tracker_and_server, mlp_artifact) -> None:
     assert abs(outputs - expected).max() / abs(expected).max() <= TOLERANCE
 
 
+def test_a_packed_library_is_unpacked_before_the_upload(tracker_and_server, tmp_path) -> None:
+    _, server = tracker_and_server
+    model = mnist_mlp()
+    graphopt.compile(model, torch.randn(8, 784), passes="O0", out_dir=tmp_path / "packed", pack_library=True)
+    x = torch.randn(8, 784, generator=torch.Generator().manual_seed(3))
+    outputs = run_remote(tmp_path / "packed", server, [x.numpy()])
+    expected = model(x).detach().numpy()
+    assert abs(outputs - expected).max() / abs(expected).max() <= TOLERANCE
+
+
 # Tuning through the tracker: MetaSchedule's RPCRunner measures every candidate on the server.
 
 TUNE_KEY = "graphopt-test"
