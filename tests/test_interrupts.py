@@ -177,11 +177,10 @@ def _alive(pid: int) -> bool:
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc to see the tuning workers")
 def test_ctrl_c_during_tuning_stops_the_workers_and_exits_130(tmp_path):
-    (tmp_path / "tiny.py").write_text(textwrap.dedent(TINY))  # 2 workloads: tuning starts sooner
     db = tmp_path / "db"
-    command = [sys.executable, "-m", "graphopt.cli", "compile", f"{tmp_path / 'tiny.py'}:tiny", "--input-shape"]
+    command = [sys.executable, "-m", "graphopt.cli", "compile", "samples/mnist_mlp.py:mnist_mlp", "--input-shape"]
     process = subprocess.Popen(
-        [*command, "1x8", "--tune", "--tune-trials", "64", "--tune-db", str(db), "-o", str(tmp_path / "out")],
+        [*command, "1x784", "--tune", "--tune-trials", "400", "--tune-db", str(db), "-o", str(tmp_path / "out")],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
