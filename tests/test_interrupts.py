@@ -7,11 +7,13 @@ inside a stand-in for the TVM compile.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -62,6 +64,29 @@ def test_an_interrupt_during_the_tvm_build_stops_the_compile(capsys, tmp_path, m
     err = capsys.readouterr().err
     assert (status, err) == (130, "graphopt: interrupted\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.py"]  # no artifact, no .out.tmp-*
+
+
+def _put_back_as_tvm_does(signum: int) -> None:
+    """Reinstall the current C-level handler of ``signum`` with libc's ``signal()``, as TVM's Z3
+    prover does after each proof: the same handler, now with ``SA_RESTART``."""
+    libc = ctypes.CDLL(None)
+    libc.signal.restype = ctypes.c_void_p
+    libc.signal.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    libc.signal(signum, libc.signal(signum, None))
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGRTMIN"), reason="the wake-up signal is a Linux real-time signal")
+def test_ctrl_c_stops_a_wait_that_the_kernel_would_resume():
+    busy = threading.Lock()
+    busy.acquire()  # a MetaSchedule build the main thread waits for
+    main = threading.main_thread().ident
+    threading.Timer(0.3, signal.pthread_kill, (main, signal.SIGINT)).start()  # Ctrl-C, as TVM gets it
+    threading.Timer(10.0, busy.release).start()  # the build ending: without the wake-up, 10 s late
+    started = time.monotonic()
+    with pytest.raises(interrupts.Interrupted), interrupts.handling_interrupts():
+        _put_back_as_tvm_does(signal.SIGINT)
+        busy.acquire()
+    assert time.monotonic() - started < 3
 
 
 #: the least a manifest holds: what write_artifact completes with the library and file hashes
@@ -170,7 +195,7 @@ def test_ctrl_c_during_tuning_stops_the_workers_and_exits_130(tmp_path):
             break
         time.sleep(0.1)
     assert process.poll() is None and len(workers) >= 2, "tuning never started its worker processes"
-    time.sleep(2.0)
+    time.sleep(0.5)  # the builder's workers are busy with candidates
     workers |= _descendants(process.pid)
     process.send_signal(signal.SIGINT)
     started = time.monotonic()

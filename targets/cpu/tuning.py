@@ -301,24 +301,40 @@ def _worker_pools_closed(runner: Any) -> Iterator[None]:
         _shut_down(getattr(runner, "pool", None))
 
 
-def _shut_down(pool: PopenPoolExecutor | None) -> None:
-    if pool is None or getattr(pool, "_shutdown", False):
+def _shut_down(pool: PopenPoolExecutor | None, *, within_s: float = 10.0) -> None:
+    """Stop a pool's worker processes and threads, without TVM's ``shutdown``.
+
+    TVM's ``shutdown`` kills each worker with ``PopenWorker.kill`` while holding the pool's lock, and a
+    pool thread whose worker has died calls the same ``kill``: the two race on the worker's process
+    (``'NoneType' object has no attribute 'kill'``), the lock stays held and ``_shutdown`` unset, and
+    at exit ``__del__`` calls ``shutdown`` again and waits for that lock forever (1 Ctrl-C in 3). A
+    Ctrl-C inside LocalBuilder's own ``shutdown`` leaves the lock held the same way. So queued
+    candidates are cancelled (or the threads would go on building them), the pool is marked shut
+    down (``__del__`` then does nothing), and the worker processes are killed, again if a thread
+    started one for the candidate it had taken, until the threads have seen their pipes close and
+    ended; only then is each worker cleaned up, with no thread left to race.
+    """
+    if pool is None or getattr(pool, "_shutdown", True):
         return
-    # Candidates still queued are cancelled, or the pool's threads would go on building them (and
-    # restart killed workers to do so) while the interpreter waits for those threads at exit.
-    threads = getattr(pool, "_threadpool", None)
-    if threads is not None:
-        threads.shutdown(wait=False, cancel_futures=True)
-    # Then the worker processes are killed before ``shutdown``: a pool thread blocked reading a busy
-    # worker's pipe holds that pipe's lock, and ``shutdown`` closes the pipe before killing, so it
-    # would wait for the worker to finish its candidate (26 s on a loaded machine).
-    for worker in list(getattr(pool, "_worker_map", {}).values()):
-        process = getattr(worker, "_proc", None)
-        if process is not None:
+    pool._shutdown = True
+    threads = pool._threadpool
+    threads.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + within_s
+    while True:
+        for worker in list(pool._worker_map.values()):
+            process = worker._proc  # read once: a pool thread may set it to None meanwhile
+            if process is not None and process.poll() is None:
+                with contextlib.suppress(Exception):
+                    kill_child_processes(process.pid)
+                    process.kill()
+        running = [thread for thread in list(threads._threads) if thread.is_alive()]
+        if not running or time.monotonic() > deadline:
+            break
+        running[0].join(0.05)
+    if not running:
+        for worker in list(pool._worker_map.values()):
             with contextlib.suppress(Exception):
-                kill_child_processes(process.pid)
-                process.kill()
-    pool.shutdown(wait=False)  # the threads then see their pipes close and end on their own
+                worker.kill()  # closes the pipes and reaps the process
 
 
 def _search(
