@@ -364,3 +364,37 @@ def allocation_moves(report: SensitivityReport, budget: str) -> list[tuple[int, 
         group = best[2]
         position[group] += 1
         moves.append((group, by_group[group][position[group]].level))
+
+
+def latency_moves(report: SensitivityReport) -> list[tuple[int, float]]:
+    """Per-group levels in the order a latency budget should take them: least loss per ms saved first.
+
+    Like ``allocation_moves`` but on the curves' measured latency (``measure=True``), which is not
+    monotone: a narrower width can compile to a slower kernel. So a group's next move may skip
+    levels, to whichever deeper level (measured faster than its current one) is cheapest per ms,
+    and levels that keep the same channel count as an earlier one are dropped (same graph).
+    """
+    if report.baseline_latency_ms is None or any(r.latency_ms is None for r in report.rows):
+        raise InputError("a latency budget needs sensitivity curves with measured latency (measure=True)")
+    by_group: dict[int, list[SensitivityRow]] = {}
+    for row in sorted(report.rows, key=lambda r: r.level):
+        rows = by_group.setdefault(row.group, [])
+        if all(r.kept != row.kept for r in rows):
+            rows.append(row)
+    state: dict[int, tuple[int, float, float]] = {g: (-1, report.baseline_latency_ms, 0.0) for g in by_group}
+    moves: list[tuple[int, float]] = []
+    while True:
+        best: tuple[float, float, int, int] | None = None
+        for group, rows in by_group.items():
+            position, milliseconds, loss = state[group]
+            for index in range(position + 1, len(rows)):
+                saved = milliseconds - (rows[index].latency_ms or 0.0)
+                if saved > 0:
+                    candidate = ((report.loss(rows[index]) - loss) / saved, rows[index].level, group, index)
+                    best = candidate if best is None or candidate < best else best
+        if best is None:
+            return moves
+        _, level, group, index = best
+        row = by_group[group][index]
+        state[group] = (index, row.latency_ms or 0.0, report.loss(row))
+        moves.append((group, level))
