@@ -54,7 +54,9 @@ def test_allocation_follows_the_curves_and_meets_the_budget() -> None:
     # just under the budget: the crossing move is bisected, not taken a whole level (0.43x before that)
     assert 0.45 * report.before.flops < report.after.flops <= 0.5 * report.before.flops
     assert "allocated by sensitivity" in report.budget
-    with pytest.raises(InputError, match="allocation by sensitivity needs a flops=, params=, speedup= or latency_ms= budget"):
+    with pytest.raises(
+        InputError, match="allocation by sensitivity needs a flops=, params=, speedup= or latency_ms= budget"
+    ):
         graphopt.prune(model, X, ratio=0.5, sensitivity=curves)
     with pytest.raises(InputError, match="sensitivity levels must lie strictly between 0 and 1"):
         graphopt.sensitivity(model, X, levels=(0.5, 1.0))
