@@ -147,3 +147,12 @@ def test_cli_prune_allocates_under_a_latency_budget_and_writes_nothing_when_unme
     assert data["budget"] == "latency <= 1.0 ms on cpu, allocated by sensitivity (fidelity error)"
     assert data["steps"][-1]["latency_ms"] <= 1.0 and out.exists()
     assert all(s["latency_ms"] <= s["previous_ms"] for s in data["steps"])
+
+
+def test_levels_that_round_to_one_width_are_compiled_once(timed) -> None:
+    # round_to 8: conv1 (16 channels) keeps 8 at both 0.5 and 0.75; the second row copies the first
+    curves = graphopt.sensitivity(DigitsCNN().eval(), X, levels=(0.5, 0.75), round_to=8, measure=True)
+    first, second = (r for r in curves.rows if r.group == 0)
+    assert (first.level, second.level, first.kept, second.kept) == (0.5, 0.75, 8, 8)
+    assert (first.metric, first.latency_ms, first.flops) == (second.metric, second.latency_ms, second.flops)
+    assert timed == [(16, 32), (8, 32), (16, 16), (16, 8)]  # unpruned, conv1 at 8 once, conv2 at 16 and 8
