@@ -511,6 +511,9 @@ def _allocate_latency(
     unpruned one. It becomes a step only when measured no slower than the model before it; a slower
     one is passed over (its group's later, deeper moves are still tried). The budget is judged in
     the same run: ``speedup`` as unpruned / candidate, ``latency_ms`` on the candidate's figure.
+    Both verdicts must hold in a second interleaved run too (no compile, a fraction of a second):
+    on a loaded machine one run of a sub-millisecond model can read several times too fast or
+    too slow, and a single lucky reading once "met" a 1.25x budget that re-timed at 1.02x.
     """
     from graphopt.pruning.sensitivity import latency_moves
 
@@ -529,6 +532,8 @@ def _allocate_latency(
         trial = {**ratios, group: level}
         candidate = _prune_at(graph, trial, criterion, round_to, ignore)
         unpruned_ms, previous_ms, milliseconds = timing.compare(current, candidate)
+        if milliseconds <= previous_ms:  # confirmed, and the confirming run is the one recorded
+            unpruned_ms, previous_ms, milliseconds = timing.compare(current, candidate)
         if milliseconds > previous_ms:
             passed_over += 1
             timing.forget(candidate)
@@ -552,7 +557,12 @@ def _allocate_latency(
         report.steps.append(step)
         ratios, current, current_ms = trial, candidate, milliseconds
         if met(unpruned_ms, milliseconds):
-            return current
+            again, _, confirmed = timing.compare(graph, candidate)
+            if met(again, confirmed):
+                return current
+            report.notes.append(
+                f"step {step.step} met the budget once, not when re-timed ({confirmed:.3f} ms, unpruned {again:.3f})"
+            )
     raise InputError(
         f"the {report.budget.split(',')[0]} budget cannot be met from these sensitivity curves: the best reached is "
         f"{current_ms:.3f} ms ({unpruned_ms / current_ms:.2f}x the unpruned {unpruned_ms:.3f} ms, timed together) "

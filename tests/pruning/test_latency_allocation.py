@@ -156,3 +156,27 @@ def test_levels_that_round_to_one_width_are_compiled_once(timed) -> None:
     assert (first.level, second.level, first.kept, second.kept) == (0.5, 0.75, 8, 8)
     assert (first.metric, first.latency_ms, first.flops) == (second.metric, second.latency_ms, second.flops)
     assert timed == [(16, 32), (8, 32), (16, 16), (16, 8)]  # unpruned, conv1 at 8 once, conv2 at 16 and 8
+
+
+def test_a_budget_met_by_one_lucky_timing_is_not_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    lucky = {"left": 2}  # conv2 at 24 reads 0.5 ms twice (a lucky run and its confirmation), then 1.7
+
+    def fake(graphs: list[graphopt.Graph], target: str, **_: object) -> list[float]:
+        out = []
+        for graph in graphs:
+            if widths(graph) == (16, 24) and lucky["left"] > 0:
+                lucky["left"] -= 1
+                out.append(0.5)
+            else:
+                out.append(stand_in_ms(graph))
+        return out
+
+    monkeypatch.setattr("graphopt.pruning.structured.measure_latencies", fake)
+    report = SensitivityReport("cnn", "fidelity error", 0.0, higher_is_better=False, baseline_latency_ms=2.0)
+    report.rows = [
+        SensitivityRow(1, "conv2", 0.25, 32, 24, 0.7, 0.7, 0.01, latency_ms=1.6),
+        SensitivityRow(1, "conv2", 0.75, 32, 8, 0.3, 0.3, 0.5, latency_ms=0.8),
+    ]
+    pruned, result = graphopt.prune(DigitsCNN().eval(), X, latency_ms=1.0, round_to=4, sensitivity=report)
+    assert any(n.startswith("step 1 met the budget once, not when re-timed (1.") for n in result.notes)
+    assert widths(pruned) == (16, 8) and len(result.steps) == 2
