@@ -9,6 +9,7 @@ budget judged against the unpruned model timed alongside, and the one-line error
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,26 @@ def test_a_budget_met_by_one_lucky_timing_is_not_taken(monkeypatch: pytest.Monke
     pruned, result = graphopt.prune(DigitsCNN().eval(), X, latency_ms=1.0, round_to=4, sensitivity=report)
     assert any(n.startswith("step 1 met the budget once, not when re-timed (1.") for n in result.notes)
     assert widths(pruned) == (16, 8) and len(result.steps) == 2
+
+
+def test_a_parallel_sweep_fills_in_the_copied_rows_latency(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Sweep:  # stands in for the worker pool: latencies come back in submission order
+        def __init__(self, *_: object, **__: object) -> None:
+            self.graphs: list[graphopt.Graph] = []
+
+        def submit(self, graph: graphopt.Graph) -> None:
+            self.graphs.append(graph)
+
+        def latencies(self) -> list[float]:
+            return [stand_in_ms(g) for g in self.graphs]
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(sys.modules["graphopt.pruning.sensitivity"], "CandidateSweep", Sweep)
+    curves = graphopt.sensitivity(DigitsCNN().eval(), X, levels=(0.5, 0.75), round_to=8, measure=True, jobs=2)
+    first, second = (r for r in curves.rows if r.group == 0)
+    assert first.latency_ms is not None and second.latency_ms == first.latency_ms
+    assert [r.latency_ms for r in curves.rows if r.group == 1] == sorted(
+        (r.latency_ms for r in curves.rows if r.group == 1), reverse=True
+    )
