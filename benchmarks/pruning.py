@@ -17,6 +17,12 @@ unpruned and both pruned models compiled for the CPU and timed round-robin in on
 ``latency``: per digits model, the sensitivity allocation at flops <= 0.5 and uniform ratios at
 several FLOPs budgets (round_to 4), all compiled for the CPU and timed round-robin in one process;
 the sensitivity one is compared with the fastest uniform candidate that is not faster than it.
+
+``equal-latency``: per digits model, ``graphopt.prune(speedup=1.25, sensitivity=curves)`` with the
+curves' latency measured on the CPU (round_to 8), against the uniform ratio whose measured latency
+is closest to it (of the distinct uniform widths at ratios 0.05..0.9, the 4 nearest in FLOPs,
+compiled and timed round-robin with it and the unpruned model); both BN re-measured and recovered
+with the same 3 epochs.
 """
 
 from __future__ import annotations
@@ -207,9 +213,108 @@ def bench_latency(round_to: int = 4) -> list[str]:
     return [*lines, "", *verdicts]
 
 
+#: The latency budget of the equal-latency comparison, and the uniform ratios searched to match it.
+SPEEDUP = 1.25
+UNIFORM_RATIOS = tuple(round(0.05 * k, 2) for k in range(1, 19))
+UNIFORM_CANDIDATES = 4
+
+
+def bench_equal_latency(round_to: int = 8) -> list[str]:
+    """Sensitivity allocation under ``speedup=SPEEDUP`` against the uniform ratio of closest measured latency."""
+    from graphopt.pruning.structured import measure_latencies
+
+    data = digits_data()
+    images = data["x_train"][:RECALIBRATION]
+    lines = [
+        "| model | candidate | FLOPs | params | compiled ms (median) | vs unpruned | top-1 BN re-measured | recover 3 ep |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    verdicts, details = [], []
+    for name, factory in DIGITS_MODELS.items():
+        started = time.perf_counter()
+        graph = graphopt.capture(factory(), data["x_test"][:1])
+        curves = graphopt.sensitivity(
+            graph,
+            levels=(0.25, 0.5, 0.75),
+            calibration_inputs=images,
+            recalibrate=images,
+            round_to=round_to,
+            measure=True,
+        )
+        print(f"{name}: curves in {time.perf_counter() - started:.0f} s", flush=True)
+        try:
+            chosen, report = graphopt.prune(
+                graph, speedup=SPEEDUP, round_to=round_to, sensitivity=curves, recalibrate=images
+            )
+        except graphopt.InputError as error:
+            verdicts.append(f"{name}: no sensitivity allocation at speedup {SPEEDUP}: {error}")
+            print(verdicts[-1], flush=True)
+            continue
+        details.append(f"{name} allocation steps:\n" + report.table())
+        print(details[-1], flush=True)
+        graphs = {"unpruned": graph, f"sensitivity speedup>={SPEEDUP}": chosen}
+        uniform_graphs: dict[tuple[int, ...], tuple[float, graphopt.Graph]] = {}
+        for ratio in UNIFORM_RATIOS:
+            candidate, _ = graphopt.prune(graph, ratio=ratio, round_to=round_to)
+            uniform_graphs.setdefault(_widths(candidate), (ratio, candidate))
+        target_flops = chosen.stats().flops
+        nearest = sorted(uniform_graphs.values(), key=lambda rc: abs(rc[1].stats().flops / target_flops - 1))
+        for ratio, candidate in nearest[:UNIFORM_CANDIDATES]:  # compiling is the cost: the few nearest in FLOPs
+            graphs[f"uniform ratio {ratio}"] = candidate
+        cache: dict[Any, Any] = {}
+        keys = list(graphs)
+        ms = dict(zip(keys, measure_latencies([graphs[k] for k in keys], "cpu", rounds=9, cache=cache), strict=True))
+        sens_key = keys[1]
+        uniform = min((k for k in keys if k.startswith("uniform")), key=lambda k: abs(ms[k] / ms[sens_key] - 1))
+        # the matched pair re-timed on its own, interleaved with the unpruned model
+        pair = measure_latencies([graph, chosen, graphs[uniform]], "cpu", rounds=9, cache=cache)
+        results = {}
+        for key in ("unpruned", sens_key, uniform):
+            g = graphs[key]
+            if key == "unpruned":
+                top1 = tuned = accuracy(g.module, data["x_test"], data["y_test"])
+            else:
+                module = copy.deepcopy(g.module)
+                graphopt.pruning.recalibrate(module, images)
+                top1 = accuracy(module, data["x_test"], data["y_test"])
+                tuned = recovered(g, graph.module, data, 3)
+            results[key] = (top1, tuned)
+        before = graph.stats()
+        for key in keys:
+            after = graphs[key].stats()
+            top1, tuned = results.get(key, (None, None))
+            accuracy_cells = f"{top1:.3f} | {tuned:.3f}" if top1 is not None else "- | -"
+            lines.append(
+                f"| {name} | {key} | {after.flops / before.flops:.3f} | {after.params / before.params:.3f} | "
+                f"{ms[key]:.4f} | {ms[key] / ms['unpruned']:.2f} | {accuracy_cells} |"
+            )
+            print(lines[-1], flush=True)
+        (s_top1, s_tuned), (u_top1, u_tuned) = results[sens_key], results[uniform]
+        gap = ms[uniform] / ms[sens_key] - 1
+        outcome = "beats" if s_tuned > u_tuned else "ties" if s_tuned == u_tuned else "loses to"
+        verdicts.append(
+            f"{name}: sensitivity {outcome} {uniform} after 3 epochs ({s_tuned:.3f} vs {u_tuned:.3f}; BN re-measured "
+            f"{s_top1:.3f} vs {u_top1:.3f}); latency gap {100 * gap:+.1f}% in the sweep, re-timed as a pair: "
+            f"unpruned {pair[0]:.4f}, sensitivity {pair[1]:.4f}, uniform {pair[2]:.4f} ms "
+            f"({100 * (pair[2] / pair[1] - 1):+.1f}%); widths sensitivity {_widths(chosen)}, uniform "
+            f"{_widths(graphs[uniform])}, unpruned {_widths(graph)}; {time.perf_counter() - started:.0f} s"
+        )
+        print(verdicts[-1], flush=True)
+    return [*lines, "", *verdicts, "", *details]
+
+
+def _widths(graph: graphopt.Graph) -> tuple[int, ...]:
+    """Output channels of every Conv/Linear, in graph order (what decides the compiled kernels)."""
+    return tuple(m.out_channels if hasattr(m, "out_channels") else m.out_features for m in _layers(graph))
+
+
+def _layers(graph: graphopt.Graph) -> list[Any]:
+    return [m for m in graph.module.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["resnet18", "digits", "latency"])
+    parser.add_argument("--only", choices=["resnet18", "digits", "latency", "equal-latency"])
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     if args.only in (None, "resnet18"):
@@ -220,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         print()
     if args.only in (None, "latency"):
         print("\n".join(bench_latency()), flush=True)
+    if args.only in (None, "equal-latency"):
+        print("\n".join(bench_equal_latency()), flush=True)
     return 0
 
 

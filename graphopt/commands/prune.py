@@ -1,9 +1,11 @@
-"""``graphopt prune MODEL --input-shape 1x3x224x224 (--flops F | --params P | --ratio R | --speedup S) -o pruned.pt2``
+"""``graphopt prune MODEL --input-shape 1x3x224x224 (--flops F | --params P | --ratio R | --speedup S | --latency-ms X) -o out.pt2``
 
 Structured pruning (``graphopt.prune``): channels are removed physically, whole dependency groups
 at a time, until the budget holds: ``--flops 0.5`` keeps at most half the FLOPs, ``--params 0.3``
 at most 30% of the parameters, ``--ratio 0.5`` removes half of every group's channels,
-``--speedup 2`` bisects on the latency of the compiled candidates (``--target``). The pruned
+``--speedup 2`` / ``--latency-ms X`` bisect one ratio on the latency of the compiled candidates
+(``--target``); with ``--allocate sensitivity`` they take per-group levels from curves measured on
+the target instead, each move timed against the model before it. The pruned
 graph is saved as a torch.export program that ``graphopt compile`` takes as MODEL; the file appears
 only when pruning succeeded. ``--groups`` lists the dependency groups and stops.
 """
@@ -33,6 +35,9 @@ def add_parser(subparsers: Any) -> None:
     budget.add_argument(
         "--speedup", type=float, metavar="S", help="the compiled model on --target at least S times faster (measured)"
     )
+    budget.add_argument(
+        "--latency-ms", type=float, metavar="X", help="the compiled model on --target at most X ms per run (measured)"
+    )
     parser.add_argument(
         "--importance", default="l1", help="how channels are ranked: l1 (default), l2, bn_scale, random"
     )
@@ -49,7 +54,8 @@ def add_parser(subparsers: Any) -> None:
         choices=["uniform", "sensitivity"],
         default="uniform",
         help="uniform: one ratio for every group (default); sensitivity: per-group levels from a sensitivity "
-        "analysis (with --eval, --levels), least metric loss per FLOP saved first",
+        "analysis (with --eval, --levels), least metric loss per FLOP saved first (per measured ms saved "
+        "under --speedup/--latency-ms, the curves then timed on --target)",
     )
     sensitivity.add_evaluation_arguments(parser)
     parser.add_argument("--groups", action="store_true", help="list the dependency groups and stop")
@@ -62,8 +68,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out and not args.out.endswith(".pt2"):
         raise InputError(f"--out {args.out}: the pruned graph is saved as a torch.export program; name it *.pt2")
-    if not args.groups and all(getattr(args, name) is None for name in ("flops", "params", "ratio", "speedup")):
-        raise InputError("give a budget: --flops F, --params P, --ratio R or --speedup S (e.g. --flops 0.5)")
+    budgets = ("flops", "params", "ratio", "speedup", "latency_ms")
+    if not args.groups and all(getattr(args, name) is None for name in budgets):
+        raise InputError(
+            "give a budget: --flops F, --params P, --ratio R, --speedup S or --latency-ms X (e.g. --flops 0.5)"
+        )
     from graphopt.model_loading import load_callable
 
     evaluate = load_callable(args.eval, "evaluation function") if args.eval else None
@@ -79,13 +88,15 @@ def run(args: argparse.Namespace) -> int:
     with _common.status("pruning", quiet=args.json):
         curves = None
         if args.allocate == "sensitivity":
-            curves = sensitivity.run_sensitivity(args, graph, round_to=args.round_to, measure=False)
+            latency = args.speedup is not None or args.latency_ms is not None
+            curves = sensitivity.run_sensitivity(args, graph, round_to=args.round_to, measure=latency)
         pruned, report = prune(
             graph,
             flops=args.flops,
             params=args.params,
             ratio=args.ratio,
             speedup=args.speedup,
+            latency_ms=args.latency_ms,
             importance=args.importance,
             round_to=args.round_to,
             ignore=args.ignore,

@@ -15,7 +15,7 @@ import hashlib
 import io
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -241,11 +241,17 @@ def sensitivity(
                 row.latency_ms = measure_latency(candidate, target)
 
         unit_scores = scores(analysis, importance, seed=seed, data=data, loss=loss)
-        _sweep(report, graph, analysis, unit_scores, evaluate, levels, wanted, round_to, ignore, timed, recalibrate)
+        twins = _sweep(
+            report, graph, analysis, unit_scores, evaluate, levels, wanted, round_to, ignore, timed, recalibrate
+        )
         if sweep is not None:
             report.baseline_latency_ms, *latencies = sweep.latencies()
-            for row, milliseconds in zip(report.rows, latencies, strict=True):
+            built = [row for row in report.rows if id(row) not in twins]
+            for row, milliseconds in zip(built, latencies, strict=True):
                 row.latency_ms = milliseconds
+            for row in report.rows:
+                if id(row) in twins:
+                    row.latency_ms = twins[id(row)].latency_ms
     finally:
         if sweep is not None:
             sweep.close()
@@ -270,16 +276,28 @@ def _sweep(
     ignore: list[str],
     timed: Callable[[SensitivityRow, Graph], None],
     recalibration: Any,
-) -> None:
-    """One row per (group, level): the candidate built and its metric taken; ``timed`` sees to its latency."""
+) -> dict[int, SensitivityRow]:
+    """One row per (group, level): the candidate built and its metric taken; ``timed`` sees to its latency.
+
+    A level that keeps as many channels as an earlier one of its group (``round_to`` rounds both to
+    one count) is the same graph: its row copies the earlier one's instead of compiling it again.
+    Returns those copies (by id) -> the row they copy, whose latency a parallel sweep fills in later.
+    """
     before = graph.stats()
+    twins: dict[int, SensitivityRow] = {}
     for group in analysis.groups:
         if group.index not in wanted:
             continue
         layer = next(name for name, side in group.layers if side == "out")
+        earlier: dict[int, SensitivityRow] = {}
         for level in levels:
             keep = kept_units(group, level, round_to)
             if keep == group.size:
+                continue
+            if keep in earlier:
+                twin = replace(earlier[keep], level=level)
+                twins[id(twin)] = earlier[keep]
+                report.rows.append(twin)
                 continue
             removed = select(analysis, unit_scores, {group.index: level}, round_to)
             candidate = graph.copy()
@@ -299,6 +317,8 @@ def _sweep(
             )
             timed(row, candidate)
             report.rows.append(row)
+            earlier[keep] = row
+    return twins
 
 
 def _name_of(function: Any) -> str | None:
@@ -364,3 +384,37 @@ def allocation_moves(report: SensitivityReport, budget: str) -> list[tuple[int, 
         group = best[2]
         position[group] += 1
         moves.append((group, by_group[group][position[group]].level))
+
+
+def latency_moves(report: SensitivityReport) -> list[tuple[int, float]]:
+    """Per-group levels in the order a latency budget should take them: least loss per ms saved first.
+
+    Like ``allocation_moves`` but on the curves' measured latency (``measure=True``), which is not
+    monotone: a narrower width can compile to a slower kernel. So a group's next move may skip
+    levels, to whichever deeper level (measured faster than its current one) is cheapest per ms,
+    and levels that keep the same channel count as an earlier one are dropped (same graph).
+    """
+    if report.baseline_latency_ms is None or any(r.latency_ms is None for r in report.rows):
+        raise InputError("a latency budget needs sensitivity curves with measured latency (measure=True)")
+    by_group: dict[int, list[SensitivityRow]] = {}
+    for row in sorted(report.rows, key=lambda r: r.level):
+        rows = by_group.setdefault(row.group, [])
+        if all(r.kept != row.kept for r in rows):
+            rows.append(row)
+    state: dict[int, tuple[int, float, float]] = {g: (-1, report.baseline_latency_ms, 0.0) for g in by_group}
+    moves: list[tuple[int, float]] = []
+    while True:
+        best: tuple[float, float, int, int] | None = None
+        for group, rows in by_group.items():
+            position, milliseconds, loss = state[group]
+            for index in range(position + 1, len(rows)):
+                saved = milliseconds - (rows[index].latency_ms or 0.0)
+                if saved > 0:
+                    candidate = ((report.loss(rows[index]) - loss) / saved, rows[index].level, group, index)
+                    best = candidate if best is None or candidate < best else best
+        if best is None:
+            return moves
+        _, level, group, index = best
+        row = by_group[group][index]
+        state[group] = (index, row.latency_ms or 0.0, report.loss(row))
+        moves.append((group, level))

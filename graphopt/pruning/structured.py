@@ -5,6 +5,11 @@ lowest ``ratio`` of every group (a multiple of ``round_to`` kept), shrink the te
 (``flops=0.5``: at most half the FLOPs) is met by bisecting the uniform ratio, each candidate built
 and counted for real. ``steps > 1`` reaches the target in equal geometric steps, re-scoring the
 pruned graph each time and calling ``finetune`` between steps. The user's model is never changed.
+
+With a sensitivity report, per-group levels replace the uniform ratio: for ``flops``/``params``
+taken cheapest per FLOP (parameter) saved; for a latency budget (``speedup``, ``latency_ms``)
+cheapest per *measured* millisecond saved, every move compiled and timed against the model before
+it, and kept only when it is not slower (``_allocate_latency``).
 """
 
 from __future__ import annotations
@@ -40,6 +45,10 @@ class PruneStep:
     channels: dict[str, tuple[int, int]]  # group label -> (before, after)
     metric: float | None = None
     latency_ms: float | None = None
+    #: A latency allocation's step: the model before it and the unpruned one, timed in the same run.
+    previous_ms: float | None = None
+    unpruned_ms: float | None = None
+    move: str | None = None  # e.g. "group 2 (conv2) -> 0.5"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +58,9 @@ class PruneStep:
             "channels": {k: list(v) for k, v in self.channels.items()},
             "metric": self.metric,
             "latency_ms": self.latency_ms,
+            "previous_ms": self.previous_ms,
+            "unpruned_ms": self.unpruned_ms,
+            "move": self.move,
         }
 
 
@@ -65,6 +77,8 @@ class PruneReport:
     latency_before_ms: float | None = None
     steps: list[PruneStep] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: The result re-timed with the unpruned model at the end (a latency allocation's steps keep their own).
+    latency_after_ms: float | None = None
 
     @property
     def after(self) -> GraphStats:
@@ -72,7 +86,7 @@ class PruneReport:
 
     @property
     def speedup(self) -> float | None:
-        last = self.steps[-1].latency_ms if self.steps else None
+        last = self.latency_after_ms or (self.steps[-1].latency_ms if self.steps else None)
         return self.latency_before_ms / last if last and self.latency_before_ms else None
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,6 +99,7 @@ class PruneReport:
             "after": self.after.to_dict(),
             "metric_before": self.metric_before,
             "latency_before_ms": self.latency_before_ms,
+            "latency_after_ms": self.latency_after_ms,
             "speedup": self.speedup,
             "steps": [s.to_dict() for s in self.steps],
             "notes": self.notes,
@@ -105,11 +120,16 @@ class PruneReport:
 
         rows.append(row("-", "0", self.before, self.metric_before, self.latency_before_ms))
         for step in self.steps:
-            rows.append(row(str(step.step), f"{step.ratio:.3f}", step.stats, step.metric, step.latency_ms))
+            line = row(str(step.step), f"{step.ratio:.3f}", step.stats, step.metric, step.latency_ms)
+            if step.move is not None:
+                line += f"  {step.move} (before it {step.previous_ms:.3f} ms, unpruned {step.unpruned_ms:.3f} ms)"
+            rows.append(line)
         after, before = self.after, self.before
         summary = f"params {after.params / before.params:.3f}x, FLOPs {after.flops / max(before.flops, 1):.3f}x"
         if self.speedup is not None:
             summary += f", compiled latency {self.speedup:.2f}x faster"
+            if self.latency_after_ms is not None:
+                summary += f" ({self.latency_before_ms:.3f} -> {self.latency_after_ms:.3f} ms, re-timed together)"
         rows.append(summary)
         return "\n".join(rows)
 
@@ -133,17 +153,27 @@ def as_graph(model_or_graph: Any, example_inputs: Any) -> Graph:
     return graph
 
 
-def _budget(ratio: float | None, flops: float | None, params: float | None, speedup: float | None) -> tuple[str, float]:
-    named = (("ratio", ratio), ("flops", flops), ("params", params), ("speedup", speedup))
+#: Budgets on the measured latency of the compiled candidates.
+LATENCY_BUDGETS = ("speedup", "latency_ms")
+
+
+def _budget(
+    ratio: float | None, flops: float | None, params: float | None, speedup: float | None, latency_ms: float | None
+) -> tuple[str, float]:
+    named = (("ratio", ratio), ("flops", flops), ("params", params), ("speedup", speedup), ("latency_ms", latency_ms))
     given = {name: value for name, value in named if value is not None}
     if len(given) != 1:
         raise InputError(
-            "give exactly one of ratio=, flops=, params= or speedup= (e.g. flops=0.5 keeps at most half the FLOPs)"
+            "give exactly one of ratio=, flops=, params=, speedup= or latency_ms= "
+            "(e.g. flops=0.5 keeps at most half the FLOPs)"
         )
     ((name, value),) = given.items()
     if name == "speedup":
         if not isinstance(value, (int, float)) or value <= 1:
             raise InputError(f"speedup must be above 1 (2.0: twice as fast), got {value}")
+    elif name == "latency_ms":
+        if not isinstance(value, (int, float)) or value <= 0:
+            raise InputError(f"latency_ms must be a positive number of milliseconds, got {value}")
     elif not isinstance(value, (int, float)) or not 0 < value < 1:
         raise InputError(f"{name} must lie strictly between 0 and 1, got {value}")
     return name, float(value)
@@ -217,6 +247,7 @@ def prune(
     flops: float | None = None,
     params: float | None = None,
     speedup: float | None = None,
+    latency_ms: float | None = None,
     importance: str = "l1",
     round_to: int = 8,
     ignore: Iterable[str] = (),
@@ -234,23 +265,27 @@ def prune(
     """Prune channels of ``model_or_graph``; returns ``(graph, report)`` like ``graphopt.optimize``.
 
     Give one of ``ratio`` (remove that fraction of every group's channels), ``flops`` or ``params``
-    (keep at most that fraction of the original), or ``speedup`` (the compiled model on ``target``
-    at least that many times faster, measured for every candidate ratio). ``importance`` is one of l1, l2, bn_scale,
+    (keep at most that fraction of the original), ``speedup`` (the compiled model on ``target``
+    at least that many times faster, measured for every candidate) or ``latency_ms`` (at most that
+    many milliseconds per run on ``target``, measured). ``importance`` is one of l1, l2, bn_scale,
     taylor (needs ``data=(inputs, targets)``, ``loss`` default cross-entropy), random (seeded
     by ``seed``); kept channel counts are multiples of ``round_to``. ``ignore`` names
     layers whose output channels stay. ``finetune(module)`` runs after every step on the pruned
     ``fx.GraphModule`` (trainable); ``evaluate(module) -> float`` is recorded before and after each
     step; ``measure=True`` compiles before and after each step for ``target`` and times it.
     ``sensitivity`` (a ``SensitivityReport`` of the same graph) replaces the uniform ratio by
-    per-group levels taken from its curves, least metric loss per FLOP (or parameter) saved first.
+    per-group levels taken from its curves, least metric loss per FLOP (or parameter) saved first;
+    under ``speedup``/``latency_ms`` (curves measured with ``measure=True`` at this ``round_to``)
+    least loss per measured millisecond saved, one step per group move, each compiled and timed
+    with the model before it and kept only if not slower (``PruneStep.previous_ms``).
     ``recalibrate`` (unlabelled inputs) re-measures the BatchNorm statistics of each step's pruned
     graph before ``finetune`` and ``evaluate`` see it (``graphopt.pruning.recalibrate``).
 
     >>> pruned, report = graphopt.prune(model, torch.randn(1, 3, 224, 224), flops=0.5)
     >>> compiled = graphopt.compile(pruned, pruned.example_inputs)
     """
-    name, value = _budget(ratio, flops, params, speedup)
-    measure = measure or name == "speedup"
+    name, value = _budget(ratio, flops, params, speedup, latency_ms)
+    measure = measure or name in LATENCY_BUDGETS
     if importance not in IMPORTANCE:
         raise InputError(f"unknown importance '{importance}' (choose {', '.join(IMPORTANCE)})")
     if not isinstance(round_to, int) or round_to < 1:
@@ -267,8 +302,12 @@ def prune(
             + (f" (channels are fixed because they: {'; '.join(reasons)})" if reasons else " (no Conv/Linear layers)")
         )
     if sensitivity is not None:
-        _check_sensitivity(sensitivity, analysis, name, steps)
-    budget = {"ratio": f"ratio {value}", "speedup": f"speedup >= {value}x on {target}"}.get(name, f"{name} <= {value}x")
+        _check_sensitivity(sensitivity, analysis, name, steps, round_to)
+    budget = {
+        "ratio": f"ratio {value}",
+        "speedup": f"speedup >= {value}x on {target}",
+        "latency_ms": f"latency <= {value} ms on {target}",
+    }.get(name, f"{name} <= {value}x")
     if sensitivity is not None:
         budget += f", allocated by sensitivity ({sensitivity.metric})"
     report = PruneReport(graph.name, budget, importance, round_to, graph.stats())
@@ -292,6 +331,20 @@ def prune(
         return measured[candidate]
 
     start = time.perf_counter()
+    if sensitivity is not None and name in LATENCY_BUDGETS:
+        timing = _Timing(graph, target, compiled)
+        current = _allocate_latency(
+            graph, sensitivity, name, value, criterion(1), round_to, ignore, timing, report, evaluate, recalibrate
+        )
+        if finetune is not None and report.steps:
+            _finetune(finetune, current)
+            report.steps[-1].metric = evaluate_metric(evaluate, current)
+            report.notes.append("fine-tuned once after the allocation; the last step's metric is after it")
+        report.latency_before_ms, report.latency_after_ms = measure_latencies([graph, current], target, cache=compiled)
+        report.notes.append("latency before and after re-timed interleaved in one run (latency_after_ms)")
+        report.notes.append(f"pruned in {time.perf_counter() - start:.2f} s")
+        current.notes.append(f"pruned: {budget} ({importance})")
+        return current, report
     current = graph
     for step in range(1, steps + 1):
         if sensitivity is not None:
@@ -300,9 +353,10 @@ def prune(
         elif name == "ratio":
             step_ratio = 1 - (1 - value) ** (1 / steps)
             pruned = _prune_at(current, step_ratio, criterion(step), round_to, ignore)
-        elif name == "speedup":
+        elif name in LATENCY_BUDGETS:
             assert report.latency_before_ms is not None
-            goal = report.latency_before_ms / value ** (step / steps)
+            final = report.latency_before_ms / value if name == "speedup" else value
+            goal = report.latency_before_ms * (final / report.latency_before_ms) ** (step / steps)
             step_ratio, pruned = _bisect(
                 current, name, goal, criterion(step), round_to, ignore, size=latency, iterations=_LATENCY_STEPS
             )
@@ -312,12 +366,7 @@ def prune(
         if recalibrate is not None:
             recalibrate_batch_norm(pruned.module, recalibrate)
         if finetune is not None:
-            try:
-                finetune(pruned.module)
-            except Exception as error:
-                raise GraphoptError(f"the fine-tuning function raised {type(error).__name__}: {error}") from error
-            pruned.module.eval()
-            pruned.refresh()
+            _finetune(finetune, pruned)
         record = PruneStep(step, step_ratio, pruned.stats(), _channel_changes(current, pruned, ignore))
         record.metric = evaluate_metric(evaluate, pruned)
         if measure:
@@ -338,15 +387,35 @@ def prune(
     return current, report
 
 
-def _check_sensitivity(sensitivity: Any, analysis: Any, name: str, steps: int) -> None:
+def _finetune(finetune: Callable[[Any], Any], graph: Graph) -> None:
+    try:
+        finetune(graph.module)
+    except Exception as error:
+        raise GraphoptError(f"the fine-tuning function raised {type(error).__name__}: {error}") from error
+    graph.module.eval()
+    graph.refresh()
+
+
+def _check_sensitivity(sensitivity: Any, analysis: Any, name: str, steps: int, round_to: int) -> None:
+    from graphopt.pruning.importance import kept_units
+
     if name == "ratio" or steps != 1:
-        raise InputError("allocation by sensitivity needs a flops= or params= budget and steps=1")
-    sizes = {g.index: g.size for g in analysis.groups}
+        raise InputError(
+            "allocation by sensitivity needs a flops=, params=, speedup= or latency_ms= budget and steps=1"
+        )
+    groups = {g.index: g for g in analysis.groups}
     for row in sensitivity.rows:
-        if sizes.get(row.group) != row.channels:
+        group = groups.get(row.group)
+        if group is None or group.size != row.channels:
             raise InputError(
                 f"the sensitivity report does not match this graph: its group {row.group} has {row.channels} "
-                "channels here it has " + str(sizes.get(row.group, "no such group"))
+                "channels here it has " + str(group.size if group else "no such group")
+            )
+        if name in LATENCY_BUDGETS and kept_units(group, row.level, round_to) != row.kept:
+            raise InputError(
+                f"the sensitivity curves were measured at another round_to (group {row.group} keeps {row.kept} at "
+                f"level {row.level}, {kept_units(group, row.level, round_to)} with round_to={round_to}): their "
+                f"latencies are not this allocation's; measure them with round_to={round_to}"
             )
 
 
@@ -402,6 +471,106 @@ def _allocate(
     )
 
 
+class _Timing:
+    """Times a candidate with the model before it and the unpruned one, interleaved in one run,
+    so a load spike hits all three alike (the comparisons a latency allocation makes)."""
+
+    def __init__(self, unpruned: Graph, target: str, compiled: dict[Graph, Any]) -> None:
+        self.unpruned, self.target, self.compiled = unpruned, target, compiled
+
+    def compare(self, current: Graph, candidate: Graph) -> tuple[float, float, float]:
+        """(unpruned, current, candidate) milliseconds per run."""
+        if current is self.unpruned:
+            unpruned_ms, candidate_ms = measure_latencies([self.unpruned, candidate], self.target, cache=self.compiled)
+            return unpruned_ms, unpruned_ms, candidate_ms
+        unpruned_ms, current_ms, candidate_ms = measure_latencies(
+            [self.unpruned, current, candidate], self.target, cache=self.compiled
+        )
+        return unpruned_ms, current_ms, candidate_ms
+
+    def forget(self, candidate: Graph) -> None:
+        self.compiled.pop(candidate, None)
+
+
+def _allocate_latency(
+    graph: Graph,
+    sensitivity: Any,
+    name: str,
+    value: float,
+    criterion: Criterion,
+    round_to: int,
+    ignore: Sequence[str],
+    timing: _Timing,
+    report: PruneReport,
+    evaluate: Callable[[Any], float] | None,
+    recalibrate: Any,
+) -> Graph:
+    """Take the curves' moves (``latency_moves``) one by one until the latency budget holds.
+
+    Each move's candidate is compiled and timed interleaved with the model before it and the
+    unpruned one. It becomes a step only when measured no slower than the model before it; a slower
+    one is passed over (its group's later, deeper moves are still tried). The budget is judged in
+    the same run: ``speedup`` as unpruned / candidate, ``latency_ms`` on the candidate's figure.
+    Both verdicts must hold in a second interleaved run too (no compile, a fraction of a second):
+    on a loaded machine one run of a sub-millisecond model can read several times too fast or
+    too slow, and a single lucky reading once "met" a 1.25x budget that re-timed at 1.02x.
+    """
+    from graphopt.pruning.sensitivity import latency_moves
+
+    def met(unpruned_ms: float, milliseconds: float) -> bool:
+        return unpruned_ms / milliseconds >= value if name == "speedup" else milliseconds <= value
+
+    assert report.latency_before_ms is not None
+    if met(report.latency_before_ms, report.latency_before_ms):
+        report.notes.append(f"the unpruned model already meets the budget ({report.latency_before_ms:.3f} ms)")
+        return graph.copy()
+    layers = {row.group: row.layer for row in sensitivity.rows}
+    ratios: dict[int, float] = {}
+    current, passed_over = graph, 0
+    unpruned_ms = current_ms = report.latency_before_ms
+    for group, level in latency_moves(sensitivity):
+        trial = {**ratios, group: level}
+        candidate = _prune_at(graph, trial, criterion, round_to, ignore)
+        unpruned_ms, previous_ms, milliseconds = timing.compare(current, candidate)
+        if milliseconds <= previous_ms:  # confirmed, and the confirming run is the one recorded
+            unpruned_ms, previous_ms, milliseconds = timing.compare(current, candidate)
+        if milliseconds > previous_ms:
+            passed_over += 1
+            timing.forget(candidate)
+            report.notes.append(
+                f"passed over group {group} -> {level}: {milliseconds:.3f} ms, slower than {previous_ms:.3f} ms before it"
+            )
+            continue
+        if recalibrate is not None:
+            recalibrate_batch_norm(candidate.module, recalibrate)
+        step = PruneStep(
+            len(report.steps) + 1,
+            sum(trial.values()) / len(trial),
+            candidate.stats(),
+            _channel_changes(current, candidate, ignore),
+            metric=evaluate_metric(evaluate, candidate),
+            latency_ms=milliseconds,
+            previous_ms=previous_ms,
+            unpruned_ms=unpruned_ms,
+            move=f"group {group} ({layers[group]}) -> {level:g}",
+        )
+        report.steps.append(step)
+        ratios, current, current_ms = trial, candidate, milliseconds
+        if met(unpruned_ms, milliseconds):
+            again, _, confirmed = timing.compare(graph, candidate)
+            if met(again, confirmed):
+                return current
+            report.notes.append(
+                f"step {step.step} met the budget once, not when re-timed ({confirmed:.3f} ms, unpruned {again:.3f})"
+            )
+    raise InputError(
+        f"the {report.budget.split(',')[0]} budget cannot be met from these sensitivity curves: the best reached is "
+        f"{current_ms:.3f} ms ({unpruned_ms / current_ms:.2f}x the unpruned {unpruned_ms:.3f} ms, timed together) "
+        f"after {len(report.steps)} accepted moves ({passed_over} passed over as slower); "
+        "measure deeper levels, lower round_to or ask for less"
+    )
+
+
 def _bisect(
     graph: Graph,
     name: str,
@@ -422,9 +591,9 @@ def _bisect(
     hi = _MAX_RATIO
     best = _prune_at(graph, hi, criterion, round_to, ignore)
     if measure(best) > goal:
-        if name == "speedup":
+        if name in LATENCY_BUDGETS:
             raise InputError(
-                f"the speedup budget cannot be met: with every group at its minimum (round_to={round_to}) the "
+                f"the {name} budget cannot be met: with every group at its minimum (round_to={round_to}) the "
                 f"compiled model takes {measure(best):.3f} ms, above the goal of {goal:.3f} ms"
             )
         smallest = measure(best) / measure(graph)

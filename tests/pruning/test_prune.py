@@ -108,7 +108,7 @@ def test_evaluate_is_recorded_before_and_after() -> None:
         ({"ratio": 0.0}, "ratio must lie strictly between 0 and 1, got 0.0"),
         ({"ratio": 1.5}, "ratio must lie strictly between 0 and 1"),
         ({"flops": 1.0}, "flops must lie strictly between 0 and 1"),
-        ({"ratio": 0.5, "flops": 0.5}, "give exactly one of ratio=, flops=, params= or speedup="),
+        ({"ratio": 0.5, "flops": 0.5}, "give exactly one of ratio=, flops=, params=, speedup= or latency_ms="),
         ({}, "give exactly one of"),
         ({"ratio": 0.5, "importance": "hessian"}, "unknown importance 'hessian'"),
         ({"ratio": 0.5, "ignore": ["conv7"]}, "ignored layer 'conv7' is not in the graph"),

@@ -54,7 +54,9 @@ def test_allocation_follows_the_curves_and_meets_the_budget() -> None:
     # just under the budget: the crossing move is bisected, not taken a whole level (0.43x before that)
     assert 0.45 * report.before.flops < report.after.flops <= 0.5 * report.before.flops
     assert "allocated by sensitivity" in report.budget
-    with pytest.raises(InputError, match="allocation by sensitivity needs a flops= or params= budget"):
+    with pytest.raises(
+        InputError, match="allocation by sensitivity needs a flops=, params=, speedup= or latency_ms= budget"
+    ):
         graphopt.prune(model, X, ratio=0.5, sensitivity=curves)
     with pytest.raises(InputError, match="sensitivity levels must lie strictly between 0 and 1"):
         graphopt.sensitivity(model, X, levels=(0.5, 1.0))
@@ -79,7 +81,7 @@ def test_cli_prune_lists_groups_and_refuses_bad_budgets_without_writing(capsys, 
     for argv, message in [
         (["--flops", "1.5"], "flops must lie strictly between 0 and 1, got 1.5"),
         (["--flops", "0.001"], "the flops budget cannot be met"),
-        ([], "give a budget: --flops F, --params P, --ratio R or --speedup S"),
+        ([], "give a budget: --flops F, --params P, --ratio R, --speedup S or --latency-ms X"),
         (["--ratio", "0.5", "--ignore", "nope"], "ignored layer 'nope' is not in the graph"),
     ]:
         status, _, err = run(capsys, "prune", CNN, "--input-shape", "1x1x28x28", *argv, "-o", out)
