@@ -22,6 +22,11 @@
 
 - ``cosh`` / ``sinh``: the frontend's ops legalize to TIR intrinsics TVM's LLVM backend does not know
   (the build failed); written with ``exp`` here.
+- ``elu`` (what ``selu`` decomposes to: ``elu(x, alpha, scale=1.0507, input_scale)``): the frontend
+  reads ``alpha`` only, so SELU's outputs were 5% off; here with all three.
+- ``view.dtype`` (ONNX BitCast, ``x.view(torch.int32)``): missing; to a type of the same width it is
+  TOPI's ``reinterpret`` of the same bits, bool to uint8 (torch stores a bool as one byte 0/1) a cast;
+  a view that changes the width changes the shape and is reported as unsupported.
 - ``bitwise_left_shift`` / ``bitwise_right_shift``: missing; relax's ``left_shift`` / ``right_shift``.
 - ``unfold`` (the windows of graphopt's ONNX AveragePool/MaxPool/LpPool): missing; a ``take`` of the
   windows' indices, reshaped and transposed to torch's layout (static shapes only).
@@ -185,6 +190,60 @@ def convert_sinh(node: fx.Node, importer: Any) -> Any:
     return bb.emit(relax.op.where(small, relax.op.multiply(series, x), wide))
 
 
+def convert_elu(node: fx.Node, importer: Any) -> Any:
+    """``elu(x, alpha, scale, input_scale) = scale * (x if x > 0 else alpha * (e^(input_scale * x) - 1))``."""
+    from tvm import relax
+
+    args = args_of(node)
+    alpha, scale, input_scale = (
+        float(args[i] if len(args) > i else node.kwargs.get(name, 1.0))  # type: ignore[arg-type]
+        for i, name in ((1, "alpha"), (2, "scale"), (3, "input_scale"))
+    )
+    x = importer.env[args[0]]
+    dtype = x.ty.dtype
+    zero = relax.const(0.0, dtype)
+    scaled = relax.op.multiply(x, relax.const(input_scale, dtype)) if input_scale != 1.0 else x
+    negative = relax.op.multiply(
+        relax.const(alpha, dtype), relax.op.subtract(relax.op.exp(scaled), relax.const(1.0, dtype))
+    )
+    inner = relax.op.add(relax.op.maximum(x, zero), relax.op.minimum(negative, zero))
+    return importer.block_builder.emit(relax.op.multiply(relax.const(scale, dtype), inner) if scale != 1.0 else inner)
+
+
+def _view_dtypes(node: fx.Node) -> tuple[torch.dtype, torch.dtype] | None:
+    source, value = args_of(node)[0], node.meta.get("val")
+    before = source.meta.get("val") if isinstance(source, fx.Node) else None
+    if not isinstance(before, torch.Tensor) or not isinstance(value, torch.Tensor):
+        return None
+    return before.dtype, value.dtype
+
+
+def check_view_dtype(node: fx.Node) -> str | None:
+    dtypes = _view_dtypes(node)
+    if dtypes is None:
+        return "its dtypes are not known"
+    before, after = dtypes
+    if before.itemsize != after.itemsize:
+        return f"a view from {before} to {after} changes the element width"
+    if before.is_complex or after.is_complex:
+        return "complex dtypes"
+    return None
+
+
+def convert_view_dtype(node: fx.Node, importer: Any) -> Any:
+    """``x.view(dtype)`` of the same width: the same bits read as ``dtype`` (bool -> uint8: a cast of 0/1)."""
+    from tvm import relax, topi
+
+    dtypes = _view_dtypes(node)
+    assert dtypes is not None  # find_unsupported has reported these already
+    before, after = dtypes
+    x = importer.env[args_of(node)[0]]
+    name = str(after).removeprefix("torch.")
+    if before == torch.bool or after == torch.bool:
+        return importer.block_builder.emit(relax.op.astype(x, name))
+    return importer.block_builder.emit_te(topi.reinterpret, x, name)
+
+
 def _shift(name: str) -> Callable[[fx.Node, Any], Any]:
     """``bitwise_left_shift`` / ``bitwise_right_shift`` (missing from the frontend): relax's shift of the same name."""
 
@@ -278,6 +337,8 @@ def convert_scatter_reduce(node: fx.Node, importer: Any) -> Any:
 
 
 BUILTIN_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = {
+    "elu.default": convert_elu,
+    "view.dtype": convert_view_dtype,
     "scatter_reduce.two": convert_scatter_reduce,
     "grid_sampler_2d.default": convert_grid_sampler_2d,
     "unfold.default": convert_unfold,
@@ -298,6 +359,7 @@ BUILTIN_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = {
 }
 
 BUILTIN_CHECKS: dict[str, Callable[[fx.Node], str | None]] = {
+    "view.dtype": check_view_dtype,
     "scatter_reduce.two": check_scatter_reduce,
     "unfold.default": check_unfold,
     "adaptive_max_pool2d.default": check_adaptive_max_pool2d,

@@ -192,6 +192,35 @@ def test_cosh_and_sinh_keep_their_relative_precision(compile_cpu) -> None:
     np.testing.assert_allclose(sinh, np.sinh(exact), rtol=1e-6, atol=0)
 
 
+class Exponentials(nn.Module):
+    """SELU decomposes to ``elu(x, alpha, scale=1.0507)``, whose ``scale`` TVM's frontend dropped (5% off)."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return F.selu(x), F.elu(x, alpha=0.7), F.celu(x, alpha=2.0)
+
+
+def test_selu_elu_and_celu_keep_their_scale_and_alpha(compile_cpu) -> None:
+    x = torch.linspace(-4, 4, 33)
+    got = compile_cpu(Exponentials(), x)(x.numpy())
+    for mine, eager in zip(got, Exponentials()(x), strict=True):
+        np.testing.assert_allclose(mine, eager.numpy(), rtol=1e-6, atol=1e-6)
+
+
+class BitViews(nn.Module):
+    """ONNX BitCast: the same bits read as another type of the same width."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x.view(torch.int32), mask.view(torch.uint8)
+
+
+def test_bit_views_of_the_same_width_keep_the_bits(compile_cpu) -> None:
+    x = torch.tensor([1.0, -2.5, 0.0, float("inf"), 3e-39])
+    mask = torch.tensor([True, False, True, True, False])
+    bits, bytes_ = compile_cpu(BitViews(), x, mask)(x.numpy(), mask.numpy())
+    np.testing.assert_array_equal(bits, x.numpy().view(np.int32))
+    np.testing.assert_array_equal(bytes_, np.array([1, 0, 1, 1, 0], dtype=np.uint8))
+
+
 class Windows(nn.Module):
     """``unfold`` (graphopt's ONNX pools take windows this way), an integer ``prod`` over a dim (torch
     makes it int64), bit shifts and a stable sort with ties (ONNX TopK's order)."""
