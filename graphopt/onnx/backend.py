@@ -65,7 +65,17 @@ def bind_inputs(model: Any, values: dict[str, np.ndarray]) -> Any:
 
 
 def _as_numpy(value: Any) -> np.ndarray:
-    return value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+    """A torch tensor or array as numpy; torch's bfloat16 (which numpy lacks) as ml_dtypes' bfloat16."""
+    if not hasattr(value, "detach"):
+        return np.asarray(value)
+    import torch
+
+    tensor = value.detach().cpu()
+    if tensor.dtype == torch.bfloat16:
+        import ml_dtypes
+
+        return tensor.view(torch.uint16).numpy().view(ml_dtypes.bfloat16)
+    return tensor.numpy()
 
 
 def _as_tensor(value: Any) -> Any:

@@ -8,7 +8,8 @@
   be silently wrong; such nodes are reported as unsupported.
 
 - ``amax`` / ``amin``: missing from the frontend; exactly relax's ``max`` / ``min`` reductions over the
-  same dims (all dims when none are given), keeping them with ``keepdim``.
+  same dims (all dims when none are given), keeping them with ``keepdim``; a bool tensor is reduced as
+  uint8 0/1 (TVM has no initial value for a bool max, the build failed) and cast back.
 - ``prod.dim_int`` (``x.prod(dim)``): missing; relax's ``prod`` over that dim.
 - ``max.dim`` / ``min.dim`` (``x.max(dim=2)``): the frontend makes a ``topk`` of k=1, whose TOPI
   kernel is not a schedulable block (the CPU schedule step failed on it); here a ``max`` and an
@@ -101,10 +102,13 @@ def _reduction(name: str) -> Callable[[fx.Node, Any], Any]:
         dims: Any = args[1] if len(args) > 1 else node.kwargs.get("dim", [])
         keepdim = bool(args[2] if len(args) > 2 else node.kwargs.get("keepdim", False))
         axis = [dims] if isinstance(dims, int) else (list(dims) if dims else None)
-        reduced: Any = getattr(relax.op, name)(importer.env[args[0]], axis=axis, keepdims=keepdim)
+        x = importer.env[args[0]]
+        if str(x.ty.dtype) == "bool":  # TVM has no min/max value of bool to start a max/min from
+            x = importer.block_builder.emit(relax.op.astype(x, "uint8"))
+        reduced: Any = getattr(relax.op, name)(x, axis=axis, keepdims=keepdim)
         value = node.meta.get("val")
         dtype = str(value.dtype).removeprefix("torch.") if isinstance(value, torch.Tensor) else None
-        if dtype is not None and dtype != str(importer.env[args[0]].ty.dtype):  # torch's prod of int32 is int64
+        if dtype is not None and dtype != str(x.ty.dtype):  # torch's prod of int32 is int64
             reduced = relax.op.astype(reduced, dtype)
         return importer.block_builder.emit(reduced)
 

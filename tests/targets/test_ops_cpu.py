@@ -298,3 +298,18 @@ def test_scatter_reduce_with_repeated_indices(compile_cpu) -> None:
     got = compile_cpu(ScatterReduce(), x, src, index)(x.numpy(), src.numpy(), index.numpy())
     for mine, eager in zip(got, ScatterReduce()(x, src, index), strict=True):
         np.testing.assert_allclose(mine, eager.numpy(), rtol=1e-6, atol=1e-6)
+
+
+class BoolReductions(nn.Module):
+    """ONNX ReduceMax/ReduceMin of a bool tensor: any/all along a dim."""
+
+    def forward(self, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return mask.amax(dim=1), mask.amin(dim=0, keepdim=True)
+
+
+def test_max_and_min_of_bools_build_and_stay_bool(compile_cpu) -> None:
+    mask = torch.tensor([[True, False, True], [False, False, True]])
+    most, least = compile_cpu(BoolReductions(), mask)(mask.numpy())
+    for mine, eager in zip((most, least), BoolReductions()(mask), strict=True):
+        assert mine.dtype == np.bool_
+        np.testing.assert_array_equal(mine, eager.numpy())
