@@ -28,6 +28,9 @@
 - ``view.dtype`` (ONNX BitCast, ``x.view(torch.int32)``): missing; to a type of the same width it is
   TOPI's ``reinterpret`` of the same bits, bool to uint8 (torch stores a bool as one byte 0/1) a cast;
   a view that changes the width changes the shape and is reported as unsupported.
+- ``_linalg_det`` (ONNX Det): missing; for matrices up to 4x4 the Leibniz sum over the n! permutations
+  of products of entries (24 terms at most), with relax's elementwise ops; its LU and pivots outputs
+  are not computed, so a node using them, or a larger matrix, is reported as unsupported.
 - ``bitwise_left_shift`` / ``bitwise_right_shift``: missing; relax's ``left_shift`` / ``right_shift``.
 - ``unfold`` (the windows of graphopt's ONNX AveragePool/MaxPool/LpPool): missing; a ``take`` of the
   windows' indices, reshaped and transposed to torch's layout (static shapes only).
@@ -126,9 +129,13 @@ def _reduction_with_indices(name: str) -> Callable[[fx.Node, Any], Any]:
         dim = int(given)
         keepdim = bool(args[2] if len(args) > 2 else node.kwargs.get("keepdim", False))
         x = importer.env[args[0]]
-        values = getattr(relax.op, name)(x, axis=[dim], keepdims=keepdim)
-        indices = relax.op.astype(getattr(relax.op, f"arg{name}")(x, axis=dim, keepdims=keepdim), "int64")
         bb = importer.block_builder
+        boolean = str(x.ty.dtype) == "bool"  # reduced as uint8 0/1, as amax/amin are
+        if boolean:
+            x = bb.emit(relax.op.astype(x, "uint8"))
+        values = getattr(relax.op, name)(x, axis=[dim], keepdims=keepdim)
+        values = relax.op.astype(values, "bool") if boolean else values
+        indices = relax.op.astype(getattr(relax.op, f"arg{name}")(x, axis=dim, keepdims=keepdim), "int64")
         return bb.emit(relax.Tuple([bb.emit(values), bb.emit(indices)]))
 
     return convert
@@ -248,6 +255,60 @@ def convert_view_dtype(node: fx.Node, importer: Any) -> Any:
     return importer.block_builder.emit_te(topi.reinterpret, x, name)
 
 
+#: The largest matrix ``_linalg_det`` lowers (the Leibniz sum has n! terms).
+MAX_DET_SIZE = 4
+
+
+def _det_size(node: fx.Node) -> int | None:
+    value = args_of(node)[0].meta.get("val")
+    if not isinstance(value, torch.Tensor) or not all(isinstance(d, int) for d in value.shape):
+        return None
+    return int(value.shape[-1])
+
+
+def check_linalg_det(node: fx.Node) -> str | None:
+    size = _det_size(node)
+    if size is None:
+        return "its input shape is not static"
+    if size > MAX_DET_SIZE:
+        return f"a {size}x{size} matrix (up to {MAX_DET_SIZE}x{MAX_DET_SIZE} lowers)"
+    for user in node.users:
+        if getattr(user.target, "__name__", None) != "getitem" or user.args[1] != 0:
+            return "its LU or pivots output is used"
+    return None
+
+
+def convert_linalg_det(node: fx.Node, importer: Any) -> Any:
+    """``torch.linalg.det``: the sum over permutations p of sign(p) * prod_i x[..., i, p(i)]."""
+    import itertools
+
+    from tvm import relax
+
+    size = _det_size(node)
+    assert size is not None  # find_unsupported has reported larger or dynamic ones already
+    shape = [int(d) for d in args_of(node)[0].meta["val"].shape]
+    x, rank = importer.env[args_of(node)[0]], len(shape)
+    bb = importer.block_builder
+
+    def entry(i: int, j: int) -> Any:
+        picked = relax.op.strided_slice(x, [rank - 2, rank - 1], [i, j], [i + 1, j + 1])
+        return bb.emit(relax.op.squeeze(picked, [rank - 2, rank - 1]))
+
+    entries = [[entry(i, j) for j in range(size)] for i in range(size)]
+    total: Any = None
+    for permutation in itertools.permutations(range(size)):
+        inversions = sum(a > b for a, b in itertools.combinations(permutation, 2))
+        term: Any = entries[0][permutation[0]]
+        for i in range(1, size):
+            term = relax.op.multiply(term, entries[i][permutation[i]])
+        if inversions % 2:
+            term = relax.op.negative(term)
+        total = term if total is None else relax.op.add(total, term)
+    det = bb.emit(total)
+    pivots = relax.op.zeros(relax.ShapeExpr([*shape[:-2], size]), "int32")
+    return bb.emit(relax.Tuple([det, bb.emit(relax.op.zeros_like(x)), bb.emit(pivots)]))
+
+
 def _shift(name: str) -> Callable[[fx.Node, Any], Any]:
     """``bitwise_left_shift`` / ``bitwise_right_shift`` (missing from the frontend): relax's shift of the same name."""
 
@@ -343,6 +404,7 @@ def convert_scatter_reduce(node: fx.Node, importer: Any) -> Any:
 BUILTIN_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = {
     "elu.default": convert_elu,
     "view.dtype": convert_view_dtype,
+    "_linalg_det.default": convert_linalg_det,
     "scatter_reduce.two": convert_scatter_reduce,
     "grid_sampler_2d.default": convert_grid_sampler_2d,
     "unfold.default": convert_unfold,
@@ -364,6 +426,7 @@ BUILTIN_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = {
 
 BUILTIN_CHECKS: dict[str, Callable[[fx.Node], str | None]] = {
     "view.dtype": check_view_dtype,
+    "_linalg_det.default": check_linalg_det,
     "scatter_reduce.two": check_scatter_reduce,
     "unfold.default": check_unfold,
     "adaptive_max_pool2d.default": check_adaptive_max_pool2d,

@@ -303,13 +303,30 @@ def test_scatter_reduce_with_repeated_indices(compile_cpu) -> None:
 class BoolReductions(nn.Module):
     """ONNX ReduceMax/ReduceMin of a bool tensor: any/all along a dim."""
 
-    def forward(self, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return mask.amax(dim=1), mask.amin(dim=0, keepdim=True)
+    def forward(self, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return (
+            mask.amax(dim=1),
+            mask.amin(dim=0, keepdim=True),
+            mask.max(dim=1, keepdim=True).values,
+            mask.min(dim=0)[0],
+        )
 
 
 def test_max_and_min_of_bools_build_and_stay_bool(compile_cpu) -> None:
     mask = torch.tensor([[True, False, True], [False, False, True]])
-    most, least = compile_cpu(BoolReductions(), mask)(mask.numpy())
-    for mine, eager in zip((most, least), BoolReductions()(mask), strict=True):
+    got = compile_cpu(BoolReductions(), mask)(mask.numpy())
+    for mine, eager in zip(got, BoolReductions()(mask), strict=True):
         assert mine.dtype == np.bool_
         np.testing.assert_array_equal(mine, eager.numpy())
+
+
+class Determinant(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.det(x)
+
+
+@pytest.mark.parametrize("shape", [(2, 2), (3, 3, 3), (2, 4, 4)])
+def test_determinants_of_small_matrices_match_eager(compile_cpu, shape) -> None:
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    got = compile_cpu(Determinant(), x)(x.numpy())
+    np.testing.assert_allclose(got, torch.linalg.det(x.double()).numpy(), rtol=1e-5, atol=1e-5)
