@@ -12,9 +12,10 @@ the case says otherwise). ONNX Runtime runs the same cases as the yardstick.
 
 The same cases run through the peers, each in processes of its own with a per-case time limit:
 onnx2torch alone (no graphopt converters), TVM Relax's ``from_onnx`` (built for llvm, run in the Relax
-VM) and ONNX Runtime; and a sample (``--cpu-per-op`` cases of every op) through graphopt's CPU target
-(``graphopt.compile``, the built artifact run; a build that fails is retried with ``fallback="torch"``,
-reported as its own outcome). ``--peer-minutes`` bounds the TVM and CPU runs (cases left are reported
+VM) and ONNX Runtime; and a sample (``--cpu-per-op`` cases of every op) through graphopt's ONNX backend on
+the CPU target (``graphopt.onnx.backend``: ``graphopt.compile``, the built artifact run; inputs that set
+shapes are read at run time and compiled for; a build that fails is retried with ``fallback="torch"``,
+reported as its own outcome). ``--cpu-only`` runs that sample alone. ``--peer-minutes`` bounds the TVM and CPU runs (cases left are reported
 as not run).
 
 Results per case: ``pass``, ``mismatch`` (imported and ran, wrong numbers), ``unsupported`` (graphopt's
