@@ -12,9 +12,10 @@ the case says otherwise). ONNX Runtime runs the same cases as the yardstick.
 
 The same cases run through the peers, each in processes of its own with a per-case time limit:
 onnx2torch alone (no graphopt converters), TVM Relax's ``from_onnx`` (built for llvm, run in the Relax
-VM) and ONNX Runtime; and a sample (``--cpu-per-op`` cases of every op) through graphopt's CPU target
-(``graphopt.compile``, the built artifact run; a build that fails is retried with ``fallback="torch"``,
-reported as its own outcome). ``--peer-minutes`` bounds the TVM and CPU runs (cases left are reported
+VM) and ONNX Runtime; and a sample (``--cpu-per-op`` cases of every op) through graphopt's ONNX backend on
+the CPU target (``graphopt.onnx.backend``: ``graphopt.compile``, the built artifact run; inputs that set
+shapes are read at run time and compiled for; a build that fails is retried with ``fallback="torch"``,
+reported as its own outcome). ``--cpu-only`` runs that sample alone. ``--peer-minutes`` bounds the TVM and CPU runs (cases left are reported
 as not run).
 
 Results per case: ``pass``, ``mismatch`` (imported and ran, wrong numbers), ``unsupported`` (graphopt's
@@ -306,26 +307,23 @@ def run_tvm(case: Any) -> str:
 
 
 def run_cpu(case: Any) -> str:
-    """graphopt's CPU target: ``graphopt.compile(model, inputs, target="cpu")`` (capture, O2 passes,
-    TVM build), the compiled artifact run on the case's inputs. Where that build fails, two builds
-    are tried, each its own outcome and never a plain pass: ``constant inputs`` when the case's graph
-    inputs read as shape operands (Slice starts, Squeeze axes, ...; ``shape_operand_inputs``) are
-    made initializers holding the case's values, as an exporter writes them; else ``fallback``, the
-    build with ``fallback="torch"`` (what TVM cannot lower runs in PyTorch between compiled segments).
+    """graphopt's ONNX backend on the CPU target (``graphopt.onnx.backend.GraphoptRep``: ``graphopt.compile``
+    with ``target="cpu"``, the built artifact run on the case's inputs). Inputs that set shapes (Slice starts,
+    Squeeze axes, a window's size, ...) are read at ``run`` and the model is compiled for their values, as
+    ONNX Runtime takes them at run time. Where that build fails, the build with ``fallback="torch"`` (what
+    TVM cannot lower runs in PyTorch between compiled segments) is tried: its own outcome, never a pass.
     Returns ``"outcome|reason"`` (the first line of the plain build's error; empty for a pass)."""
-    import graphopt
-    from graphopt.onnx.constants import shape_operand_inputs
+    from graphopt.onnx.backend import GraphoptRep
 
     inputs, expected = case.data_sets[0]
     arrays = [as_array(i) for i in inputs]
 
-    def build_and_run(model: Any, given: list[Any], **options: Any) -> tuple[str, str]:
+    def build_and_run(**options: Any) -> tuple[str, str]:
         try:
-            tensors = tuple(to_torch(a) for a in given)
+            tensors = [to_torch(a) for a in arrays]
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore")
-                compiled = graphopt.compile(model, tensors, target="cpu", check=False, **options)
-                outputs = compiled(*tensors)
+                outputs = GraphoptRep(case.model, check=False, **options).run(tensors)
         except BaseException as error:
             if isinstance(error, KeyboardInterrupt):
                 raise
@@ -334,27 +332,10 @@ def run_cpu(case: Any) -> str:
         ok, why = matches(_flat(outputs), list(expected), case.rtol, case.atol)
         return ("pass", "") if ok else ("mismatch", why)
 
-    outcome, why = build_and_run(case.model, arrays)
+    outcome, why = build_and_run()
     if outcome != "error":
         return f"{outcome}|{why}"
-    shape_inputs = {name for name, _ in shape_operand_inputs(case.model)}
-    if shape_inputs:
-        import onnx
-
-        model = onnx.ModelProto()
-        model.CopyFrom(case.model)
-        names = _graph_inputs(case)
-        kept = []
-        for name, array in zip(names, arrays, strict=False):
-            if name in shape_inputs and isinstance(array, np.ndarray):
-                value = next(v for v in model.graph.input if v.name == name)
-                model.graph.input.remove(value)
-                model.graph.initializer.append(onnx.numpy_helper.from_array(array, name))
-            else:
-                kept.append(array)
-        if build_and_run(model, kept)[0] == "pass":
-            return f"constant inputs|{why}"
-    fallback, fallback_why = build_and_run(case.model, arrays, fallback="torch")
+    fallback, fallback_why = build_and_run(fallback="torch")
     if fallback == "pass":
         return f"fallback|{why}"
     if fallback == "mismatch":
@@ -470,6 +451,77 @@ def cpu_subset(cases: list[Any], per_op: int) -> list[Any]:
     return [case for _, _, case in sorted(chosen, key=lambda item: (item[0], item[1]))]
 
 
+#: What the CPU-target results say about how the backend runs a case.
+CPU_BACKEND = (
+    "graphopt's ONNX backend (`graphopt.onnx.backend.GraphoptBackend`, an `onnx.backend.base.Backend`): "
+    "`graphopt.compile(model, inputs, target='cpu')`, the built artifact run on the case's inputs. Graph inputs "
+    "that set shapes (Slice starts, Squeeze axes, Tile repeats, a window's size, ...) are taken at run time, as "
+    "ONNX Runtime takes them: at `run()` the backend reads their values, compiles the model for them (they "
+    "become initializers of the compiled copy) and caches the artifact per distinct value and input shape, so "
+    "another value compiles again; nothing is fixed before `run()`"
+)
+
+
+def cpu_paragraph(cpu: dict[str, str], per_op: str, sample_imports: int | None) -> str:
+    """The CPU target's summary: pass rate on the sample, outcomes, what fallback would add."""
+    count = collections.Counter(value.partition("|")[0] for value in cpu.values())
+    ran = sum(value != "not run" for value in cpu.values())
+    return (
+        f"**CPU target** ({CPU_BACKEND}): a sample, the first {per_op} case(s) of every op by name whether or not "
+        f"they import ({len(cpu)} cases, {ran} run before the time limit): **{count['pass']}/{ran} = "
+        f"{count['pass'] / max(ran, 1):.1%} of those run pass**; {count['fallback']} more pass only with "
+        "`fallback='torch'` (what TVM cannot lower runs in PyTorch between compiled segments), not counted as a pass"
+        + (
+            f". On the same {ran} cases the import (captured graph in PyTorch) passes {sample_imports}"
+            if sample_imports is not None
+            else ""
+        )
+        + ". CPU outcomes: "
+        + ", ".join(f"{kind} {count[kind]}" for kind in sorted(count))
+        + (
+            "; 'not run': the time limit came first (the sample is run op by op, each op's first case first)"
+            if count["not run"]
+            else ""
+        )
+        + ". Every case that does not pass is listed, with its first error, under *CPU target failures*."
+    )
+
+
+def cpu_failures(cpu: dict[str, str]) -> list[str]:
+    lines = ["## CPU target failures", "", "| case | outcome | first error (of the build without fallback) |"]
+    lines.append("|---|---|---|")
+    for name, value in sorted(cpu.items()):
+        outcome, _, why = value.partition("|")
+        if outcome != "pass":
+            lines.append(f"| {name} | {outcome} | {why.replace('|', '/')[:160]} |")
+    return lines
+
+
+def render_cpu(cases: list[Any], header: dict[str, str], cpu: dict[str, str]) -> str:
+    """``--cpu-only``: the CPU-target sample alone (no import loop, no peers), per op and per failing case."""
+    lines = [
+        "# ONNX backend node tests through graphopt's CPU target (sample)",
+        "",
+        f"- command: `{header['command']}`",
+        f"- date: {header['date']}; CPU: {header['cpu']} (2 cores shared with other jobs; times inflated by load); "
+        f"onnx {header['onnx']}, torch {header['torch']}, tvm {header['tvm']}; wall time {header['seconds']} s; "
+        f"load average (1 min, `uptime`) {header['load']}",
+        "- case: as in `onnx_conformance.md`; pass = every output within the case's rtol/atol of the reference, "
+        "same shapes and dtypes (the onnx runner's rule)",
+        "",
+        cpu_paragraph(cpu, header["cpu_per_op"], None),
+        "",
+        "| op | CPU target pass / run |",
+        "|---|---|",
+    ]
+    by_op: dict[str, list[str]] = collections.defaultdict(list)
+    for case in cases:
+        if case.name in cpu:
+            by_op[case.op].append(cpu[case.name].partition("|")[0])
+    lines += [f"| {op} | {ran.count('pass')}/{len(ran)} |" for op, ran in sorted(by_op.items())]
+    return "\n".join([*lines, "", *cpu_failures(cpu)]) + "\n"
+
+
 def render(results: list[dict[str, Any]], header: dict[str, str], cpu: dict[str, str]) -> str:
     total = len(results)
     count = collections.Counter(r["graphopt"] for r in results)
@@ -479,10 +531,8 @@ def render(results: list[dict[str, Any]], header: dict[str, str], cpu: dict[str,
 
     both = [r for r in results if r["onnxruntime"] == "pass"]
     tvm_left = sum(r["tvm"] == "not run" for r in results)
-    cpu_count = collections.Counter(value.partition("|")[0] for value in cpu.values())
     imported = {r["name"]: r["graphopt"] for r in results}
     sample_imports = sum(imported.get(name) == "pass" for name, value in cpu.items() if value != "not run")
-    ran = sum(value != "not run" for value in cpu.values())
     per_op = header.get("cpu_per_op", "1")
     lines = [
         "# ONNX backend node tests: graphopt import vs onnx2torch, TVM Relax from_onnx and ONNX Runtime",
@@ -514,23 +564,7 @@ def render(results: list[dict[str, Any]], header: dict[str, str], cpu: dict[str,
         f"On the {len(both)} cases ONNX Runtime passes, graphopt passes {passes('graphopt', both)} "
         f"({passes('graphopt', both) / max(len(both), 1):.1%}).",
         "",
-        f"**CPU target** (`graphopt.compile(model, inputs, target='cpu')`, the built artifact run on the case's "
-        f"inputs): a sample, the first {per_op} case(s) of every op by name whether or not they import "
-        f"({len(cpu)} cases, {ran} run before the time limit): **{cpu_count['pass']}/{ran} = "
-        f"{cpu_count['pass'] / max(ran, 1):.1%} of those run pass**"
-        + f"; {cpu_count['constant inputs']} more pass when their graph inputs that set shapes (Slice starts, "
-        "Squeeze axes, ...) are made initializers with the case's values, as exporters write them, and "
-        f"{cpu_count['fallback']} more only with `fallback='torch'` (what TVM cannot lower runs in PyTorch between "
-        "compiled segments); neither is counted as a pass"
-        + f". On the same {ran} cases the import (captured graph in PyTorch) passes {sample_imports}. "
-        + "CPU outcomes: "
-        + ", ".join(f"{kind} {cpu_count[kind]}" for kind in sorted(cpu_count))
-        + (
-            "; 'not run': the time limit came first (the sample is run op by op, each op's first case first)"
-            if cpu_count["not run"]
-            else ""
-        )
-        + ". Every case that does not pass is listed, with its first error, under *CPU target failures*.",
+        cpu_paragraph(cpu, per_op, sample_imports),
         "",
         "graphopt outcomes: "
         + ", ".join(f"{kind} {count[kind]}" for kind in ("pass", "mismatch", "unsupported", "error", "timeout")),
@@ -554,13 +588,34 @@ def render(results: list[dict[str, Any]], header: dict[str, str], cpu: dict[str,
             f"{passes('onnx2torch', rows)} | "
             f"{passes('tvm', rows)} | {passes('onnxruntime', rows)} | {reason} |"
         )
-    lines += ["", "## CPU target failures", "", "| case | outcome | first error (of the build without fallback) |"]
-    lines.append("|---|---|---|")
-    for name, value in sorted(cpu.items()):
-        outcome, _, why = value.partition("|")
-        if outcome != "pass":
-            lines.append(f"| {name} | {outcome} | {why.replace('|', '/')[:160]} |")
+    lines += ["", *cpu_failures(cpu)]
     return "\n".join(lines) + "\n"
+
+
+def run_header(args: Any, argv: list[str] | None, started: float, load_before: float) -> dict[str, str]:
+    """The command, date, CPU, versions, wall time and load a results file names."""
+    import onnx
+    import onnxruntime
+    import torch
+    import tvm
+
+    from graphopt.onnx.io import onnx2torch_version
+
+    return {
+        "command": "nice python "
+        + " ".join(["benchmarks/onnx_conformance.py", *(argv if argv is not None else sys.argv[1:])]),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpu": cpu_model(),
+        "onnx": onnx.__version__,
+        "onnx2torch": onnx2torch_version(),
+        "onnxruntime": onnxruntime.__version__,
+        "torch": torch.__version__,
+        "tvm": tvm.__version__,
+        "case_seconds": str(args.case_seconds),
+        "cpu_per_op": str(args.cpu_per_op),
+        "seconds": f"{time.time() - started:.0f}",
+        "load": f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end",
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -570,6 +625,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="print every case")
     parser.add_argument("--no-tvm", action="store_true", help="leave out the TVM from_onnx column")
     parser.add_argument("--no-cpu", action="store_true", help="leave out the CPU-target sample")
+    parser.add_argument(
+        "--cpu-only", action="store_true", help="only the CPU-target sample (no import loop, no peers, no ONNX Runtime)"
+    )
     parser.add_argument("--cpu-per-op", type=int, default=2, help="CPU-target sample: this many cases per op")
     parser.add_argument("--case-seconds", type=int, default=CASE_SECONDS, help="per-case time limit")
     parser.add_argument(
@@ -585,12 +643,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import threading
 
-    import onnx
-    import onnxruntime
-    import torch
-
-    from graphopt.onnx.io import onnx2torch_version
-
     started = time.time()
     load_before = os.getloadavg()[0]
     cases = node_cases(set(args.ops.split(",")) if args.ops else None)
@@ -602,6 +654,16 @@ def main(argv: list[str] | None = None) -> int:
         seconds = 4 * args.case_seconds if kind == "cpu" else args.case_seconds  # a build, and one with fallback
         peers[kind] = peer_results(kind, subset, seconds, deadline if kind != "onnx2torch" else math.inf)
 
+    if args.cpu_only:
+        chosen = cpu_subset(cases, args.cpu_per_op)
+        run_peer("cpu", chosen)
+        cpu = {case.name: peers.get("cpu", {}).get(case.name, "not run") for case in chosen}
+        text = render_cpu(cases, run_header(args, argv, started, load_before), cpu)
+        print(text)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(text)
+        return 0
     threads = [threading.Thread(target=run_peer, args=("onnx2torch", cases))]
     if not args.no_tvm:
         threads.append(threading.Thread(target=run_peer, args=("tvm", cases)))
@@ -625,23 +687,7 @@ def main(argv: list[str] | None = None) -> int:
     for result in results:
         result["onnx2torch"] = peers["onnx2torch"].get(result["name"], "error")
         result["tvm"] = peers.get("tvm", {}).get(result["name"], "not run")
-    import tvm
-
-    header = {
-        "command": "nice python "
-        + " ".join(["benchmarks/onnx_conformance.py", *(argv if argv is not None else sys.argv[1:])]),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "cpu": cpu_model(),
-        "onnx": onnx.__version__,
-        "onnx2torch": onnx2torch_version(),
-        "onnxruntime": onnxruntime.__version__,
-        "torch": torch.__version__,
-        "tvm": tvm.__version__,
-        "case_seconds": str(args.case_seconds),
-        "cpu_per_op": str(args.cpu_per_op),
-        "seconds": f"{time.time() - started:.0f}",
-        "load": f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end",
-    }
+    header = run_header(args, argv, started, load_before)
     text = render(results, header, cpu)
     print(text)
     if args.out:

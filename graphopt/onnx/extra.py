@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -253,7 +254,9 @@ def col2im(
     pads: list[int],
     strides: list[int],
 ) -> torch.Tensor:
-    """ONNX Col2Im in any number of spatial dimensions: each block position's column added into the image."""
+    """ONNX Col2Im in any number of spatial dimensions: every column element added into its image position
+    by one ``scatter_reduce`` (sum) over the flattened padded image, its index computed from the static
+    sizes; a compiled target builds it as one scatter (a slice-add per block offset was one op each)."""
     image = [int(s) for s in image_shape.reshape(-1).tolist()]
     block = [int(s) for s in block_shape.reshape(-1).tolist()]
     spatial = len(image)
@@ -263,14 +266,13 @@ def col2im(
     padded = [image[i] + pads[i] + pads[spatial + i] for i in range(spatial)]
     steps = [(padded[i] - dilations[i] * (block[i] - 1) - 1) // strides[i] + 1 for i in range(spatial)]
     batch, channels = x.shape[0], x.shape[1] // math.prod(block)
-    columns = x.reshape(batch, channels, *block, *steps)
-    out = x.new_zeros((batch, channels, *padded))
-    for offset in torch.cartesian_prod(*[torch.arange(b) for b in block]).reshape(-1, spatial).tolist():
-        index = [slice(None), slice(None)]
-        for i in range(spatial):
-            start = offset[i] * dilations[i]
-            index.append(slice(start, start + strides[i] * (steps[i] - 1) + 1, strides[i]))
-        out[tuple(index)] += columns[(slice(None), slice(None), *offset)]
+    grids = np.meshgrid(*[np.arange(b) for b in block], *[np.arange(s) for s in steps], indexing="ij")
+    positions = [grids[i] * dilations[i] + grids[spatial + i] * strides[i] for i in range(spatial)]
+    flat = np.ravel_multi_index(positions, padded).reshape(-1)  # (block..., steps...) -> padded image offset
+    index = torch.from_numpy(flat).to(x.device).expand(batch, channels, flat.size)
+    columns = x.reshape(batch, channels, flat.size)
+    out = x.new_zeros((batch, channels, math.prod(padded))).scatter_reduce(2, index, columns, "sum")
+    out = out.reshape(batch, channels, *padded)
     crop = [slice(None), slice(None)] + [slice(pads[i], pads[i] + image[i]) for i in range(spatial)]
     return out[tuple(crop)]
 
@@ -296,13 +298,17 @@ def gather_elements(data: torch.Tensor, indices: torch.Tensor, *, axis: int) -> 
 
 
 def reverse_sequence(x: torch.Tensor, lengths: torch.Tensor, *, batch_axis: int, time_axis: int) -> torch.Tensor:
-    pieces = []
-    for b, length in enumerate(lengths.reshape(-1).tolist()):
-        row = x.select(batch_axis, b)
-        axis = time_axis if time_axis < batch_axis else time_axis - 1
-        head = row.narrow(axis, 0, int(length)).flip(axis)
-        pieces.append(torch.cat([head, row.narrow(axis, int(length), row.shape[axis] - int(length))], axis))
-    return torch.stack(pieces, batch_axis)
+    """One gather along ``time_axis`` whose index, per batch row, counts down through the row's first
+    ``length`` steps and leaves the rest: computed from ``lengths`` as a tensor, so a traced (and
+    compiled) graph takes the lengths at run time instead of fixing them as numbers."""
+    steps = torch.arange(x.shape[time_axis], device=x.device)
+    length = lengths.reshape(-1, 1).to(torch.int64)
+    index = torch.where(steps < length, length - 1 - steps, steps)  # (batch, time)
+    if batch_axis > time_axis:
+        index = index.T
+    shape = [1] * x.dim()
+    shape[batch_axis], shape[time_axis] = x.shape[batch_axis], x.shape[time_axis]
+    return torch.gather(x, time_axis, index.reshape(shape).expand(x.shape))
 
 
 def nonzero(x: torch.Tensor) -> torch.Tensor:

@@ -202,7 +202,9 @@ def pad(
     rank = x.dim()
     dims = [int(a) % rank for a in axes.reshape(-1).tolist()] if axes is not None else list(range(rank))
     amounts = [int(p) for p in pads.reshape(-1).tolist()]
-    fill = float(value.reshape(-1)[0]) if value is not None and value.numel() else 0.0
+    # a run-time fill value (a graph input, a tensor) stays a tensor, so a traced graph reads it at run time
+    runtime_fill = value.reshape(-1)[0] if isinstance(value, torch.Tensor) and value.numel() else None
+    fill = float(value.reshape(-1)[0]) if value is not None and runtime_fill is None and value.numel() else 0.0
     for position, dim in enumerate(dims):
         begin, end = amounts[position], amounts[position + len(dims)]
         if begin < 0:
@@ -216,7 +218,11 @@ def pad(
         size = x.shape[dim]
         if mode == "constant":
             widths = [0, 0] * (rank - 1 - dim) + [begin, end]
-            x = torch.nn.functional.pad(x, widths, value=fill)
+            padded = torch.nn.functional.pad(x, widths, value=fill)
+            if runtime_fill is not None:
+                inside = torch.nn.functional.pad(torch.ones_like(x, dtype=torch.bool), widths, value=False)
+                padded = torch.where(inside, padded, runtime_fill.to(x.dtype))
+            x = padded
             continue
         index = torch.arange(-begin, size + end)
         if mode == "edge":

@@ -8,7 +8,8 @@
   be silently wrong; such nodes are reported as unsupported.
 
 - ``amax`` / ``amin``: missing from the frontend; exactly relax's ``max`` / ``min`` reductions over the
-  same dims (all dims when none are given), keeping them with ``keepdim``.
+  same dims (all dims when none are given), keeping them with ``keepdim``; a bool tensor is reduced as
+  uint8 0/1 (TVM has no initial value for a bool max, the build failed) and cast back.
 - ``prod.dim_int`` (``x.prod(dim)``): missing; relax's ``prod`` over that dim.
 - ``max.dim`` / ``min.dim`` (``x.max(dim=2)``): the frontend makes a ``topk`` of k=1, whose TOPI
   kernel is not a schedulable block (the CPU schedule step failed on it); here a ``max`` and an
@@ -22,6 +23,14 @@
 
 - ``cosh`` / ``sinh``: the frontend's ops legalize to TIR intrinsics TVM's LLVM backend does not know
   (the build failed); written with ``exp`` here.
+- ``elu`` (what ``selu`` decomposes to: ``elu(x, alpha, scale=1.0507, input_scale)``): the frontend
+  reads ``alpha`` only, so SELU's outputs were 5% off; here with all three.
+- ``view.dtype`` (ONNX BitCast, ``x.view(torch.int32)``): missing; to a type of the same width it is
+  TOPI's ``reinterpret`` of the same bits, bool to uint8 (torch stores a bool as one byte 0/1) a cast;
+  a view that changes the width changes the shape and is reported as unsupported.
+- ``_linalg_det`` (ONNX Det): missing; for matrices up to 4x4 the Leibniz sum over the n! permutations
+  of products of entries (24 terms at most), with relax's elementwise ops; its LU and pivots outputs
+  are not computed, so a node using them, or a larger matrix, is reported as unsupported.
 - ``bitwise_left_shift`` / ``bitwise_right_shift``: missing; relax's ``left_shift`` / ``right_shift``.
 - ``unfold`` (the windows of graphopt's ONNX AveragePool/MaxPool/LpPool): missing; a ``take`` of the
   windows' indices, reshaped and transposed to torch's layout (static shapes only).
@@ -96,10 +105,13 @@ def _reduction(name: str) -> Callable[[fx.Node, Any], Any]:
         dims: Any = args[1] if len(args) > 1 else node.kwargs.get("dim", [])
         keepdim = bool(args[2] if len(args) > 2 else node.kwargs.get("keepdim", False))
         axis = [dims] if isinstance(dims, int) else (list(dims) if dims else None)
-        reduced: Any = getattr(relax.op, name)(importer.env[args[0]], axis=axis, keepdims=keepdim)
+        x = importer.env[args[0]]
+        if str(x.ty.dtype) == "bool":  # TVM has no min/max value of bool to start a max/min from
+            x = importer.block_builder.emit(relax.op.astype(x, "uint8"))
+        reduced: Any = getattr(relax.op, name)(x, axis=axis, keepdims=keepdim)
         value = node.meta.get("val")
         dtype = str(value.dtype).removeprefix("torch.") if isinstance(value, torch.Tensor) else None
-        if dtype is not None and dtype != str(importer.env[args[0]].ty.dtype):  # torch's prod of int32 is int64
+        if dtype is not None and dtype != str(x.ty.dtype):  # torch's prod of int32 is int64
             reduced = relax.op.astype(reduced, dtype)
         return importer.block_builder.emit(reduced)
 
@@ -117,9 +129,13 @@ def _reduction_with_indices(name: str) -> Callable[[fx.Node, Any], Any]:
         dim = int(given)
         keepdim = bool(args[2] if len(args) > 2 else node.kwargs.get("keepdim", False))
         x = importer.env[args[0]]
-        values = getattr(relax.op, name)(x, axis=[dim], keepdims=keepdim)
-        indices = relax.op.astype(getattr(relax.op, f"arg{name}")(x, axis=dim, keepdims=keepdim), "int64")
         bb = importer.block_builder
+        boolean = str(x.ty.dtype) == "bool"  # reduced as uint8 0/1, as amax/amin are
+        if boolean:
+            x = bb.emit(relax.op.astype(x, "uint8"))
+        values = getattr(relax.op, name)(x, axis=[dim], keepdims=keepdim)
+        values = relax.op.astype(values, "bool") if boolean else values
+        indices = relax.op.astype(getattr(relax.op, f"arg{name}")(x, axis=dim, keepdims=keepdim), "int64")
         return bb.emit(relax.Tuple([bb.emit(values), bb.emit(indices)]))
 
     return convert
@@ -183,6 +199,114 @@ def convert_sinh(node: fx.Node, importer: Any) -> Any:
         series = relax.op.add(relax.op.multiply(series, square), relax.const(coefficient, dtype))
     small = relax.op.less(relax.op.abs(x), relax.const(0.5, dtype))
     return bb.emit(relax.op.where(small, relax.op.multiply(series, x), wide))
+
+
+def convert_elu(node: fx.Node, importer: Any) -> Any:
+    """``elu(x, alpha, scale, input_scale) = scale * (x if x > 0 else alpha * (e^(input_scale * x) - 1))``."""
+    from tvm import relax
+
+    args = args_of(node)
+    alpha, scale, input_scale = (
+        float(args[i] if len(args) > i else node.kwargs.get(name, 1.0))  # type: ignore[arg-type]
+        for i, name in ((1, "alpha"), (2, "scale"), (3, "input_scale"))
+    )
+    x = importer.env[args[0]]
+    dtype = x.ty.dtype
+    zero = relax.const(0.0, dtype)
+    scaled = relax.op.multiply(x, relax.const(input_scale, dtype)) if input_scale != 1.0 else x
+    negative = relax.op.multiply(
+        relax.const(alpha, dtype), relax.op.subtract(relax.op.exp(scaled), relax.const(1.0, dtype))
+    )
+    inner = relax.op.add(relax.op.maximum(x, zero), relax.op.minimum(negative, zero))
+    return importer.block_builder.emit(relax.op.multiply(relax.const(scale, dtype), inner) if scale != 1.0 else inner)
+
+
+def _view_dtypes(node: fx.Node) -> tuple[torch.dtype, torch.dtype] | None:
+    source, value = args_of(node)[0], node.meta.get("val")
+    before = source.meta.get("val") if isinstance(source, fx.Node) else None
+    if not isinstance(before, torch.Tensor) or not isinstance(value, torch.Tensor):
+        return None
+    return before.dtype, value.dtype
+
+
+def check_view_dtype(node: fx.Node) -> str | None:
+    dtypes = _view_dtypes(node)
+    if dtypes is None:
+        return "its dtypes are not known"
+    before, after = dtypes
+    if before.itemsize != after.itemsize:
+        return f"a view from {before} to {after} changes the element width"
+    if before.is_complex or after.is_complex:
+        return "complex dtypes"
+    return None
+
+
+def convert_view_dtype(node: fx.Node, importer: Any) -> Any:
+    """``x.view(dtype)`` of the same width: the same bits read as ``dtype`` (bool -> uint8: a cast of 0/1)."""
+    from tvm import relax, topi
+
+    dtypes = _view_dtypes(node)
+    assert dtypes is not None  # find_unsupported has reported these already
+    before, after = dtypes
+    x = importer.env[args_of(node)[0]]
+    name = str(after).removeprefix("torch.")
+    if before == torch.bool or after == torch.bool:
+        return importer.block_builder.emit(relax.op.astype(x, name))
+    return importer.block_builder.emit_te(topi.reinterpret, x, name)
+
+
+#: The largest matrix ``_linalg_det`` lowers (the Leibniz sum has n! terms).
+MAX_DET_SIZE = 4
+
+
+def _det_size(node: fx.Node) -> int | None:
+    value = args_of(node)[0].meta.get("val")
+    if not isinstance(value, torch.Tensor) or not all(isinstance(d, int) for d in value.shape):
+        return None
+    return int(value.shape[-1])
+
+
+def check_linalg_det(node: fx.Node) -> str | None:
+    size = _det_size(node)
+    if size is None:
+        return "its input shape is not static"
+    if size > MAX_DET_SIZE:
+        return f"a {size}x{size} matrix (up to {MAX_DET_SIZE}x{MAX_DET_SIZE} lowers)"
+    for user in node.users:
+        if getattr(user.target, "__name__", None) != "getitem" or user.args[1] != 0:
+            return "its LU or pivots output is used"
+    return None
+
+
+def convert_linalg_det(node: fx.Node, importer: Any) -> Any:
+    """``torch.linalg.det``: the sum over permutations p of sign(p) * prod_i x[..., i, p(i)]."""
+    import itertools
+
+    from tvm import relax
+
+    size = _det_size(node)
+    assert size is not None  # find_unsupported has reported larger or dynamic ones already
+    shape = [int(d) for d in args_of(node)[0].meta["val"].shape]
+    x, rank = importer.env[args_of(node)[0]], len(shape)
+    bb = importer.block_builder
+
+    def entry(i: int, j: int) -> Any:
+        picked = relax.op.strided_slice(x, [rank - 2, rank - 1], [i, j], [i + 1, j + 1])
+        return bb.emit(relax.op.squeeze(picked, [rank - 2, rank - 1]))
+
+    entries = [[entry(i, j) for j in range(size)] for i in range(size)]
+    total: Any = None
+    for permutation in itertools.permutations(range(size)):
+        inversions = sum(a > b for a, b in itertools.combinations(permutation, 2))
+        term: Any = entries[0][permutation[0]]
+        for i in range(1, size):
+            term = relax.op.multiply(term, entries[i][permutation[i]])
+        if inversions % 2:
+            term = relax.op.negative(term)
+        total = term if total is None else relax.op.add(total, term)
+    det = bb.emit(total)
+    pivots = relax.op.zeros(relax.ShapeExpr([*shape[:-2], size]), "int32")
+    return bb.emit(relax.Tuple([det, bb.emit(relax.op.zeros_like(x)), bb.emit(pivots)]))
 
 
 def _shift(name: str) -> Callable[[fx.Node, Any], Any]:
@@ -278,6 +402,9 @@ def convert_scatter_reduce(node: fx.Node, importer: Any) -> Any:
 
 
 BUILTIN_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = {
+    "elu.default": convert_elu,
+    "view.dtype": convert_view_dtype,
+    "_linalg_det.default": convert_linalg_det,
     "scatter_reduce.two": convert_scatter_reduce,
     "grid_sampler_2d.default": convert_grid_sampler_2d,
     "unfold.default": convert_unfold,
@@ -298,6 +425,8 @@ BUILTIN_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = {
 }
 
 BUILTIN_CHECKS: dict[str, Callable[[fx.Node], str | None]] = {
+    "view.dtype": check_view_dtype,
+    "_linalg_det.default": check_linalg_det,
     "scatter_reduce.two": check_scatter_reduce,
     "unfold.default": check_unfold,
     "adaptive_max_pool2d.default": check_adaptive_max_pool2d,

@@ -192,6 +192,35 @@ def test_cosh_and_sinh_keep_their_relative_precision(compile_cpu) -> None:
     np.testing.assert_allclose(sinh, np.sinh(exact), rtol=1e-6, atol=0)
 
 
+class Exponentials(nn.Module):
+    """SELU decomposes to ``elu(x, alpha, scale=1.0507)``, whose ``scale`` TVM's frontend dropped (5% off)."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return F.selu(x), F.elu(x, alpha=0.7), F.celu(x, alpha=2.0)
+
+
+def test_selu_elu_and_celu_keep_their_scale_and_alpha(compile_cpu) -> None:
+    x = torch.linspace(-4, 4, 33)
+    got = compile_cpu(Exponentials(), x)(x.numpy())
+    for mine, eager in zip(got, Exponentials()(x), strict=True):
+        np.testing.assert_allclose(mine, eager.numpy(), rtol=1e-6, atol=1e-6)
+
+
+class BitViews(nn.Module):
+    """ONNX BitCast: the same bits read as another type of the same width."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x.view(torch.int32), mask.view(torch.uint8)
+
+
+def test_bit_views_of_the_same_width_keep_the_bits(compile_cpu) -> None:
+    x = torch.tensor([1.0, -2.5, 0.0, float("inf"), 3e-39])
+    mask = torch.tensor([True, False, True, True, False])
+    bits, bytes_ = compile_cpu(BitViews(), x, mask)(x.numpy(), mask.numpy())
+    np.testing.assert_array_equal(bits, x.numpy().view(np.int32))
+    np.testing.assert_array_equal(bytes_, np.array([1, 0, 1, 1, 0], dtype=np.uint8))
+
+
 class Windows(nn.Module):
     """``unfold`` (graphopt's ONNX pools take windows this way), an integer ``prod`` over a dim (torch
     makes it int64), bit shifts and a stable sort with ties (ONNX TopK's order)."""
@@ -269,3 +298,35 @@ def test_scatter_reduce_with_repeated_indices(compile_cpu) -> None:
     got = compile_cpu(ScatterReduce(), x, src, index)(x.numpy(), src.numpy(), index.numpy())
     for mine, eager in zip(got, ScatterReduce()(x, src, index), strict=True):
         np.testing.assert_allclose(mine, eager.numpy(), rtol=1e-6, atol=1e-6)
+
+
+class BoolReductions(nn.Module):
+    """ONNX ReduceMax/ReduceMin of a bool tensor: any/all along a dim."""
+
+    def forward(self, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return (
+            mask.amax(dim=1),
+            mask.amin(dim=0, keepdim=True),
+            mask.max(dim=1, keepdim=True).values,
+            mask.min(dim=0)[0],
+        )
+
+
+def test_max_and_min_of_bools_build_and_stay_bool(compile_cpu) -> None:
+    mask = torch.tensor([[True, False, True], [False, False, True]])
+    got = compile_cpu(BoolReductions(), mask)(mask.numpy())
+    for mine, eager in zip(got, BoolReductions()(mask), strict=True):
+        assert mine.dtype == np.bool_
+        np.testing.assert_array_equal(mine, eager.numpy())
+
+
+class Determinant(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.det(x)
+
+
+@pytest.mark.parametrize("shape", [(2, 2), (3, 3, 3), (2, 4, 4)])
+def test_determinants_of_small_matrices_match_eager(compile_cpu, shape) -> None:
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    got = compile_cpu(Determinant(), x)(x.numpy())
+    np.testing.assert_allclose(got, torch.linalg.det(x.double()).numpy(), rtol=1e-5, atol=1e-5)
