@@ -2,7 +2,7 @@
 
 The CPU build's own steps (capture, O2, lowering, ``schedule_cpu``) run as in ``graphopt compile``;
 then every scheduled TIR function is built alone and timed on random inputs of its own shapes
-(fastest of several repeats: the machines are shared), and multiplied by the number of times the
+(the fastest of 40 single calls spread over 0.2 s: the machines are shared), and multiplied by the number of times the
 model calls it. The table, slowest first, names the function, its argument shapes and its GFLOP/s
 (TVM's FLOP estimate of the scheduled function over its time). The last line times the whole model
 the same way: the gap to the sum is what the kernels do not see alone (weights streamed from DRAM
@@ -25,10 +25,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def _time_ms(function, args, repeat: int = 5) -> float:
+def _time_ms(function, args, repeat: int = 40) -> float:
+    """The fastest of ``repeat`` single calls (after one warm-up call), 5 ms apart: on a shared
+    machine an average over many calls includes the time the threads were preempted, which made
+    every conv of a loaded run look equally slow (~32 GFLOP/s), while the fastest single call is
+    what the kernel does when it has the cores. The pause spreads the calls over several
+    scheduler time slices: back to back, the 40 calls of a short kernel fit in one slice, and a
+    slice in which one of the two threads was preempted showed the kernel at half its rate."""
     import tvm
 
-    timer = function.time_evaluator("main", tvm.cpu(), number=10, repeat=repeat, min_repeat_ms=50)
+    timer = function.time_evaluator("main", tvm.cpu(), number=1, repeat=repeat, cooldown_interval_ms=5)
     return min(timer(*args).results) * 1e3
 
 
@@ -50,7 +56,7 @@ def main() -> None:
 
     from benchmarks import third_party_models
     from benchmarks.models import WORKLOADS
-    from benchmarks.run_suite import cpu_model
+    from benchmarks.run_suite import run_header
     from graphopt.capture import capture
     from graphopt.pass_manager import optimize
     from graphopt.targets.cpu.schedule import schedule_cpu
@@ -98,17 +104,19 @@ def main() -> None:
         lines.append(f"| {total:.3f} | {total / total_ms:.0%} | {ms:.3f} | {n} | {gflops:.0f} | {name} | {shapes} |")
     executable = compile_module(mod, backend, target, options)
     vm = relax.VirtualMachine(executable, tvm.cpu())
-    timer = vm.time_evaluator("main", tvm.cpu(), number=10, repeat=5)
+    timer = vm.time_evaluator("main", tvm.cpu(), number=1, repeat=40)
     whole = min(timer(tvm.runtime.tensor(x.numpy())).results) * 1e3
     lines.append(f"\nsum of kernels {total_ms:.3f} ms ({len(rows)} functions); whole model {whole:.3f} ms")
     table = "\n".join(lines)
     print(table)
     if args.out:
-        command = "python benchmarks/profile_kernels.py " + " ".join(sys.argv[1:])
+        header = run_header("benchmarks/profile_kernels.py", sys.argv[1:], args.threads)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(
-            f"# Kernel profile: {args.model}\n\n- command: `{command}`\n- CPU: {cpu_model()}; threads: {args.threads}"
-            f"; slowest {min(args.top, len(rows))} of {len(rows)} functions\n\n{table}\n"
+            f"# Kernel profile: {args.model}\n\n- command: `{header['command']}`\n- date: {header['date']}; CPU: "
+            f"{header['cpu']}; threads: {args.threads}; 1-min load average at the end: {header['load']:.1f}"
+            f"\n- slowest {min(args.top, len(rows))} of {len(rows)} functions; each kernel timed alone, the fastest "
+            f"of 40 single calls 5 ms apart\n\n{table}\n"
         )
 
 
