@@ -122,21 +122,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--baseline", type=Path, help="a checkout of another commit, compiled beside this one")
     parser.add_argument("--out", type=Path, default=None, help="write the markdown here too")
+    parser.add_argument(
+        "--checkout",
+        type=Path,
+        help="compile with the graphopt of this checkout instead of this one's (a fixed commit)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--checkout", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         if args.checkout:
             from benchmarks.run_suite import use_checkout
 
-            use_checkout(args.checkout)
+            use_checkout(str(args.checkout))
         print(json.dumps(measure(args.child, args.threads)))
         return 0
     columns = (["baseline"] if args.baseline else []) + ["this checkout"]
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for model in [m for m in args.models.split(",") if m]:
         for column in columns:
-            checkout = str(args.baseline.resolve()) if column == "baseline" and args.baseline else None
+            chosen = args.baseline if column == "baseline" else args.checkout
+            checkout = str(chosen.resolve()) if chosen else None
             results.setdefault(model, {})[column] = result = run_child(model, args.threads, checkout)
             print(f"{model} [{column}]: {_cell(result)}", flush=True)
     publish(render(run_header("benchmarks/compile_time.py", argv, args.threads), columns, results), args.out)
