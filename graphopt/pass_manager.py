@@ -202,7 +202,7 @@ def _annotations_current(graph: Graph, key_before: Any) -> bool:
     if key_before is None:
         return False
     key = annotation_key(graph.module)
-    return key == key_before and graph.module.code == key[0]
+    return key is not None and key == key_before and graph.module.code == key[0]
 
 
 def _run_one(
