@@ -7,16 +7,17 @@ dumps, progress display and verify mode reach every pass without the pass doing 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from graphopt import interrupts, presets
 from graphopt.errors import GraphoptError, InputError, PassError, VerificationError
 from graphopt.ir import Graph
-from graphopt.metadata import user_source
+from graphopt.metadata import annotation_key, user_source
 from graphopt.numerics import relative_error
 from graphopt.op_kinds import op_label
 from graphopt.options import coerce, nearest
@@ -142,27 +143,45 @@ def optimize(
     report = OptimizeReport(graph.name, graph.capture_method, graph.stats(), notes=list(graph.notes))
     current = graph
     reference = current(*current.example_inputs) if verify else None
-    for info in pipeline:
-        for instrument in all_instruments:
-            if hasattr(instrument, "before_pass"):
-                instrument.before_pass(info, current)
-        record, current = _run_one(info, current, options.get(info.name, {}), context)
-        release_replaced_graphs()
-        interrupts.check()
-        if verify:
-            outputs = current(*current.example_inputs)
-            record.max_error = relative_error(reference, outputs)
-            limit = info.tolerance if info.tolerance is not None else tolerance
-            if not record.max_error <= limit:
-                raise VerificationError(
-                    info.name, f"outputs drift by {record.max_error:.3g} relative, tolerance {limit:.3g}"
-                )
-            reference = outputs
-        report.passes.append(record)
-        for instrument in all_instruments:
-            if hasattr(instrument, "after_pass"):
-                instrument.after_pass(info, current, record)
+    with _older_objects_frozen():
+        for info in pipeline:
+            for instrument in all_instruments:
+                if hasattr(instrument, "before_pass"):
+                    instrument.before_pass(info, current)
+            record, current = _run_one(info, current, options.get(info.name, {}), context)
+            release_replaced_graphs()
+            interrupts.check()
+            if verify:
+                outputs = current(*current.example_inputs)
+                record.max_error = relative_error(reference, outputs)
+                limit = info.tolerance if info.tolerance is not None else tolerance
+                if not record.max_error <= limit:
+                    raise VerificationError(
+                        info.name, f"outputs drift by {record.max_error:.3g} relative, tolerance {limit:.3g}"
+                    )
+                reference = outputs
+            report.passes.append(record)
+            for instrument in all_instruments:
+                if hasattr(instrument, "after_pass"):
+                    instrument.after_pass(info, current, record)
     return current, report
+
+
+@contextlib.contextmanager
+def _older_objects_frozen() -> Iterator[None]:
+    """Within the block the cyclic collector skips the objects that existed before it (``gc.freeze``).
+
+    ``release_replaced_graphs`` collects after every pass; a full collection walks every tracked
+    object of the process (torch and TVM hold millions: 0.2 s a pass), while the graphs to free are
+    all copies the passes made. An application that froze its own heap keeps its freeze."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def release_replaced_graphs() -> None:
@@ -177,6 +196,15 @@ def release_replaced_graphs() -> None:
     gc.collect()
 
 
+def _annotations_current(graph: Graph, key_before: Any) -> bool:
+    """Whether the copy's annotations (deep-copied with its nodes) still hold after the pass: nothing
+    ``annotate`` reads changed (``metadata.annotation_key``) and the compiled code is the graph's."""
+    if key_before is None:
+        return False
+    key = annotation_key(graph.module)
+    return key is not None and key == key_before and graph.module.code == key[0]
+
+
 def _run_one(
     info: PassInfo, graph: Graph, options: dict[str, Any], context: dict[str, Any]
 ) -> tuple[PassRecord, Graph]:
@@ -185,6 +213,7 @@ def _run_one(
     kwargs = dict(options)
     kwargs.update({need: context[need] for need in info.requires if need in CONTEXT_NAMES})
     before = graph.stats()
+    key = annotation_key(graph.module)
     working = graph.copy()
     start = time.perf_counter()
     try:
@@ -205,6 +234,7 @@ def _run_one(
     seconds = time.perf_counter() - start
     if not isinstance(result, PassResult):
         raise PassError(info.name, f"returned {type(result).__name__}, expected a PassResult")
-    result.graph.refresh()
+    if not _annotations_current(result.graph, key):
+        result.graph.refresh()
     record = PassRecord(info.name, seconds, before, result.graph.stats(), result.changed, dict(result.details))
     return record, result.graph

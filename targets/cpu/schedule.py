@@ -30,6 +30,7 @@ from tvm import relax, topi
 from tvm.s_tir import dlight
 from tvm.target import Target
 
+from graphopt.targets.lowering.fold_calls import FoldConstantCalls
 from graphopt.targets.lowering.legalized import is_legalized
 from graphopt.targets.lowering.positive_axes import PositiveAxes, rewrite_relax_functions
 from graphopt.targets.lowering.safe_indices import LEGALIZE_IN_BOUNDS
@@ -159,6 +160,7 @@ def prepare_cpu_module(mod: tvm.IRModule, target: Target) -> tvm.IRModule:
         relax.transform.FastMathTransform(),
         relax.transform.LegalizeOps({**LEGALIZE_IN_BOUNDS, **int8_kernels.legalize_map()}),
         relax.transform.AnnotateTIROpPattern(),
+        FoldConstantCalls(),  # the weight transforms in one LLVM build, not one build each
         relax.transform.FoldConstant(),
         relax.transform.FuseOps(),
         relax.transform.FuseTIR(),
