@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11:
 #   make demo   compile the sample MNIST MLP for the CPU, print the report, check it against PyTorch eager
-#   make test   lint, type-check, check the layer rules and run the whole test suite (what CI runs, via .ci/run)
+#   make test   lint, type-check, check the layer rules and run the test suite on every CPU (what CI runs, via .ci/run)
 #   make lint   only the checks: ruff, mypy and import-linter (these two on the installed layout: scripts/layout_tree.py)
 # Both create .venv (python3.11 -m venv) and install graphopt with its pinned dependencies first.
 
@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.graphopt-installed
 DEMO_OUT ?= out/mnist_mlp
 
-.PHONY: all demo test venv lint clean
+.PHONY: all demo test test-heavy venv lint clean
 
 all: demo
 
@@ -46,7 +46,11 @@ test: $(INSTALLED)
 	$(BIN)/ruff format --check .
 	$(BIN)/python scripts/layout_tree.py mypy -p graphopt
 	$(BIN)/python scripts/layout_tree.py lint-imports
-	$(BIN)/python -m pytest -q --durations=25
+	$(BIN)/python -m pytest -q -n logical --dist loadfile -m 'not heavy' --durations=25
+
+# The full-size models left out of make test (marker heavy): minutes each on 2 cores.
+test-heavy: $(INSTALLED)
+	$(BIN)/python -m pytest -q -m heavy --durations=10
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
