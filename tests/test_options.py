@@ -58,6 +58,7 @@ def test_build_options_refuse_unknown_names_with_the_nearest_one():
         "tune": True,
         "tune_trials": 8,
         "compress": False,
+        "pack_library": False,
     }
     with pytest.raises(InputError, match=r"^unknown option 'tune_trails' \(did you mean 'tune_trials'\?\)$"):
         BuildOptions.from_dict({"tune_trails": 5})
