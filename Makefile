@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.graphopt-installed
 DEMO_OUT ?= out/mnist_mlp
 
-.PHONY: all demo test test-heavy venv lint clean
+.PHONY: all demo test venv lint clean
 
 all: demo
 
@@ -46,11 +46,7 @@ test: $(INSTALLED)
 	$(BIN)/ruff format --check .
 	$(BIN)/python scripts/layout_tree.py mypy -p graphopt
 	$(BIN)/python scripts/layout_tree.py lint-imports
-	$(BIN)/python -m pytest -q -n logical --dist loadfile -m 'not heavy' --durations=25
-
-# The full-size models left out of make test (marker heavy): minutes each on 2 cores.
-test-heavy: $(INSTALLED)
-	$(BIN)/python -m pytest -q -m heavy --durations=10
+	$(BIN)/python -m pytest -q -n logical --dist loadfile --durations=25
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

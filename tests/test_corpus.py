@@ -40,7 +40,7 @@ def test_fast_corpus_entry_compiles_and_matches_eager(name: str) -> None:
     assert relative_error(expected, compiled(*[t.numpy() for t in check])) <= TOLERANCE
 
 
-@pytest.mark.heavy
+@pytest.mark.slow
 def test_vit_b16_at_full_size_builds_and_matches_eager() -> None:
     """Issue 14, item 3: ViT-B/16 (1x3x224x224, 12 layers of width 768, 86.6M parameters, attention
     from nn.TransformerEncoderLayer) aborted the CPU build with std::bad_alloc (ConvertLayout on

@@ -56,14 +56,14 @@ def test_transformer_encoder(tmp_path) -> None:
     _compile_load_compare(model, x, x, tmp_path / "transformer")
 
 
-@pytest.mark.heavy
+@pytest.mark.slow
 def test_transformer_encoder_default_size(tmp_path) -> None:
     model = transformer_encoder()
     x = torch.randn(1, 128, 256, generator=torch.Generator().manual_seed(0))
     _compile_load_compare(model, x, x, tmp_path / "transformer")
 
 
-@pytest.mark.heavy
+@pytest.mark.slow
 @pytest.mark.parametrize("factory", [resnet18, mobilenet_v2], ids=["resnet18", "mobilenet_v2"])
 def test_imagenet_size_convnets(factory, tmp_path) -> None:
     x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
