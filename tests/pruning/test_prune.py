@@ -180,8 +180,10 @@ def test_a_speedup_budget_bisects_on_measured_latency(monkeypatch: pytest.Monkey
     assert report.latency_before_ms == pytest.approx(1.0 + report.before.flops / 1e6)
     assert report.speedup is not None and report.speedup >= 1.5
     assert report.steps[0].latency_ms == pytest.approx(1.0 + report.after.flops / 1e6)
-    # unpruned, the deepest candidate, six bisection steps, then both ends re-timed side by side
-    assert len(timed) == 1 + 1 + 6 + 2 and timed[-2:] == [report.before.flops, report.after.flops]
+    # unpruned; the deepest candidate and six bisection steps, each timed beside the unpruned model;
+    # then both ends re-timed side by side
+    assert len(timed) == 1 + 2 * (1 + 6) + 2 and timed[-2:] == [report.before.flops, report.after.flops]
+    assert timed[1::2] == [report.before.flops] * 8
     assert "speedup >= 1.5x on cpu" in report.budget
     with pytest.raises(InputError, match="the speedup budget cannot be met"):
         graphopt.prune(model, x, speedup=50.0, round_to=1)
