@@ -189,3 +189,24 @@ def test_a_speedup_budget_bisects_on_measured_latency(monkeypatch: pytest.Monkey
         graphopt.prune(model, x, speedup=50.0, round_to=1)
     with pytest.raises(InputError, match="speedup must be above 1"):
         graphopt.prune(model, x, speedup=0.5)
+
+
+def test_a_speedup_met_on_one_lucky_reading_only_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every candidate reads fast the first time it is timed and as slow as the unpruned model after
+    # that: the final side-by-side re-timing does not confirm the budget, so nothing is returned.
+    seen: set[int] = set()
+
+    def lucky_first_reading(graphs: list[graphopt.Graph], target: str, **_: object) -> list[float]:
+        unpruned_flops = max(graph.stats().flops for graph in graphs)
+        figures = []
+        for graph in graphs:
+            first = id(graph) not in seen
+            seen.add(id(graph))
+            pruned = graph.stats().flops < unpruned_flops
+            figures.append(1.0 + graph.stats().flops / 1e6 if first and pruned else 1.0 + unpruned_flops / 1e6)
+        return figures
+
+    monkeypatch.setattr("graphopt.pruning.structured.measure_latencies", lucky_first_reading)
+    model, x = DigitsCNN().eval(), torch.randn(1, 1, 28, 28)
+    with pytest.raises(InputError, match=r"budget is not met: re-timed beside the unpruned model"):
+        graphopt.prune(model, x, speedup=1.5, round_to=1)
