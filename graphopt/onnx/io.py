@@ -147,10 +147,12 @@ def _uses_external_data(model: Any) -> bool:
 
 
 def default_opset(model: Any) -> int:
+    """The model's default-domain opset; the newest for a model importing only other domains
+    (ai.onnx.ml, ai.onnx.preview.training): it has no default-domain node for the version to change."""
     for entry in model.opset_import:
         if entry.domain in ("", "ai.onnx"):
             return int(entry.version)
-    raise InputError("the ONNX model imports no default-domain (ai.onnx) opset")
+    return _newest_opset()
 
 
 def onnx_inputs(model: Any) -> list[OnnxInput]:
