@@ -130,6 +130,17 @@ SHAPE_OPERANDS: dict[str, dict[int, str]] = {
     "HannWindow": {0: "size"},
     "HammingWindow": {0: "size"},
     "BlackmanWindow": {0: "size"},
+    # graphopt.onnx.signal and graphopt.onnx.scatter
+    "DFT": {1: "dft_length", 2: "axis"},
+    "STFT": {1: "frame_step", 3: "frame_length"},
+    "MelWeightMatrix": {
+        0: "num_mel_bins",
+        1: "dft_length",
+        2: "sample_rate",
+        3: "lower_edge_hertz",
+        4: "upper_edge_hertz",
+    },
+    "MaxUnpool": {2: "output_shape"},
     **{
         op: {1: "axes"}
         for op in (
