@@ -4,9 +4,11 @@ A tree ensemble is data-dependent control flow in the onnx reference (each sampl
 which no compiled target lowers; here every root-to-leaf path is enumerated at conversion, every
 node's test is evaluated for every sample at once (one gather of the tested features, compares with
 constant splits, set membership against a constant member table), and a path is taken where all of
-its tests go its way (a gather of the tests along each path, padded to the deepest). Each sample takes exactly one path per tree,
-so summing (or taking the min/max of) the taken paths' leaf weights per target (a ``scatter_reduce``)
-is the reference's aggregation.
+its tests go its way (a gather of the tests along each path, padded to the deepest). Each sample
+takes exactly one path per tree, so summing (or taking the min/max of) the taken paths' leaf weights
+per target (a ``scatter_reduce``) is the reference's aggregation. No float64 matmul: TVM's torch
+frontend builds every matmul with a float32 result; and the tests are gathered as int32, as TVM's
+CPU build of a gather of bools fails LLVM verification.
 """
 
 from __future__ import annotations
@@ -126,12 +128,10 @@ def tree_ensemble(x: torch.Tensor, *, trees: Trees, aggregate: int) -> torch.Ten
         passed = torch.where(torch.from_numpy(trees.modes == mode), compares[mode](), passed)
     if trees.missing_true.any():
         passed = passed | (torch.isnan(value) & torch.from_numpy(trees.missing_true))
-    # a path is taken where each of its tests went its way (one path per tree); a gather of the tests
-    # per path, no matmul: the CPU target builds a float64 matmul in float32
+    # a path is taken where each of its tests went its way (padding positions are free)
     nodes = torch.from_numpy(trees.path_nodes)
     went = passed.to(torch.int32).index_select(1, nodes.reshape(-1)).reshape(value.shape[0], *nodes.shape)
-    agreed = (went == torch.from_numpy(trees.path_wants)) | torch.from_numpy(trees.path_free)  # int32: TVM's
-    # CPU build of a gather of bools fails LLVM verification
+    agreed = (went == torch.from_numpy(trees.path_wants)) | torch.from_numpy(trees.path_free)
     taken = agreed.to(torch.int32).sum(-1) == nodes.shape[1]  # (batch, paths)
     weight = torch.from_numpy(trees.leaf_weight)
     index = torch.from_numpy(trees.leaf_target).reshape(1, -1).expand(value.shape[0], -1)
