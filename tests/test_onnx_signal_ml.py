@@ -215,3 +215,18 @@ def test_training_step_matches_the_reference_at_the_first_step_and_later(op, inp
     for mine, theirs in zip(got, expected, strict=True):
         # both in float64, rounded to float32 once: a float32 ulp or two
         np.testing.assert_allclose(mine, theirs.astype(np.float32), rtol=1e-6, atol=1e-7)
+
+
+def test_an_ml_op_without_a_converter_is_one_line_naming_it():
+    node = helper.make_node("LinearRegressor", ["X"], ["Y"], domain="ai.onnx.ml", coefficients=[1.0, 2.0], name="lr")
+    graph = helper.make_graph(
+        [node],
+        "linear",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [3, 2])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [3, 1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("ai.onnx.ml", 1)])
+    with pytest.raises(UnsupportedOnnxError) as error:
+        import_onnx(model)
+    message = str(error.value)
+    assert "\n" not in message and "ai.onnx.ml.LinearRegressor at node 'lr'" in message
