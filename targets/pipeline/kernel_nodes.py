@@ -1,0 +1,257 @@
+"""Which graph nodes each compiled kernel computes: an exact map from TVM kernels back to fx nodes.
+
+The map is followed, not guessed. At import every Relax binding is renamed to a tag naming the
+graphopt node it came from (``go7_conv1``: the converter of that exported node emitted it, and
+``torch.export``'s ``from_node`` provenance leads back to the graphopt node). The names survive
+layout conversion and legalization (they rewrite a binding's value and keep its variable's name);
+bindings TVM inserts (layout transposes) carry none. ``KernelTracker``, a pass instrument, then
+reads the module around ``FuseOps``/``FuseTIR``: a kernel left alone keeps its binding; a fused
+kernel's function holds its members' bindings, except its outputs, which FuseOps renames, and
+identical groups share the first one's function. Those are found in the module before FuseOps by
+matching the function's body against it (same TIR functions reading the same values). FuseTIR
+turns each call in ``main`` into one TIR kernel call, in the same order: the kernel the VM runs.
+Nodes not named by any kernel were folded into constants at compile time, or are views.
+
+>>> tracker = KernelTracker()   # PassContext(instruments=[tracker.instrument()]) around tvm.compile
+>>> tracker.kernel_nodes        # {"fused_conv2d_add_relu": [["conv1", "relu"]], "transpose": [[]], ...}
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import tvm
+from tvm import relax
+
+_TAG = re.compile(r"^go(\d+)_(\w*)$")
+
+
+def tag_name(index: int, node: str | None) -> str:
+    """The variable name carrying binding ``index``'s graphopt node (``""``: it came from none)."""
+    return f"go{index}_{node or ''}"
+
+
+def parse_tag(name: str) -> tuple[int, str | None] | None:
+    """(index, node or None) of a tagged variable name; None for a name TVM gave."""
+    match = _TAG.match(name)
+    return (int(match.group(1)), match.group(2) or None) if match else None
+
+
+def _bindings(func: Any) -> list[Any]:
+    body = func.body
+    return [b for block in getattr(body, "blocks", ()) for b in block.bindings]
+
+
+def binding_owners(mod: tvm.IRModule, returned: Sequence[tuple[str | None, Any]]) -> dict[str, str | None]:
+    """For each binding of ``main`` just after import, the graphopt node whose converter emitted it.
+
+    ``returned`` lists, in conversion order, (graphopt node, the value its converter returned). The
+    importer emits a node's bindings, ending with the one it returns, before it converts the next
+    node: so each binding belongs to the first converter at or after it whose returned variable is
+    a new binding (a converter that returns an earlier value, ``clone``, emitted nothing).
+    """
+    names = [b.var.name for b in _bindings(mod["main"])]
+    position = {name: index for index, name in enumerate(names)}
+    ends: list[tuple[int, str | None]] = []
+    for node, value in returned:
+        where = position.get(getattr(value, "name", None)) if isinstance(value, relax.Var) else None
+        if where is not None and (not ends or where > ends[-1][0]):
+            ends.append((where, node))
+    owners: dict[str, str | None] = {}
+    end = 0
+    for index, name in enumerate(names):
+        while end < len(ends) and ends[end][0] < index:
+            end += 1
+        owners[name] = ends[end][1] if end < len(ends) else None
+    return owners
+
+
+def tag_bindings(mod: tvm.IRModule, owners: dict[str, str | None]) -> tvm.IRModule:
+    """``mod`` (updated in place) with each binding of ``main`` renamed ``tag_name(i, owner)``: the
+    computation is unchanged, only variable names differ."""
+
+    @relax.expr_functor.mutator
+    class _Rename(relax.PyExprMutator):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__(mod)
+            self.count = 0
+
+        def visit_var_binding_(self, binding: Any) -> None:
+            value = self.visit_expr(binding.value)
+            old = binding.var
+            name = tag_name(self.count, owners.get(old.name))
+            self.count += 1
+            kind = relax.DataflowVar if isinstance(old, relax.DataflowVar) else relax.Var
+            new = kind(name, old.ty)
+            self.set_var_remap(old, new)
+            self.builder_.emit_normalized(relax.VarBinding(new, value))
+
+    mod["main"] = _Rename().visit_expr(mod["main"])
+    return mod
+
+
+def _tags(bindings: Iterable[Any]) -> dict[str, tuple[int, str | None]]:
+    return {b.var.name: tag for b in bindings if (tag := parse_tag(b.var.name)) is not None}
+
+
+def _kernel_callee(value: Any) -> str | None:
+    """The callee of a kernel binding in ``main``: a ``call_tir``'s TIR function, or a fused Relax
+    function FuseTIR turns into one; None for anything else (tuples, builtins, ``getitem``)."""
+    if not isinstance(value, relax.Call):
+        return None
+    if isinstance(value.op, tvm.ir.Op) and value.op.name in ("relax.call_tir", "relax.call_tir_inplace"):
+        callee = value.args[0]
+        return callee.name_hint if isinstance(callee, tvm.ir.GlobalVar) else None
+    if isinstance(value.op, tvm.ir.GlobalVar):
+        return value.op.name_hint
+    return None
+
+
+class KernelTracker:
+    """A pass instrument that records, for each kernel the compiled module calls, the graph nodes it computes.
+
+    ``calls`` lists each kernel call of ``main`` in order with the nodes it computes; a call computing
+    none (a transpose ConvertLayout added) has ``[]``. ``kernel_nodes`` groups them by kernel: a
+    kernel shared by identical layers has one entry per call, each naming its own layer's nodes.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[str]]] = []
+        self._before_fuse: Any = None
+        self._before_fuse_tir: list[tuple[str, list[str]]] | None = None
+
+    @property
+    def kernel_nodes(self) -> dict[str, list[list[str]]]:
+        """Each kernel's calls, in call order, each as the graph nodes that call computes."""
+        merged: dict[str, list[list[str]]] = {}
+        for kernel, nodes in self.calls:
+            merged.setdefault(kernel, []).append(list(nodes))
+        return merged
+
+    def instrument(self) -> tvm.instrument.PassInstrument:
+        """The TVM pass instrument feeding this tracker (for ``PassContext(instruments=[...])``)."""
+        tracker = self
+
+        class _Instrument(tvm.instrument.PassInstrument):  # type: ignore[misc]
+            def run_before_pass(self, mod: tvm.IRModule, info: Any) -> None:
+                tracker.run_before_pass(mod, info)
+
+            def run_after_pass(self, mod: tvm.IRModule, info: Any) -> None:
+                tracker.run_after_pass(mod, info)
+
+        return _Instrument()
+
+    def run_before_pass(self, mod: tvm.IRModule, info: Any) -> None:
+        if info.name == "FuseOps":
+            self._before_fuse = mod
+        elif info.name == "FuseTIR" and self._before_fuse is not None:
+            self._before_fuse_tir = self._fused_calls(self._before_fuse, mod)
+
+    def run_after_pass(self, mod: tvm.IRModule, info: Any) -> None:
+        if info.name != "FuseTIR" or self._before_fuse_tir is None:
+            return
+        kernels = [k for b in _bindings(mod["main"]) if (k := _kernel_callee(b.value)) is not None]
+        if len(kernels) == len(self._before_fuse_tir):  # one TIR call per call, in order
+            self.calls = [(kernel, nodes) for kernel, (_, nodes) in zip(kernels, self._before_fuse_tir, strict=True)]
+        self._before_fuse, self._before_fuse_tir = None, None
+
+    @staticmethod
+    def _fused_calls(before: tvm.IRModule, after: tvm.IRModule) -> list[tuple[str, list[str]]]:
+        """Each kernel call of ``main`` after FuseOps with the graph nodes it computes, in order.
+
+        A fused function's body keeps its members' tagged bindings except its outputs, which are
+        renamed; identical groups share one function (the first group's body), and the later
+        groups' bindings are gone whole. Both are found in the module before FuseOps by matching
+        the function's body against it, from each output back through what it reads: same TIR
+        function, same argument positions (``_Matcher``), each binding claimed once, in order.
+        """
+        functions = {
+            gvar.name_hint: func
+            for gvar, func in after.functions_items()
+            if isinstance(func, relax.Function) and gvar.name_hint != "main"
+        }
+        matcher = _Matcher(_bindings(before["main"]))
+        main = _bindings(after["main"])
+        matcher.claimed.update(_tags(main))
+        for func in functions.values():
+            matcher.claimed.update(_tags(_bindings(func)))
+        result, seen = [], set()
+        for binding in main:
+            callee = _kernel_callee(binding.value)
+            if callee is None:
+                continue
+            if callee not in functions:
+                tags = _tags([binding])
+            else:
+                tags = matcher.group(functions[callee], repeat=callee in seen)
+                seen.add(callee)
+            nodes: list[str] = []
+            for _, node in sorted(tags.values(), key=lambda tag: tag[0]):
+                if node is not None and node not in nodes:
+                    nodes.append(node)
+            result.append((callee, nodes))
+        return result
+
+
+class _Matcher:
+    """Finds a fused group's bindings among ``main``'s bindings before FuseOps."""
+
+    def __init__(self, bindings: list[Any]) -> None:
+        self.defs = {b.var.name: b for b in bindings}
+        self.by_callee: dict[str | None, list[str]] = {}  # in binding order
+        for binding in bindings:
+            self.by_callee.setdefault(_kernel_callee(binding.value), []).append(binding.var.name)
+        self.claimed: set[str] = set()
+
+    def group(self, func: Any, *, repeat: bool) -> dict[str, tuple[int, str | None]]:
+        """The tagged bindings of one call of ``func``: its body's (not for a ``repeat``) and its outputs'."""
+        body = {b.var.name: b for b in _bindings(func)}
+        found = {} if repeat else _tags(body.values())
+        for output in _returned(func, body):
+            for name in self.by_callee.get(_kernel_callee(output.value), []):
+                if name in self.claimed:
+                    continue
+                matched: list[str] = []
+                if self._match(output, self.defs[name], body, repeat, matched):
+                    self.claimed.update(matched)
+                    found.update((m, tag) for m in matched if (tag := parse_tag(m)) is not None)
+                    break
+        return found
+
+    def _match(self, inner: Any, outer: Any, body: dict[str, Any], repeat: bool, matched: list[str]) -> bool:
+        """Whether ``outer`` (before FuseOps) computes what ``inner`` (in the body) does, from the
+        same values; its bindings (and those it reads inside the group) are added to ``matched``."""
+        inner_args, outer_args = _call_args(inner.value), _call_args(outer.value)
+        if _kernel_callee(inner.value) != _kernel_callee(outer.value) or len(inner_args) != len(outer_args):
+            return False
+        mark = len(matched)
+        matched.append(outer.var.name)
+        for a, b in zip(inner_args, outer_args, strict=True):
+            if not (isinstance(a, relax.Var) and a.name in body):
+                continue  # a parameter of the fused function: a value from outside the group
+            ok = isinstance(b, relax.Var) and b.name in self.defs
+            if ok and not repeat and parse_tag(a.name) is not None:
+                ok = a.name == b.name  # the first group's tagged members kept their names
+            elif ok:
+                ok = b.name not in self.claimed and b.name not in matched
+                ok = ok and self._match(body[a.name], self.defs[b.name], body, repeat, matched)
+            if not ok:
+                del matched[mark:]
+                return False
+        return True
+
+
+def _call_args(value: Any) -> list[Any]:
+    """A ``call_tir``'s tensor arguments (the tuple after the callee)."""
+    if isinstance(value, relax.Call) and len(value.args) > 1 and isinstance(value.args[1], relax.Tuple):
+        return list(value.args[1].fields)
+    return []
+
+
+def _returned(func: Any, body: dict[str, Any]) -> list[Any]:
+    """The bindings computing a fused function's outputs (the values it returns)."""
+    result = func.body.body
+    values = list(result.fields) if isinstance(result, relax.Tuple) else [result]
+    return [body[v.name] for v in values if isinstance(v, relax.Var) and v.name in body]
