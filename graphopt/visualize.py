@@ -9,7 +9,7 @@ timeline of passes with their reports and what each one removed, added, folded o
 >>> graphopt.visualize(model.eval(), "pipeline.html", example_inputs=torch.randn(1, 784), passes="O2")
 >>> graphopt.visualize(graph, "graph.svg")   # Graphviz `dot` renders the DOT export
 >>> graphopt.visualize(graph, "prune.html", pruning=True, sensitivity=report)  # groups, sensitivity colours
->>> graphopt.visualize(graph, "time.html", profile=graphopt.compile(graph, x).profile(x))  # measured time
+>>> graphopt.visualize(graph, "time.html", profile=graphopt.compile(graph, x, passes="O0").profile(x))  # time
 """
 
 from __future__ import annotations

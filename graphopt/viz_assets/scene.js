@@ -95,8 +95,11 @@ const GraphoptScene = (() => {
     }
     const inGroup = view.groupMembers ? g.members.filter((id) => view.groupMembers.has(graph.nodes[id].name)).length : 0;
     const changeKinds = Object.keys(counts);
+    const time = view.colorMode === "time"
+      ? g.members.reduce((sum, id) => sum + (view.timeShare?.get(graph.nodes[id].name) || 0), 0) : 0;
     const badge = changeKinds.length ? changeKinds.map((k) => `${counts[k]} ${k}`).join(", ")
-      : matches ? `${matches} found` : inGroup ? `${inGroup} in ${view.groupLabel}` : null;
+      : matches ? `${matches} found` : inGroup ? `${inGroup} in ${view.groupLabel}`
+        : time > 0 ? `${+(100 * time).toPrecision(2)}% of the run` : null;
     return {
       group: g.path, line1, line1b, line2, w: Math.min(Math.max(w, 120), 320), h: BOX_HEIGHT,
       ...groupColors(g, graph, view), badge,

@@ -172,18 +172,19 @@ class KernelTracker:
             for gvar, func in after.functions_items()
             if isinstance(func, relax.Function) and gvar.name_hint != "main"
         }
-        matcher = _Matcher(_bindings(before["main"]))
+        matcher = _Matcher(before)
         main = _bindings(after["main"])
-        matcher.claimed.update(_tags(main))
+        matcher.claim_tagged(_tags(main))
         for func in functions.values():
-            matcher.claimed.update(_tags(_bindings(func)))
+            matcher.claim_tagged(_tags(_bindings(func)))
         result, seen = [], set()
         for binding in main:
             callee = _kernel_callee(binding.value)
             if callee is None:
                 continue
+            tags: dict[Any, tuple[int, str | None]]
             if callee not in functions:
-                tags = _tags([binding])
+                tags = dict(_tags([binding]))
             else:
                 tags = matcher.group(functions[callee], repeat=callee in seen)
                 seen.add(callee)
@@ -195,52 +196,107 @@ class KernelTracker:
         return result
 
 
+def _key(var: Any) -> int:
+    """A variable's identity within one module (names repeat: TVM's passes reuse ``lv``)."""
+    return int(var.__chandle__())
+
+
 class _Matcher:
-    """Finds a fused group's bindings among ``main``'s bindings before FuseOps."""
+    """Finds a fused group's bindings among ``main``'s bindings before FuseOps.
 
-    def __init__(self, bindings: list[Any]) -> None:
-        self.defs = {b.var.name: b for b in bindings}
-        self.by_callee: dict[str | None, list[str]] = {}  # in binding order
+    A binding a pass created inside a tagged one's computation carries no tag of its own: batch
+    norm decomposed into a scale and shift leaves the tagged binding a tuple of new values. Such
+    elementwise or broadcast bindings (TVM's ``op_pattern`` 0 or 1) take the tag of the non-kernel
+    binding that reads them, back to the nearest tagged value; injective ones (a layout transpose
+    ConvertLayout inserted) never do, and stay apart.
+    """
+
+    def __init__(self, before: tvm.IRModule) -> None:
+        bindings = _bindings(before["main"])
+        self.defs = {_key(b.var): b for b in bindings}
+        self.by_callee: dict[str | None, list[int]] = {}  # in binding order
         for binding in bindings:
-            self.by_callee.setdefault(_kernel_callee(binding.value), []).append(binding.var.name)
-        self.claimed: set[str] = set()
+            self.by_callee.setdefault(_kernel_callee(binding.value), []).append(_key(binding.var))
+        self.claimed: set[int] = set()
+        self.tags = {_key(b.var): tag for b in bindings if (tag := parse_tag(b.var.name)) is not None}
+        self._inherit(bindings, before)
 
-    def group(self, func: Any, *, repeat: bool) -> dict[str, tuple[int, str | None]]:
-        """The tagged bindings of one call of ``func``: its body's (not for a ``repeat``) and its outputs'."""
-        body = {b.var.name: b for b in _bindings(func)}
-        found = {} if repeat else _tags(body.values())
-        for output in _returned(func, body):
-            for name in self.by_callee.get(_kernel_callee(output.value), []):
-                if name in self.claimed:
+    def claim_tagged(self, names: Iterable[str]) -> None:
+        """Mark the tagged bindings still present after FuseOps (in ``main`` or a body) as placed."""
+        wanted = set(names)
+        self.claimed.update(k for k, b in self.defs.items() if b.var.name in wanted and k in self.tags)
+
+    def _inherit(self, bindings: list[Any], mod: tvm.IRModule) -> None:
+        def elementwise(binding: Any) -> bool:
+            callee = _kernel_callee(binding.value)
+            if callee is None or callee not in {g.name_hint for g in mod.get_global_vars()}:
+                return False
+            attrs = mod[callee].attrs
+            return attrs is not None and "op_pattern" in attrs and int(attrs["op_pattern"]) <= 1
+
+        for binding in reversed(bindings):
+            tag = self.tags.get(_key(binding.var))
+            if tag is None or _kernel_callee(binding.value) is not None:
+                continue
+            stack = [v for v in _read_vars(binding.value)]
+            while stack:
+                key = _key(stack.pop())
+                inner = self.defs.get(key)
+                if inner is None or key in self.tags or not elementwise(inner):
                     continue
-                matched: list[str] = []
-                if self._match(output, self.defs[name], body, repeat, matched):
+                self.tags[key] = tag
+                stack.extend(_call_args(inner.value))
+
+    def group(self, func: Any, *, repeat: bool) -> dict[int, tuple[int, str | None]]:
+        """The tagged bindings of one call of ``func``: its body's (not for a ``repeat``) and its outputs'."""
+        body_bindings = _bindings(func)
+        body = {_key(b.var): b for b in body_bindings}
+        found: dict[int, tuple[int, str | None]] = {}
+        if not repeat:
+            found.update((_key(b.var), tag) for b in body_bindings if (tag := parse_tag(b.var.name)) is not None)
+        for output in _returned(func, body):
+            for key in self.by_callee.get(_kernel_callee(output.value), []):
+                if key in self.claimed:
+                    continue
+                matched: list[int] = []
+                if self._match(output, self.defs[key], body, repeat, matched):
                     self.claimed.update(matched)
-                    found.update((m, tag) for m in matched if (tag := parse_tag(m)) is not None)
+                    found.update((m, self.tags[m]) for m in matched if m in self.tags)
                     break
         return found
 
-    def _match(self, inner: Any, outer: Any, body: dict[str, Any], repeat: bool, matched: list[str]) -> bool:
+    def _match(self, inner: Any, outer: Any, body: dict[int, Any], repeat: bool, matched: list[int]) -> bool:
         """Whether ``outer`` (before FuseOps) computes what ``inner`` (in the body) does, from the
         same values; its bindings (and those it reads inside the group) are added to ``matched``."""
         inner_args, outer_args = _call_args(inner.value), _call_args(outer.value)
         if _kernel_callee(inner.value) != _kernel_callee(outer.value) or len(inner_args) != len(outer_args):
             return False
         mark = len(matched)
-        matched.append(outer.var.name)
+        matched.append(_key(outer.var))
         for a, b in zip(inner_args, outer_args, strict=True):
-            if not (isinstance(a, relax.Var) and a.name in body):
+            if not (isinstance(a, relax.Var) and _key(a) in body):
                 continue  # a parameter of the fused function: a value from outside the group
-            ok = isinstance(b, relax.Var) and b.name in self.defs
+            ok = isinstance(b, relax.Var) and _key(b) in self.defs
             if ok and not repeat and parse_tag(a.name) is not None:
                 ok = a.name == b.name  # the first group's tagged members kept their names
             elif ok:
-                ok = b.name not in self.claimed and b.name not in matched
-                ok = ok and self._match(body[a.name], self.defs[b.name], body, repeat, matched)
+                ok = _key(b) not in self.claimed and _key(b) not in matched
+                ok = ok and self._match(body[_key(a)], self.defs[_key(b)], body, repeat, matched)
             if not ok:
                 del matched[mark:]
                 return False
         return True
+
+
+def _read_vars(value: Any) -> list[Any]:
+    """The variables a non-kernel value (a tuple, an item of one, an alias) reads directly."""
+    if isinstance(value, relax.Var):
+        return [value]
+    if isinstance(value, relax.Tuple):
+        return [f for f in value.fields if isinstance(f, relax.Var)]
+    if isinstance(value, relax.TupleGetItem) and isinstance(value.tuple_value, relax.Var):
+        return [value.tuple_value]
+    return []
 
 
 def _call_args(value: Any) -> list[Any]:
@@ -250,8 +306,8 @@ def _call_args(value: Any) -> list[Any]:
     return []
 
 
-def _returned(func: Any, body: dict[str, Any]) -> list[Any]:
+def _returned(func: Any, body: dict[int, Any]) -> list[Any]:
     """The bindings computing a fused function's outputs (the values it returns)."""
     result = func.body.body
     values = list(result.fields) if isinstance(result, relax.Tuple) else [result]
-    return [body[v.name] for v in values if isinstance(v, relax.Var) and v.name in body]
+    return [body[_key(v)] for v in values if isinstance(v, relax.Var) and _key(v) in body]

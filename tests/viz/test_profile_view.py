@@ -92,6 +92,17 @@ def test_a_conv_and_its_relu_share_one_kernel_and_identical_layers_share_it_too(
     assert model.manifest.kernel_nodes[shared] == [[convs[1].name, relus[1].name], [convs[2].name, relus[2].name]]
 
 
+def test_an_unfolded_batch_norm_is_in_its_convs_kernel() -> None:
+    """At O0 (viz's default) TVM decomposes BatchNorm into a scale and shift fused into the conv
+    kernel: the new bindings carry no tag of their own and take the batch norm's."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.Conv2d(8, 4, 1)).eval()
+    graph = graphopt.capture(model, X)
+    kernel_nodes = graphopt.compile(graph, X, target="cpu", passes="O0").manifest.kernel_nodes
+    calls = [call for kernel_calls in kernel_nodes.values() for call in kernel_calls if call]
+    assert sorted(calls) == [["_0", "_1"], ["_2"]]
+
+
 def test_the_profile_names_each_kernels_nodes_and_the_shares_add_up(compiled, profile) -> None:
     graph, _ = compiled
     overlay = profile_overlay(profile, (n.name for n in graph.module.graph.nodes))
