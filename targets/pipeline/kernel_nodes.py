@@ -153,8 +153,7 @@ class KernelTracker:
         if info.name != "FuseTIR" or self._before_fuse_tir is None:
             return
         kernels = [k for b in _bindings(mod["main"]) if (k := _kernel_callee(b.value)) is not None]
-        if len(kernels) == len(self._before_fuse_tir):  # one TIR call per call, in order
-            self.calls = [(kernel, nodes) for kernel, (_, nodes) in zip(kernels, self._before_fuse_tir, strict=True)]
+        self.calls = _align(kernels, self._before_fuse_tir)
         self._before_fuse, self._before_fuse_tir = None, None
 
     @staticmethod
@@ -194,6 +193,29 @@ class KernelTracker:
                     nodes.append(node)
             result.append((callee, nodes))
         return result
+
+
+def _align(kernels: list[str], fused: list[tuple[str, list[str]]]) -> list[tuple[str, list[str]]]:
+    """FuseTIR's kernel calls with the nodes of the calls before it: one TIR call per call, in order.
+
+    FuseTIR names each kernel after the function it fuses and drops calls whose result nothing
+    uses (an unused ``argmax`` of ``max``), so the calls after it are the ones before it in order,
+    less those: matched by name as a subsequence. If that fails (a renamed kernel), the same
+    number of calls is zipped in order; else nothing is claimed (no map rather than a wrong one).
+    """
+    calls, position = [], 0
+    for kernel in kernels:
+        while position < len(fused) and fused[position][0] != kernel:
+            position += 1
+        if position == len(fused):
+            break
+        calls.append((kernel, fused[position][1]))
+        position += 1
+    else:
+        return calls
+    if len(kernels) == len(fused):
+        return [(kernel, nodes) for kernel, (_, nodes) in zip(kernels, fused, strict=True)]
+    return []
 
 
 def _key(var: Any) -> int:
@@ -258,21 +280,27 @@ class _Matcher:
             for key in self.by_callee.get(_kernel_callee(output.value), []):
                 if key in self.claimed:
                     continue
-                matched: list[int] = []
-                if self._match(output, self.defs[key], body, repeat, matched):
-                    self.claimed.update(matched)
-                    found.update((m, self.tags[m]) for m in matched if m in self.tags)
+                pairs: dict[int, int] = {}  # body binding -> the binding before FuseOps it matched
+                if self._match(output, self.defs[key], body, repeat, pairs):
+                    self.claimed.update(pairs.values())
+                    found.update((m, self.tags[m]) for m in pairs.values() if m in self.tags)
                     break
         return found
 
-    def _match(self, inner: Any, outer: Any, body: dict[int, Any], repeat: bool, matched: list[int]) -> bool:
+    def _match(self, inner: Any, outer: Any, body: dict[int, Any], repeat: bool, pairs: dict[int, int]) -> bool:
         """Whether ``outer`` (before FuseOps) computes what ``inner`` (in the body) does, from the
-        same values; its bindings (and those it reads inside the group) are added to ``matched``."""
+        same values; the pairs matched (``inner`` and what it reads inside the group) join ``pairs``.
+        A value read twice in the body (``x`` in ``x * 0.5`` and ``x ** 3``) matches one binding."""
+        inner_key, outer_key = _key(inner.var), _key(outer.var)
+        if inner_key in pairs:
+            return pairs[inner_key] == outer_key
         inner_args, outer_args = _call_args(inner.value), _call_args(outer.value)
         if _kernel_callee(inner.value) != _kernel_callee(outer.value) or len(inner_args) != len(outer_args):
             return False
-        mark = len(matched)
-        matched.append(_key(outer.var))
+        if outer_key in self.claimed or outer_key in pairs.values():
+            return False
+        mark = len(pairs)
+        pairs[inner_key] = outer_key
         for a, b in zip(inner_args, outer_args, strict=True):
             if not (isinstance(a, relax.Var) and _key(a) in body):
                 continue  # a parameter of the fused function: a value from outside the group
@@ -280,10 +308,10 @@ class _Matcher:
             if ok and not repeat and parse_tag(a.name) is not None:
                 ok = a.name == b.name  # the first group's tagged members kept their names
             elif ok:
-                ok = _key(b) not in self.claimed and _key(b) not in matched
-                ok = ok and self._match(body[_key(a)], self.defs[_key(b)], body, repeat, matched)
+                ok = self._match(body[_key(a)], self.defs[_key(b)], body, repeat, pairs)
             if not ok:
-                del matched[mark:]
+                for added in list(pairs)[mark:]:
+                    del pairs[added]
                 return False
         return True
 

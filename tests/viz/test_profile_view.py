@@ -103,6 +103,52 @@ def test_an_unfolded_batch_norm_is_in_its_convs_kernel() -> None:
     assert sorted(calls) == [["_0", "_1"], ["_2"]]
 
 
+class _MaxOverTime(nn.Module):
+    """A text-CNN head: ``max`` returns values and indices; the unused indices' kernel is dropped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(4, 6, 3)
+        self.fc = nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.conv(x)).max(dim=2)[0])
+
+
+def test_a_kernel_dropped_during_fusion_leaves_the_others_mapped() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(1, 4, 12)
+    graph = graphopt.capture(_MaxOverTime().eval(), x)
+    kernel_nodes = graphopt.compile(graph, x, target="cpu", passes="O0").manifest.kernel_nodes
+    mapped = {n for calls in kernel_nodes.values() for call in calls for n in call}
+    tensor_ops = set(compute_nodes(graph))
+    assert tensor_ops - mapped <= {"getitem"}  # the item of max's (values, indices): no computation
+
+
+class _TwoGelus(nn.Module):
+    """Two identical layers whose tanh-GELU reads its input three times (GPT-2's ``gelu_new``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(8, 8), nn.Linear(8, 8)
+
+    @staticmethod
+    def gelu(x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * x * (1.0 + torch.tanh(0.79788456 * (x + 0.044715 * torch.pow(x, 3.0))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gelu(self.fc2(self.gelu(self.fc1(x))))
+
+
+def test_identical_layers_whose_ops_read_a_value_twice_are_each_mapped() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(2, 8)
+    graph = graphopt.capture(_TwoGelus().eval(), x)
+    kernel_nodes = graphopt.compile(graph, x, target="cpu", passes="O0").manifest.kernel_nodes
+    mapped = [n for calls in kernel_nodes.values() for call in calls for n in call]
+    assert sorted(mapped) == sorted(compute_nodes(graph))  # each node once, the second layer's too
+
+
 def test_the_profile_names_each_kernels_nodes_and_the_shares_add_up(compiled, profile) -> None:
     graph, _ = compiled
     overlay = profile_overlay(profile, (n.name for n in graph.module.graph.nodes))
