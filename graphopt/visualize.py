@@ -72,8 +72,9 @@ def visualize(
     captured graph to the HTML (pick one to highlight it across the graph); a ``sensitivity``
     report (``graphopt.sensitivity``) implies it and adds "colour by sensitivity". A ``profile``
     (``CompiledModel.profile``, a ``KernelProfile``) adds "colour by measured time" and the kernels
-    table; its nodes are matched by name against the last graph shown, so profile the graph that
-    was compiled (``graphopt.compile(graph, x)`` of this graph after the same ``passes``). Returns the path.
+    table; its nodes are matched by name against the last graph shown, so compile the same graph
+    with the same ``passes`` (``graphopt.compile(graph, x, passes="O0")`` when there are none; a
+    profile naming nodes the page lacks says so in its notes). Returns the path.
     """
     graph = _as_graph(graph_or_model, example_inputs)
     groups = pruning_overlay(graph, sensitivity) if pruning or sensitivity is not None else None
