@@ -9,6 +9,7 @@ timeline of passes with their reports and what each one removed, added, folded o
 >>> graphopt.visualize(model.eval(), "pipeline.html", example_inputs=torch.randn(1, 784), passes="O2")
 >>> graphopt.visualize(graph, "graph.svg")   # Graphviz `dot` renders the DOT export
 >>> graphopt.visualize(graph, "prune.html", pruning=True, sensitivity=report)  # groups, sensitivity colours
+>>> graphopt.visualize(graph, "time.html", profile=graphopt.compile(graph, x, passes="O0").profile(x))  # time
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def visualize(
     format: str | None = None,
     pruning: bool = False,
     sensitivity: Any = None,
+    profile: Any = None,
 ) -> Path:
     """Write ``graph_or_model`` to ``path`` as HTML, DOT or SVG (``format`` or the file suffix).
 
@@ -68,14 +70,27 @@ def visualize(
     (a preset like "O2", "a,b" or a list) the HTML shows the pipeline before and after each pass;
     DOT and SVG show the optimized graph. ``pruning=True`` adds the dependency groups of the
     captured graph to the HTML (pick one to highlight it across the graph); a ``sensitivity``
-    report (``graphopt.sensitivity``) implies it and adds "colour by sensitivity". Returns the path.
+    report (``graphopt.sensitivity``) implies it and adds "colour by sensitivity". A ``profile``
+    (``CompiledModel.profile``, a ``KernelProfile``) adds "colour by measured time" and the kernels
+    table; its nodes are matched by name against the last graph shown, so compile the same graph
+    with the same ``passes`` (``graphopt.compile(graph, x, passes="O0")`` when there are none; a
+    profile naming nodes the page lacks says so in its notes). Returns the path.
     """
     graph = _as_graph(graph_or_model, example_inputs)
     groups = pruning_overlay(graph, sensitivity) if pruning or sensitivity is not None else None
     payload = pipeline_payload(graph, passes)
     if groups is not None:
         payload["pruning"] = groups
+    if profile is not None:
+        payload["profile"] = profile_overlay(payload, profile)
     return write(payload, path, format)
+
+
+def profile_overlay(payload: dict[str, Any], profile: Any, *, target: str | None = None) -> dict[str, Any]:
+    """``profile`` (a ``KernelProfile``) as the page's ``profile`` data, over the payload's last state."""
+    from graphopt.profile_view import profile_overlay as overlay
+
+    return overlay(profile, (node["name"] for node in payload["states"][-1]["graph"]["nodes"]), target=target)
 
 
 def pruning_overlay(graph: Graph, sensitivity: Any = None) -> dict[str, Any]:

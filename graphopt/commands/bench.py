@@ -7,7 +7,8 @@ With ``--rpc HOST:PORT`` (or ``KEY@TRACKER_HOST:PORT``) the artifact is uploaded
 server and timed there; eager still runs here. Shared machines are noisy: compare the ratio.
 
 ``--profile`` also times every kernel of the compiled model (``CompiledModel.profile``): the
-slowest ``--top`` kernels with their calls, milliseconds, share of the run and GFLOP/s.
+slowest ``--top`` kernels with their calls, milliseconds, share of the run, GFLOP/s and the graph
+nodes each computes (``graphopt viz --profile`` draws the same on the graph).
 """
 
 from __future__ import annotations
@@ -153,13 +154,14 @@ def profile_table(profile: Any, top: int) -> Any:
         f"uninstrumented {profile.whole_ms:.3f} ms)",
         caption="; ".join(profile.notes) or None,
     )
-    for column in ("kernel", "calls", "ms per run", "share", "GFLOP/s"):
-        table.add_column(column, justify="left" if column == "kernel" else "right")
+    for column in ("kernel", "calls", "ms per run", "share", "GFLOP/s", "graph nodes"):
+        table.add_column(column, justify="left" if column in ("kernel", "graph nodes") else "right")
     for kernel in profile.kernels[:top]:
         rate = f"{kernel.gflops:.1f}" if kernel.gflops is not None else "-"
-        table.add_row(kernel.name, str(kernel.calls), f"{kernel.ms:.4f}", f"{kernel.ms / total:.1%}", rate)
+        nodes = ", ".join(kernel.nodes[:3]) + (f" +{len(kernel.nodes) - 3}" if len(kernel.nodes) > 3 else "")
+        table.add_row(kernel.name, str(kernel.calls), f"{kernel.ms:.4f}", f"{kernel.ms / total:.1%}", rate, nodes)
     rest = profile.kernels[top:]
     if rest:
         ms = sum(k.ms for k in rest)
-        table.add_row(f"({len(rest)} more)", str(sum(k.calls for k in rest)), f"{ms:.4f}", f"{ms / total:.1%}", "")
+        table.add_row(f"({len(rest)} more)", str(sum(k.calls for k in rest)), f"{ms:.4f}", f"{ms / total:.1%}", "", "")
     return table

@@ -1,7 +1,9 @@
 /* The explorer: wires the data, the model, the layout, the renderer and the panels together.
  *
  * Data (embedded as JSON): {title, states: [{label, graph}], passes: [{record, diff}], initial}, and
- * on pruning pages `pruning`: {groups: [{index, unit, channels, text, members, outputs, damage}], metric}.
+ * on pruning pages `pruning`: {groups: [{index, unit, channels, text, members, outputs, damage}], metric},
+ * on profiled pages `profile`: {kernels: [{name, calls, ms, share, gflops, nodes}], nodes: {name: [{kernel, part}]},
+ * kernel_ms, whole_ms, runs, target, notes} (graphopt/profile_view.py).
  * states[0] is the captured graph, states[k] the graph after passes[k - 1].
  * window.__graphopt exposes a small API for tests and benchmarks; window.__graphoptReady is set
  * (performance.now()) once the first frame is drawn and every handler is attached.
@@ -22,7 +24,8 @@
     stateIndex: data.initial,
     passIndex: data.passes.length ? data.initial - 1 : -1,
     side: "after",
-    colorMode: "kind",
+    colorMode: data.profile ? "time" : "kind",
+    kernelSort: { key: "ms", descending: true },
     showConstants: false,
     collapsed: null, // Set of module paths; null until the first state decides
     selected: null, // {node: name} or {group: path}
@@ -74,6 +77,14 @@
   }
   const sensitivityMax = Math.max(0, ...sensitivity.values());
 
+  /* Profiled pages: node name -> share of the run its kernels took (a fused kernel's time goes to each
+   * node it computes; a kernel identical layers share, to each layer by its part of the calls). */
+  const timeShare = new Map();
+  for (const [name, parts] of Object.entries(data.profile?.nodes || {})) {
+    timeShare.set(name, parts.reduce((sum, p) => sum + data.profile.kernels[p.kernel].share * p.part, 0));
+  }
+  const timeMax = Math.max(0, ...timeShare.values());
+
   function highlighted() {
     return app.pruneGroup === null ? null : data.pruning.groups[app.pruneGroup];
   }
@@ -85,7 +96,7 @@
       colorMode: app.colorMode, matches: app.matches, selected: app.selected, collapsed: app.collapsed,
       changeOf: changes(), measure: (text, font) => renderer.measure(text, font),
       groupMembers: group ? new Set(group.members) : null, groupLabel: group ? `group ${group.index}` : "",
-      sensitivity, sensitivityMax, metric: data.pruning?.metric,
+      sensitivity, sensitivityMax, metric: data.pruning?.metric, timeShare, timeMax,
     };
   }
 
@@ -138,7 +149,8 @@
       const node = m.byName.get(app.selected.node);
       if (!node) { panel.innerHTML = `<p class="empty">${F.escape(app.selected.node)} is not in this graph state.</p>`; return; }
       const inputs = m.preds[node.id].map((id) => m.graph.nodes[id]);
-      panel.innerHTML = GraphoptDetails.nodeHTML(node, inputs, changes().get(node.name), m.graph.palette);
+      panel.innerHTML = GraphoptDetails.nodeHTML(node, inputs, changes().get(node.name), m.graph.palette)
+        + (data.profile ? GraphoptDetails.nodeKernelsHTML(data.profile, data.profile.nodes[node.name]) : "");
     } else if (app.selected?.group) {
       const group = m.groups.get(app.selected.group);
       panel.innerHTML = group ? GraphoptDetails.groupHTML(group, m.graph, app.collapsed.has(group.path)) : "";
@@ -280,6 +292,27 @@
     if (sensitivity.size) {
       $("color-mode").insertAdjacentHTML("beforeend", `<option value="sensitivity">pruning sensitivity</option>`);
     }
+  }
+
+  // -- kernel profile ----------------------------------------------------------------------
+  function renderKernels() {
+    const sort = app.kernelSort;
+    $("kernels").innerHTML = GraphoptDetails.kernelsHTML(data.profile, sort.key, sort.descending);
+  }
+
+  function attachProfile() {
+    if (!data.profile) return;
+    $("color-mode").insertAdjacentHTML("beforeend", `<option value="time">measured time</option>`);
+    $("color-mode").value = app.colorMode;
+    $("kernels").hidden = false;
+    $("kernels").addEventListener("click", (e) => {
+      const button = e.target.closest("[data-sort]");
+      if (!button) return;
+      const key = button.dataset.sort;
+      app.kernelSort = { key, descending: app.kernelSort.key === key ? !app.kernelSort.descending : key !== "name" };
+      renderKernels();
+    });
+    renderKernels();
   }
 
   // -- search ------------------------------------------------------------------------------
@@ -477,10 +510,19 @@
     showPass: (k, side) => showState(side === "before" ? k : k + 1, k, side || "after"),
     highlightGroup,
     setColorMode: (mode) => { app.colorMode = mode; $("color-mode").value = mode; restyle(); },
+    /* The fill and outline of a node's box as drawn now (tests check the colouring). */
+    boxColors(name) {
+      const index = app.boxOfNode.get(name);
+      if (index === undefined) return null;
+      const b = app.scene.boxes[index];
+      return { fill: b.fill, stroke: b.stroke };
+    },
+    sortKernels: (key, descending) => { app.kernelSort = { key, descending }; renderKernels(); },
   };
 
   attach();
   attachPruning();
+  attachProfile();
   rebuild();
   renderer.fit();
   renderTimeline();

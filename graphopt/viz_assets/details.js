@@ -119,5 +119,60 @@ const GraphoptDetails = (() => {
       + details + lists + "</table>";
   }
 
-  return { nodeHTML, groupHTML, passHTML };
+  const pct = (share) => `${(100 * share).toFixed(share >= 0.1 ? 1 : 2)}%`;
+  const rate = (gflops) => (gflops === null || gflops === undefined ? "\u2014" : gflops.toFixed(gflops >= 10 ? 1 : 2));
+
+  /* The kernels computing one node (profile: the page's `profile` data; parts: [{kernel, part}]). */
+  function nodeKernelsHTML(profile, parts) {
+    if (!parts || !parts.length) {
+      return `<h3>Measured time</h3><p class="dim">No kernel computes this node: folded at compile time,`
+        + ` a view, or not compiled.</p>`;
+    }
+    const rows = parts.map(({ kernel, part }) => {
+      const k = profile.kernels[kernel];
+      const others = k.nodes.length - 1;
+      const notes = [
+        part < 1 ? `${Math.round(part * k.calls)} of its ${k.calls} calls compute this node (identical layers share it)` : "",
+        others > 0 ? `it also computes ${others} other node(s): ${k.nodes.slice(0, 8).map(nodeLink).join(", ")}` : "",
+      ].filter((n) => n);
+      return `<tr><td>${mono(k.name)}</td><td class="num">${k.ms.toFixed(4)}</td><td class="num">${pct(k.share)}</td>`
+        + `<td class="num">${rate(k.gflops)}</td></tr>`
+        + (notes.length ? `<tr><td colspan="4" class="dim">${notes.join("; ")}</td></tr>` : "");
+    }).join("");
+    return `<h3>Measured time</h3><table class="inner kernel-rows"><tr><th>kernel</th><th>ms</th><th>share</th>`
+      + `<th>GFLOP/s</th></tr>${rows}</table>`;
+  }
+
+  /* Every kernel of the profile, sorted by `key` ("ms", "gflops", "name", "calls"): a table with its nodes. */
+  function kernelsHTML(profile, key, descending) {
+    const value = (k) => (key === "name" ? k.name : k[key] ?? -1);
+    const order = profile.kernels.map((k, i) => i).sort((a, b) => {
+      const x = value(profile.kernels[a]), y = value(profile.kernels[b]);
+      const c = x < y ? -1 : x > y ? 1 : 0;
+      return descending ? -c : c;
+    });
+    const head = [["name", "kernel"], ["calls", "calls"], ["ms", "ms"], ["ms", "share"], ["gflops", "GFLOP/s"]]
+      .map(([k, label]) => `<th><button class="sort${k === key ? " active" : ""}" data-sort="${k}">${label}`
+        + `${k === key && label !== "share" ? (descending ? " \u25be" : " \u25b4") : ""}</button></th>`).join("");
+    const rows = order.map((i) => {
+      const k = profile.kernels[i];
+      const nodes = k.nodes.length ? k.nodes.slice(0, 6).map(nodeLink).join(", ") + (k.nodes.length > 6 ? ", \u2026" : "")
+        : `<span class="dim">no graph node</span>`;
+      return `<tr class="${k.nodes.length ? "" : "unmapped"}" data-kernel="${i}"><td>${mono(k.name)}<div class="kernel-nodes">${nodes}</div></td>`
+        + `<td class="num">${k.calls}</td><td class="num">${k.ms.toFixed(4)}</td><td class="num">${pct(k.share)}</td>`
+        + `<td class="num">${rate(k.gflops)}</td></tr>`;
+    }).join("");
+    const unmapped = profile.kernels.filter((k) => !k.nodes.length);
+    const unmappedMs = unmapped.reduce((sum, k) => sum + k.ms, 0);
+    const notes = (profile.notes || []).map((n) => `<p class="dim">${F.escape(n)}</p>`).join("");
+    return `<h2><span class="chip pass">profile</span> <span class="node-name">kernels</span></h2>`
+      + `<p class="dim">${profile.kernels.length} kernels${profile.target ? " on " + F.escape(profile.target) : ""},`
+      + ` ${profile.kernel_ms.toFixed(3)} ms per instrumented run (mean of ${profile.runs})`
+      + (profile.whole_ms ? `, ${profile.whole_ms.toFixed(3)} ms uninstrumented` : "")
+      + ` \u00b7 ${unmapped.length} computing no graph node (layout, copies, the VM's own calls):`
+      + ` ${pct(profile.kernel_ms > 0 ? unmappedMs / profile.kernel_ms : 0)}</p>`
+      + `<table class="inner kernels"><tr>${head}</tr>${rows}</table>${notes}`;
+  }
+
+  return { nodeHTML, groupHTML, passHTML, nodeKernelsHTML, kernelsHTML };
 })();

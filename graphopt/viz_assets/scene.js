@@ -4,7 +4,8 @@
  * `view` carries what the user chose: {colorMode, matches: Set of names, selected, collapsed,
  * changeOf: Map name -> "added" | "removed" | ..., measure(text, font)}, and for pruning pages
  * {groupMembers: Set of names of the highlighted dependency group (or null), groupLabel,
- * sensitivity: Map name -> damage, sensitivityMax, metric}.
+ * sensitivity: Map name -> damage, sensitivityMax, metric}, and for profiled pages
+ * {timeShare: Map name -> share of the run its kernels took, timeMax}.
  */
 "use strict";
 
@@ -39,7 +40,18 @@ const GraphoptScene = (() => {
     return `hsl(${Math.round(120 * (1 - share))}, 70%, 40%)`;
   }
 
+  /* Pale (a small share of the run) through orange to deep red (the slowest node): share of the largest. */
+  function timeColor(share, max) {
+    const t = max > 0 ? Math.min(share / max, 1) : 0;
+    return `hsl(${Math.round(48 * (1 - t))}, 85%, ${Math.round(62 - 22 * t)}%)`;
+  }
+
   function nodeColors(node, graph, view) {
+    if (view.colorMode === "time") {
+      if (!view.timeShare?.has(node.name)) return UNGROUPED;
+      const c = timeColor(view.timeShare.get(node.name), view.timeMax);
+      return { stroke: c, fill: F.hslTint(c, 90) };
+    }
     if (view.colorMode === "sensitivity") {
       if (!view.sensitivity?.has(node.name)) return UNGROUPED;
       const c = sensitivityColor(view.sensitivity.get(node.name), view.sensitivityMax);
@@ -83,8 +95,11 @@ const GraphoptScene = (() => {
     }
     const inGroup = view.groupMembers ? g.members.filter((id) => view.groupMembers.has(graph.nodes[id].name)).length : 0;
     const changeKinds = Object.keys(counts);
+    const time = view.colorMode === "time"
+      ? g.members.reduce((sum, id) => sum + (view.timeShare?.get(graph.nodes[id].name) || 0), 0) : 0;
     const badge = changeKinds.length ? changeKinds.map((k) => `${counts[k]} ${k}`).join(", ")
-      : matches ? `${matches} found` : inGroup ? `${inGroup} in ${view.groupLabel}` : null;
+      : matches ? `${matches} found` : inGroup ? `${inGroup} in ${view.groupLabel}`
+        : time > 0 ? `${+(100 * time).toPrecision(2)}% of the run` : null;
     return {
       group: g.path, line1, line1b, line2, w: Math.min(Math.max(w, 120), 320), h: BOX_HEIGHT,
       ...groupColors(g, graph, view), badge,
@@ -219,9 +234,18 @@ const GraphoptScene = (() => {
         [UNGROUPED.stroke, "in no prunable group"],
       ];
     }
+    if (view.colorMode === "time") {
+      const max = view.timeMax, pct = (x) => `${+(100 * x).toPrecision(3)}%`;
+      return [
+        [timeColor(max, max), `slowest: ${pct(max)} of the run in its kernels`],
+        [timeColor(max / 2, max), `${pct(max / 2)}`],
+        [timeColor(0, max), "next to none"],
+        [UNGROUPED.stroke, "no kernel (folded, a view, or not compiled)"],
+      ];
+    }
     const present = new Set(graph.nodes.filter((n) => m.shown[n.id]).map((n) => n.category));
     return Object.keys(graph.palette).filter((c) => present.has(c)).map((c) => [graph.palette[c], c]);
   }
 
-  return { build, restyle, legend, sensitivityColor, CHANGE_COLORS, GROUP_OUTLINE };
+  return { build, restyle, legend, sensitivityColor, timeColor, CHANGE_COLORS, GROUP_OUTLINE };
 })();

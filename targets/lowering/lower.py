@@ -25,6 +25,7 @@ from graphopt.ir import Graph
 from graphopt.metadata import user_source
 from graphopt.targets.lowering.converters import BUILTIN_CHECKS, BUILTIN_CONVERTERS
 from graphopt.targets.lowering.safe_indices import bound_indices
+from graphopt.targets.pipeline.kernel_nodes import binding_owners, tag_bindings
 
 #: Converters for ops TVM's frontend does not know: ``"op_name.overload" -> fn(node, importer)``.
 #: ``fn`` gets the exported fx node and the importer (``importer.env[arg]`` is an argument's
@@ -89,9 +90,10 @@ def export_graph(
     return program.run_decompositions()
 
 
-def origin_node(graph: Graph, node: fx.Node) -> fx.Node | None:
-    """The graphopt node an exported node came from, following torch's ``from_node`` provenance."""
-    by_name = {n.name: n for n in graph.module.graph.nodes}
+def origin_node(graph: Graph, node: fx.Node, by_name: dict[str, fx.Node] | None = None) -> fx.Node | None:
+    """The graphopt node an exported node came from, following torch's ``from_node`` provenance
+    (``by_name``: the graph's nodes by name, when the caller looks up many)."""
+    by_name = by_name if by_name is not None else {n.name: n for n in graph.module.graph.nodes}
     target_graph = id(graph.module.graph)
     for source in node.meta.get("from_node") or []:
         while source is not None:
@@ -174,14 +176,15 @@ def lower_to_relax(
     """
     program = export_graph(graph, dynamic_batch=dynamic_batch, dynamic_seq_len=dynamic_seq_len)
     check_supported(graph, program, target)
-    importer = _tracking_importer()
+    returned: list[tuple[fx.Node, Any]] = []  # (exported node, its converter's value), for the kernel map
+    importer = _tracking_importer(returned)
     try:
         mod = importer.from_exported_program(
             program,
             keep_params_as_input=keep_params,
             unwrap_unit_return_tuple=True,
             no_bind_return_tuple=False,
-            custom_convert_map={name: _tracked(fn) for name, fn in CUSTOM_CONVERTERS.items()},
+            custom_convert_map={name: _tracked(fn, returned) for name, fn in CUSTOM_CONVERTERS.items()},
         )
     except GraphoptError:
         raise
@@ -190,6 +193,7 @@ def lower_to_relax(
         where, source = where_from(graph, failing) if failing is not None else (None, None)
         op = f"aten.{_op_name(failing.target)}" if failing is not None else None
         raise UnsupportedOpError(target, [(where or "?", op or "?", source)]) from error
+    mod = tag_bindings(mod, binding_owners(mod, _origin_names(graph, returned)))
     mod = bound_indices(mod)
     params: dict[str, Any] = {}
     if keep_params:
@@ -198,25 +202,36 @@ def lower_to_relax(
     return mod, params
 
 
-def _tracked(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a converter so an exception raised inside it remembers the node it was converting."""
+def _origin_names(graph: Graph, returned: list[tuple[fx.Node, Any]]) -> list[tuple[str | None, Any]]:
+    """``returned`` with each exported node replaced by the name of the graphopt node it came from."""
+    by_name = {n.name: n for n in graph.module.graph.nodes}
+    origins = [(origin_node(graph, node, by_name), value) for node, value in returned]
+    return [(origin.name if origin is not None else None, value) for origin, value in origins]
+
+
+def _tracked(fn: Callable[..., Any], returned: list[tuple[fx.Node, Any]] | None = None) -> Callable[..., Any]:
+    """Wrap a converter so an exception raised inside it remembers the node it was converting, and
+    what it returned is recorded in ``returned`` (which bindings each node emitted: the kernel map)."""
 
     def convert(node: fx.Node, *rest: Any) -> Any:
         try:
-            return fn(node, *rest)
+            value = fn(node, *rest)
         except Exception as error:
             if not hasattr(error, "graphopt_exported_node"):
                 error.graphopt_exported_node = node  # type: ignore[attr-defined]
             raise
+        if returned is not None:
+            returned.append((node, value))
+        return value
 
     return convert
 
 
-def _tracking_importer() -> Any:
+def _tracking_importer(returned: list[tuple[fx.Node, Any]] | None = None) -> Any:
     from tvm.relax.frontend.torch.exported_program_translator import ExportedProgramImporter
 
     class TrackingImporter(ExportedProgramImporter):
         def create_convert_map(self) -> dict[str, Callable[..., Any]]:
-            return {name: _tracked(fn) for name, fn in super().create_convert_map().items()}
+            return {name: _tracked(fn, returned) for name, fn in super().create_convert_map().items()}
 
     return TrackingImporter()

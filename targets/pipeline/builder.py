@@ -78,7 +78,8 @@ def build_graph(
     progress.stage(f"building with TVM for {target}{tuning}")
     with _summarized(f"TVM failed to compile '{graph.name}' for target '{target}'"):
         kernel_flops: dict[str, int] = {}
-        executable = compile_module(mod, backend, tvm_target, options_dict, kernel_flops)
+        kernel_nodes: dict[str, list[list[str]]] = {}
+        executable = compile_module(mod, backend, tvm_target, options_dict, kernel_flops, kernel_nodes)
     interrupts.check()  # TVM may have swallowed a Ctrl-C: stop before checking and writing
     keys = dict_output_keys(graph)
     manifest = Manifest(
@@ -92,6 +93,7 @@ def build_graph(
         params=compressed.PARAMS_NOTE if compress else "bound into the library as constants",
         passes=report.to_dict() if report is not None else None,
         kernel_flops=kernel_flops,
+        kernel_nodes=kernel_nodes,
         versions=versions(),
         build={
             "tuned": bool(tune),

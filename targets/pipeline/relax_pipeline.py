@@ -22,6 +22,7 @@ from tvm import relax
 
 from graphopt.targets.lowering.legalized import is_legalized
 from graphopt.targets.lowering.safe_indices import LEGALIZE_IN_BOUNDS
+from graphopt.targets.pipeline.kernel_nodes import KernelTracker
 from graphopt.targets.registry import TargetBackend
 
 
@@ -79,11 +80,18 @@ def compile_module(
     target: Any,
     options: dict[str, Any],
     kernel_flops: dict[str, int] | None = None,
+    kernel_nodes: dict[str, list[list[str]]] | None = None,
 ) -> Any:
     """Compile a lowered Relax module into a ``tvm.runtime.Executable`` for ``target``; fills
-    ``kernel_flops`` (when given) with each scheduled TIR kernel's FLOPs per call."""
-    with tvm.transform.PassContext(opt_level=3):
-        return tvm.compile(mod, target, relax_pipeline=relax_pipeline(backend, target, options, kernel_flops))
+    ``kernel_flops`` (when given) with each scheduled TIR kernel's FLOPs per call and
+    ``kernel_nodes`` with the graph nodes each call of each kernel computes (``kernel_nodes.KernelTracker``)."""
+    tracker = KernelTracker()
+    instruments = [tracker.instrument()] if kernel_nodes is not None else []
+    with tvm.transform.PassContext(opt_level=3, instruments=instruments):
+        executable = tvm.compile(mod, target, relax_pipeline=relax_pipeline(backend, target, options, kernel_flops))
+    if kernel_nodes is not None:
+        kernel_nodes.update(tracker.kernel_nodes)
+    return executable
 
 
 def estimate_kernel_flops(mod: tvm.IRModule) -> dict[str, int]:

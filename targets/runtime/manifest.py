@@ -102,6 +102,7 @@ class Manifest:
     params: str | None = None  #: where the parameters live (bound in the library, or beside it)
     passes: Mapping[str, Any] | None = None  #: the pass report
     kernel_flops: Mapping[str, int] = field(default_factory=dict)  #: FLOPs per call of each TIR kernel
+    kernel_nodes: Mapping[str, list[list[str]]] = field(default_factory=dict)  #: per kernel, each call's graph nodes
     versions: Mapping[str, str] = field(default_factory=dict)
     build: Mapping[str, Any] = field(default_factory=dict)  #: tuned, trials, database, compile time
     eager_check: Mapping[str, Any] | None = None  #: graphopt.eager_check's result, when it ran

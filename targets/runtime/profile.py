@@ -8,6 +8,9 @@ receives every argument) costs a few microseconds per call, inside each measured
 median builtin call, which does next to nothing, measures it, and a note states it;
 ``KernelProfile.whole_ms`` is the model timed without the hook, to compare.
 
+Each kernel names the graph nodes it computes (``Manifest.kernel_nodes``, followed through the
+lowering by ``targets/pipeline/kernel_nodes.py``): what ``graphopt viz --profile`` colours.
+
 GFLOP/s uses the FLOPs per call the builder estimated for each scheduled kernel
 (``Manifest.kernel_flops``; artifacts built before it was recorded show none).
 
@@ -39,6 +42,12 @@ class KernelTime:
     calls: int
     ms: float
     flops: int | None = None  #: per run (all calls), when the builder recorded it
+    call_nodes: tuple[tuple[str, ...], ...] = ()  #: each call's graph nodes (``Manifest.kernel_nodes``)
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """Every graph node its calls compute, in order (none: a layout transform, a copy, the VM)."""
+        return tuple(dict.fromkeys(n for call in self.call_nodes for n in call))
 
     @property
     def gflops(self) -> float | None:
@@ -46,7 +55,15 @@ class KernelTime:
         return self.flops / (self.ms * 1e6) if self.flops and self.ms > 0 else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "calls": self.calls, "ms": self.ms, "flops": self.flops, "gflops": self.gflops}
+        return {
+            "name": self.name,
+            "calls": self.calls,
+            "ms": self.ms,
+            "flops": self.flops,
+            "gflops": self.gflops,
+            "nodes": list(self.nodes),
+            "call_nodes": [list(call) for call in self.call_nodes],
+        }
 
 
 @dataclass(frozen=True)
@@ -109,12 +126,14 @@ def profile_model(model: CompiledModel, *args: Any, runs: int = 10, warmup: int 
     for _ in range(runs):
         main(*tensors, *weights)
     known = model.manifest.kernel_flops
+    nodes = model.manifest.kernel_nodes
     kernels = [
         KernelTime(
             name,
             round(calls[name] / runs),
             seconds * 1e3 / runs,
             known[name] * calls[name] // runs if name in known else None,
+            tuple(tuple(call) for call in nodes.get(name, ())),
         )
         for name, seconds in totals.items()
     ]

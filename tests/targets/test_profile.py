@@ -40,6 +40,9 @@ def test_every_kernel_is_timed_and_the_conv_flops_are_the_real_count(tmp_path) -
     assert any("timing hook adds about" in note for note in profile.notes)
     # the FLOPs travel in the manifest, so a loaded artifact (here) and the in-memory one agree
     assert Manifest.read(tmp_path / "cnn").kernel_flops == compiled.manifest.kernel_flops
+    # and so do the graph nodes each kernel computes: the conv kernels name the two convolutions
+    assert Manifest.read(tmp_path / "cnn").kernel_nodes == compiled.manifest.kernel_nodes
+    assert sorted(len(k.nodes) for k in convs) == [1, 2]  # conv+relu fused; the last conv alone
 
 
 def test_an_artifact_without_kernel_flops_still_profiles(tmp_path) -> None:
@@ -58,6 +61,7 @@ def test_bench_profile_prints_the_kernels(capsys) -> None:
     result = json.loads(capsys.readouterr().out)
     kernels = result["profile"]["kernels"]
     assert any("conv2d" in k["name"] and k["gflops"] for k in kernels)
+    assert any("conv1" in k["nodes"] and "relu1" in k["nodes"] for k in kernels)  # what each kernel computes
     assert result["profile"]["kernel_ms"] == pytest.approx(sum(k["ms"] for k in kernels))
     assert main([*argv, "--profile", "--top", "2"]) == 0
     out = capsys.readouterr().out
