@@ -63,12 +63,12 @@ class DeformConv(nn.Module):
         for dy in (0, 1):
             for dx in (0, 1):
                 cy, cx = y0 + dy, x0 + dx
-                weight = (1 - (y - cy).abs()) * (1 - (x - cx).abs())
+                blend = (1 - (y - cy).abs()) * (1 - (x - cx).abs())
                 inside = (cy >= 0) & (cy <= height - 1) & (cx >= 0) & (cx <= width - 1)
-                weight = torch.where(inside, weight, torch.zeros_like(weight))
+                blend = torch.where(inside, blend, torch.zeros_like(blend))
                 flat = (cy.clamp(0, height - 1) * width + cx.clamp(0, width - 1)).to(torch.int64)
                 values = _gather(image, flat.reshape(n, g, -1))
-                samples = samples + values * weight.reshape(n, g, 1, -1)
+                samples = samples + values * blend.reshape(n, g, 1, -1)
         if mask is not None:
             samples = samples * mask.reshape(n, g, 1, -1)
         columns = samples.reshape(n, self.group, (c // self.group) * kh * kw, oh * ow)
@@ -134,7 +134,7 @@ class RoiAlign(nn.Module):
         x_high = torch.where(x_edge, x_low, x_low + 1)
         ly, lx = y - y_low, x - x_low
         hy, hx = 1 - ly, 1 - lx
-        image = x_in.reshape(x_in.shape[0], channels, height * width)[batch.to(torch.int64)]  # (R, C, H*weight)
+        image = x_in.reshape(x_in.shape[0], channels, height * width)[batch.to(torch.int64)]  # (R, C, H*W)
         corners = []
         for rows, cols, weight in (
             (y_low, x_low, hy * hx),
