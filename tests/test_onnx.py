@@ -208,7 +208,10 @@ def test_unsupported_ops_are_all_listed_with_node_and_opset(tmp_path):
         graphopt.capture(tmp_path / "m.onnx")
     message = str(caught.value)
     assert message.startswith("2 ONNX node(s) cannot be imported: ")
-    assert "ImageDecoder (opset 23) at node 'decode'" in message and "StringNormalizer (opset 23) at node 'strings'" in message
+    assert (
+        "ImageDecoder (opset 23) at node 'decode'" in message
+        and "StringNormalizer (opset 23) at node 'strings'" in message
+    )
     assert "\n" not in message and "Relu" not in message
 
 

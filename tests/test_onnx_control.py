@@ -180,17 +180,21 @@ def test_recurrent_on_the_cpu_target_matches_onnxruntime():
     assert_close(on_cpu(model, arrays), batch_first_onnxruntime("LSTM", "bidirectional", attributes, arrays, hidden=3))
 
 
-def test_an_lstm_exported_from_torch_matches_eager(tmp_path):
+@pytest.mark.parametrize("given_states", [False, True])
+def test_an_lstm_exported_from_torch_matches_eager(tmp_path, given_states):
+    """Two bidirectional layers: zero initial states (which the exporter writes as Expand of a constant),
+    or given ones (which it slices per layer)."""
     torch.manual_seed(0)
-    """Two bidirectional layers, zero initial states (which the exporter writes as Expand of a constant)."""
     lstm = torch.nn.LSTM(input_size=3, hidden_size=5, num_layers=2, bidirectional=True, batch_first=True).eval()
     x = torch.randn(2, 6, 3)
+    states = (torch.randn(4, 2, 5), torch.randn(4, 2, 5)) if given_states else None
     path = tmp_path / "lstm.onnx"
-    torch.onnx.export(lstm, (x,), str(path), dynamo=False, opset_version=17)
-    compiled = graphopt.compile(str(path), (x,), target="cpu", check=False)
+    torch.onnx.export(lstm, (x, states) if states else (x,), str(path), dynamo=False, opset_version=17)
+    inputs = (x, *states) if states else (x,)
+    compiled = graphopt.compile(str(path), inputs, target="cpu", check=False)
     with torch.no_grad():
-        y, (h, c) = lstm(x)
-    got = compiled(x.numpy())
+        y, (h, c) = lstm(x, states)
+    got = compiled(*(t.numpy() for t in inputs))
     for mine, theirs in zip(got, (y, h, c), strict=True):
         np.testing.assert_allclose(np.asarray(mine), theirs.numpy(), rtol=TOLERANCE, atol=TOLERANCE)
 

@@ -42,11 +42,12 @@ def prepare(model: Any) -> Any:
     again, which can make further conditions constant), ready for conversion (``routed``)."""
     from graphopt.onnx.constants import fold_shape_computations
 
-    for _ in range(16):
-        inlined = inline_constant_ifs(model)
-        if inlined is model:
-            break
-        model = fold_shape_computations(inlined)
+    if any(node.op_type == "If" for node in model.graph.node):
+        for _ in range(16):  # until neither inlining nor folding changes anything
+            folded = fold_shape_computations(inline_constant_ifs(model))
+            if folded is model:
+                break
+            model = folded
     return routed(model)
 
 
@@ -403,9 +404,13 @@ class Scanned(nn.Module):
         output_axes: list[int],
         output_reverse: list[bool],
         batched: bool,
+        sizes: tuple[int | None, int | None] = (None, None),
     ) -> None:
         super().__init__()
         self.body, self.states, self.batched = body, states, batched
+        # (scan length, batch) where the model declares them, with the axes made non-negative by the
+        # converter where the ranks are known: symbolic_trace can then follow the loop
+        self.length, self.batch = sizes
         self.input_axes, self.input_reverse = input_axes, input_reverse
         self.output_axes, self.output_reverse = output_axes, output_reverse
 
@@ -415,12 +420,13 @@ class Scanned(nn.Module):
         outer = args[self.states + scanned :]
         if not self.batched:
             return _single(self._scan(states, xs, outer))
-        per_item = [self._scan([s[b] for s in states], [x[b] for x in xs], outer) for b in range(xs[0].shape[0])]
+        batch = self.batch if self.batch is not None else xs[0].shape[0]
+        per_item = [self._scan([s[b] for s in states], [x[b] for x in xs], outer) for b in range(batch)]
         return _single(tuple(torch.stack(parts, dim=0) for parts in zip(*per_item, strict=True)))
 
     def _scan(self, states: list[torch.Tensor], xs: Any, outer: Any) -> tuple[torch.Tensor, ...]:
-        axes = [a % x.dim() for a, x in zip(self.input_axes, xs, strict=True)]
-        length = xs[0].shape[axes[0]]
+        axes = [a if a >= 0 else a % x.dim() for a, x in zip(self.input_axes, xs, strict=True)]
+        length = self.length if self.length is not None else xs[0].shape[axes[0]]
         outputs: list[list[torch.Tensor]] = []
         for t in range(length):
             slices = [
@@ -436,7 +442,8 @@ class Scanned(nn.Module):
         for index, values in enumerate(outputs):
             if self.output_reverse[index]:
                 values = values[::-1]
-            axis = self.output_axes[index] % (values[0].dim() + 1)
+            axis = self.output_axes[index]
+            axis = axis if axis >= 0 else axis % (values[0].dim() + 1)
             stacked.append(torch.stack(values, dim=axis))
         return (*states, *stacked)
 
@@ -465,10 +472,27 @@ def scan_converter(node: Any, graph: Any) -> Any:
     output_reverse = (
         [bool(v) for v in listed("scan_output_directions", produced)] if not batched else [False] * produced
     )
-    converted, reads, _ = convert_body(body, graph, opsets)
-    module = Scanned(converted, states, input_axes, input_reverse, output_axes, output_reverse, batched)
+    converted, reads, inferred = convert_body(body, graph, opsets)
+    from graphopt.onnx.converters import _declared_shape
+
+    first = _declared_shape(graph, inputs[states]) if scanned else None
+    ranks = [_declared_shape(graph, name) for name in inputs[states:]]
+    input_axes = [a % len(r) if r is not None and not batched else a for a, r in zip(input_axes, ranks, strict=True)]
+    out_ranks = [_rank(value) for value in inferred.graph.output[states:]]
+    output_axes = [a % (r + 1) if r is not None else a for a, r in zip(output_axes, out_ranks, strict=True)]
+    length = batch = None
+    if first is not None and input_axes[0] >= 0:
+        length = first[1] if batched else first[input_axes[0]]
+        batch = first[0] if batched else None
+    sizes = (length or None, batch or None)
+    module = Scanned(converted, states, input_axes, input_reverse, output_axes, output_reverse, batched, sizes)
     mapping = OnnxMapping((*inputs, *reads), node.output_values)
     return OperationConverterResult(torch_module=module, onnx_mapping=mapping)
+
+
+def _rank(value: Any) -> int | None:
+    tensor = value.type.tensor_type
+    return len(tensor.shape.dim) if tensor.HasField("shape") else None
 
 
 def _is_scan8(opsets: list[str]) -> bool:

@@ -569,6 +569,6 @@ def register_more(add: Callable[..., None], replace: Callable[..., None]) -> Non
 
     sampling.register(add, replace)
 
-    from graphopt.onnx import expand
+    from graphopt.onnx import shape_ops
 
-    expand.register(replace)
+    shape_ops.register(replace)

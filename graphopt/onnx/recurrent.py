@@ -92,9 +92,11 @@ class Recurrent(nn.Module):
         linear_before_reset: bool,
         input_forget: bool,
         outputs: int,
+        sizes: tuple[int, int, int] | None = None,
     ) -> None:
         super().__init__()
         self.op, self.direction, self.layout, self.clip = op, direction, layout, clip
+        self.sizes = sizes  # (steps, batch, hidden) where the model declares them: symbolic_trace then follows
         self.functions = functions
         self.linear_before_reset, self.input_forget, self.outputs = linear_before_reset, input_forget, outputs
 
@@ -113,8 +115,8 @@ class Recurrent(nn.Module):
             x_in = x_in.transpose(0, 1)
             initial_h = initial_h.transpose(0, 1) if initial_h is not None else None
             initial_c = initial_c.transpose(0, 1) if initial_c is not None else None
-        batch = x_in.shape[1]
-        directions, hidden = w_in.shape[0], rec.shape[-1]
+        steps, batch, hidden = self.sizes or (x_in.shape[0], x_in.shape[1], rec.shape[-1])
+        directions = 2 if self.direction == "bidirectional" else 1
         per = len(_DEFAULTS[self.op])
         lengths = sequence_lens.to(torch.int64) if sequence_lens is not None else None
         ys, hs, cs = [], [], []
@@ -126,9 +128,9 @@ class Recurrent(nn.Module):
             bias = bias_in[d] if bias_in is not None else x_in.new_zeros((2 * _GATES[self.op] * hidden,))
             peep = peep_in[d] if peep_in is not None else None
             fs = [activation(*f) for f in self.functions[d * per : (d + 1) * per]]
-            x = _reversed(x_in, lengths) if reverse else x_in
-            y, h, c = self._direction(x, w_in[d], rec[d], bias, peep, h0, c0, fs, lengths)
-            ys.append(_reversed(y, lengths) if reverse else y)
+            x = _reversed(x_in, lengths, steps) if reverse else x_in
+            y, h, c = self._direction(x, w_in[d], rec[d], bias, peep, h0, c0, fs, lengths, (steps, hidden))
+            ys.append(_reversed(y, lengths, steps) if reverse else y)
             hs.append(h)
             cs.append(c)
         y_all = torch.stack(ys, dim=1)  # (steps, directions, batch, hidden)
@@ -149,19 +151,21 @@ class Recurrent(nn.Module):
         c: torch.Tensor,
         fs: list[Callable[[torch.Tensor], torch.Tensor]],
         lengths: torch.Tensor | None,
+        sizes: tuple[int, int],
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One direction over the steps of ``x_in`` (steps, batch, input) in order: Y (steps, batch, hidden), Y_h, Y_c."""
+        steps, hidden = sizes
         gates = _GATES[self.op]
-        w_b, r_b = bias_in[: gates * rec.shape[-1]], bias_in[gates * rec.shape[-1] :]
+        w_b, r_b = bias_in[: gates * hidden], bias_in[gates * hidden :]
         xw = torch.matmul(x_in, w_in.t()) + w_b  # every step's input projection at once
         outputs = []
-        for t in range(x_in.shape[0]):
+        for t in range(steps):
             if self.op == "RNN":
                 new_h, new_c = fs[0](self._clip(xw[t] + torch.matmul(h, rec.t()) + r_b)), c
             elif self.op == "GRU":
-                new_h, new_c = self._gru(xw[t], h, rec, r_b, fs), c
+                new_h, new_c = self._gru(xw[t], h, rec, r_b, fs, hidden), c
             else:
-                new_h, new_c = self._lstm(xw[t] + torch.matmul(h, rec.t()) + r_b, c, peep_in, fs)
+                new_h, new_c = self._lstm(xw[t] + torch.matmul(h, rec.t()) + r_b, c, peep_in, fs, hidden)
             if lengths is not None:
                 valid = (lengths > t).unsqueeze(-1)
                 h, c = torch.where(valid, new_h, h), torch.where(valid, new_c, c)
@@ -181,11 +185,12 @@ class Recurrent(nn.Module):
         rec: torch.Tensor,
         r_b: torch.Tensor,
         fs: list[Callable[[torch.Tensor], torch.Tensor]],
+        hidden: int,
     ) -> torch.Tensor:
         f, g = fs
-        x_z, x_r, x_h = xw.chunk(3, dim=-1)
-        r_z, r_r, r_h = rec.chunk(3, dim=0)
-        b_z, b_r, b_h = r_b.chunk(3, dim=0)
+        x_z, x_r, x_h = _thirds(xw, hidden, -1)
+        r_z, r_r, r_h = _thirds(rec, hidden, 0)
+        b_z, b_r, b_h = _thirds(r_b, hidden, 0)
         z = f(self._clip(x_z + torch.matmul(h, r_z.t()) + b_z))
         r = f(self._clip(x_r + torch.matmul(h, r_r.t()) + b_r))
         if self.linear_before_reset:
@@ -200,10 +205,11 @@ class Recurrent(nn.Module):
         c: torch.Tensor,
         peep_in: torch.Tensor | None,
         fs: list[Callable[[torch.Tensor], torch.Tensor]],
+        hidden: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         f, g, h_act = fs
-        i, o, forget, cell = gates.chunk(4, dim=-1)
-        p_i, p_o, p_f = peep_in.chunk(3) if peep_in is not None else (None, None, None)
+        i, o, forget, cell = (gates[..., k * hidden : (k + 1) * hidden] for k in range(4))
+        p_i, p_o, p_f = _thirds(peep_in, hidden, 0) if peep_in is not None else (None, None, None)
         i = f(self._clip(i + p_i * c if p_i is not None else i))
         forget = 1 - i if self.input_forget else f(self._clip(forget + p_f * c if p_f is not None else forget))
         new_c = forget * c + i * g(self._clip(cell))
@@ -211,15 +217,32 @@ class Recurrent(nn.Module):
         return o * h_act(new_c), new_c
 
 
-def _reversed(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-    """``x`` (steps, batch, ...) with each sequence reversed within its length (all of it without lengths)."""
+def _thirds(x: torch.Tensor, size: int, dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Three consecutive slices of ``size`` along ``dim`` (0 or -1): a traceable ``chunk(3)``."""
+    if dim == 0:
+        return x[:size], x[size : 2 * size], x[2 * size : 3 * size]
+    return x[..., :size], x[..., size : 2 * size], x[..., 2 * size : 3 * size]
+
+
+def _reversed(x: torch.Tensor, lengths: torch.Tensor | None, steps: int) -> torch.Tensor:
+    """``x`` (steps, batch, features) with each sequence reversed within its length (all of it without lengths)."""
     if lengths is None:
         return torch.flip(x, dims=(0,))
-    steps = x.shape[0]
     position = torch.arange(steps, device=x.device).unsqueeze(1)  # (steps, 1)
     index = torch.where(position < lengths, lengths - 1 - position, position)  # (steps, batch)
-    index = index.reshape(*index.shape, *([1] * (x.dim() - 2))).expand(x.shape)
-    return torch.gather(x, 0, index)
+    return torch.gather(x, 0, index.unsqueeze(-1).expand_as(x))
+
+
+def _sizes(node: Any, graph: Any, layout: int) -> tuple[int, int, int] | None:
+    """(steps, batch, hidden) from X's declared shape and ``hidden_size``, or None where either is unknown."""
+    from graphopt.onnx.converters import _declared_shape
+
+    shape = _declared_shape(graph, node.input_values[0])
+    hidden = node.attributes.get("hidden_size")
+    if not shape or len(shape) != 3 or None in shape or not shape[0] or not shape[1] or hidden is None:
+        return None
+    steps, batch = (shape[1], shape[0]) if layout else (shape[0], shape[1])
+    return int(steps), int(batch), int(hidden)  # type: ignore[arg-type]
 
 
 def register(add: Callable[..., None]) -> None:
@@ -250,6 +273,7 @@ def register(add: Callable[..., None]) -> None:
             bool(a.get("linear_before_reset", 0)),
             bool(a.get("input_forget", 0)),
             len(node.output_values),
+            _sizes(node, graph, layout),
         )
         return OperationConverterResult(torch_module=module, onnx_mapping=onnx_mapping_from_node(node))
 
