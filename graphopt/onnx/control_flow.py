@@ -150,7 +150,11 @@ class Body(nn.Module):
 
 
 def convert_body(
-    body: Any, graph: Any, opsets: list[str], bound: dict[str, np.ndarray] | None = None
+    body: Any,
+    graph: Any,
+    opsets: list[str],
+    bound: dict[str, np.ndarray] | None = None,
+    like: dict[str, str] | None = None,
 ) -> tuple[Body, list[str], Any]:
     """``body`` as a ``Body`` taking its formal inputs (less those ``bound`` to constants) and then the
     outer values it reads (less the constants among them, which it holds); those outer values' names;
@@ -166,10 +170,26 @@ def convert_body(
     outer = free_names(body)
     constants = {name: _constant(name, graph) for name in outer if _is_constant(name, graph)}
     reads = [name for name in outer if name not in constants]
-    inputs = [value for value in body.input if value.name not in bound]
     known = dict(graph.value_info)
-    if any(name not in known for name in reads):  # a graph not shape-inferred (import's second, diagnostic pass)
+    like = like or {}
+    if any(name not in known for name in [*reads, *like.values()]):  # not shape-inferred (import's diagnostic pass)
         known.update(_inferred_types(graph.proto, opsets))
+    inputs = []
+    for value in body.input:  # a body input may leave its type out (a Loop's carried values): ``like``'s
+        if value.name in bound:
+            continue
+        source = like.get(value.name)
+        if not value.type.HasField("tensor_type") and source is not None:
+            if source in known:
+                typed = onnx.ValueInfoProto()
+                typed.CopyFrom(known[source])
+                typed.name = value.name
+                value = typed
+            elif _is_constant(source, graph):
+                array = np.asarray(_numpy(_constant(source, graph)))
+                elem = helper.np_dtype_to_tensor_dtype(array.dtype)
+                value = helper.make_tensor_value_info(value.name, elem, list(array.shape))
+        inputs.append(value)
     for name in reads:
         info = known.get(name)
         if info is None or not info.type.HasField("tensor_type"):
@@ -335,6 +355,45 @@ class Unrolled(nn.Module):
         return _single((*values, *(torch.stack(s, dim=0) for s in scans)))
 
 
+def _evaluated(name: str, graph: Any, opsets: list[str]) -> Any:
+    """The value of ``name`` where it is computed from constants alone (a trip count from a Range's
+    bounds, through float Div and Ceil, which ``fold_shape_computations`` leaves): the nodes computing it
+    run by onnx's reference evaluator; None where a graph input (or a subgraph) reaches it."""
+    from onnx import helper
+    from onnx.reference import ReferenceEvaluator
+
+    producers = {out: node for node in graph.proto.node for out in node.output}
+    initializers = {t.name: t for t in graph.proto.initializer}
+    needed: list[Any] = []
+    pending, used = [name], set()
+    while pending:
+        value = pending.pop()
+        if value in used or value in initializers or not value:
+            continue
+        node = producers.get(value)
+        if node is None or any(a.type in (5, 10) for a in node.attribute) or len(needed) > 64:
+            return None
+        used.update(node.output)
+        needed.append(node)
+        pending.extend(node.input)
+    order = [node for node in graph.proto.node if node in needed]
+    reads = {i for node in order for i in node.input} & set(initializers)
+    model = helper.make_model(
+        helper.make_graph(
+            order,
+            "trip",
+            [],
+            [helper.make_empty_tensor_value_info(name)],
+            [initializers[r] for r in reads],
+        ),
+        opset_imports=[helper.make_opsetid(*_split(entry)) for entry in opsets],
+    )
+    try:
+        return next(iter(ReferenceEvaluator(model).run(None, {})))
+    except Exception:
+        return None
+
+
 def _passes_condition_through(body: Any) -> bool:
     """Whether the body's condition output is its condition input (directly or through Identity) or a
     constant true: the loop then runs its trip count."""
@@ -360,15 +419,21 @@ def loop_converter(node: Any, graph: Any) -> Any:
 
     opsets, body = _opsets(node), _graph(node, "body")
     trip, cond, *initial = node.input_values
-    if not trip or not _is_constant(trip, graph):
+    count_value = (
+        (_constant(trip, graph) if _is_constant(trip, graph) else _evaluated(trip, graph, opsets)) if trip else None
+    )
+    if count_value is None:
         raise NotImplementedError(
             "Loop with a trip count known only at run time (or none): control flow that cannot be unrolled "
             "is not supported (give the trip count as a constant, or as an input the backend binds)"
         )
-    count = int(_constant(trip, graph).reshape(-1)[0])
+    count = int(np.asarray(count_value).reshape(-1)[0])
     scan_outputs = len(body.output) - 1 - len(initial)
-    runtime_cond = bool(cond) and not _is_constant(cond, graph)
-    if cond and not runtime_cond and not bool(_constant(cond, graph).reshape(-1)[0]):
+    cond_value = None
+    if cond:
+        cond_value = _constant(cond, graph) if _is_constant(cond, graph) else _evaluated(cond, graph, opsets)
+    runtime_cond = bool(cond) and cond_value is None
+    if cond_value is not None and not bool(np.asarray(cond_value).reshape(-1)[0]):
         count = 0
     masked = runtime_cond or not _passes_condition_through(body)
     if masked and scan_outputs:
@@ -382,7 +447,8 @@ def loop_converter(node: Any, graph: Any) -> Any:
     reads: list[str] = []
     for index in range(count):
         bound = {body.input[0].name: np.array(index, dtype=np.int64), body.input[1].name: np.array(True)}
-        converted, reads, _ = convert_body(body, graph, opsets, bound)
+        carried = {v.name: outer for v, outer in zip(body.input[2:], initial, strict=False)}
+        converted, reads, _ = convert_body(body, graph, opsets, bound, carried)
         bodies.append(converted)
     module = Unrolled(bodies, len(initial), masked, runtime_cond)
     inputs = (*((cond,) if runtime_cond else ()), *initial, *reads)
