@@ -197,7 +197,7 @@ def test_unsupported_ops_are_all_listed_with_node_and_opset(tmp_path):
         [
             helper.make_node("Relu", ["x"], ["a"], name="ok"),
             helper.make_node("ImageDecoder", ["a"], ["b"], name="decode"),
-            helper.make_node("DeformConv", ["b", "s", "s"], ["y"], name="deform"),
+            helper.make_node("StringNormalizer", ["b"], ["y"], name="strings"),
         ],
         [value("x", [2, 4]), value("s", [2], TensorProto.INT64)],
         [value("y", [2, 4])],
@@ -208,19 +208,25 @@ def test_unsupported_ops_are_all_listed_with_node_and_opset(tmp_path):
         graphopt.capture(tmp_path / "m.onnx")
     message = str(caught.value)
     assert message.startswith("2 ONNX node(s) cannot be imported: ")
-    assert "ImageDecoder (opset 23) at node 'decode'" in message and "DeformConv (opset 23) at node 'deform'" in message
+    assert (
+        "ImageDecoder (opset 23) at node 'decode'" in message
+        and "StringNormalizer (opset 23) at node 'strings'" in message
+    )
     assert "\n" not in message and "Relu" not in message
 
 
-def test_control_flow_names_the_node(tmp_path):
+def test_control_flow_that_cannot_be_made_static_names_the_node(tmp_path):
+    """A run-time condition between branches of different shapes (graphopt/onnx/control_flow.py)."""
     branch = helper.make_graph([helper.make_node("Identity", ["x"], ["o"])], "b", [], [value("o", [1])])
+    longer = helper.make_graph([helper.make_node("Concat", ["x", "x"], ["p"], axis=0)], "l", [], [value("p", [2])])
     model = tiny_model(
-        [helper.make_node("If", ["c"], ["y"], name="branch", then_branch=branch, else_branch=branch)],
+        [helper.make_node("If", ["c"], ["y"], name="branch", then_branch=branch, else_branch=longer)],
         [value("c", [], TensorProto.BOOL), value("x", [1])],
-        [value("y", [1])],
+        [value("y", ["n"])],
     )
-    with pytest.raises(UnsupportedOpError, match=r"If \(opset 20\) at node 'branch' \(control flow is not supported\)"):
-        graphopt.capture(model)
+    with pytest.raises(UnsupportedOpError, match=r"If \(opset 20\) at node 'branch' \(.*control flow") as caught:
+        graphopt.capture(model, (torch.tensor(True), torch.ones(1)))
+    assert "\n" not in str(caught.value)
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ import numpy as np
 from onnx.backend.base import Backend, BackendRep
 
 from graphopt.onnx.constants import MAX_BOUND, SHAPE_OPERANDS
+from graphopt.onnx.control_flow import outer_reads
 
 #: Nodes whose outputs depend on their input's shape only, not on its values.
 _SHAPE_ONLY = ("Shape", "Size")
@@ -45,6 +46,8 @@ def shape_setting_inputs(model: Any) -> list[str]:
                 reached |= sources.get(name, set())
             if not (own and node.op_type in _SHAPE_ONLY):
                 computed |= sources.get(name, set())
+        for name in outer_reads(node):  # what an If's branches or a Loop's body read from this scope
+            computed |= sources.get(name, set())
         for name in node.output:
             sources[name] = computed
     return [name for name in inputs if name in reached]

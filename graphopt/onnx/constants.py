@@ -127,6 +127,7 @@ SHAPE_OPERANDS: dict[str, dict[int, str]] = {
     "CenterCropPad": {1: "shape"},
     "Col2Im": {1: "image_shape", 2: "block_shape"},
     "AffineGrid": {1: "size"},
+    "Loop": {0: "M", 1: "cond"},  # the iteration count: a scan output's length
     "HannWindow": {0: "size"},
     "HammingWindow": {0: "size"},
     "BlackmanWindow": {0: "size"},
@@ -403,7 +404,9 @@ def fold_shape_computations(model: Any) -> Any:
     result.CopyFrom(model)
     del result.graph.node[:]
     result.graph.node.extend(kept)
-    used = {name for node in kept for name in node.input} | outputs
+    from graphopt.onnx.control_flow import outer_reads
+
+    used = {name for node in kept for name in [*node.input, *outer_reads(node)]} | outputs
     result.graph.initializer.extend(
         numpy_helper.from_array(array, name) for name, array in folded.items() if name in used
     )

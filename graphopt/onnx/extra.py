@@ -562,3 +562,19 @@ def register_more(add: Callable[..., None], replace: Callable[..., None]) -> Non
             return result(module, node)
 
         _CONVERTER_REGISTRY[description] = batch_norm
+
+    from graphopt.onnx import recurrent
+
+    recurrent.register(add)
+
+    from graphopt.onnx import control_flow
+
+    control_flow.register(add)
+
+    from graphopt.onnx import sampling
+
+    sampling.register(add, replace)
+
+    from graphopt.onnx import shape_ops
+
+    shape_ops.register(replace)

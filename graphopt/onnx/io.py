@@ -44,6 +44,7 @@ import torch
 from torch import fx
 
 from graphopt.errors import GraphoptError, InputError, UnsupportedOnnxError
+from graphopt.onnx import control_flow
 from graphopt.onnx.constants import bind_constant_operands, fold_shape_computations
 
 #: The oldest default-domain opset graphopt imports (onnx2torch's converters start at opset 1-9).
@@ -62,8 +63,9 @@ _HINT = (
     "benchmarks/results/onnx_conformance.md lists the ops that import"
 )
 
-#: Ops that need torchvision in onnx2torch (NonMaxSuppression has graphopt's own, ``graphopt.onnx.nms``).
-_TORCHVISION_OPS = ("RoiAlign",)
+#: Ops that need torchvision in onnx2torch (NonMaxSuppression and RoiAlign have graphopt's own:
+#: ``graphopt.onnx.nms``, ``graphopt.onnx.sampling``).
+_TORCHVISION_OPS: tuple[str, ...] = ()
 
 _TORCH_DTYPES = {
     "tensor(float)": torch.float32,
@@ -339,9 +341,7 @@ def unsupported_nodes(model: Any) -> list[tuple[str, str, str | None]]:
         label = f"{node.op_type} (opset {version})" if not domain else f"{domain}.{node.op_type}"
         name = node.name or f"#{index}"
         reason: str | None = None
-        if node.op_type in ("If", "Loop", "Scan") and not domain:
-            reason = "control flow is not supported"
-        elif node.op_type in _TORCHVISION_OPS and not domain:
+        if node.op_type in _TORCHVISION_OPS and not domain:
             _onnx2torch()
             if not torchvision_available():
                 reason = "needs torchvision"
@@ -376,6 +376,7 @@ def import_onnx(source: Any) -> tuple[fx.GraphModule, Any]:
     if problems and unsupported_nodes(converted):
         raise UnsupportedOnnxError(problems, _HINT)
     onnx2torch = _onnx2torch()
+    converted = control_flow.prepare(converted)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         try:
