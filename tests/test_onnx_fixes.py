@@ -1,0 +1,104 @@
+"""Cases of the onnx backend node tests that the CPU target got wrong (issue 19), each as a small model
+built for the CPU target and compared with PyTorch eager or onnx's reference implementation.
+
+Tolerance: the same float32 arithmetic in another order: 1e-5; float64 results: 1e-12 (a float32
+intermediate would be off by ~1e-7). Infinities, zeros and shapes must be equal."""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+import graphopt
+from graphopt.onnx.backend import GraphoptRep
+
+
+def built(module, *inputs):
+    """``module`` compiled for the CPU target, and its eager outputs on ``inputs``."""
+    compiled = graphopt.compile(module.eval(), inputs, target="cpu", check=False)
+    return compiled(*inputs), module(*inputs)
+
+
+class BatchMatmul64(torch.nn.Module):
+    def forward(self, a, b):
+        return torch.einsum("bij,bjk->bik", a, b)
+
+
+def test_float64_batch_matmul_stays_float64():
+    a, b = torch.randn(5, 2, 3, dtype=torch.float64), torch.randn(5, 3, 4, dtype=torch.float64)
+    got, expected = built(BatchMatmul64(), a, b)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-12, atol=1e-12)
+
+
+class MaskedRowGuard(torch.nn.Module):
+    """ONNX Attention's fully-masked-row guard: a row whose bias is all -inf gives zeros, not NaN."""
+
+    def forward(self, bias):
+        empty = torch.eq(bias.max(-1, keepdim=True)[0], torch.tensor(float("-inf")))
+        return torch.where(empty, torch.tensor(0.0), torch.softmax(bias, -1)), bias.amax(-1)
+
+
+def test_max_of_a_row_of_minus_infinity_is_minus_infinity():
+    bias = torch.tensor([[0.0, 1.0, -1.0], [float("-inf")] * 3, [-3.0e38, float("-inf"), float("-inf")]])
+    (probabilities, maxima), (expected, expected_maxima) = built(MaskedRowGuard(), bias)
+    np.testing.assert_array_equal(maxima, expected_maxima.numpy())  # -inf, and the finite -3e38 kept
+    assert not np.isnan(probabilities).any()
+    np.testing.assert_allclose(probabilities, expected.numpy(), rtol=1e-5, atol=1e-5)
+
+
+class Rotary(torch.nn.Module):
+    """RotaryEmbedding on a (batch, seq, heads*dim) input: a concat read through a reshape."""
+
+    def forward(self, x, cos, sin, positions):
+        a, b = x.reshape(2, 3, 4, -1).chunk(2, -1)
+        c, s = cos[positions].unsqueeze(2), sin[positions].unsqueeze(2)
+        return torch.cat([c * a - s * b, s * a + c * b], -1).reshape(2, 3, 32)
+
+
+def test_rotary_concat_through_reshape():
+    generator = torch.Generator().manual_seed(0)
+    x, cos, sin = (torch.randn(shape, generator=generator) for shape in ((2, 3, 32), (50, 4), (50, 4)))
+    positions = torch.randint(0, 50, (2, 3), generator=generator)
+    got, expected = built(Rotary(), x, cos, sin, positions)
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def _model(nodes, inputs, outputs, initializers=(), opset=21):
+    graph = helper.make_graph(nodes, "case", inputs, outputs, initializer=list(initializers))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def test_reshape_allowzero_to_an_empty_tensor():
+    model = _model(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"], allowzero=1)],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [0, 3, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 4, 0])],
+        [numpy_helper.from_array(np.array([3, 4, 0], dtype=np.int64), "shape")],
+    )
+    x = np.zeros((0, 3, 4), dtype=np.float32)
+    (got,) = GraphoptRep(model, check=False).run([x])
+    (expected,) = ReferenceEvaluator(model).run(None, {"x": x})
+    assert tuple(got.shape) == expected.shape == (3, 4, 0)
+
+
+def test_bfloat16_constant_imports():
+    constant = np.array([0.5, -2.0, 3.25], dtype=ml_dtypes.bfloat16)
+    model = _model(
+        [helper.make_node("Add", ["x", "c"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.BFLOAT16, [3])],
+        [helper.make_tensor_value_info("y", TensorProto.BFLOAT16, [3])],
+        [numpy_helper.from_array(constant, "c")],
+    )
+    onnx.checker.check_model(model)
+    x = np.array([1.0, 2.0, -0.75], dtype=ml_dtypes.bfloat16)
+    tensor = torch.from_numpy(x.view(np.uint16).copy()).view(torch.bfloat16)
+    graph = graphopt.capture(model, (tensor,))
+    got = graph(tensor)
+    assert got.dtype == torch.bfloat16
+    (expected,) = ReferenceEvaluator(model).run(None, {"x": x})
+    np.testing.assert_array_equal(got.float().numpy(), expected.astype(np.float32))
