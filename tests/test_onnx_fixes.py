@@ -102,3 +102,42 @@ def test_bfloat16_constant_imports():
     assert got.dtype == torch.bfloat16
     (expected,) = ReferenceEvaluator(model).run(None, {"x": x})
     np.testing.assert_array_equal(got.float().numpy(), expected.astype(np.float32))
+
+
+def test_optional_get_element_of_a_tensor_is_the_tensor():
+    optional = helper.make_optional_type_proto(helper.make_tensor_type_proto(TensorProto.FLOAT, [4]))
+    model = _model(
+        [helper.make_node("OptionalGetElement", ["x"], ["y"])],
+        [helper.make_value_info("x", optional)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
+        opset=18,
+    )
+    x = np.array([1.0, -2.0, 3.5, 0.25], dtype=np.float32)
+    (got,) = GraphoptRep(model, check=False).run([x])
+    (expected,) = ReferenceEvaluator(model).run(None, {"x": x})
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_optional_has_element_without_an_input_is_false():
+    model = _model(
+        [helper.make_node("OptionalHasElement", [""], ["y"])],
+        [],
+        [helper.make_tensor_value_info("y", TensorProto.BOOL, [])],
+        opset=18,
+    )
+    (got,) = GraphoptRep(model, check=False).run([])
+    (expected,) = ReferenceEvaluator(model).run(None, {})
+    assert np.asarray(got).dtype == np.bool_ and np.asarray(got).shape == () and bool(got) == bool(expected) is False
+
+
+def test_optional_has_element_of_a_tensor_is_true():
+    model = _model(
+        [helper.make_node("OptionalHasElement", ["x"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.BOOL, [])],
+        opset=18,
+    )
+    x = np.array([1.0, 2.0], dtype=np.float32)
+    graph = graphopt.capture(model, (torch.from_numpy(x),))
+    (expected,) = ReferenceEvaluator(model).run(None, {"x": x})
+    assert bool(graph(torch.from_numpy(x))) == bool(expected) is True

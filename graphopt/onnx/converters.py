@@ -532,6 +532,7 @@ def register() -> None:
     from graphopt.onnx import extra as onnx_extra
     from graphopt.onnx import nms as onnx_nms
     from graphopt.onnx import ops as onnx_ops
+    from graphopt.onnx import optional as onnx_optional
     from graphopt.onnx import resize as onnx_resize
 
     def add_since(op: str, versions: tuple[int, ...], converter: Any) -> None:
@@ -541,6 +542,7 @@ def register() -> None:
     onnx_resize.register(add_since, replace)
     onnx_extra.register(add_since, replace)
     onnx_nms.register(replace)
+    onnx_optional.register(add_since)
     from graphopt.onnx.constants import register_host_operands, register_static_axes
 
     register_host_operands(_CONVERTER_REGISTRY)
