@@ -188,3 +188,22 @@ def test_shapes_computed_from_a_computed_shape_fold_and_build():
     expected = ReferenceEvaluator(model).run(None, {"x": x, "w": w})
     for mine, theirs in zip(got, expected, strict=True):
         np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_dropout_with_a_run_time_ratio_is_the_identity_in_inference():
+    model = _model(
+        [helper.make_node("Dropout", ["x", "ratio"], ["y", "mask"])],
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4]),
+            helper.make_tensor_value_info("ratio", TensorProto.FLOAT, []),
+        ],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 4]),
+            helper.make_tensor_value_info("mask", TensorProto.BOOL, [3, 4]),
+        ],
+    )
+    x, ratio = np.random.default_rng(0).standard_normal((3, 4), dtype=np.float32), np.array(0.3, dtype=np.float32)
+    got = GraphoptRep(model, check=False).run([x, ratio])
+    expected = ReferenceEvaluator(model).run(None, {"x": x, "ratio": ratio})
+    for mine, theirs in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(mine, theirs)
