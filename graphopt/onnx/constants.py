@@ -365,7 +365,24 @@ _FOLDED_DTYPES = tuple(
 MAX_FOLDED = 4096
 
 
+#: Rounds of folding: a folded shape (ConstantOfShape's, Expand's) gives shape inference the static
+#: shape of values it could not infer before, whose ``Shape`` then folds in the next round.
+_FOLD_ROUNDS = 8
+
+
 def fold_shape_computations(model: Any) -> Any:
+    """``_fold_shape_computations_once`` until nothing more folds (at most ``_FOLD_ROUNDS`` rounds):
+    a zero padding made by ``ConstantOfShape(Concat(Shape(x), ...))``, concatenated to the input and
+    then sliced by its own ``Shape`` (CausalConvWithState's body), needs two."""
+    for _ in range(_FOLD_ROUNDS):
+        folded = _fold_shape_computations_once(model)
+        if folded is model:
+            break
+        model = folded
+    return model
+
+
+def _fold_shape_computations_once(model: Any) -> Any:
     """``model`` with every ``Shape`` (and ``Size``) of a value whose shape is static replaced by its
     constant, and every node whose inputs are all constants and whose outputs are integers or bools
     then evaluated (onnx's reference evaluator) into an initializer, so Reshape targets and Slice bounds computed from shapes (what

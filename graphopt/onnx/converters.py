@@ -165,12 +165,21 @@ class Loss(nn.Module):
 class FunctionalConv(nn.Module):
     """ONNX Conv on a run-time weight: ``F.conv{1,2,3}d`` (asymmetric or ``auto_pad`` padding first, by ``F.pad``)."""
 
-    def __init__(self, strides: list[int], dilations: list[int], group: int, pads: list[int], auto_pad: str) -> None:
+    def __init__(
+        self,
+        strides: list[int],
+        dilations: list[int],
+        group: int,
+        pads: list[int],
+        auto_pad: str,
+        rank: int | None = None,
+    ) -> None:
         super().__init__()
         self.strides, self.dilations, self.group, self.pads, self.auto_pad = strides, dilations, group, pads, auto_pad
+        self.rank = rank  # the weight's rank where the model declares it: symbolic_trace cannot read weight.dim()
 
     def forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        spatial = weight.dim() - 2
+        spatial = (self.rank if self.rank is not None else weight.dim()) - 2
         strides = self.strides or [1] * spatial
         dilations = self.dilations or [1] * spatial
         pads = self.pads or [0] * (2 * spatial)
@@ -532,6 +541,7 @@ def register() -> None:
     from graphopt.onnx import extra as onnx_extra
     from graphopt.onnx import nms as onnx_nms
     from graphopt.onnx import ops as onnx_ops
+    from graphopt.onnx import optional as onnx_optional
     from graphopt.onnx import resize as onnx_resize
 
     def add_since(op: str, versions: tuple[int, ...], converter: Any) -> None:
@@ -541,6 +551,7 @@ def register() -> None:
     onnx_resize.register(add_since, replace)
     onnx_extra.register(add_since, replace)
     onnx_nms.register(replace)
+    onnx_optional.register(add_since)
     from graphopt.onnx.constants import register_host_operands, register_static_axes
 
     register_host_operands(_CONVERTER_REGISTRY)
@@ -560,6 +571,14 @@ def since_versions(op: str, first: int) -> tuple[int, ...]:
     return tuple(sorted(v for v in found if v >= first))
 
 
+def _declared_rank(graph: Any, name: str) -> int | None:
+    """The rank of a value whose shape the graph declares (inputs, outputs, value_info), else None."""
+    info = graph._value_info.get(name)
+    if info is None or not info.type.HasField("tensor_type") or not info.type.tensor_type.HasField("shape"):
+        return None
+    return len(info.type.tensor_type.shape.dim)
+
+
 def _functional_conv(general: Any) -> Any:
     """A Conv converter that keeps onnx2torch's (an ``nn.Conv``) for a constant weight, else ``FunctionalConv``."""
     from onnx2torch.utils.common import OperationConverterResult, onnx_mapping_from_node
@@ -574,6 +593,7 @@ def _functional_conv(general: Any) -> Any:
             int(node.attributes.get("group", 1)),
             list(node.attributes.get("pads", [])),
             auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad),
+            _declared_rank(graph, node.input_values[1]),
         )
         return OperationConverterResult(torch_module=module, onnx_mapping=onnx_mapping_from_node(node))
 

@@ -400,7 +400,9 @@ class Dropout(nn.Module):
         self, data: torch.Tensor, ratio: torch.Tensor | None = None, training_mode: torch.Tensor | None = None
     ) -> Any:
         train = training_mode is not None and bool(training_mode.reshape(-1)[0])
-        p = float(ratio.reshape(-1)[0]) if ratio is not None else self.default_ratio
+        # ratio is read only when training: in inference a run-time ratio does not matter (and tracing
+        # cannot read its value)
+        p = (float(ratio.reshape(-1)[0]) if ratio is not None else self.default_ratio) if train else 0.0
         if not train or p == 0:
             output, mask = data, torch.ones_like(data, dtype=torch.bool)
         else:

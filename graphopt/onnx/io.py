@@ -238,9 +238,11 @@ def _onnx2torch() -> Any:
     else:
         module = importlib.import_module("onnx2torch")
     from graphopt.onnx import converters as onnx_converters
+    from graphopt.onnx.tensors import patch_onnx_tensor
 
     onnx_converters.register()
     _register_type_only_versions()
+    patch_onnx_tensor()
     return module
 
 

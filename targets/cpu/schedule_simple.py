@@ -86,11 +86,20 @@ def inline_spatial(sch: s_tir.Schedule, infos: list[SBlockInfo] | None) -> list[
     return remaining + (_try_inline(sch, run) if run else [])
 
 
+def _selects(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV) -> bool:
+    """Whether the block's value is an ``if_then_else`` (a concat, a pad): TVM 0.27's vectorizer gives
+    such a block wrong lanes (a rotary embedding's ``concat`` inlined into a reshape read the other
+    branch's operands out of bounds), so it is left to run scalar."""
+    return "if_then_else" in str(sch.get(block).body)
+
+
 def schedule_injective_block(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV, lanes: int) -> None:
     """Vectorize the innermost loop by whole SIMD registers and run the outer loops in parallel."""
     loops = sch.get_loops(block)
     if not loops:
         return
+    if _selects(sch, block):
+        lanes = 1
     maybe_extents = [_extent(sch, loop) for loop in loops]
     extents = [e for e in maybe_extents if e is not None]
     if len(extents) != len(maybe_extents):
@@ -101,10 +110,10 @@ def schedule_injective_block(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV
         total *= e
     inner = loops[-1]
     outer_loops = list(loops[:-1])
-    if extents[-1] % lanes == 0 and extents[-1] > lanes:
+    if lanes > 1 and extents[-1] % lanes == 0 and extents[-1] > lanes:
         outer_part, inner = sch.split(inner, factors=[None, lanes])
         outer_loops.append(outer_part)
-    if extents[-1] % lanes == 0 or extents[-1] <= lanes:
+    if lanes > 1 and extents[-1] > 0 and (extents[-1] % lanes == 0 or extents[-1] <= lanes):  # TVM cannot vectorize 0
         sch.vectorize(inner)
     if outer_loops and total >= MIN_PARALLEL_ELEMENTS:
         sch.parallel(sch.fuse(*outer_loops) if len(outer_loops) > 1 else outer_loops[0])

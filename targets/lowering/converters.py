@@ -97,6 +97,21 @@ def convert_adaptive_max_pool2d(node: fx.Node, importer: Any) -> Any:
     return importer.block_builder.emit(relax.Tuple([pooled, relax.op.zeros_like(pooled)]))
 
 
+def _infinite_extreme(importer: Any, x: Any, reduced: Any, name: str, axis: Any, keepdims: bool) -> Any:
+    """A float ``max``/``min`` that is -inf/+inf where every reduced element is: TVM starts a max from the
+    lowest finite value (-3.4e38 for float32), so a row of -inf (a fully masked attention row, ONNX
+    Attention's ``ReduceMax(bias) == -inf`` guard) would come out finite and the guard would miss it."""
+    from tvm import relax
+
+    if name not in ("max", "min") or not str(x.ty.dtype).startswith(("float", "bfloat")):
+        return reduced
+    bb = importer.block_builder
+    infinity = relax.const(float("-inf") if name == "max" else float("inf"), str(x.ty.dtype))
+    other = bb.emit(relax.op.astype(relax.op.not_equal(x, infinity), "uint8"))
+    any_other = relax.op.astype(relax.op.max(other, axis=axis, keepdims=keepdims), "bool")
+    return relax.op.where(any_other, bb.emit(reduced), infinity)
+
+
 def _reduction(name: str) -> Callable[[fx.Node, Any], Any]:
     def convert(node: fx.Node, importer: Any) -> Any:
         from tvm import relax
@@ -109,6 +124,7 @@ def _reduction(name: str) -> Callable[[fx.Node, Any], Any]:
         if str(x.ty.dtype) == "bool":  # TVM has no min/max value of bool to start a max/min from
             x = importer.block_builder.emit(relax.op.astype(x, "uint8"))
         reduced: Any = getattr(relax.op, name)(x, axis=axis, keepdims=keepdim)
+        reduced = _infinite_extreme(importer, x, reduced, name, axis, keepdim)
         value = node.meta.get("val")
         dtype = str(value.dtype).removeprefix("torch.") if isinstance(value, torch.Tensor) else None
         if dtype is not None and dtype != str(x.ty.dtype):  # torch's prod of int32 is int64
@@ -133,7 +149,9 @@ def _reduction_with_indices(name: str) -> Callable[[fx.Node, Any], Any]:
         boolean = str(x.ty.dtype) == "bool"  # reduced as uint8 0/1, as amax/amin are
         if boolean:
             x = bb.emit(relax.op.astype(x, "uint8"))
-        values = getattr(relax.op, name)(x, axis=[dim], keepdims=keepdim)
+        values = _infinite_extreme(
+            importer, x, getattr(relax.op, name)(x, axis=[dim], keepdims=keepdim), name, [dim], keepdim
+        )
         values = relax.op.astype(values, "bool") if boolean else values
         indices = relax.op.astype(getattr(relax.op, f"arg{name}")(x, axis=dim, keepdims=keepdim), "int64")
         return bb.emit(relax.Tuple([bb.emit(values), bb.emit(indices)]))

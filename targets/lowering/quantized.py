@@ -218,12 +218,24 @@ def _default(importer: Any, name: str) -> Callable[[fx.Node], relax.Expr]:
     return defaults[name]
 
 
+def _float64_matmul(node: fx.Node, importer: Any, a: fx.Node, b: fx.Node) -> relax.Expr | None:
+    """``a @ b`` in float64 where the node computes in float64: TVM's own mm/bmm/addmm converters fix
+    ``out_dtype="float32"``, which would narrow a float64 model's result (ONNX MatMul/Einsum on doubles)."""
+    value = node.meta.get("val")
+    if not isinstance(value, torch.Tensor) or value.dtype != torch.float64:
+        return None
+    return _emit(importer, relax.op.matmul(importer.env[a], importer.env[b], out_dtype="float64"))
+
+
 def convert_addmm(node: fx.Node, importer: Any) -> relax.Expr:
     bias, a, b = args_of(node)[:3]
     plain = node.kwargs.get("beta", 1) == 1 and node.kwargs.get("alpha", 1) == 1
     x = _activation(a, importer) if plain else None
     weight = _matmul_weight(b, importer) if x is not None else None
     if x is None or weight is None:
+        product = _float64_matmul(node, importer, a, b) if plain else None
+        if product is not None:
+            return _emit(importer, relax.op.add(importer.env[bias], product))
         return _default(importer, "addmm.default")(node)
     return _epilogue(importer, relax.op.matmul(x.value, weight.value, out_dtype="int32"), x, weight, bias)
 
@@ -237,7 +249,8 @@ def _convert_matmul(name: str) -> Callable[[fx.Node, Any], relax.Expr]:
             return _epilogue(importer, relax.op.matmul(x.value, weight.value, out_dtype="int32"), x, weight, None)
         y = _activation(b, importer) if x is not None else None
         if x is None or y is None or not (x.zero_point == 0 and y.zero_point == 0):
-            return _default(importer, name)(node)
+            wide = _float64_matmul(node, importer, a, b)
+            return wide if wide is not None else _default(importer, name)(node)
         acc = _emit(importer, relax.op.matmul(x.value, y.value, out_dtype="int32"))
         return _emit(importer, relax.op.multiply(relax.op.astype(acc, "float32"), relax.op.multiply(x.scale, y.scale)))
 
