@@ -87,10 +87,13 @@ def inline_spatial(sch: s_tir.Schedule, infos: list[SBlockInfo] | None) -> list[
 
 
 def _selects(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV) -> bool:
-    """Whether the block's value is an ``if_then_else`` (a concat, a pad): TVM 0.27's vectorizer gives
-    such a block wrong lanes (a rotary embedding's ``concat`` inlined into a reshape read the other
-    branch's operands out of bounds), so it is left to run scalar."""
-    return "if_then_else" in str(sch.get(block).body)
+    """Whether the block's value is an ``if_then_else`` between two or more buffers (a concat): TVM 0.27's
+    vectorizer gives such a block wrong lanes (a rotary embedding's ``concat`` inlined into a reshape read
+    the other branch's operands out of bounds), so it is left to run scalar. A pad (one buffer or a
+    constant) vectorizes correctly and stays vectorized: the 3x3 convolutions of ResNet-50 and RegNetY
+    have such a ``pad_temp`` block."""
+    value = sch.get(block)
+    return len(value.reads) > 1 and "if_then_else" in str(value.body)
 
 
 def schedule_injective_block(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV, lanes: int) -> None:
