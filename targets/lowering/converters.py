@@ -3,9 +3,9 @@
 - ``adaptive_max_pool2d``: missing from the frontend. When the input size is a multiple of the
   output size (global max pooling, 8x8 -> 2x2) it is exactly ``max_pool2d`` with kernel = stride
   = input / output; other sizes are reported as unsupported rather than approximated.
-- ``max_pool2d_with_indices`` (what ``max_pool2d`` decomposes to): the frontend returns zeros as
-  the indices, so a graph that uses the indices (``MaxUnpool2d``, ``return_indices=True``) would
-  be silently wrong; such nodes are reported as unsupported.
+- ``max_pool3d_with_indices``: the frontend returns zeros as the indices, so a graph that uses them
+  would be silently wrong; such nodes are reported as unsupported. (2-d pooling computes its
+  indices: ``pool_indices.py``.)
 
 - ``amax`` / ``amin``: missing from the frontend; exactly relax's ``max`` / ``min`` reductions over the
   same dims (all dims when none are given), keeping them with ``keepdim``; a bool tensor is reduced as
@@ -38,6 +38,8 @@
   a wrong output shape; transposed here.
 - ``scatter_reduce`` (sum, prod, amax, amin, including the values already there): missing; relax's
   ``scatter_elements`` with that reduction.
+- ``div.Tensor_mode`` (``a // b``, ``torch.div(..., rounding_mode=)``): the frontend's converter failed on
+  integer operands; ``floor_divide``, or ``divide`` (truncating) and ``trunc``, here.
 - ``sort.stable``: missing from the frontend; its ``sort.default`` is an ``argsort``, whose CPU kernel is
   a stable sort already.
 
@@ -419,7 +421,35 @@ def convert_scatter_reduce(node: fx.Node, importer: Any) -> Any:
     return importer.block_builder.emit(scattered)
 
 
+def convert_div_mode(node: fx.Node, importer: Any) -> Any:
+    """``torch.div(a, b, rounding_mode=...)`` (``a // b`` is ``"floor"``): the frontend's converter failed
+    on integer operands. ``floor`` is relax's ``floor_divide``; ``trunc`` of integers is relax's
+    ``divide`` (TIR's integer division truncates, as C's), of floats ``trunc(a / b)``."""
+    from tvm import relax
+
+    args = args_of(node)
+    value = node.meta["val"]
+    dtype = str(value.dtype).removeprefix("torch.")
+
+    def operand(arg: Any) -> Any:
+        if isinstance(arg, fx.Node):
+            x = importer.env[arg]
+            return x if str(x.ty.dtype) == dtype else relax.op.astype(x, dtype)
+        return relax.const(arg, dtype)
+
+    a, b = operand(args[0]), operand(args[1])
+    mode = node.kwargs.get("rounding_mode", args[2] if len(args) > 2 else None)
+    if mode == "floor":
+        result = relax.op.floor_divide(a, b)
+    elif mode == "trunc":
+        result = relax.op.divide(a, b) if not value.is_floating_point() else relax.op.trunc(relax.op.divide(a, b))
+    else:
+        result = relax.op.divide(a, b)
+    return importer.block_builder.emit(result)
+
+
 BUILTIN_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = {
+    "div.Tensor_mode": convert_div_mode,
     "elu.default": convert_elu,
     "view.dtype": convert_view_dtype,
     "_linalg_det.default": convert_linalg_det,
@@ -448,6 +478,5 @@ BUILTIN_CHECKS: dict[str, Callable[[fx.Node], str | None]] = {
     "scatter_reduce.two": check_scatter_reduce,
     "unfold.default": check_unfold,
     "adaptive_max_pool2d.default": check_adaptive_max_pool2d,
-    "max_pool2d_with_indices.default": uses_indices,
     "max_pool3d_with_indices.default": uses_indices,
 }

@@ -24,17 +24,24 @@ from graphopt.errors import CaptureError, GraphoptError, InputError, Unsupported
 from graphopt.ir import Graph
 from graphopt.metadata import user_source
 from graphopt.targets.lowering.converters import BUILTIN_CHECKS, BUILTIN_CONVERTERS
+from graphopt.targets.lowering.pool_indices import check_max_pool2d_with_indices, convert_max_pool2d_with_indices
 from graphopt.targets.lowering.safe_indices import bound_indices
 from graphopt.targets.pipeline.kernel_nodes import binding_owners, tag_bindings
 
 #: Converters for ops TVM's frontend does not know: ``"op_name.overload" -> fn(node, importer)``.
 #: ``fn`` gets the exported fx node and the importer (``importer.env[arg]`` is an argument's
 #: relax value, ``importer.block_builder.emit(...)`` adds a binding) and returns a relax value.
-CUSTOM_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = dict(BUILTIN_CONVERTERS)
+CUSTOM_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = {
+    **BUILTIN_CONVERTERS,
+    "max_pool2d_with_indices.default": convert_max_pool2d_with_indices,
+}
 
 #: Per-op checks, ``"op_name.overload" -> check(node) -> reason or None``, for ops that lower only
 #: in some configurations; a node whose check gives a reason is reported as unsupported.
-CHECKS: dict[str, Callable[[fx.Node], str | None]] = dict(BUILTIN_CHECKS)
+CHECKS: dict[str, Callable[[fx.Node], str | None]] = {
+    **BUILTIN_CHECKS,
+    "max_pool2d_with_indices.default": check_max_pool2d_with_indices,
+}
 
 
 #: What the error listing unsupported ops suggests.

@@ -102,7 +102,7 @@ def test_all_unsupported_ops_are_listed_with_node_and_source_line(tmp_path) -> N
 
 class PoolsTheTVMFrontendGetsWrong(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        values, indices = nn.functional.max_pool2d(x, 2, return_indices=True)
+        values, indices = nn.functional.adaptive_max_pool2d(x, 3, return_indices=True)
         return values + indices.float(), nn.functional.adaptive_max_pool2d(x, 4)
 
 
@@ -111,7 +111,7 @@ def test_ops_tvm_would_get_silently_wrong_are_reported_with_the_reason() -> None
     problems = find_unsupported(graph, export_graph(graph))
     ops = [op for _, op, _ in problems]
     assert ops == [
-        "aten.max_pool2d_with_indices.default (its indices output is used, which TVM's frontend does not compute)",
+        "aten.adaptive_max_pool2d.default (its indices output is used, which TVM's frontend does not compute)",
         "aten.adaptive_max_pool2d.default (input size 6x6 is not a multiple of output size 4x4)",
     ]
 
