@@ -135,8 +135,27 @@ def read_onnx(source: Any) -> Any:
     try:
         onnx.checker.check_model(model)
     except Exception as error:
-        raise InputError(f"{where} is not a valid ONNX model: {_one_line(error)}") from error
+        inferred = _with_inferred_output_shapes(model, error)
+        if inferred is None:
+            raise InputError(f"{where} is not a valid ONNX model: {_one_line(error)}") from error
+        model = inferred
     return model
+
+
+def _with_inferred_output_shapes(model: Any, error: Exception) -> Any:
+    """``model`` with the shapes onnx's inference gives where a graph output declares a tensor type but no
+    shape, if that is all the checker refused; else None. Such files are common (the onnx backend suite's
+    ``_expanded`` Range cases; exporters that leave output shapes out) and ONNX Runtime runs them."""
+    import onnx
+
+    if "Field 'shape' of 'type' is required but missing" not in str(error):
+        return None
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+        onnx.checker.check_model(inferred)
+    except Exception:
+        return None
+    return inferred
 
 
 def _uses_external_data(model: Any) -> bool:

@@ -575,12 +575,27 @@ def register(
 
     replace("ScatterND", (11, 13, 16, 18), scatter_nd_converter)
 
+    def max_pool_with_indices(node: Any) -> Any:
+        from graphopt.onnx.pool_indices import MaxPoolWithIndices
+
+        kernel = list(node.attributes["kernel_shape"])
+        if len(kernel) != 2:
+            raise NotImplementedError(f"MaxPool with an Indices output over {len(kernel)} spatial dims (2 only)")
+        module = MaxPoolWithIndices(
+            kernel,
+            list(node.attributes.get("strides", [])),
+            list(node.attributes.get("dilations", [])),
+            list(node.attributes.get("pads", [])),
+            _text(node.attributes.get("auto_pad"), "NOTSET"),
+            bool(node.attributes.get("ceil_mode", 0)),
+            int(node.attributes.get("storage_order", 0)),
+        )
+        return result(module, node)
+
     def pool_converter(kind: str) -> Any:
         def convert(node: Any, graph: Any) -> Any:
-            if kind == "max" and (
-                len([o for o in node.output_values if o]) > 1 or int(node.attributes.get("storage_order", 0))
-            ):
-                raise NotImplementedError("MaxPool with an Indices output")
+            if kind == "max" and len([o for o in node.output_values if o]) > 1:
+                return max_pool_with_indices(node)
             module = Pool(
                 kind,
                 list(node.attributes["kernel_shape"]),
@@ -627,7 +642,7 @@ def register(
         "MaxPool",
         (8, 10, 11, 12, 22),
         pool_converter("max"),
-        lambda node: len([o for o in node.output_values if o]) > 1 or torch_pools_it(node),
+        lambda node: len([o for o in node.output_values if o]) == 1 and torch_pools_it(node),
     )
 
     def conv_transpose(node: Any, graph: Any) -> Any:
