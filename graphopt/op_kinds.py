@@ -247,3 +247,98 @@ def is_pure(module: fx.GraphModule, node: fx.Node) -> bool:
     name = str(node.target) if node.op == "call_method" else getattr(node.target, "__name__", str(node.target))
     base = name.split(".")[0]
     return not (any(word in base.lower() for word in _RANDOM) or (base.endswith("_") and not base.startswith("_")))
+
+
+#: Ops whose result is a view of their first argument (writing the view writes the argument), by the
+#: name a traced graph calls them; an aten overload says so in its schema instead.
+_VIEWS = frozenset(
+    {
+        "view",
+        "reshape",
+        "transpose",
+        "permute",
+        "expand",
+        "expand_as",
+        "getitem",
+        "select",
+        "slice",
+        "narrow",
+        "squeeze",
+        "unsqueeze",
+        "t",
+        "flatten",
+        "unflatten",
+        "as_strided",
+        "detach",
+        "alias",
+        "split",
+        "chunk",
+        "unbind",
+        "diagonal",
+        "unfold",
+        "view_as",
+        "movedim",
+        "swapaxes",
+        "contiguous",
+        "real",
+        "imag",
+    }
+)
+
+
+def _name(node: fx.Node) -> str:
+    name = str(node.target) if node.op == "call_method" else getattr(node.target, "__name__", str(node.target))
+    return name.split(".")[0]
+
+
+def _written_and_aliased(node: fx.Node) -> tuple[list[fx.Node], list[fx.Node]]:
+    """(the arguments ``node`` writes in place, the arguments its result aliases)."""
+    tensors = [arg for arg in node.args if isinstance(arg, fx.Node)]
+    target = node.target
+    if isinstance(target, torch._ops.OpOverload):
+        written, aliased = [], []
+        returns = {str(r.alias_info) for r in target._schema.returns if r.alias_info is not None}
+        for argument, value in zip(target._schema.arguments, node.args, strict=False):
+            info = argument.alias_info
+            if info is None or not isinstance(value, fx.Node):
+                continue
+            if info.is_write:
+                written.append(value)
+            if str(info) in returns or info.is_write:
+                aliased.append(value)
+        return written, aliased
+    if node.op not in ("call_function", "call_method") or not tensors:
+        return [], []
+    name = _name(node)
+    if target in _IN_PLACE or (name.endswith("_") and not name.startswith("_")):
+        return tensors[:1], tensors[:1]
+    return [], tensors[:1] if name in _VIEWS else []
+
+
+def writes_in_place(node: fx.Node) -> bool:
+    """Whether ``node`` writes into one of its arguments (``add_``, ``aten.copy_``): a side effect."""
+    return bool(_written_and_aliased(node)[0])
+
+
+def mutated_nodes(module: fx.GraphModule) -> set[fx.Node]:
+    """The nodes whose value an in-place op changes after it was computed: the written tensor and
+    every view of the same storage (a ``zeros`` that ``add_`` accumulates into, ONNX Sum's import).
+    Two such nodes with the same op and inputs hold different values by the time they are read, so
+    merging them (or folding them to their first value) would change what the graph computes."""
+    parent: dict[fx.Node, fx.Node] = {}
+
+    def root(node: fx.Node) -> fx.Node:
+        while parent.get(node, node) is not node:
+            node = parent[node]
+        return node
+
+    written: list[fx.Node] = []
+    for node in module.graph.nodes:
+        writes, aliases = _written_and_aliased(node)
+        written += writes
+        for alias in aliases:
+            parent[root(node)] = root(alias)
+    if not written:
+        return set()
+    dirty = {root(node) for node in written}
+    return {node for node in module.graph.nodes if root(node) in dirty}

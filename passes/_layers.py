@@ -218,10 +218,13 @@ def only_user(node: fx.Node) -> fx.Node | None:
 
 
 def remove_dead_nodes(module: fx.GraphModule) -> list[str]:
-    """Erase nodes whose results nothing uses (side-effect-free ones only); returns their names."""
+    """Erase nodes whose results nothing uses (side-effect-free ones only: an in-place ``x.add_(y)`` whose
+    result is unused still changes ``x``); returns their names."""
+    from graphopt.op_kinds import writes_in_place
+
     removed = []
     for node in reversed(list(module.graph.nodes)):
-        if node.op in ("placeholder", "output") or node.users or node.is_impure():
+        if node.op in ("placeholder", "output") or node.users or node.is_impure() or writes_in_place(node):
             continue
         removed.append(node.name)
         module.graph.erase_node(node)

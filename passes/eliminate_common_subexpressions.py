@@ -3,7 +3,9 @@
 Two nodes are the same expression when they call the same target with the same arguments, where
 node arguments compare by identity after earlier merges; so a chain of duplicates collapses from
 the inputs down in one sweep. Impure or random ops (dropout in training, ``rand``), placeholders
-and arguments that cannot be compared (tensors) are never merged. Results are bit-identical.
+and arguments that cannot be compared (tensors) are never merged, nor a node whose value an in-place op
+changes later, or that reads one (``op_kinds.mutated_nodes``: two ``zeros`` each accumulated into by
+``add_``, as onnx2torch imports ONNX Sum, are two buffers). Results are bit-identical.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from torch import fx
 
 from graphopt.ir import Graph
-from graphopt.op_kinds import is_pure
+from graphopt.op_kinds import is_pure, mutated_nodes
 from graphopt.pass_api import PassResult, register_pass
 
 
@@ -58,7 +60,10 @@ def merge_common(graph: Graph, identify: Callable[[fx.Node], Any]) -> list[str]:
     """
     seen: dict[Any, fx.Node] = {}
     merged = []
+    mutated = mutated_nodes(graph.module)
     for node in list(graph.module.graph.nodes):
+        if node in mutated or any(arg in mutated for arg in node.all_input_nodes):
+            continue
         identity = identify(node)
         if identity is None:
             continue

@@ -20,7 +20,7 @@ import torch
 from torch import fx
 
 from graphopt.ir import Graph
-from graphopt.op_kinds import is_pure
+from graphopt.op_kinds import is_pure, mutated_nodes
 from graphopt.pass_api import PassResult, on_node, register_pass
 from graphopt.passes._layers import insert_constant, remove_dead_nodes, remove_unused_attributes, unused_attributes
 
@@ -72,8 +72,11 @@ def fold_constants(graph: Graph, *, max_bytes: int = 16 * 2**20) -> PassResult:
     interpreter = fx.Interpreter(module)
     values: dict[fx.Node, Any] = {}
     source_bytes: dict[fx.Node, int] = {}
+    mutated = mutated_nodes(module)  # a buffer an in-place op writes is not a constant, nor what reads it
     for node in module.graph.nodes:
         inputs = node.all_input_nodes
+        if node in mutated:
+            continue
         if node.op == "get_attr" or (_deterministic(module, node) and all(i in values for i in inputs)):
             with on_node(node):
                 args, kwargs = interpreter.fetch_args_kwargs_from_env(node)

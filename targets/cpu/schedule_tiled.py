@@ -15,7 +15,8 @@ them fast on a SIMD CPU:
 * the outer spatial loops and the ``j`` tile loop are fused (``j`` innermost, so consecutive
   iterations read consecutive weight columns) and run in parallel over the cores;
 * injective epilogues (bias, BN scale, ReLU, residual add) are computed per tile right after the
-  accumulation, on data still in L1/registers;
+  accumulation, on data still in L1/registers; an epilogue over a larger domain than the
+  contraction's output (a pad) runs after it, over its whole domain (``_per_tile_epilogues``);
 * a convolution's zero padding is materialized once, in a block of its own, rather than inlined:
   inlined, every input load of the inner loop carries a bounds check.
 
@@ -121,12 +122,39 @@ class TiledContraction(CPUScheduleRule):
         lanes = vector_lanes(target)
         epilogues = infos[index + 1 :]
         tile_loop, vw = _tile_main(sch, main, lanes, has_epilogue=bool(epilogues))
-        for epilogue in epilogues:
+        per_tile = _per_tile_epilogues(main, epilogues)
+        for epilogue in epilogues[:per_tile]:
             sch.reverse_compute_at(epilogue.block_rv, tile_loop, preserve_unit_loops=True)
             _vectorize_innermost(sch, epilogue.block_rv, lanes, vw)
+        for epilogue in epilogues[per_tile:]:
+            schedule_injective_block(sch, epilogue.block_rv, lanes)
         for prologue in [*pads, *infos[:index]]:
             schedule_injective_block(sch, prologue.block_rv, lanes)
         return sch
+
+
+def _per_tile_epilogues(main: SBlockInfo, epilogues: list[SBlockInfo]) -> int:
+    """How many of the epilogues, from the first, can be computed per tile: those whose domain has as
+    many points as the contraction's output. ``reverse_compute_at`` gives an attached block only the
+    iterations that read the tile, so a larger epilogue (a pad after a transposed conv: ONNX
+    ConvTranspose's ``output_padding``) would leave the points that read nothing (the padding) unwritten:
+    uninitialized memory in the output. Such an epilogue, and every one after it, runs after the whole
+    contraction, over its full domain."""
+    size = _points([d for d, kind in zip(main.dom(), main.dom_kind(), strict=True) if kind == "S"])
+    for index, epilogue in enumerate(epilogues):
+        if _points(epilogue.dom()) != size:
+            return index
+    return len(epilogues)
+
+
+def _points(extents: list[object]) -> int | None:
+    """The number of points of a domain, None when an extent is not static."""
+    total = 1
+    for extent in extents:
+        if not isinstance(extent, int):
+            return None
+        total *= extent
+    return total
 
 
 def _is_padding(sch: s_tir.Schedule, info: SBlockInfo) -> bool:
