@@ -285,6 +285,18 @@ def _window_pads(
     return pads or [0] * (2 * spatial)
 
 
+def window_extra_end(size: int, kernel: int, stride: int, dilation: int, begin: int, end: int, ceil_mode: bool) -> int:
+    """Padding to add after ``end`` so that floor-mode windows over the padded axis are ONNX's: with
+    ``ceil_mode`` a last partial window is kept, unless it would start in the right padding."""
+    extent = (kernel - 1) * dilation + 1
+    padded = size + begin + end
+    steps = (padded - extent) / stride
+    count = (math.ceil(steps) if ceil_mode else math.floor(steps)) + 1
+    if ceil_mode and (count - 1) * stride >= size + begin:
+        count -= 1  # a window may not start in the right padding
+    return max((count - 1) * stride + extent - padded, 0)
+
+
 class Pool(nn.Module):
     """ONNX AveragePool, MaxPool (its first output) and LpPool over unfolded windows."""
 
@@ -325,15 +337,13 @@ class Pool(nn.Module):
         widths: list[int] = []
         extra: list[int] = []
         for i in reversed(range(spatial)):
-            extent = (self.kernel[i] - 1) * dilations[i] + 1
-            padded = size[i] + pads[i] + pads[spatial + i]
-            steps = (padded - extent) / strides[i]
-            count = (math.ceil(steps) if self.ceil_mode else math.floor(steps)) + 1
-            if self.ceil_mode and (count - 1) * strides[i] >= size[i] + pads[i]:
-                count -= 1  # a window may not start in the right padding
-            need = (count - 1) * strides[i] + extent - padded
             widths += [pads[i], pads[spatial + i]]
-            extra += [0, max(need, 0)]
+            extra += [
+                0,
+                window_extra_end(
+                    size[i], self.kernel[i], strides[i], dilations[i], pads[i], pads[spatial + i], self.ceil_mode
+                ),
+            ]
         value = torch.nn.functional.pad(value, widths, value=fill)
         counted = torch.nn.functional.pad(counted, widths, value=1.0 if self.count_include_pad else 0.0)
         value = torch.nn.functional.pad(value, extra, value=fill)

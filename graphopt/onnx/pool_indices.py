@@ -35,21 +35,17 @@ class MaxPoolWithIndices(nn.Module):
         self.auto_pad, self.ceil_mode, self.storage_order = auto_pad, ceil_mode, storage_order
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from graphopt.onnx.ops import _window_pads
+        from graphopt.onnx.ops import _window_pads, window_extra_end
 
         size = [int(s) for s in x.shape[2:]]
         strides = self.strides or [1, 1]
         dilations = self.dilations or [1, 1]
         pads = _window_pads(size, self.kernel, strides, dilations, self.pads, self.auto_pad)
-        ends = []
-        for i in range(2):
-            extent = (self.kernel[i] - 1) * dilations[i] + 1
-            padded = size[i] + pads[i] + pads[2 + i]
-            steps = (padded - extent) / strides[i]
-            count = (math.ceil(steps) if self.ceil_mode else math.floor(steps)) + 1
-            if self.ceil_mode and (count - 1) * strides[i] >= size[i] + pads[i]:
-                count -= 1  # a window may not start in the right padding
-            ends.append(pads[2 + i] + max((count - 1) * strides[i] + extent - padded, 0))
+        ends = [
+            pads[2 + i]
+            + window_extra_end(size[i], self.kernel[i], strides[i], dilations[i], pads[i], pads[2 + i], self.ceil_mode)
+            for i in range(2)
+        ]
         padded_x = nn.functional.pad(x, [pads[1], ends[1], pads[0], ends[0]], value=-math.inf)
         values, position = nn.functional.max_pool2d(
             padded_x, self.kernel, strides, padding=0, dilation=dilations, return_indices=True

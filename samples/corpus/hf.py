@@ -123,6 +123,114 @@ def _whisper_encoder() -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
     return Wrapped(WhisperEncoder(config), ("input_features",), _hidden), (torch.randn(2, 8, 16),)
 
 
+#: More architectures, one table row each: (entry name, transformers model class, its config class,
+#: config keywords, input kind). Text models take ids and a padded attention mask; vision models a
+#: 2x3x32x32 image. All give ``last_hidden_state``.
+_MORE: list[tuple[str, str, str, dict[str, Any], str]] = [
+    (
+        "hf_distilbert",
+        "DistilBertModel",
+        "DistilBertConfig",
+        {"dim": 16, "n_layers": 2, "n_heads": 2, "hidden_dim": 32},
+        "text",
+    ),
+    ("hf_albert", "AlbertModel", "AlbertConfig", {**TINY, "embedding_size": 8}, "text"),
+    ("hf_electra", "ElectraModel", "ElectraConfig", {**TINY, "embedding_size": 8}, "text"),
+    (
+        "hf_gpt_neo",
+        "GPTNeoModel",
+        "GPTNeoConfig",
+        {
+            "hidden_size": 16,
+            "num_layers": 2,
+            "num_heads": 2,
+            "attention_types": [[["global", "local"], 1]],
+            "window_size": 4,
+            "use_cache": False,
+        },
+        "text",
+    ),
+    (
+        "hf_opt",
+        "OPTModel",
+        "OPTConfig",
+        {
+            "hidden_size": 16,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "ffn_dim": 32,
+            "word_embed_proj_dim": 16,
+            "use_cache": False,
+        },
+        "text",
+    ),
+    ("hf_mistral", "MistralModel", "MistralConfig", {**TINY, "num_key_value_heads": 1, "use_cache": False}, "text"),
+    ("hf_qwen2", "Qwen2Model", "Qwen2Config", {**TINY, "num_key_value_heads": 1, "use_cache": False}, "text"),
+    ("hf_phi", "PhiModel", "PhiConfig", {**TINY, "use_cache": False}, "text"),
+    ("hf_deit", "DeiTModel", "DeiTConfig", {**TINY, "image_size": 32, "patch_size": 8}, "image"),
+    (
+        "hf_swin",
+        "SwinModel",
+        "SwinConfig",
+        {"image_size": 32, "patch_size": 4, "embed_dim": 8, "depths": [1, 1], "num_heads": [1, 2], "window_size": 4},
+        "image",
+    ),
+    (
+        "hf_convnext",
+        "ConvNextModel",
+        "ConvNextConfig",
+        {"hidden_sizes": [8, 16], "depths": [1, 1], "num_stages": 2},
+        "image",
+    ),
+    (
+        "hf_resnet",
+        "ResNetModel",
+        "ResNetConfig",
+        {"hidden_sizes": [8, 16], "depths": [1, 1], "embedding_size": 8},
+        "image",
+    ),
+    (
+        "hf_mobilevit",
+        "MobileViTModel",
+        "MobileViTConfig",
+        {"image_size": 32, "hidden_sizes": [16, 24, 32], "neck_hidden_sizes": [8, 8, 16, 16, 24, 32, 64]},
+        "image",
+    ),
+    (
+        "hf_segformer",
+        "SegformerModel",
+        "SegformerConfig",
+        {
+            "num_encoder_blocks": 2,
+            "depths": [1, 1],
+            "sr_ratios": [2, 1],
+            "hidden_sizes": [8, 16],
+            "num_attention_heads": [1, 2],
+            "patch_sizes": [7, 3],
+            "strides": [4, 2],
+            "mlp_ratios": [2, 2],
+        },
+        "image",
+    ),
+]
+
+
+def _from_table(model_class: str, config_class: str, keywords: dict[str, Any], kind: str) -> Callable[[], Any]:
+    def build() -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+        import transformers
+
+        if kind == "text":
+            config = getattr(transformers, config_class)(vocab_size=64, max_position_embeddings=32, **keywords)
+            names, inputs = ("input_ids", "attention_mask"), _text(64)
+        else:
+            config = getattr(transformers, config_class)(**keywords)
+            names, inputs = ("pixel_values",), (torch.randn(2, 3, 32, 32),)
+        config._attn_implementation = "eager"
+        return Wrapped(getattr(transformers, model_class)(config), names, _hidden), inputs
+
+    return build
+
+
 def _hide_broken_torchvision() -> None:
     """transformers imports torchvision when it is installed; one built for another torch fails at import
     ("operator torchvision::nms does not exist") and takes every model class with it. None of these
@@ -148,4 +256,5 @@ def entries() -> list[Entry]:
         Entry("hf_vit", "transformers", _vit),
         Entry("hf_vit_base", "transformers", _vit_base),
         Entry("hf_whisper_encoder", "transformers", _whisper_encoder),
+        *(Entry(name, "transformers", _from_table(*row)) for name, *row in _MORE),
     ]
