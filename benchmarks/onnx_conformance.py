@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.run_suite import cpu_model  # noqa: E402
+from graphopt.onnx.narrow import NUMPY_CARRIERS  # noqa: E402
 
 CASE_SECONDS = 20
 
@@ -114,9 +115,9 @@ _VIEWED = {
     "float8_e8m0fnu": ("float8_e8m0fnu", np.uint8),
 }
 
-#: ml_dtypes types torch has no tensor for -> the numpy dtype graphopt carries their values in
+#: ml_dtypes types graphopt cannot compute in -> the numpy dtype it carries their values in
 #: (``graphopt.onnx.narrow``): exact, every value of the narrow type is one of the carrier's.
-_CARRIED = {"int4": np.int8, "int2": np.int8, "uint4": np.uint8, "uint2": np.uint8, "float4_e2m1fn": np.float32}
+_CARRIED = {name: np.dtype(carrier) for name, carrier in NUMPY_CARRIERS.items()}
 
 
 def to_torch(array: np.ndarray) -> Any:

@@ -82,9 +82,13 @@ def _as_numpy(value: Any) -> np.ndarray:
 
 
 def _as_tensor(value: Any) -> Any:
+    """A torch tensor or array as torch: an ml_dtypes array (bfloat16, float8, int4, ...) as graphopt's import
+    reads it (``graphopt.onnx.tensors``: bfloat16 as torch's, a carried type in its carrier)."""
     import torch
 
-    return value if isinstance(value, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(value))
+    from graphopt.onnx.tensors import array_to_torch
+
+    return value if isinstance(value, torch.Tensor) else array_to_torch(np.asarray(value))
 
 
 class GraphoptRep(BackendRep):

@@ -46,6 +46,7 @@ from torch import fx
 from graphopt.errors import GraphoptError, InputError, UnsupportedOnnxError
 from graphopt.onnx import control_flow
 from graphopt.onnx.constants import bind_constant_operands, fold_shape_computations
+from graphopt.onnx.narrow import NUMPY_CARRIERS, ONNX_TYPES, cast_narrow
 
 #: The oldest default-domain opset graphopt imports (onnx2torch's converters start at opset 1-9).
 MIN_OPSET = 7
@@ -79,6 +80,9 @@ _TORCH_DTYPES = {
     "tensor(uint8)": torch.uint8,
     "tensor(bool)": torch.bool,
 }
+#: the types graphopt carries in a wider dtype (``graphopt.onnx.narrow``): float8 inputs are given as float32
+_CARRIED_INPUTS = {f"tensor({name})": name for name in NUMPY_CARRIERS}
+_TORCH_DTYPES.update({f"tensor({name})": getattr(torch, carrier) for name, carrier in NUMPY_CARRIERS.items()})
 
 
 @dataclass(frozen=True)
@@ -214,7 +218,10 @@ def inputs_like_onnx(model: Any, *, seed: int = 0) -> tuple[torch.Tensor, ...]:
                 f"ONNX input {spec.describe()} has symbolic or unknown dimensions: give the shapes, "
                 "e.g. --input-shape 1x3x224x224 (once per input), or example inputs"
             )
-        tensors.append(random_tensor(tuple(int(d) for d in spec.shape), spec.dtype, generator))  # type: ignore[arg-type]
+        tensor = random_tensor(tuple(int(d) for d in spec.shape), spec.dtype, generator)  # type: ignore[arg-type]
+        if spec.type_name in _CARRIED_INPUTS:  # values of the carried type, not any of the carrier's
+            tensor = cast_narrow(tensor, ONNX_TYPES[_CARRIED_INPUTS[spec.type_name]])
+        tensors.append(tensor)
     return tuple(tensors)
 
 
@@ -228,7 +235,9 @@ def check_inputs(model: Any, inputs: tuple[torch.Tensor, ...]) -> None:
     for spec, tensor in zip(specs, inputs, strict=True):
         got = f"{'x'.join(map(str, tensor.shape)) or 'scalar'} {str(tensor.dtype).replace('torch.', '')}"
         if spec.dtype is not None and tensor.dtype != spec.dtype:
-            raise InputError(f"ONNX input {spec.describe()} was given {got} (wrong dtype)")
+            carried = _CARRIED_INPUTS.get(spec.type_name)
+            hint = f": give {str(spec.dtype).replace('torch.', '')} holding {carried} values" if carried else ""
+            raise InputError(f"ONNX input {spec.describe()} was given {got} (wrong dtype{hint})")
         fixed = len(spec.shape) == tensor.dim() and all(
             not isinstance(d, int) or d == size for d, size in zip(spec.shape, tensor.shape, strict=True)
         )

@@ -5,8 +5,9 @@ own ``add_converter``). Each module follows the op's ONNX definition (``onnx.def
 against ONNX Runtime on the onnx package's node test cases (``benchmarks/onnx_conformance.py``) and in
 ``tests/test_onnx_ops.py``:
 
-- Cast / CastLike to every type torch has (bfloat16, the float8 types with ``saturate``), and to the
-  narrow types it lacks (int4, uint4, int2, uint2, float4e2m1, float8e8m0: ``graphopt.onnx.narrow``);
+- Cast / CastLike to every type torch has (bfloat16, ...), and to the types it cannot compute in
+  (int4, uint4, int2, uint2, float4e2m1, the float8 types with ``saturate``, float8e8m0:
+  ``graphopt.onnx.narrow``, carried in a wider dtype);
 - elementwise math on uint16/uint32/uint64, which torch's CPU kernels lack: computed in int64 and cast
   back (exact for every value below 2**63);
 - Acosh, Asinh, Atanh, Cosh, Sinh, Det, the Bitwise ops and BitShift; GlobalMaxPool, LpNormalization,
@@ -50,51 +51,25 @@ ONNX_DTYPES: dict[int, torch.dtype] = {
 }
 
 _UNSIGNED = (torch.uint16, torch.uint32, torch.uint64)
-_FLOAT8 = (torch.float8_e4m3fn, torch.float8_e4m3fnuz, torch.float8_e5m2, torch.float8_e5m2fnuz)
-#: mantissa bits of each float8 type (the rounding threshold of overflow without saturation)
-_MANTISSA = {torch.float8_e4m3fn: 3, torch.float8_e4m3fnuz: 3, torch.float8_e5m2: 2, torch.float8_e5m2fnuz: 2}
-
-
-def cast(x: torch.Tensor, dtype: torch.dtype, saturate: bool = True) -> torch.Tensor:
-    """ONNX Cast of ``x`` to ``dtype``: to a float8 type, out-of-range values saturate to the largest
-    finite value (``saturate``; infinities too, in every float8 type, as the onnx reference does),
-    or become NaN (infinity for float8e5m2) without it; rounding is to nearest even."""
-    if dtype not in _FLOAT8 or not x.is_floating_point():
-        return x.to(dtype)
-    value = x.to(torch.float32)
-    largest = torch.finfo(dtype).max
-    if saturate:
-        return value.clamp(-largest, largest).to(dtype)
-    half_ulp = 2.0 ** math.floor(math.log2(largest)) * 2.0 ** -(_MANTISSA[dtype] + 1)
-    overflow = value.abs() > largest + half_ulp
-    result = value.clamp(-largest, largest)
-    special = torch.inf * torch.sign(value) if dtype == torch.float8_e5m2 else torch.full_like(value, torch.nan)
-    return torch.where(overflow, special, result).to(dtype)
 
 
 class Cast(nn.Module):
-    """ONNX Cast (and CastLike, whose ``like`` input only gives the type): a plain ``to`` unless the
-    target is a float8 type (so fx traces it)."""
+    """ONNX Cast (and CastLike, whose ``like`` input only gives the type) to a type torch has; the
+    types torch cannot compute in (float8, int4, ...) are cast by ``graphopt.onnx.narrow``."""
 
-    def __init__(self, dtype: torch.dtype, saturate: bool) -> None:
+    def __init__(self, dtype: torch.dtype) -> None:
         super().__init__()
-        self.dtype, self.saturate = dtype, saturate
+        self.dtype = dtype
 
     def forward(self, x: torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
-        if self.dtype in _FLOAT8:
-            return cast(x, self.dtype, self.saturate)
         return x.to(self.dtype)
 
 
 class CastLike(nn.Module):
     """ONNX CastLike whose target type is known only at run time."""
 
-    def __init__(self, saturate: bool) -> None:
-        super().__init__()
-        self.saturate = saturate
-
     def forward(self, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return cast(x, like.dtype, self.saturate)
+        return x.to(like.dtype)
 
 
 class Widened(nn.Module):
@@ -435,7 +410,7 @@ def register(
 
         return convert
 
-    from graphopt.onnx.narrow import CARRIERS, E8M0, NarrowCast
+    from graphopt.onnx.narrow import CARRIERS, NarrowCast
 
     def narrow(node: Any, to: int) -> Any:
         saturate = bool(node.attributes.get("saturate", 1))
@@ -443,22 +418,21 @@ def register(
 
     def cast_converter(node: Any, graph: Any) -> Any:
         to = int(node.attributes["to"])
-        if to in CARRIERS or to == E8M0:
+        if to in CARRIERS:
             return narrow(node, to)
         if to not in ONNX_DTYPES:
             raise NotImplementedError(f"Cast to ONNX type {to} (torch has no such dtype)")
-        return result(Cast(ONNX_DTYPES[to], bool(node.attributes.get("saturate", 1))), node)
+        return result(Cast(ONNX_DTYPES[to]), node)
 
     replace("Cast", (6, 9, 13, 19, 21, 23, 24, 25), cast_converter)
 
     def cast_like(node: Any, graph: Any) -> Any:
-        saturate = bool(node.attributes.get("saturate", 1))
         declared = _elem_type(graph, node.input_values[1])
-        if declared is not None and (declared in CARRIERS or declared == E8M0):
+        if declared is not None and declared in CARRIERS:
             return narrow(node, declared)
         if declared in ONNX_DTYPES:
-            return result(Cast(ONNX_DTYPES[declared], saturate), node)
-        return result(CastLike(saturate), node)
+            return result(Cast(ONNX_DTYPES[declared]), node)
+        return result(CastLike(), node)
 
     replace("CastLike", (15, 19, 21, 23, 24, 25), cast_like)
 

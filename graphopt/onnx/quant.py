@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from graphopt.onnx.narrow import CARRIERS, cast_narrow
+from graphopt.onnx.narrow import cast_narrow
 
 #: integer quantized ONNX types: (lowest, highest, torch dtype that holds them)
 _RANGES: dict[int, tuple[int, int, torch.dtype]] = {
@@ -54,8 +54,6 @@ class Quantize(nn.Module):
         self.onnx_type, self.axis, self.block, self.saturate = onnx_type, axis, block, saturate
 
     def forward(self, x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | None = None) -> torch.Tensor:
-        from graphopt.onnx.ops import ONNX_DTYPES, cast
-
         scaled = x.to(torch.float32) / broadcast(scale, x.shape, self.axis, self.block).to(torch.float32)
         zero = broadcast(_wide(zero_point), x.shape, self.axis, self.block) if zero_point is not None else None
         if self.onnx_type in _RANGES:
@@ -66,7 +64,7 @@ class Quantize(nn.Module):
             return value.clamp(low, high).to(dtype)
         if self.onnx_type == 23:  # float4e2m1: the zero point is added before the cast
             return cast_narrow(scaled + zero.to(torch.float32) if zero is not None else scaled, 23)
-        return cast(scaled, ONNX_DTYPES[self.onnx_type], self.saturate)
+        return cast_narrow(scaled, self.onnx_type, self.saturate)  # float8: the zero point is ignored
 
 
 class Dequantize(nn.Module):
@@ -181,10 +179,6 @@ def quantized_type(node: Any, graph: Any, elem_type: Any) -> int:
         return output
     declared = elem_type(graph, node.output_values[0])
     return int(declared) if declared else 2
-
-
-def carried(onnx_type: int) -> bool:
-    return onnx_type in CARRIERS
 
 
 class Convolution(nn.Module):

@@ -31,7 +31,8 @@
 - ``_linalg_det`` (ONNX Det): missing; for matrices up to 4x4 the Leibniz sum over the n! permutations
   of products of entries (24 terms at most), with relax's elementwise ops; its LU and pivots outputs
   are not computed, so a node using them, or a larger matrix, is reported as unsupported.
-- ``bitwise_left_shift`` / ``bitwise_right_shift``: missing; relax's ``left_shift`` / ``right_shift``.
+- ``bitwise_left_shift`` / ``bitwise_right_shift`` (and ``x << n`` / ``x >> n``, ``__lshift__`` /
+  ``__rshift__``): missing; relax's ``left_shift`` / ``right_shift``.
 - ``unfold`` (the windows of graphopt's ONNX AveragePool/MaxPool/LpPool): missing; a ``take`` of the
   windows' indices, reshaped and transposed to torch's layout (static shapes only).
 - ``grid_sampler_2d``: the frontend passes torch's (N, H, W, 2) grid where relax's op reads (N, 2, H, W):
@@ -239,6 +240,22 @@ def convert_elu(node: fx.Node, importer: Any) -> Any:
     )
     inner = relax.op.add(relax.op.maximum(x, zero), relax.op.minimum(negative, zero))
     return importer.block_builder.emit(relax.op.multiply(relax.const(scale, dtype), inner) if scale != 1.0 else inner)
+
+
+def convert_full_like(node: fx.Node, importer: Any) -> Any:
+    """``full_like(x, inf or nan)``: ``relax.full_like`` (and ``relax.full``) fail to legalize a non-finite
+    fill (topi's check reads the dtype as text), so it is the scalar broadcast to x's shape."""
+    import math
+
+    from tvm import relax
+
+    args = args_of(node)
+    value = args[1] if len(args) > 1 else node.kwargs.get("fill_value")
+    if not isinstance(value, (int, float)) or math.isfinite(value):
+        return importer._full_like(node)
+    dtype = str(node.meta["val"].dtype).removeprefix("torch.")
+    x = importer.env[args[0]]
+    return importer.block_builder.emit(relax.op.broadcast_to(relax.const(value, dtype), x.ty.shape))
 
 
 def _view_dtypes(node: fx.Node) -> tuple[torch.dtype, torch.dtype] | None:
@@ -452,6 +469,7 @@ BUILTIN_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = {
     "div.Tensor_mode": convert_div_mode,
     "elu.default": convert_elu,
     "view.dtype": convert_view_dtype,
+    "full_like.default": convert_full_like,
     "_linalg_det.default": convert_linalg_det,
     "scatter_reduce.two": convert_scatter_reduce,
     "grid_sampler_2d.default": convert_grid_sampler_2d,
@@ -460,6 +478,10 @@ BUILTIN_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = {
     "bitwise_right_shift.Tensor": _shift("right_shift"),
     "bitwise_left_shift.Tensor_Scalar": _shift("left_shift"),
     "bitwise_right_shift.Tensor_Scalar": _shift("right_shift"),
+    "__lshift__.Scalar": _shift("left_shift"),
+    "__rshift__.Scalar": _shift("right_shift"),
+    "__lshift__.Tensor": _shift("left_shift"),
+    "__rshift__.Tensor": _shift("right_shift"),
     "cosh.default": convert_cosh,
     "sinh.default": convert_sinh,
     "sort.stable": convert_stable_sort,
