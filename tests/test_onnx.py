@@ -7,6 +7,7 @@ here, where the torch.export-based exporter takes 2-12 s.
 
 from __future__ import annotations
 
+import collections
 import warnings
 from pathlib import Path
 
@@ -299,8 +300,8 @@ def test_int8_graph_exports_as_qdq_and_onnxruntime_matches_it(exported, tmp_path
     path = graphopt.export_onnx(quantized, tmp_path / "int8.onnx")
     ops = {node.op_type for node in onnx.load(str(path)).graph.node}
     assert {"DequantizeLinear", "QuantizeLinear" if mode == "static" else "DynamicQuantizeLinear"} <= ops
-    weights = [t for t in onnx.load(str(path)).graph.initializer if t.data_type == TensorProto.INT8]
-    assert len(weights) == 3  # the three Linear weights stored as int8
+    weights = [t for t in onnx.load(str(path)).graph.initializer if t.data_type == TensorProto.INT8 and t.dims[1:]]
+    assert len(weights) == 3  # the three Linear weights stored as int8 (the other int8 tensors: zero points)
     ran, ours = run_onnxruntime(path, x)[0], quantized(x).numpy()
     assert relative_error(model(x).detach(), ran) > 1e-3  # it really runs in int8, not float
     if mode == "dynamic":  # activations rounded at run time, the last layer too: float32 accumulation order only
@@ -314,11 +315,40 @@ def test_int8_graph_exports_as_qdq_and_onnxruntime_matches_it(exported, tmp_path
     bound = 2 * steps[-1] * weights.abs().max().item()
     assert np.abs(ours - ran).max() <= bound
     assert (ours.argmax(1) == ran.argmax(1)).all()
+    assert ops_onnxruntime_runs(path)["QGemm"] == 3  # its integer kernels, not float Gemm on dequantized values
     # and back: the QDQ file imports as graphopt's quantization ops again, with the int8 weights
     again = graphopt.capture(path, x)
     targets = {str(n.target) for n in again.nodes}
     assert {"graphopt.quantize.default", "graphopt.dequantize_per_channel.default"} <= targets
     assert np.abs(again(x).numpy() - ours).max() <= bound
+
+
+def ops_onnxruntime_runs(path) -> collections.Counter:
+    """The ops of the graph ONNX Runtime runs after its own (QDQ fusion) optimizations."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.optimized_model_filepath = str(Path(path).with_suffix(".ort.onnx"))
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return collections.Counter(node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node)
+
+
+def test_int8_cnn_exports_so_onnxruntime_runs_integer_convolutions(tmp_path):
+    """An optimized, calibrated CNN: every Conv and the Linear run in ONNX Runtime's integer kernels, and
+    its outputs stay within one output step of graphopt's int8 graph per flipped activation (see above)."""
+    x, calibration = load_digits_28()[0][:16], load_digits_28("train")[0][:64]
+    optimized, _ = graphopt.optimize(graphopt.capture(digits_cnn(), x), "O2")
+    quantized, _ = graphopt.quantize(optimized, calibration)
+    path = graphopt.export_onnx(quantized, tmp_path / "cnn_int8.onnx")
+    ran = ops_onnxruntime_runs(path)
+    assert (ran["QLinearConv"], ran["QGemm"], ran["Conv"], ran["Gemm"], ran["MatMul"]) == (2, 1, 0, 0, 0)
+    ours, theirs = quantized(x).numpy(), run_onnxruntime(path, x)[0]
+    steps = [n.args[1] for n in quantized.nodes if n.target is torch.ops.graphopt.quantize.default]
+    fc = [m for m in quantized.module.modules() if hasattr(m, "weight_int8")][-1]
+    bound = 2 * steps[-1] * (fc.weight_int8.float().abs().max() * fc.weight_scale.max()).item()
+    assert np.abs(ours - theirs).max() <= bound
+    assert (ours.argmax(1) == theirs.argmax(1)).mean() >= 0.9
 
 
 def test_cli_optimizes_an_onnx_file_and_exports_one(exported, tmp_path, capsys):

@@ -597,7 +597,9 @@ def export_onnx(graph: Any, path: str | Path, example_inputs: Any = None, *, ops
     """Write ``graph`` (a captured or optimized ``graphopt.Graph``) as ONNX to ``path``; returns the path.
 
     The file is checked with ``onnx.checker.check_model(full_check=True)`` and written only when it
-    passes (the parent folder is created). ``example_inputs`` default to the graph's own.
+    passes (the parent folder is created). ``example_inputs`` default to the graph's own. An int8
+    graph is written in ONNX Runtime's QDQ conventions (``graphopt.onnx.qdq_export``), so ONNX
+    Runtime runs its Conv/Gemm layers as QLinearConv/QGemm.
 
     >>> optimized, _ = graphopt.optimize(graphopt.capture(model, x), "O2")
     >>> graphopt.export_onnx(optimized, "model.onnx")
@@ -605,6 +607,7 @@ def export_onnx(graph: Any, path: str | Path, example_inputs: Any = None, *, ops
     import onnx
 
     from graphopt.capture import normalize_inputs, quiet_torch
+    from graphopt.onnx.qdq_export import to_onnxruntime_qdq
 
     _register_qdq_symbolics()
     inputs = normalize_inputs(example_inputs) if example_inputs is not None else tuple(graph.example_inputs)
@@ -626,13 +629,14 @@ def export_onnx(graph: Any, path: str | Path, example_inputs: Any = None, *, ops
                 do_constant_folding=True,
             )
         model = onnx.load_from_string(buffer.getvalue())
+        to_onnxruntime_qdq(model)
         onnx.checker.check_model(model, full_check=True)
     except GraphoptError:
         raise
     except Exception as error:
         raise GraphoptError(f"cannot export graph '{graph.name}' to ONNX: {_one_line(error)}") from error
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(buffer.getvalue())
+    target.write_bytes(model.SerializeToString())
     return target
 
 

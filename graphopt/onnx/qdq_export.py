@@ -1,0 +1,177 @@
+"""An exported int8 graph in ONNX Runtime's QDQ conventions, so ONNX Runtime runs it with its integer kernels.
+
+graphopt's int8 graph quantizes the inputs of each Conv/Gemm (QuantizeLinear -> DequantizeLinear of
+the activation, DequantizeLinear of the int8 weight) and keeps the bias and what follows (ReLU,
+max pooling) in float. ONNX Runtime fuses a Conv/Gemm into QLinearConv/QGemm only when its bias is an
+int32 tensor dequantized with scale s_in * s_w and a QuantizeLinear follows it directly, as its
+quantizer writes them. Two rewrites of the ONNX file give that shape:
+
+- a 2-d MatMul followed by the Add of a constant bias (how a Linear exports after graphopt's passes)
+  becomes the Gemm it is;
+- the int8 weight's DequantizeLinear gets its zero point (zeros) written out;
+- the float bias b becomes DequantizeLinear(round(b / (s_in * s_w)) as int32, s_in * s_w): it moves by
+  at most half of s_in * s_w, far below one step of the output (s_out);
+- where the Conv/Gemm's output reaches a QuantizeLinear(s, z) through ReLU, MaxPool, Flatten or
+  Reshape only (each with one consumer), a QuantizeLinear(s, z) -> DequantizeLinear(s, z) pair is put
+  right after it. That changes nothing the graph computes: those ops commute with the
+  (non-decreasing) rounding to the grid, and rounding twice to the same grid is rounding once, so the
+  QuantizeLinear further on sees the same integers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+#: ops between a Conv/Gemm and the next QuantizeLinear that commute with rounding to the int8 grid
+_MONOTONE = ("Relu", "MaxPool", "Flatten", "Reshape")
+
+
+def to_onnxruntime_qdq(model: Any) -> int:
+    """Rewrite ``model`` (an ``onnx.ModelProto``, in place); returns how many Conv/Gemm nodes it changed."""
+    from onnx import numpy_helper
+
+    graph = model.graph
+    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    producer = {name: node for node in graph.node for name in node.output}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    _matmul_add_as_gemm(model, producer, consumers, values)
+    changed = 0
+    for node in list(graph.node):
+        if node.op_type not in ("Conv", "Gemm"):
+            continue
+        scales = _input_scales(node, producer, values)
+        if scales is None:
+            continue
+        _explicit_zero_point(graph, node, producer, values)
+        touched = _int32_bias(graph, node, scales, values)
+        touched = _quantized_output(graph, node, consumers, values) or touched
+        changed += touched
+    used = {name for node in graph.node for name in node.input} | {v.name for v in graph.output}
+    unused = [t for t in graph.initializer if t.name not in used]  # the float biases replaced
+    for tensor in unused:
+        graph.initializer.remove(tensor)
+    return changed
+
+
+def _matmul_add_as_gemm(
+    model: Any, producer: dict[str, Any], consumers: dict[str, list[Any]], values: dict[str, np.ndarray]
+) -> None:
+    """MatMul(a, w) + b of dequantized a and w, a 2-d and b a constant vector, as Gemm(a, w, b), which ONNX
+    Runtime quantizes (a float MatMul stays as it is)."""
+    import onnx
+
+    graph = model.graph
+    ranks = {
+        v.name: len(v.type.tensor_type.shape.dim)
+        for v in onnx.shape_inference.infer_shapes(model).graph.value_info
+        if v.type.tensor_type.HasField("shape")
+    }
+    ranks.update({v.name: len(v.type.tensor_type.shape.dim) for v in graph.input})
+    for node in list(graph.node):
+        dequantized = all(getattr(producer.get(name), "op_type", "") == "DequantizeLinear" for name in node.input)
+        following = consumers.get(node.output[0], []) if node.op_type == "MatMul" and dequantized else []
+        if len(following) != 1 or following[0].op_type != "Add" or ranks.get(node.input[0]) != 2:
+            continue
+        add = following[0]
+        bias = next((name for name in add.input if name != node.output[0]), None)
+        if bias is None or values.get(bias) is None or values[bias].ndim != 1:
+            continue
+        gemm = onnx.helper.make_node("Gemm", [*node.input, bias], list(add.output), name=f"{node.name}_gemm")
+        at = list(graph.node).index(add)
+        graph.node.remove(add)
+        graph.node.insert(at, gemm)
+        graph.node.remove(node)
+        for name in node.input:
+            consumers[name] = [gemm if c is node else c for c in consumers.get(name, [])]
+        consumers[bias] = [gemm if c is add else c for c in consumers.get(bias, [])]
+
+
+def _input_scales(node: Any, producer: dict[str, Any], values: dict[str, np.ndarray]) -> np.ndarray | None:
+    """s_in * s_w of a Conv/Gemm whose activation and weight are both dequantized int8 (None otherwise)."""
+    activation, weight = producer.get(node.input[0]), producer.get(node.input[1])
+    if activation is None or weight is None or {activation.op_type, weight.op_type} != {"DequantizeLinear"}:
+        return None
+    s_in, s_w = values.get(activation.input[1]), values.get(weight.input[1])
+    if s_in is None or s_w is None or s_in.size != 1:
+        return None
+    if len(weight.input) > 2 and weight.input[2] and np.any(values.get(weight.input[2], 1) != 0):
+        return None  # an asymmetric weight: ONNX Runtime's integer kernels want zero points of 0
+    return (s_in.astype(np.float32).reshape(()) * s_w.astype(np.float32)).reshape(-1)
+
+
+def _explicit_zero_point(graph: Any, node: Any, producer: dict[str, Any], values: dict[str, np.ndarray]) -> None:
+    """The weight's DequantizeLinear given its (zero) zero point: ONNX Runtime's Gemm fusion wants it."""
+    from onnx import numpy_helper
+
+    weight = producer[node.input[1]]
+    if len(weight.input) > 2 and weight.input[2]:
+        return
+    name = f"{weight.input[0]}_zero_point"
+    graph.initializer.append(numpy_helper.from_array(np.zeros(values[weight.input[1]].shape, np.int8), name))
+    weight.input.append(name)
+
+
+def _int32_bias(graph: Any, node: Any, scales: np.ndarray, values: dict[str, np.ndarray]) -> bool:
+    from onnx import helper, numpy_helper
+
+    if len(node.input) < 3 or not node.input[2]:
+        return False
+    bias = values.get(node.input[2])
+    if bias is None or bias.dtype != np.float32 or bias.ndim != 1:
+        return False
+    scale = np.broadcast_to(scales, bias.shape).astype(np.float32)
+    quantized = np.clip(np.round(bias / scale), -(2**31), 2**31 - 1).astype(np.int32)
+    name = f"{node.input[2]}_int32"
+    graph.initializer.extend(
+        [numpy_helper.from_array(quantized, name), numpy_helper.from_array(scale, f"{name}_scale")]
+    )
+    dequantize = helper.make_node(
+        "DequantizeLinear", [name, f"{name}_scale"], [f"{name}_dequantized"], name=f"{name}_DequantizeLinear", axis=0
+    )
+    graph.node.insert(list(graph.node).index(node), dequantize)
+    node.input[2] = dequantize.output[0]
+    return True
+
+
+def _quantized_output(graph: Any, node: Any, consumers: dict[str, list[Any]], values: dict[str, np.ndarray]) -> bool:
+    from onnx import helper, numpy_helper
+
+    current = node
+    while True:
+        following = consumers.get(current.output[0], [])
+        if len(following) != 1:
+            return False
+        (current,) = following
+        if current.op_type == "QuantizeLinear":
+            break
+        if current.op_type not in _MONOTONE:
+            return False
+    if current is consumers[node.output[0]][0]:
+        return False  # already followed by its QuantizeLinear
+    scale, zero = current.input[1], current.input[2] if len(current.input) > 2 else ""
+    if values.get(scale) is None or values[scale].size != 1 or not zero or values.get(zero) is None:
+        return False
+    out = node.output[0]
+    # the parameters as initializers: the Constant nodes that hold them come later in the graph
+    parameters = [f"{out}_scale", f"{out}_zero_point"]
+    graph.initializer.extend(
+        numpy_helper.from_array(values[n], p) for n, p in zip((scale, zero), parameters, strict=True)
+    )
+    quantize = helper.make_node("QuantizeLinear", [out, *parameters], [f"{out}_q"], name=f"{node.name}_q")
+    dequantize = helper.make_node("DequantizeLinear", [f"{out}_q", *parameters], [f"{out}_dq"], name=f"{node.name}_dq")
+    for consumer in consumers[out]:
+        for index, name in enumerate(consumer.input):
+            if name == out:
+                consumer.input[index] = dequantize.output[0]
+    at = list(graph.node).index(node) + 1
+    graph.node.insert(at, dequantize)
+    graph.node.insert(at, quantize)
+    return True
