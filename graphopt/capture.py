@@ -25,6 +25,7 @@ from torch import fx, nn
 from graphopt.errors import CaptureError, GraphoptError, InputError, first_line
 from graphopt.ir import Graph
 from graphopt.metadata import annotate, user_source
+from graphopt.output_types import describe_non_tensor_output
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _GRAPHOPT_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -309,7 +310,10 @@ def _capture_module(
     try:
         module = _export(copy.deepcopy(model), inputs, dynamic_batch, dynamic_seq_len)
     except Exception as error:
-        _raise_if_inputs_do_not_fit(model_copy, inputs)
+        outputs = _raise_if_inputs_do_not_fit(model_copy, inputs)
+        not_tensor = describe_non_tensor_output(model_name, outputs)
+        if not_tensor is not None:
+            raise CaptureError(not_tensor) from error
         source = _user_frame(error) or (_user_frame(trace_error) if trace_error else None)
         message = f"cannot capture {model_name}: torch.export failed: {first_line(error)}"
         if trace_error is not None:
@@ -406,11 +410,12 @@ def _describe_inputs(inputs: tuple[torch.Tensor, ...]) -> str:
     return ", ".join(f"{tuple(t.shape)} {str(t.dtype).replace('torch.', '')}" for t in inputs)
 
 
-def _raise_if_inputs_do_not_fit(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-    """After export failed: if the model fails in plain eager mode too, the inputs are the problem."""
+def _raise_if_inputs_do_not_fit(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Any:
+    """After export failed: if the model fails in plain eager mode too, the inputs are the problem.
+    Returns the model's eager outputs otherwise."""
     try:
         with torch.no_grad():
-            model(*inputs)
+            return model(*inputs)
     except Exception as error:
         raise InputError(
             f"the model fails on example inputs of shape {_describe_inputs(inputs)}: {first_line(error)}",

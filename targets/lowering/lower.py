@@ -23,7 +23,10 @@ from graphopt.capture import SHAPE_INPUTS_NOTE, dynamic_shapes_for
 from graphopt.errors import CaptureError, GraphoptError, InputError, UnsupportedOpError, first_line
 from graphopt.ir import Graph
 from graphopt.metadata import user_source
+from graphopt.targets.lowering.accumulate_dtypes import ACCUMULATE_CONVERTERS
 from graphopt.targets.lowering.converters import BUILTIN_CHECKS, BUILTIN_CONVERTERS
+from graphopt.targets.lowering.dtype_check import bool_for_number
+from graphopt.targets.lowering.empty_cat import convert_cat
 from graphopt.targets.lowering.pool_indices import check_max_pool2d_with_indices, convert_max_pool2d_with_indices
 from graphopt.targets.lowering.safe_indices import bound_indices
 from graphopt.targets.pipeline.kernel_nodes import binding_owners, tag_bindings
@@ -33,6 +36,8 @@ from graphopt.targets.pipeline.kernel_nodes import binding_owners, tag_bindings
 #: relax value, ``importer.block_builder.emit(...)`` adds a binding) and returns a relax value.
 CUSTOM_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = {
     **BUILTIN_CONVERTERS,
+    **ACCUMULATE_CONVERTERS,
+    "cat.default": convert_cat,
     "max_pool2d_with_indices.default": convert_max_pool2d_with_indices,
 }
 
@@ -200,6 +205,7 @@ def lower_to_relax(
         where, source = where_from(graph, failing) if failing is not None else (None, None)
         op = f"aten.{_op_name(failing.target)}" if failing is not None else None
         raise UnsupportedOpError(target, [(where or "?", op or "?", source)]) from error
+    _refuse_bool_for_number(graph, returned, target)
     mod = tag_bindings(mod, binding_owners(mod, _origin_names(graph, returned)))
     mod = bound_indices(mod)
     params: dict[str, Any] = {}
@@ -207,6 +213,16 @@ def lower_to_relax(
         names = [spec.arg.name for spec in program.graph_signature.input_specs if spec.kind.name == "PARAMETER"]
         params = dict(zip(names, mod["main"].attrs["params"], strict=False))
     return mod, params
+
+
+def _refuse_bool_for_number(graph: Graph, returned: list[tuple[fx.Node, Any]], target: str) -> None:
+    """A node lowered as bool where torch computes a number is named here, not by TVM's backend later."""
+    wrong = bool_for_number(returned)
+    if wrong is not None:
+        node, wanted = wrong
+        where, source = where_from(graph, node)
+        op = f"aten.{_op_name(node.target)} (lowered as bool where torch computes {wanted})"
+        raise UnsupportedOpError(target, [(where, op, source)])
 
 
 def _origin_names(graph: Graph, returned: list[tuple[fx.Node, Any]]) -> list[tuple[str | None, Any]]:
