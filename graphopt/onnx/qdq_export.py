@@ -11,8 +11,8 @@ quantizer writes them. Two rewrites of the ONNX file give that shape:
 - the int8 weight's DequantizeLinear gets its zero point (zeros) written out;
 - the float bias b becomes DequantizeLinear(round(b / (s_in * s_w)) as int32, s_in * s_w): it moves by
   at most half of s_in * s_w, far below one step of the output (s_out);
-- where the Conv/Gemm's output reaches a QuantizeLinear(s, z) through ReLU, MaxPool, Flatten or
-  Reshape only (each with one consumer), a QuantizeLinear(s, z) -> DequantizeLinear(s, z) pair is put
+- where the Conv/Gemm's output reaches a QuantizeLinear(s, z) through ReLU, Clip, MaxPool, Flatten
+  or Reshape only (each with one consumer), a QuantizeLinear(s, z) -> DequantizeLinear(s, z) pair is put
   right after it. That changes nothing the graph computes: those ops commute with the
   (non-decreasing) rounding to the grid, and rounding twice to the same grid is rounding once, so the
   QuantizeLinear further on sees the same integers.
@@ -24,8 +24,10 @@ from typing import Any
 
 import numpy as np
 
-#: ops between a Conv/Gemm and the next QuantizeLinear that commute with rounding to the int8 grid
-_MONOTONE = ("Relu", "MaxPool", "Flatten", "Reshape")
+#: ops between a Conv/Gemm and the next QuantizeLinear that commute with rounding to the int8 grid: a
+#: clamp to constants (ReLU, ReLU6's Clip), a max, or moving values (for f such as sigmoid, f(round(x)) is
+#: not round(f(x)), so they end the search)
+_MONOTONE = ("Relu", "Clip", "MaxPool", "Flatten", "Reshape")
 
 
 def to_onnxruntime_qdq(model: Any) -> int:
