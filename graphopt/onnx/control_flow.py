@@ -33,6 +33,8 @@ from torch import nn
 #: The attribute ``prepare`` gives each control-flow node: the model's opsets, which its bodies import.
 OPSETS_ATTRIBUTE = "graphopt_opsets"
 _CONTROL_FLOW = ("If", "Loop", "Scan")
+#: Ops of other domains whose attributes are subgraphs, converted like control-flow bodies
+_WITH_BODIES = (("ai.onnx.preview", "FlexAttention"),)
 #: Ops whose outputs (several, by position) onnx2torch cannot return as graph outputs directly.
 _MULTI_OUTPUT = (*_CONTROL_FLOW, "RNN", "GRU", "LSTM")
 
@@ -87,7 +89,7 @@ def routed(model: Any) -> Any:
 
     graph = model.graph
     outputs = {value.name for value in graph.output}
-    flows = [n for n in graph.node if n.op_type in _CONTROL_FLOW and n.domain in ("", "ai.onnx")]
+    flows = [n for n in graph.node if _has_bodies(n)]
     routed = [
         n
         for n in graph.node
@@ -101,7 +103,7 @@ def routed(model: Any) -> Any:
     nodes = []
     for node in copy.graph.node:
         nodes.append(node)
-        if node.op_type in _CONTROL_FLOW and node.domain in ("", "ai.onnx"):
+        if _has_bodies(node):
             node.attribute.append(onnx.helper.make_attribute(OPSETS_ATTRIBUTE, opsets))
         if node.op_type in _MULTI_OUTPUT and len(node.output) > 1:
             for index, name in enumerate(node.output):
@@ -111,6 +113,13 @@ def routed(model: Any) -> Any:
     del copy.graph.node[:]
     copy.graph.node.extend(nodes)
     return copy
+
+
+def _has_bodies(node: Any) -> bool:
+    return (node.op_type in _CONTROL_FLOW and node.domain in ("", "ai.onnx")) or (
+        node.domain,
+        node.op_type,
+    ) in _WITH_BODIES
 
 
 def _subgraphs(node: Any) -> Iterator[Any]:

@@ -439,13 +439,14 @@ def register_more(add: Callable[..., None], replace: Callable[..., None]) -> Non
     """The shape, indexing and elementwise converters above."""
     from onnx2torch.utils.common import OnnxMapping, OperationConverterResult, onnx_mapping_from_node
 
-    from graphopt.onnx import ml, scatter, signal, training
+    from graphopt.onnx import flex_attention, ml, scatter, signal, training
     from graphopt.onnx.ops import ONNX_DTYPES
 
     signal.register(add)
     scatter.register(add)
     ml.register()
     training.register()
+    flex_attention.register()
 
     def result(module: nn.Module, node: Any, inputs: tuple[str, ...] | None = None) -> Any:
         mapping = onnx_mapping_from_node(node) if inputs is None else OnnxMapping(inputs, node.output_values)
