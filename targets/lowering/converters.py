@@ -406,9 +406,11 @@ def convert_grid_sampler_2d(node: fx.Node, importer: Any) -> Any:
     padding = {0: "zeros", 1: "border", 2: "reflection"}[int(args[3]) if len(args) > 3 else 0]
     align_corners = bool(args[4]) if len(args) > 4 else False
     bb = importer.block_builder
-    channels_first = bb.emit(relax.op.permute_dims(grid, [0, 3, 1, 2]))
+    rank = len(node.meta["val"].shape)  # 4, or 5 for grid_sampler_3d (TOPI's NCDHW kernel; bilinear is trilinear)
+    channels_first = bb.emit(relax.op.permute_dims(grid, [0, rank - 1, *range(1, rank - 1)]))
+    layout = "NCHW" if rank == 4 else "NCDHW"
     sampled = relax.op.image.grid_sample(
-        data, channels_first, method=interpolation, layout="NCHW", padding_mode=padding, align_corners=align_corners
+        data, channels_first, method=interpolation, layout=layout, padding_mode=padding, align_corners=align_corners
     )
     return bb.emit(sampled)
 
@@ -473,6 +475,7 @@ BUILTIN_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = {
     "_linalg_det.default": convert_linalg_det,
     "scatter_reduce.two": convert_scatter_reduce,
     "grid_sampler_2d.default": convert_grid_sampler_2d,
+    "grid_sampler_3d.default": convert_grid_sampler_2d,
     "unfold.default": convert_unfold,
     "bitwise_left_shift.Tensor": _shift("left_shift"),
     "bitwise_right_shift.Tensor": _shift("right_shift"),

@@ -31,6 +31,7 @@ from torch import fx
 from tvm import relax
 
 import graphopt.qdq_ops  # noqa: F401  (registers torch.ops.graphopt.*)
+from graphopt.targets.lowering.conv_transpose3d import convert_transposed_3d
 from graphopt.targets.lowering.converters import args_of
 from graphopt.targets.lowering.lower import register_converter
 
@@ -262,7 +263,8 @@ def convert_convolution(node: fx.Node, importer: Any) -> relax.Expr:
     x = _activation(data, importer) if not transposed and len(list(stride)) == 2 else None
     weight = _conv_weight(kernel, importer) if x is not None else None
     if x is None or weight is None:
-        return _default(importer, "convolution.default")(node)
+        transposed_3d = convert_transposed_3d(node, importer)
+        return transposed_3d if transposed_3d is not None else _default(importer, "convolution.default")(node)
     value, pads = x.value, [int(p) for p in padding]
     if any(pads) and not (isinstance(x.zero_point, int) and x.zero_point == 0):
         # padding must hold the quantized zero (z_x), not 0, for the z_x correction to be exact
