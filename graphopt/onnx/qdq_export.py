@@ -9,6 +9,8 @@ quantizer writes them. Two rewrites of the ONNX file give that shape:
 - a 2-d MatMul followed by the Add of a constant bias (how a Linear exports after graphopt's passes)
   becomes the Gemm it is;
 - the int8 weight's DequantizeLinear gets its zero point (zeros) written out;
+- int8 activations (QuantizeLinear -> DequantizeLinear, zero point z) become uint8 with z + 128, the
+  same values in the type ONNX Runtime's x86 integer kernels take;
 - the float bias b becomes DequantizeLinear(round(b / (s_in * s_w)) as int32, s_in * s_w): it moves by
   at most half of s_in * s_w, far below one step of the output (s_out);
 - where the Conv/Gemm's output reaches a QuantizeLinear(s, z) through ReLU, Clip, MaxPool, Flatten
@@ -56,11 +58,35 @@ def to_onnxruntime_qdq(model: Any) -> int:
         touched = _int32_bias(graph, node, scales, values)
         touched = _quantized_output(graph, node, consumers, values) or touched
         changed += touched
+    _uint8_activations(graph, consumers, values)
     used = {name for node in graph.node for name in node.input} | {v.name for v in graph.output}
     unused = [t for t in graph.initializer if t.name not in used]  # the float biases replaced
     for tensor in unused:
         graph.initializer.remove(tensor)
     return changed
+
+
+def _uint8_activations(graph: Any, consumers: dict[str, list[Any]], values: dict[str, np.ndarray]) -> None:
+    """Each int8 activation QuantizeLinear (zero point z) and the DequantizeLinear nodes reading it as uint8
+    with zero point z + 128: the same values (q + 128 - (z + 128) = q - z), in the type ONNX Runtime's x86
+    integer kernels take (it converts int8 pairs itself only where one QuantizeLinear feeds one layer)."""
+    from onnx import numpy_helper
+
+    for node in list(graph.node):
+        if node.op_type != "QuantizeLinear" or len(node.input) < 3 or node.input[0] in values:
+            continue
+        zero = values.get(node.input[2])
+        readers = consumers.get(node.output[0], [])
+        if zero is None or zero.dtype != np.int8 or not readers:
+            continue
+        if any(r.op_type != "DequantizeLinear" or len(r.input) < 3 for r in readers):
+            continue
+        if any(not np.array_equal(values.get(r.input[2]), zero) for r in readers):
+            continue  # a reader with another zero point is left as it is
+        name = f"{node.output[0]}_zero_point_uint8"
+        graph.initializer.append(numpy_helper.from_array((zero.astype(np.int16) + 128).astype(np.uint8), name))
+        for reader in (node, *readers):
+            reader.input[2] = name
 
 
 def _matmul_add_as_gemm(
