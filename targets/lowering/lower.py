@@ -25,6 +25,7 @@ from graphopt.ir import Graph
 from graphopt.metadata import user_source
 from graphopt.targets.lowering.converters import BUILTIN_CHECKS, BUILTIN_CONVERTERS
 from graphopt.targets.lowering.pool_indices import check_max_pool2d_with_indices, convert_max_pool2d_with_indices
+from graphopt.targets.lowering.power import CONVERTERS as POWER_CONVERTERS
 from graphopt.targets.lowering.safe_indices import bound_indices
 from graphopt.targets.pipeline.kernel_nodes import binding_owners, tag_bindings
 
@@ -33,6 +34,7 @@ from graphopt.targets.pipeline.kernel_nodes import binding_owners, tag_bindings
 #: relax value, ``importer.block_builder.emit(...)`` adds a binding) and returns a relax value.
 CUSTOM_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = {
     **BUILTIN_CONVERTERS,
+    **POWER_CONVERTERS,
     "max_pool2d_with_indices.default": convert_max_pool2d_with_indices,
 }
 
