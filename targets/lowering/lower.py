@@ -26,6 +26,7 @@ from graphopt.metadata import user_source
 from graphopt.targets.lowering.converters import BUILTIN_CHECKS, BUILTIN_CONVERTERS
 from graphopt.targets.lowering.pool_indices import check_max_pool2d_with_indices, convert_max_pool2d_with_indices
 from graphopt.targets.lowering.power import CONVERTERS as POWER_CONVERTERS
+from graphopt.targets.lowering.remainder import CONVERTERS as REMAINDER_CONVERTERS
 from graphopt.targets.lowering.safe_indices import bound_indices
 from graphopt.targets.lowering.split_squeeze import CONVERTERS as SPLIT_SQUEEZE_CONVERTERS
 from graphopt.targets.pipeline.kernel_nodes import binding_owners, tag_bindings
@@ -36,6 +37,7 @@ from graphopt.targets.pipeline.kernel_nodes import binding_owners, tag_bindings
 CUSTOM_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = {
     **BUILTIN_CONVERTERS,
     **POWER_CONVERTERS,
+    **REMAINDER_CONVERTERS,
     **SPLIT_SQUEEZE_CONVERTERS,
     "max_pool2d_with_indices.default": convert_max_pool2d_with_indices,
 }
