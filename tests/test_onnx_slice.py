@@ -71,3 +71,17 @@ def test_gather_then_slice_builds_for_the_cpu_target_and_matches_onnx_reference(
     want = ReferenceEvaluator(model).run(None, {"data": data, "rows": rows})[0]
     got = np.asarray(artifact(data, rows))
     assert got.shape == want.shape and np.array_equal(got, want)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name",
+    ["test_nllloss_NCd1d2_with_weight_reduction_mean_expanded", "test_rotary_embedding_with_rotary_dim_expanded"],
+)
+def test_expanded_function_bodies_build_for_the_cpu_target(name: str) -> None:
+    """Function bodies that Gather by a graph input and Slice by constants, through graphopt's ONNX
+    backend on the CPU target (no fallback), against the node case's reference outputs."""
+    from benchmarks.onnx_conformance import node_cases, run_cpu
+
+    (case,) = [case for case in node_cases(None) if case.name == name]
+    assert run_cpu(case) == "pass|"
