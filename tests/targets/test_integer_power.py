@@ -49,3 +49,14 @@ def test_float_base_with_unsigned_exponent_builds_without_fallback() -> None:
     got, want = np.asarray(artifact(x.numpy(), y.numpy())), torch.pow(x, y).numpy()
     assert got.dtype == want.dtype == np.float32
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=0)
+
+
+class NumberToPower(nn.Module):
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return 3**y
+
+
+def test_number_to_an_integer_tensor_power_is_exact() -> None:
+    y = torch.tensor([0, 1, 5, 20, 39, 40, 41, 63, -1], dtype=torch.int64)
+    artifact = graphopt.compile(NumberToPower().eval(), y, target="cpu")
+    assert np.array_equal(np.asarray(artifact(y.numpy())), NumberToPower()(y).numpy())
