@@ -81,7 +81,7 @@ def _uint8_activations(graph: Any, consumers: dict[str, list[Any]], values: dict
             continue
         if any(r.op_type != "DequantizeLinear" or len(r.input) < 3 for r in readers):
             continue
-        if any(not np.array_equal(values.get(r.input[2]), zero) for r in readers):
+        if any(not np.array_equal(values.get(r.input[2], np.empty(0)), zero) for r in readers):
             continue  # a reader with another zero point is left as it is
         name = f"{node.output[0]}_zero_point_uint8"
         graph.initializer.append(numpy_helper.from_array((zero.astype(np.int16) + 128).astype(np.uint8), name))

@@ -28,7 +28,10 @@ from graphopt.targets.lowering.converters import BUILTIN_CHECKS, BUILTIN_CONVERT
 from graphopt.targets.lowering.dtype_check import bool_for_number
 from graphopt.targets.lowering.empty_cat import convert_cat
 from graphopt.targets.lowering.pool_indices import check_max_pool2d_with_indices, convert_max_pool2d_with_indices
+from graphopt.targets.lowering.power import CONVERTERS as POWER_CONVERTERS
+from graphopt.targets.lowering.remainder import CONVERTERS as REMAINDER_CONVERTERS
 from graphopt.targets.lowering.safe_indices import bound_indices
+from graphopt.targets.lowering.split_squeeze import CONVERTERS as SPLIT_SQUEEZE_CONVERTERS
 from graphopt.targets.pipeline.kernel_nodes import binding_owners, tag_bindings
 
 #: Converters for ops TVM's frontend does not know: ``"op_name.overload" -> fn(node, importer)``.
@@ -38,6 +41,9 @@ CUSTOM_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = {
     **BUILTIN_CONVERTERS,
     **ACCUMULATE_CONVERTERS,
     "cat.default": convert_cat,
+    **POWER_CONVERTERS,
+    **REMAINDER_CONVERTERS,
+    **SPLIT_SQUEEZE_CONVERTERS,
     "max_pool2d_with_indices.default": convert_max_pool2d_with_indices,
 }
 
