@@ -241,4 +241,22 @@ def _tracking_importer(returned: list[tuple[fx.Node, Any]] | None = None) -> Any
         def create_convert_map(self) -> dict[str, Callable[..., Any]]:
             return {name: _tracked(fn, returned) for name, fn in super().create_convert_map().items()}
 
+        @staticmethod
+        def _convert_pytorch_tensor_to_tvm(tensor_value: torch.Tensor) -> Any:
+            return compact_constant(tensor_value, ExportedProgramImporter._convert_pytorch_tensor_to_tvm)
+
     return TrackingImporter()
+
+
+def compact_constant(tensor: torch.Tensor, convert: Callable[[torch.Tensor], Any]) -> Any:
+    """A constant as a compact TVM tensor, what every kernel's argument check requires. The frontend
+    hands torch's own strides over (DLPack): an empty tensor's, (4, 1, 1) for shape (2, 4, 0), are not
+    TVM's compact (0, 0, 1), so a kernel reading it failed at run time ("Mismatched A.strides", ONNX
+    CausalConvWithState with kernel size 1: an empty state); a strided view would fail the same way."""
+    import tvm
+
+    if tensor.layout == torch.strided and tensor.numel() == 0:
+        return tvm.runtime.empty(tuple(tensor.shape), str(tensor.dtype).removeprefix("torch."))
+    if tensor.layout == torch.strided and not tensor.is_contiguous():
+        tensor = tensor.contiguous()
+    return convert(tensor)
