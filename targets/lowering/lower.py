@@ -24,7 +24,9 @@ from graphopt.errors import CaptureError, GraphoptError, InputError, Unsupported
 from graphopt.ir import Graph
 from graphopt.metadata import user_source
 from graphopt.targets.lowering.converters import BUILTIN_CHECKS, BUILTIN_CONVERTERS
+from graphopt.targets.lowering.half_opmath import HALF_OPMATH_CONVERTERS
 from graphopt.targets.lowering.pool_indices import check_max_pool2d_with_indices, convert_max_pool2d_with_indices
+from graphopt.targets.lowering.promoted_where import convert_where
 from graphopt.targets.lowering.safe_indices import bound_indices
 from graphopt.targets.pipeline.kernel_nodes import binding_owners, tag_bindings
 
@@ -33,6 +35,8 @@ from graphopt.targets.pipeline.kernel_nodes import binding_owners, tag_bindings
 #: relax value, ``importer.block_builder.emit(...)`` adds a binding) and returns a relax value.
 CUSTOM_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = {
     **BUILTIN_CONVERTERS,
+    **HALF_OPMATH_CONVERTERS,
+    "where.self": convert_where,
     "max_pool2d_with_indices.default": convert_max_pool2d_with_indices,
 }
 
