@@ -1,8 +1,8 @@
 """Ops on float16/bfloat16 computed in float32 and rounded once, as torch's CPU kernels compute them.
 
-torch computes a half tensor's softmax, log_softmax, sum, mean and convolution in float32 (its
-"opmath" type) and rounds the result once; so is a product or quotient with a Python scalar, the
-scalar kept in float32. TVM's kernels for these work in the input's dtype: an fp16 softmax row's
+torch computes a half tensor's softmax, log_softmax, sum, mean, var, std, cumsum, gelu and
+convolution in float32 (its "opmath" type) and rounds the result once; so is a product or quotient
+with a Python scalar, the scalar kept in float32. TVM's kernels for these work in the input's dtype: an fp16 softmax row's
 exponentials are summed in fp16, rounded at every step (ONNX Attention in fp16 came out 2 ulps off its reference,
 over the case's rtol 1e-3); ``x * 0.35`` multiplied by 0.35 rounded to fp16 (half the elements of an
 fp16 ``q @ k.T * scale`` one ulp off torch's); ``x / 2.0`` met a float32 constant and failed to build;
@@ -34,6 +34,10 @@ OPMATH_OPS = (
     "sum.dim_IntList",
     "mean.default",
     "mean.dim",
+    "var.correction",
+    "std.correction",
+    "cumsum.default",
+    "gelu.default",
     "convolution.default",
 )
 

@@ -107,12 +107,22 @@ def test_scalar_arithmetic_rounds_once_as_torch(dtype: torch.dtype) -> None:
 
 class Reductions(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return x.sum(-1), x.mean(-1), torch.log_softmax(x, -1), torch.softmax(x, -1)
+        return (
+            x.sum(-1),
+            x.mean(-1),
+            x.var(-1),
+            x.std(-1),
+            torch.cumsum(x, -1),
+            torch.log_softmax(x, -1),
+            torch.softmax(x, -1),
+            nn.functional.gelu(x),
+        )
 
 
 @pytest.mark.parametrize("dtype", HALF, ids=str)
 def test_half_reductions_accumulate_in_float32(dtype: torch.dtype) -> None:
-    """A 2048-long fp16 row summed in fp16 is off by dozens of ulps; in float32, by at most one."""
+    """A 2048-long fp16 row summed (or cumulated) in fp16 is off by dozens of ulps; in float32, by at
+    most one."""
     x = torch.rand(4, 2048, generator=torch.Generator().manual_seed(3)).to(dtype)
     got, want = run(Reductions(), x)
     for index, (a, b) in enumerate(zip(got, want, strict=True)):
