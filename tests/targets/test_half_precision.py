@@ -181,3 +181,14 @@ def test_bfloat16_outputs_compare_as_bfloat16() -> None:
     (array,) = flatten_outputs(torch.tensor([1.0, 2.5], dtype=torch.bfloat16))
     assert array.dtype == ml_dtypes.bfloat16
     assert array.astype(np.float32).tolist() == [1.0, 2.5]
+
+
+def test_bfloat16_numpy_inputs_run() -> None:
+    """A bfloat16 output (an ``ml_dtypes.bfloat16`` array) fed back as an input: numpy cannot view the
+    staged TVM tensor, so the call raised "Unsupported dtype in DLTensor"."""
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(7)).to(torch.bfloat16)
+    compiled = graphopt.compile(ScalarArithmetic().eval(), (x,), target="cpu")
+    first = compiled(x)[0]
+    assert first.dtype == ml_dtypes.bfloat16
+    again, want = compiled(first)[0], ScalarArithmetic()(ScalarArithmetic()(x)[0])[0]
+    assert np.array_equal(again.astype(np.float32), want.float().numpy())
