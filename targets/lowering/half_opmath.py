@@ -1,13 +1,14 @@
 """Ops on float16/bfloat16 computed in float32 and rounded once, as torch's CPU kernels compute them.
 
-torch computes a half tensor's softmax, log_softmax, sum, mean, var, std, cumsum, gelu and
-convolution in float32 (its "opmath" type) and rounds the result once; so is a product or quotient
+torch computes a half tensor's softmax, log_softmax, sum, mean, var, std, cumsum, gelu, layer and
+group norms and convolution in float32 (its "opmath" type) and rounds the result once; so is a product or quotient
 with a Python scalar, the scalar kept in float32. TVM's kernels for these work in the input's dtype: an fp16 softmax row's
 exponentials are summed in fp16, rounded at every step (ONNX Attention in fp16 came out 2 ulps off its reference,
 over the case's rtol 1e-3); ``x * 0.35`` multiplied by 0.35 rounded to fp16 (half the elements of an
 fp16 ``q @ k.T * scale`` one ulp off torch's); ``x / 2.0`` met a float32 constant and failed to build;
-and the frontend's convolution fixes ``out_dtype="float32"``, so an fp16 conv came out float32 and
-its fp16 bias could not be added (ONNX CausalConvWithState in fp16 returned float32).
+the frontend's convolution fixes ``out_dtype="float32"``, so an fp16 conv came out float32 and its
+fp16 bias could not be added (ONNX CausalConvWithState in fp16 returned float32); and relax's
+group_norm refuses bfloat16 (the build failed).
 
 Each op here runs TVM's own converter on float32 copies of its half inputs, then casts the result to
 the node's dtype (``node.meta["val"]``, what torch gives: ``_softmax``'s ``half_to_float`` and
@@ -38,6 +39,10 @@ OPMATH_OPS = (
     "std.correction",
     "cumsum.default",
     "gelu.default",
+    "native_layer_norm.default",
+    "layer_norm.default",
+    "native_group_norm.default",
+    "group_norm.default",
     "convolution.default",
 )
 
@@ -68,8 +73,7 @@ def in_float32(node: fx.Node, importer: Any, convert: Callable[[fx.Node], Any]) 
     from tvm import relax
 
     halves = [arg for arg in node.all_input_nodes if _is_half(importer.env.get(arg))]
-    value = node.meta.get("val")
-    if not halves or not isinstance(value, torch.Tensor):
+    if not halves or not _dtypes(node.meta.get("val")):
         return convert(node)
     saved = {arg: importer.env[arg] for arg in halves}
     for arg in halves:
@@ -78,8 +82,28 @@ def in_float32(node: fx.Node, importer: Any, convert: Callable[[fx.Node], Any]) 
         result = convert(node)
     finally:
         importer.env.update(saved)
-    dtype = str(value.dtype).removeprefix("torch.")
-    return result if str(result.ty.dtype) == dtype else importer.block_builder.emit(relax.op.astype(result, dtype))
+    return _cast(importer, result, _dtypes(node.meta["val"]))
+
+
+def _dtypes(value: Any) -> list[str]:
+    """The dtype names of a node's value: one tensor's, or each tensor's of a tuple (native_group_norm)."""
+    values = value if isinstance(value, (tuple, list)) else [value]
+    return [str(v.dtype).removeprefix("torch.") for v in values if isinstance(v, torch.Tensor)]
+
+
+def _cast(importer: Any, result: Any, dtypes: list[str]) -> Any:
+    """``result`` cast to ``dtypes``: a tensor to the first (the frontend gives a norm's output alone,
+    where torch also gives its statistics), a tuple field by field."""
+    from tvm import relax
+
+    def cast(value: Any, dtype: str) -> Any:
+        return value if str(value.ty.dtype) == dtype else relax.op.astype(value, dtype)
+
+    if isinstance(result.ty, relax.TupleType):
+        fields = [importer.block_builder.emit(relax.TupleGetItem(result, i)) for i in range(len(result.ty.fields))]
+        return importer.block_builder.emit(relax.Tuple([cast(f, d) for f, d in zip(fields, dtypes, strict=False)]))
+    cast_result = cast(result, dtypes[0])
+    return result if cast_result is result else importer.block_builder.emit(cast_result)
 
 
 def _opmath(name: str, *, with_scalar: bool = False) -> Callable[[fx.Node, Any], Any]:

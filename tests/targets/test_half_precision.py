@@ -140,6 +140,19 @@ def test_half_conv_and_linear_keep_their_dtype(dtype: torch.dtype) -> None:
     assert relative_error(want, got) <= bound(dtype)
 
 
+@pytest.mark.parametrize("dtype", HALF, ids=str)
+def test_half_norms_build_and_match(dtype: torch.dtype) -> None:
+    """relax's group_norm refused bfloat16; both norms are computed in float32, as torch's are."""
+    model = nn.Sequential(nn.GroupNorm(4, 8), nn.Flatten(1), nn.LayerNorm(8 * 16)).to(dtype)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.uniform_(0.5, 1.5)
+    x = torch.randn(2, 8, 16, generator=torch.Generator().manual_seed(8)).to(dtype)
+    (got,), (want,) = run(model, x)
+    assert got.dtype == want.dtype
+    assert relative_error(want, got) <= bound(dtype)
+
+
 class Products(nn.Module):
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return a @ b, torch.bmm(a.unsqueeze(0), b.unsqueeze(0))
