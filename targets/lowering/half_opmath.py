@@ -1,14 +1,14 @@
 """Ops on float16/bfloat16 computed in float32 and rounded once, as torch's CPU kernels compute them.
 
 torch computes a half tensor's softmax, log_softmax, sum, mean, var, std, cumsum, gelu, layer and
-group norms and convolution in float32 (its "opmath" type) and rounds the result once; so is a product or quotient
-with a Python scalar, the scalar kept in float32. TVM's kernels for these work in the input's dtype: an fp16 softmax row's
-exponentials are summed in fp16, rounded at every step (ONNX Attention in fp16 came out 2 ulps off its reference,
-over the case's rtol 1e-3); ``x * 0.35`` multiplied by 0.35 rounded to fp16 (half the elements of an
-fp16 ``q @ k.T * scale`` one ulp off torch's); ``x / 2.0`` met a float32 constant and failed to build;
-the frontend's convolution fixes ``out_dtype="float32"``, so an fp16 conv came out float32 and its
-fp16 bias could not be added (ONNX CausalConvWithState in fp16 returned float32); and relax's
-group_norm refuses bfloat16 (the build failed).
+group norms and convolution in float32 (its "opmath" type) and rounds the result once; so is a
+product or quotient with a Python scalar, the scalar kept in float32. TVM's kernels work in the
+input's dtype instead: an fp16 softmax row's exponentials were summed in fp16, rounded at every step
+(ONNX Attention in fp16 came out 2 ulps off its reference, over the case's rtol 1e-3); ``x * 0.35``
+multiplied by 0.35 rounded to fp16 (half the elements of an fp16 ``q @ k.T * scale`` one ulp off
+torch's); ``x / 2.0`` met a float32 constant and failed to build; the frontend's convolution fixes
+``out_dtype="float32"``, so an fp16 conv came out float32 and its fp16 bias could not be added (ONNX
+CausalConvWithState in fp16 returned float32); and relax's group_norm refuses bfloat16.
 
 Each op here runs TVM's own converter on float32 copies of its half inputs, then casts the result to
 the node's dtype (``node.meta["val"]``, what torch gives: ``_softmax``'s ``half_to_float`` and
