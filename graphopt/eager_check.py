@@ -13,6 +13,10 @@ Bounds, as relative errors (``graphopt.numerics.relative_error``: max |diff| / m
 - float32: ``FLOAT_TOLERANCE``. TVM reorders float32 sums (a 784-long dot product, conv
   reductions), which moves results by a few ulps of the largest accumulated value; 1e-4 leaves
   room for that and still catches a wrong kernel.
+- float16 / bfloat16 outputs: at least ``HALF_ULPS`` ulps of the narrowest such output's type
+  (``eps``: 2e-3 for float16, 1.6e-2 for bfloat16). TVM's float32 sums in another order can flip the
+  rounding of a half value, the output's own or an intermediate one carried into it: one ulp each,
+  while 1e-4 is below one float16 ulp (the build of an fp16 model failed on a single flipped rounding).
 - a quantized graph (one with graphopt's QDQ ops): the error its own PyTorch reference (the
   fake-quantized graph, what the int8 kernels implement) has against eager on the same inputs,
   times ``QUANTIZED_FACTOR``, and at least ``FLOAT_TOLERANCE``. The integer kernels may differ from
@@ -33,6 +37,7 @@ from graphopt.numerics import flatten_outputs, relative_error
 
 FLOAT_TOLERANCE = 1e-4
 QUANTIZED_FACTOR = 2.0
+HALF_ULPS = 2
 #: The manifest key the result is recorded under.
 MANIFEST_KEY = "eager_check"
 
@@ -107,6 +112,24 @@ def is_quantized(graph: Any) -> bool:
     return any(getattr(node.target, "namespace", None) == "graphopt" for node in graph.module.graph.nodes)
 
 
+def half_tolerance(expected: Any) -> float:
+    """``HALF_ULPS`` ulps (``eps``) of the narrowest float16/bfloat16 output, 0 without one."""
+    widths = [_HALF_EPS[a.dtype.name] for a in flatten_outputs(expected) if a.dtype.name in _HALF_EPS]
+    return HALF_ULPS * max(widths, default=0.0)
+
+
+#: The spacing of the half types at 1.0 (``torch.finfo(dtype).eps``).
+_HALF_EPS = {"float16": 2.0**-10, "bfloat16": 2.0**-7}
+
+
+def _as_input(value: Any) -> Any:
+    """An example input as the compiled model takes it: numpy, or the tensor for bfloat16 (numpy's
+    stand-in for it, ``ml_dtypes.bfloat16``, does not pass into TVM)."""
+    if not hasattr(value, "detach") or str(value.dtype) == "torch.bfloat16":
+        return value
+    return value.detach().cpu().numpy()
+
+
 def compare(expected: Any, actual: Any, names: Sequence[str], tolerance: float, *, quantized: bool) -> EagerCheck:
     """Each output's relative error; the worst one and its output's name."""
     expected_list, actual_list = flatten_outputs(expected), flatten_outputs(actual)
@@ -148,7 +171,7 @@ class EagerChecker:
             self.expected = reference(*self.inputs)
             self.expected_cases = [reference(*case) for case in self.cases]
         self.quantized = is_quantized(graph)
-        self.tolerance = FLOAT_TOLERANCE
+        self.tolerance = max(FLOAT_TOLERANCE, half_tolerance(self.expected))
         if self.quantized:
             stated = relative_error(self.expected, graph(*self.inputs))
             self.tolerance = max(FLOAT_TOLERANCE, QUANTIZED_FACTOR * stated)
@@ -157,7 +180,7 @@ class EagerChecker:
         names = [spec.name for spec in getattr(compiled, "outputs", [])]
         worst: EagerCheck | None = None
         for case, expected in zip(self.cases, self.expected_cases, strict=True):
-            arrays = [t.detach().cpu().numpy() if hasattr(t, "detach") else t for t in case]
+            arrays = [_as_input(t) for t in case]
             try:
                 outputs = compiled(*arrays)
             except Exception as error:  # e.g. an ARM artifact on an x86 host without qemu

@@ -17,10 +17,21 @@ def flatten_outputs(value: Any) -> list[np.ndarray]:
     if isinstance(value, (list, tuple)):
         return [a for item in value for a in flatten_outputs(item)]
     if hasattr(value, "detach"):
-        return [value.detach().cpu().numpy()]
+        return [_tensor_array(value.detach().cpu())]
     if hasattr(value, "numpy"):
         return [np.asarray(value.numpy())]
     return [np.asarray(value)]
+
+
+def _tensor_array(tensor: Any) -> np.ndarray:
+    """A torch tensor as numpy; bfloat16, which numpy lacks, as ``ml_dtypes.bfloat16`` of the same bits."""
+    import torch
+
+    if tensor.dtype == torch.bfloat16:
+        import ml_dtypes
+
+        return tensor.view(torch.uint16).numpy().view(ml_dtypes.bfloat16)
+    return tensor.numpy()
 
 
 def relative_error(reference: Any, candidate: Any) -> float:

@@ -44,6 +44,10 @@ def _scan(name: str) -> Callable[[fx.Node, Any], Any]:
 
         args = args_of(node)
         dim: Any = args[1] if len(args) > 1 else node.kwargs["dim"]
+        dtype = torch_dtype(node)
+        if dtype in ("float16", "bfloat16"):  # torch accumulates a half tensor in float32, rounding once
+            wide = relax.op.astype(importer.env[args[0]], "float32")
+            return importer.block_builder.emit(relax.op.astype(getattr(relax.op, name)(wide, int(dim)), dtype))
         x = _in_result_dtype(node, importer, importer.env[args[0]])
         return importer.block_builder.emit(getattr(relax.op, name)(x, int(dim)))
 

@@ -27,8 +27,10 @@ from graphopt.targets.lowering.accumulate_dtypes import ACCUMULATE_CONVERTERS
 from graphopt.targets.lowering.converters import BUILTIN_CHECKS, BUILTIN_CONVERTERS
 from graphopt.targets.lowering.dtype_check import bool_for_number
 from graphopt.targets.lowering.empty_cat import convert_cat
+from graphopt.targets.lowering.half_opmath import HALF_OPMATH_CONVERTERS
 from graphopt.targets.lowering.pool_indices import check_max_pool2d_with_indices, convert_max_pool2d_with_indices
 from graphopt.targets.lowering.power import CONVERTERS as POWER_CONVERTERS
+from graphopt.targets.lowering.promoted_where import convert_where
 from graphopt.targets.lowering.remainder import CONVERTERS as REMAINDER_CONVERTERS
 from graphopt.targets.lowering.safe_indices import bound_indices
 from graphopt.targets.lowering.split_squeeze import CONVERTERS as SPLIT_SQUEEZE_CONVERTERS
@@ -39,7 +41,9 @@ from graphopt.targets.pipeline.kernel_nodes import binding_owners, tag_bindings
 #: relax value, ``importer.block_builder.emit(...)`` adds a binding) and returns a relax value.
 CUSTOM_CONVERTERS: dict[str, Callable[[fx.Node, Any], Any]] = {
     **BUILTIN_CONVERTERS,
-    **ACCUMULATE_CONVERTERS,
+    **HALF_OPMATH_CONVERTERS,
+    "where.self": convert_where,
+    **ACCUMULATE_CONVERTERS,  # its cumsum computes a half input in float32 too
     "cat.default": convert_cat,
     **POWER_CONVERTERS,
     **REMAINDER_CONVERTERS,
@@ -263,4 +267,22 @@ def _tracking_importer(returned: list[tuple[fx.Node, Any]] | None = None) -> Any
         def create_convert_map(self) -> dict[str, Callable[..., Any]]:
             return {name: _tracked(fn, returned) for name, fn in super().create_convert_map().items()}
 
+        @staticmethod
+        def _convert_pytorch_tensor_to_tvm(tensor_value: torch.Tensor) -> Any:
+            return compact_constant(tensor_value, ExportedProgramImporter._convert_pytorch_tensor_to_tvm)
+
     return TrackingImporter()
+
+
+def compact_constant(tensor: torch.Tensor, convert: Callable[[torch.Tensor], Any]) -> Any:
+    """A constant as a compact TVM tensor, what every kernel's argument check requires. The frontend
+    hands torch's own strides over (DLPack): an empty tensor's, (4, 1, 1) for shape (2, 4, 0), are not
+    TVM's compact (0, 0, 1), so a kernel reading it failed at run time ("Mismatched A.strides", ONNX
+    CausalConvWithState with kernel size 1: an empty state); a strided view would fail the same way."""
+    import tvm
+
+    if tensor.layout == torch.strided and tensor.numel() == 0:
+        return tvm.runtime.empty(tuple(tensor.shape), str(tensor.dtype).removeprefix("torch."))
+    if tensor.layout == torch.strided and not tensor.is_contiguous():
+        tensor = tensor.contiguous()
+    return convert(tensor)

@@ -12,7 +12,9 @@ Two kinds of converters are registered with the lowering (``targets/lowering/low
       y   = float(acc - z_x * sum_k q_w) * (s_x * s_w[c]) + bias  # one dequantize epilogue
 
   which is exact algebra of the fake-quantized reference: ``sum_k (q_x - z_x) s_x * q_w s_w[c]``.
-  Anything else falls back to TVM's own converter (float math on dequantized tensors).
+  Anything else falls back to TVM's own converter (float math on dequantized tensors), a product of
+  float64 or integers to ``typed_matmul.py`` (TVM's converters fix its dtype to float32), and half
+  inputs are computed in float32 and rounded once (``half_opmath.py``), as torch does.
 
 The integer kernels are legalized on packed weights (targets/cpu/int8_kernels.py) and tensorized with
 the CPU's dot-product instruction where the target has one: AVX-512 VNNI ``vpdpbusd`` (uint8 x int8;
@@ -33,7 +35,9 @@ from tvm import relax
 import graphopt.qdq_ops  # noqa: F401  (registers torch.ops.graphopt.*)
 from graphopt.targets.lowering.conv_transpose3d import convert_transposed_3d
 from graphopt.targets.lowering.converters import args_of
+from graphopt.targets.lowering.half_opmath import frontend_converter, in_float32
 from graphopt.targets.lowering.lower import register_converter
+from graphopt.targets.lowering.typed_matmul import typed_addmm, typed_matmul
 
 OPS = torch.ops.graphopt
 _aten = torch.ops.aten
@@ -209,23 +213,9 @@ def _epilogue(importer: Any, acc: relax.Expr, x: IntegerOperand, weight: Integer
 
 
 def _default(importer: Any, name: str) -> Callable[[fx.Node], relax.Expr]:
-    """TVM's own converter for ``name`` (the wrapped one is in ``importer.convert_map``)."""
-    from tvm.relax.frontend.torch.exported_program_translator import ExportedProgramImporter
-
-    defaults = getattr(importer, "_graphopt_default_converters", None)
-    if defaults is None:
-        defaults = ExportedProgramImporter.create_convert_map(importer)
-        importer._graphopt_default_converters = defaults
-    return defaults[name]
-
-
-def _float64_matmul(node: fx.Node, importer: Any, a: fx.Node, b: fx.Node) -> relax.Expr | None:
-    """``a @ b`` in float64 where the node computes in float64: TVM's own mm/bmm/addmm converters fix
-    ``out_dtype="float32"``, which would narrow a float64 model's result (ONNX MatMul/Einsum on doubles)."""
-    value = node.meta.get("val")
-    if not isinstance(value, torch.Tensor) or value.dtype != torch.float64:
-        return None
-    return _emit(importer, relax.op.matmul(importer.env[a], importer.env[b], out_dtype="float64"))
+    """TVM's own converter for ``name``, half inputs computed in float32 as torch does (``half_opmath``)."""
+    convert = frontend_converter(importer, name)
+    return lambda node: in_float32(node, importer, convert)
 
 
 def convert_addmm(node: fx.Node, importer: Any) -> relax.Expr:
@@ -234,10 +224,8 @@ def convert_addmm(node: fx.Node, importer: Any) -> relax.Expr:
     x = _activation(a, importer) if plain else None
     weight = _matmul_weight(b, importer) if x is not None else None
     if x is None or weight is None:
-        product = _float64_matmul(node, importer, a, b) if plain else None
-        if product is not None:
-            return _emit(importer, relax.op.add(importer.env[bias], product))
-        return _default(importer, "addmm.default")(node)
+        typed = typed_addmm(node, importer)
+        return typed if typed is not None else _default(importer, "addmm.default")(node)
     return _epilogue(importer, relax.op.matmul(x.value, weight.value, out_dtype="int32"), x, weight, bias)
 
 
@@ -250,8 +238,8 @@ def _convert_matmul(name: str) -> Callable[[fx.Node, Any], relax.Expr]:
             return _epilogue(importer, relax.op.matmul(x.value, weight.value, out_dtype="int32"), x, weight, None)
         y = _activation(b, importer) if x is not None else None
         if x is None or y is None or not (x.zero_point == 0 and y.zero_point == 0):
-            wide = _float64_matmul(node, importer, a, b)
-            return wide if wide is not None else _default(importer, name)(node)
+            typed = typed_matmul(node, importer, a, b)
+            return typed if typed is not None else _default(importer, name)(node)
         acc = _emit(importer, relax.op.matmul(x.value, y.value, out_dtype="int32"))
         return _emit(importer, relax.op.multiply(relax.op.astype(acc, "float32"), relax.op.multiply(x.scale, y.scale)))
 
