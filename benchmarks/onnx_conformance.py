@@ -548,8 +548,8 @@ def render(results: list[dict[str, Any]], header: dict[str, str], cpu: dict[str,
         "within the case's rtol/atol of the reference, same shapes and dtypes (the onnx runner's rule)",
         "- **graphopt pass** means: `graphopt.capture(model, inputs)` imports the case (onnx2torch plus graphopt's "
         "own converters) and the *captured graph, run in PyTorch*, matches. It does not build the CPU artifact; "
-        "the CPU target is measured separately below, on a sample. Types torch lacks (int4, uint4, int2, "
-        "uint2, float4e2m1) are passed and returned in a wider carrier dtype holding exactly the type's values "
+        "the CPU target is measured separately below, on a sample. Types graphopt cannot compute in (int4, "
+        "uint4, int2, uint2, float4e2m1, the float8 types, float8e8m0) are passed and returned in a wider carrier dtype holding exactly the type's values "
         "(`graphopt/onnx/narrow.py`); a carried output must hold only values of its type",
         "- onnx2torch alone: `onnx2torch.convert(model)` run in PyTorch, in a process without graphopt's "
         f"converters; TVM: `tvm.relax.frontend.onnx.from_onnx(model, shapes, dtypes)`, legalized, built for llvm, "
