@@ -37,6 +37,8 @@ def to_onnxruntime_qdq(model: Any) -> int:
     from onnx import numpy_helper
 
     graph = model.graph
+    if not any(node.op_type == "DequantizeLinear" for node in graph.node):
+        return 0  # a float graph: nothing to rewrite (and no weights to read, no shapes to infer)
     values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     for node in graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
