@@ -36,6 +36,7 @@ from graphopt.targets.lowering.positive_axes import PositiveAxes, rewrite_relax_
 from graphopt.targets.lowering.safe_indices import LEGALIZE_IN_BOUNDS
 
 from . import int8_kernels
+from .flatten_weights import FlattenIntoWeights
 from .schedule_simple import Injective, ParallelFallback
 from .schedule_tiled import TiledContraction
 
@@ -147,7 +148,8 @@ def host_target(num_cores: int | None = None) -> Target:
 
 def prepare_cpu_module(mod: tvm.IRModule, target: Target) -> tvm.IRModule:
     """Relax-level preparation: batch norm as a scale and shift (fused into the conv epilogue), NHWC
-    layouts (after writing negative axes as positive ones, which ConvertLayout needs), legalization (matmuls and convs on packed weights: ``int8_kernels.legalize_map``),
+    layouts (after writing negative axes as positive ones, which ConvertLayout needs; a flatten into a
+    constant-weight matmul then reads the NHWC tensor, ``flatten_weights``), legalization (matmuls and convs on packed weights: ``int8_kernels.legalize_map``),
     constant folding, fusion."""
     passes = [
         relax.transform.DecomposeOpsForInference(),
@@ -155,6 +157,8 @@ def prepare_cpu_module(mod: tvm.IRModule, target: Target) -> tvm.IRModule:
         PositiveAxes(),  # ConvertLayout aborts (std::bad_alloc) on a negative axis: MultiheadAttention's squeeze
         relax.transform.ConvertLayout(NHWC_LAYOUTS),
         relax.transform.Normalize(),
+        FlattenIntoWeights(),  # a flatten before the classifier reads the NHWC activation in place
+        relax.transform.DeadCodeElimination(),
         FastGelu(),
         FastSigmoid(),
         relax.transform.FastMathTransform(),
