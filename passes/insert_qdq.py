@@ -9,8 +9,8 @@ rewrite each QDQ pattern into int8 x int8 -> int32 compute with one dequantize e
 
 Outputs of quantized ops stay float (the epilogue dequantizes), so concatenations join float
 tensors and need no shared scale; the quantizer of whichever op consumes their result observes the
-joined tensor and gives it one scale. A residual add that a quantized layer feeds is the exception
-(``residual_adds``, on by default): both its inputs get their own calibrated pair, so that layer's
+joined tensor and gives it one scale. A residual add that a quantized conv feeds is the exception
+(``residual_adds``, on by default): both its inputs get their own calibrated pair, so that conv's
 output is int8 as integer runtimes need (passes/quant_residual.py says why). An activation that
 feeds several quantized ops (q, k and v projections, a conv and the add of the same block input)
 is quantized once, with one scale, and shared.

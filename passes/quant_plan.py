@@ -5,7 +5,7 @@ preset), ``graphopt.compile(quantize="int8")``, ``graphopt.quantize`` and ``grap
 ``plan`` does the expensive part once (finding the layers, observing the calibration data), so
 ``apply`` can build several variants cheaply (the sensitivity analysis keeps different layers in
 float). Static plans quantize linear/conv2d/matmul activations with calibrated scales
-(insert_qdq's docstring has the arithmetic), and both inputs of each residual add a quantized layer
+(insert_qdq's docstring has the arithmetic), and both inputs of each residual add a quantized conv
 feeds (quant_residual's docstring says why); dynamic plans quantize Linear weights and scale
 activations at run time (quant_dynamic's docstring says why).
 """
@@ -43,7 +43,7 @@ class QuantizeOptions:
     nodes (glob patterns on node names or module paths, or module types such as ``nn.Conv2d``) to
     keep in float. ``method`` and ``percentile`` choose activation ranges (static only).
     ``residual_adds`` (static only) also quantizes both inputs of a residual add that a quantized
-    layer feeds, so that layer's output is int8 too (what integer runtimes such as ONNX Runtime's
+    conv feeds, so that conv's output is int8 too (what integer runtimes such as ONNX Runtime's
     QLinearConv need); False keeps those adds in float, as graphopt did before.
     """
 

@@ -113,6 +113,9 @@ def test_onnxruntime_matches_the_int8_cpu_artifact_within_one_output_step(resnet
     # as tests/quantization/test_int8_targets.py: float rounding, at worst one flipped classifier input
     assert np.abs(artifact - reference).max() <= step * weight.abs().max().item()
     assert relative_error(reference, artifact) < 1e-5  # measured ~2e-7: no rounding flip at all here
+    # and it computes the new pairs: without them (same scales elsewhere) the logits move 100x more
+    float_adds, _ = quantized(resnet_small_digits(), residual_adds=False)
+    assert relative_error(float_adds(x), artifact) > 1e-3  # measured 0.026
     theirs = run_onnxruntime(graphopt.export_onnx(graph, tmp_path / "resnet_int8.onnx"), x)[0]
     one_output_step = step * weight.abs().sum(0).max().item()
     assert np.abs(theirs - artifact).max() <= one_output_step

@@ -19,7 +19,7 @@ quantizer writes them. Two rewrites of the ONNX file give that shape:
   (non-decreasing) rounding to the grid, and rounding twice to the same grid is rounding once, so the
   QuantizeLinear further on sees the same integers;
 - the same for an Add of two dequantized tensors (a residual add, whose inputs graphopt's plan quantizes
-  when a quantized layer feeds it: passes/quant_residual.py), so ONNX Runtime runs it as QLinearAdd.
+  when a quantized conv feeds it: passes/quant_residual.py), so ONNX Runtime runs it as QLinearAdd.
 
 A residual add's inputs arrive quantized already, so the Conv computing one is followed directly by its
 QuantizeLinear, and ONNX Runtime runs it as QLinearConv with no rewrite of its output.

@@ -87,11 +87,9 @@ def test_shared_input_is_quantized_once() -> None:
             return self.a(x) + self.b(x)
 
     graph = _quantized(TwoHeads(), torch.randn(32, 8))
-    quantized = [n.args[0].name for n in graph.compute_nodes() if graph.info(n).kind == "quantize"]
-    assert quantized.count("x") == 1
+    kinds = [graph.info(n).kind for n in graph.compute_nodes()]
+    assert kinds.count("quantize") == 1
     assert graph.node("a").args[0] is graph.node("b").args[0]
-    # a + b adds two quantized layers' outputs: a residual add, whose inputs get pairs of their own
-    assert sorted(quantized) == ["a", "b", "x"]
 
 
 @pytest.mark.parametrize("method", ["minmax", "percentile", "mse"])
