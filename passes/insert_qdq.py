@@ -7,10 +7,13 @@ channel). The graph computes exactly what an integer kernel computes, up to floa
 accumulation: ``y = (s_x * s_w[c]) * sum((q_x - z_x) * q_w) + b``, which is why the targets can
 rewrite each QDQ pattern into int8 x int8 -> int32 compute with one dequantize epilogue.
 
-Outputs of quantized ops stay float (the epilogue dequantizes), so residual adds and concatenations
-add or join float tensors and need no shared scale; the quantizer of whichever op consumes their
-result observes the joined tensor and gives it one scale. An activation that feeds several
-quantized ops (q, k and v projections) is quantized once, with one scale, and shared.
+Outputs of quantized ops stay float (the epilogue dequantizes), so concatenations join float
+tensors and need no shared scale; the quantizer of whichever op consumes their result observes the
+joined tensor and gives it one scale. A residual add that a quantized conv feeds is the exception
+(``residual_adds``, on by default): both its inputs get their own calibrated pair, so that conv's
+output is int8 as integer runtimes need (passes/quant_residual.py says why). An activation that
+feeds several quantized ops (q, k and v projections, a conv and the add of the same block input)
+is quantized once, with one scale, and shared.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from graphopt.passes.quant_plan import QuantizeOptions, apply, plan
 @register_pass(
     "insert_qdq",
     requires=("calibration_data",),
-    reports=("quantized", "skipped", "method", "activation"),
+    reports=("quantized", "skipped", "method", "activation", "residual_adds"),
     # 8-bit rounding of every weight and activation: each layer adds up to half a step (about
     # 0.4% of its range) of error, a few layers deep that stays well under 10% of the largest logit.
     tolerance=0.1,
@@ -40,10 +43,17 @@ def insert_qdq(
     activation: str = "int8",
     percentile: float = 99.99,
     skip: tuple[str, ...] = (),
+    residual_adds: bool = True,
 ) -> PassResult:
     """Static int8 quantization of linear/conv2d/matmul, calibrated on the given data."""
     options = QuantizeOptions(
-        mode="static", method=method, per_channel=per_channel, activation=activation, percentile=percentile, skip=skip
+        mode="static",
+        method=method,
+        per_channel=per_channel,
+        activation=activation,
+        percentile=percentile,
+        skip=skip,
+        residual_adds=residual_adds,
     )
     calibration = prepare(calibration_data, graph.example_inputs)
     quant_plan = plan(graph, options, calibration.batches)
@@ -53,6 +63,7 @@ def insert_qdq(
         "skipped": quant_plan.skipped,
         "method": method,
         "activation": activation,
+        "residual_adds": [add.node.name for add in quant_plan.adds if add.needed(quantized)],
         "calibration_samples": calibration.samples,
     }
     return PassResult(graph, changed=bool(quantized), details=details)

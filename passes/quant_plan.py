@@ -5,7 +5,8 @@ preset), ``graphopt.compile(quantize="int8")``, ``graphopt.quantize`` and ``grap
 ``plan`` does the expensive part once (finding the layers, observing the calibration data), so
 ``apply`` can build several variants cheaply (the sensitivity analysis keeps different layers in
 float). Static plans quantize linear/conv2d/matmul activations with calibrated scales
-(insert_qdq's docstring has the arithmetic); dynamic plans quantize Linear weights and scale
+(insert_qdq's docstring has the arithmetic), and both inputs of each residual add a quantized conv
+feeds (quant_residual's docstring says why); dynamic plans quantize Linear weights and scale
 activations at run time (quant_dynamic's docstring says why).
 """
 
@@ -23,6 +24,7 @@ from graphopt.errors import InputError
 from graphopt.ir import Graph
 from graphopt.pass_api import on_node
 from graphopt.passes._layers import remove_dead_nodes, remove_unused_attributes
+from graphopt.passes.quant_residual import ResidualAdd, find_residual_adds
 from graphopt.passes.quant_rewrite import Site, find_sites, observe, rewrite_weights
 
 QParams = tuple[float, int, int, int]  # scale, zero_point, qmin, qmax
@@ -40,6 +42,9 @@ class QuantizeOptions:
     ``mode`` "auto" is static when calibration data is given, dynamic otherwise. ``skip`` names
     nodes (glob patterns on node names or module paths, or module types such as ``nn.Conv2d``) to
     keep in float. ``method`` and ``percentile`` choose activation ranges (static only).
+    ``residual_adds`` (static only) also quantizes both inputs of a residual add that a quantized
+    conv feeds, so that conv's output is int8 too (what integer runtimes such as ONNX Runtime's
+    QLinearConv need); False keeps those adds in float, as graphopt did before.
     """
 
     mode: str = "auto"
@@ -49,6 +54,7 @@ class QuantizeOptions:
     percentile: float = 99.99
     skip: tuple[Any, ...] = field(default=())
     kinds: tuple[str, ...] | None = None
+    residual_adds: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -59,6 +65,8 @@ class QuantizeOptions:
             raise InputError(f"unknown activation type '{self.activation}' (choose from {', '.join(ACTIVATIONS)})")
         if not 0 < self.percentile <= 100:
             raise InputError(f"percentile must be in (0, 100], got {self.percentile}")
+        if not isinstance(self.residual_adds, bool):
+            raise InputError(f"residual_adds must be True or False, got {self.residual_adds!r}")
         object.__setattr__(self, "skip", tuple(self.skip))
 
     def resolve(self, has_data: bool) -> QuantizeOptions:
@@ -72,12 +80,14 @@ class QuantizeOptions:
 
 @dataclass
 class QuantPlan:
-    """What ``apply`` will do: the layers to quantize (graph order), those skipped, the scales."""
+    """What ``apply`` will do: the layers to quantize (graph order), those skipped, the scales, and
+    the residual adds whose inputs are quantized with them."""
 
     options: QuantizeOptions
     sites: list[Site]
     skipped: list[str]
     qparams: dict[str, QParams]
+    adds: list[ResidualAdd] = field(default_factory=list)
 
     @property
     def layers(self) -> list[str]:
@@ -91,15 +101,16 @@ def plan(
     options = options.resolve(has_data=batches is not None)
     if options.mode == "static":
         sites, skipped = find_sites(graph, kinds=options.kinds or STATIC_KINDS, skip=options.skip)
+        adds = find_residual_adds(graph, sites) if options.residual_adds else []
         qparams = calibrate(
             graph,
-            sites,
+            [*sites, *adds],
             batches or [],
             method=options.method,
             activation=options.activation,
             percentile=options.percentile,
         )
-        return QuantPlan(options, sites, skipped, qparams)
+        return QuantPlan(options, sites, skipped, qparams, adds)
     sites, skipped = dynamic_sites(graph, kinds=options.kinds or DYNAMIC_KINDS, skip=options.skip)
     return QuantPlan(options, sites, skipped, {})
 
@@ -110,7 +121,9 @@ def apply(graph: Graph, quant_plan: QuantPlan, *, keep_float: Iterable[str] = ()
     kept = set(keep_float)
     sites = [site for site in quant_plan.sites if site.node.name not in kept]
     if quant_plan.options.mode == "static":
-        apply_static(graph, sites, quant_plan.qparams, per_channel=quant_plan.options.per_channel)
+        names = [site.node.name for site in sites]
+        adds = [add for add in quant_plan.adds if add.needed(names)]
+        apply_static(graph, sites, quant_plan.qparams, per_channel=quant_plan.options.per_channel, adds=adds)
     else:
         apply_dynamic(graph, sites, per_channel=quant_plan.options.per_channel)
     return [site.node.name for site in sites]
@@ -137,24 +150,42 @@ def calibrate(
     }
 
 
-def apply_static(graph: Graph, sites: list[Site], qparams: dict[str, QParams], *, per_channel: bool = True) -> None:
-    """Rewrite ``sites`` in place: int8 weights, and a shared QDQ pair on each activation they read."""
+def apply_static(
+    graph: Graph,
+    sites: list[Site],
+    qparams: dict[str, QParams],
+    *,
+    per_channel: bool = True,
+    adds: Sequence[ResidualAdd] = (),
+) -> None:
+    """Rewrite ``sites`` in place: int8 weights, and a shared QDQ pair on each activation they read
+    and on each input of ``adds``."""
     _rewrite_sites(
-        graph, sites, per_channel, lambda fx_graph, source: _insert_qdq(fx_graph, source, qparams[source.name])
+        graph,
+        sites,
+        per_channel,
+        lambda fx_graph, source: _insert_qdq(fx_graph, source, qparams[source.name]),
+        readers=adds,
     )
 
 
 def _rewrite_sites(
-    graph: Graph, sites: list[Site], per_channel: bool, quantize_input: Callable[[fx.Graph, fx.Node], fx.Node]
+    graph: Graph,
+    sites: list[Site],
+    per_channel: bool,
+    quantize_input: Callable[[fx.Graph, fx.Node], fx.Node],
+    readers: Sequence[Site] = (),
 ) -> None:
-    """int8 weights for every site; each activation a site reads goes through ``quantize_input``,
-    made once per activation and shared by every site that reads it (q, k and v projections)."""
+    """int8 weights for every site; each activation a site (or one of ``readers``, which have no
+    weights) reads goes through ``quantize_input``, made once per activation and shared by every node
+    that reads it (q, k and v projections; a conv and the residual add reading the same block input)."""
     fx_graph = graph.module.graph
     made: dict[str, fx.Node] = {}
-    for site in sites:
+    for index, site in enumerate([*sites, *readers]):
         node = graph.node(site.node.name)
         with on_node(node):
-            rewrite_weights(graph, replace(site, node=node), per_channel=per_channel)
+            if index < len(sites):  # a layer, not one of the readers
+                rewrite_weights(graph, replace(site, node=node), per_channel=per_channel)
             for source in [graph.node(a.name) for a in site.activations]:
                 if source.name not in made:
                     made[source.name] = quantize_input(fx_graph, source)

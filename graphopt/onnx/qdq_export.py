@@ -17,7 +17,12 @@ quantizer writes them. Two rewrites of the ONNX file give that shape:
   or Reshape only (each with one consumer), a QuantizeLinear(s, z) -> DequantizeLinear(s, z) pair is put
   right after it. That changes nothing the graph computes: those ops commute with the
   (non-decreasing) rounding to the grid, and rounding twice to the same grid is rounding once, so the
-  QuantizeLinear further on sees the same integers.
+  QuantizeLinear further on sees the same integers;
+- the same for an Add of two dequantized tensors (a residual add, whose inputs graphopt's plan quantizes
+  when a quantized conv feeds it: passes/quant_residual.py), so ONNX Runtime runs it as QLinearAdd.
+
+A residual add's inputs arrive quantized already, so the Conv computing one is followed directly by its
+QuantizeLinear, and ONNX Runtime runs it as QLinearConv with no rewrite of its output.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ _MONOTONE = ("Relu", "Clip", "MaxPool", "Flatten", "Reshape")
 
 
 def to_onnxruntime_qdq(model: Any) -> int:
-    """Rewrite ``model`` (an ``onnx.ModelProto``, in place); returns how many Conv/Gemm nodes it changed."""
+    """Rewrite ``model`` (an ``onnx.ModelProto``, in place); returns how many Conv/Gemm/Add nodes it changed."""
     from onnx import numpy_helper
 
     graph = model.graph
@@ -51,6 +56,8 @@ def to_onnxruntime_qdq(model: Any) -> int:
     _matmul_add_as_gemm(model, producer, consumers, values)
     changed = 0
     for node in list(graph.node):
+        if node.op_type == "Add" and _reads_dequantized(node, producer):
+            changed += _quantized_output(graph, node, consumers, values)
         if node.op_type not in ("Conv", "Gemm"):
             continue
         scales = _input_scales(node, producer, values)
@@ -66,6 +73,13 @@ def to_onnxruntime_qdq(model: Any) -> int:
     for tensor in unused:
         graph.initializer.remove(tensor)
     return changed
+
+
+def _reads_dequantized(node: Any, producer: dict[str, Any]) -> bool:
+    """Whether every input of ``node`` is a DequantizeLinear's output (of an activation or a constant)."""
+    return len(node.input) > 1 and all(
+        getattr(producer.get(name), "op_type", "") == "DequantizeLinear" for name in node.input
+    )
 
 
 def _uint8_activations(graph: Any, consumers: dict[str, list[Any]], values: dict[str, np.ndarray]) -> None:
@@ -106,8 +120,9 @@ def _matmul_add_as_gemm(
     }
     ranks.update({v.name: len(v.type.tensor_type.shape.dim) for v in graph.input})
     for node in list(graph.node):
-        dequantized = all(getattr(producer.get(name), "op_type", "") == "DequantizeLinear" for name in node.input)
-        following = consumers.get(node.output[0], []) if node.op_type == "MatMul" and dequantized else []
+        following = (
+            consumers.get(node.output[0], []) if node.op_type == "MatMul" and _reads_dequantized(node, producer) else []
+        )
         if len(following) != 1 or following[0].op_type != "Add" or ranks.get(node.input[0]) != 2:
             continue
         add = following[0]
