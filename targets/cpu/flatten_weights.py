@@ -24,19 +24,13 @@ from tvm.ir.expr import Constant
 
 from graphopt.targets.lowering.positive_axes import rewrite_relax_functions
 
+from .packed_weights import static_shape
+
 TO_NCHW = [0, 3, 1, 2]
 
 
 def _op(expr: Any) -> str:
     return expr.op.name if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) else ""
-
-
-def _shape(expr: Any) -> list[int] | None:
-    shape = getattr(getattr(expr, "ty", None), "shape", None)
-    values = getattr(shape, "values", None)
-    if values is None or not all(isinstance(v, tvm.tirx.IntImm) for v in values):
-        return None
-    return [int(v) for v in values]
 
 
 @relax.expr_functor.visitor
@@ -79,8 +73,8 @@ class _FlattenRewriter(relax.PyExprMutator):
         if weight is None or chain is None:
             return None
         reshape_var, x, downstream = chain
-        n, h, w, c = _shape(x)  # type: ignore[misc]
-        target = _shape(reshape_var)
+        n, h, w, c = static_shape(x)  # type: ignore[misc]
+        target = static_shape(reshape_var)
         assert target is not None
         k = target[-1]
         groups = c * h * w // k
@@ -125,7 +119,7 @@ class _FlattenRewriter(relax.PyExprMutator):
             return None
         axes = [int(v) for v in permute.attrs.axes] if permute.attrs.axes is not None else None
         x = permute.args[0]
-        shape, target = _shape(x), _shape(var)
+        shape, target = static_shape(x), static_shape(var)
         if axes != TO_NCHW or shape is None or target is None or len(shape) != 4:
             return None
         n, h, w, c = shape
@@ -141,20 +135,20 @@ class _FlattenRewriter(relax.PyExprMutator):
         seen through broadcast_to/permute_dims; else None."""
         steps: list[relax.Call] = []
         expr = b
-        shape = _shape(b)
+        shape = static_shape(b)
         if shape is None or len(shape) < 2:
             return None
         axis = len(shape) - 2
         while not isinstance(expr, Constant):
             value = self._value(expr) if isinstance(expr, relax.Var) else expr
             op = _op(value)
-            inner = _shape(value.args[0]) if op else None
+            inner = static_shape(value.args[0]) if op else None
             if inner is None:
                 return None
             if op == "relax.permute_dims" and value.attrs.axes is not None:
                 axis = int(value.attrs.axes[axis])
             elif op == "relax.broadcast_to":
-                outer = _shape(value) or []
+                outer = static_shape(value) or []
                 inner_axis = axis - (len(outer) - len(inner))  # broadcast_to prepends the new axes
                 if inner_axis < 0 or inner[inner_axis] != outer[axis]:
                     return None  # the rows themselves are broadcast
@@ -180,7 +174,7 @@ def _keeps_last(call: relax.Call) -> bool:
 
 
 def _keeps_last_dim(call: relax.Call) -> bool:
-    before, after = _shape(call.args[0]), _shape(call)
+    before, after = static_shape(call.args[0]), static_shape(call)
     return before is not None and after is not None and before[-1] == after[-1]
 
 

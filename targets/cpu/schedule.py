@@ -37,7 +37,8 @@ from graphopt.targets.lowering.safe_indices import LEGALIZE_IN_BOUNDS
 
 from . import int8_kernels
 from .flatten_weights import FlattenIntoWeights
-from .schedule_simple import Injective, ParallelFallback
+from .ragged_matmuls import PadRaggedMatmuls
+from .schedule_simple import Injective, ParallelFallback, vector_lanes
 from .schedule_tiled import TiledContraction
 
 # Pooling, batch norm and elementwise ops follow their input's layout.
@@ -158,6 +159,7 @@ def prepare_cpu_module(mod: tvm.IRModule, target: Target) -> tvm.IRModule:
         relax.transform.ConvertLayout(NHWC_LAYOUTS),
         relax.transform.Normalize(),
         FlattenIntoWeights(),  # a flatten before the classifier reads the NHWC activation in place
+        PadRaggedMatmuls(vector_lanes(target)),  # ViT's 197 tokens: whole row tiles and vectors
         relax.transform.DeadCodeElimination(),
         FastGelu(),
         FastSigmoid(),

@@ -43,6 +43,12 @@ ROW_TILES = (8, 7, 6, 5, 4, 3, 2, 1)
 MAX_STACK_BYTES = 1024
 # Block annotation of a grouped convolution (targets/cpu/packed_weights.py): its number of groups.
 GROUPS_ATTR = "graphopt.conv_groups"
+# Rows with no divisor of at least this many (a prime count: ViT's 197 tokens) get full row tiles and
+# a ragged last one; ``ii = 1`` ran ViT-B/16's MLP matmuls at 91 GFLOP/s, ragged tiles at 181 (200 rows:
+# 199). Not where the columns are ragged too (attention's 197x197 scores): both predicates together
+# ran its ``q @ k^T`` 2.4x slower than ``ii = 1``.
+RAGGED_ROWS_BELOW = 4
+RAGGED_MIN_ROWS = 16
 # Reductions at least this long amortize a heap-allocated tile (measured on a 128x256x1024 matmul).
 LONG_REDUCTION = 128
 
@@ -88,7 +94,10 @@ def choose_tiles(extent_i: int, extent_j: int, lanes: int, reduction: int) -> tu
         vw, nj = (extent_j, 1) if extent_j <= 4 * lanes else (lanes, 1)
     vectors = nj * -(-vw // lanes)
     limit = MAX_STACK_BYTES if reduction < LONG_REDUCTION else 1 << 30
-    ii = next(t for t in ROW_TILES if extent_i % t == 0 and t * vectors <= MAX_ACCUMULATORS and t * nj * vw * 4 < limit)
+    fits = [t for t in ROW_TILES if t * vectors <= MAX_ACCUMULATORS and t * nj * vw * 4 < limit]
+    ii = next(t for t in fits if extent_i % t == 0)
+    if ii < RAGGED_ROWS_BELOW and extent_i >= RAGGED_MIN_ROWS and extent_j % vw == 0:
+        ii = fits[0]  # no good divisor (197 tokens): full tiles and one ragged last tile
     return ii, nj, vw
 
 

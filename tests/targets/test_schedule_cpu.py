@@ -143,6 +143,12 @@ WORKLOADS = {
     "batch_matmul": (BatchMatmul(), (rand(4, 24, 40), rand(4, 40, 32, seed=1)), "TiledContraction"),
     "maxpool": (MaxPool(), (rand(1, 16, 14, 14),), "TiledContraction"),
     "global_avgpool": (GlobalAvgPool(), (rand(2, 8, 7, 7),), "TiledContraction"),
+    # Row counts with no divisor of at least 4 (ViT's 197 tokens; output widths of 17 and 19): full row
+    # tiles and one ragged last tile, epilogues included.
+    "dense_ragged_rows": (Dense(), (rand(1, 197, 96),), "TiledContraction"),
+    "conv_ragged_rows": (ConvBN(), (rand(1, 16, 17, 17),), "TiledContraction"),
+    "depthwise_ragged_rows": (ConvBN(groups=16), (rand(1, 16, 19, 19),), "TiledContraction"),
+    "maxpool_ragged_rows": (MaxPool(), (rand(1, 16, 33, 33),), "TiledContraction"),
     "softmax": (Softmax(), (rand(4, 16, 50),), "Reduction"),
     "layernorm_gelu": (GeluFFN(), (rand(1, 12, 64),), "Reduction"),
 }
@@ -297,6 +303,10 @@ def test_tiles_fit_registers_and_divide_the_axes() -> None:
     assert choose_tiles(3136, 24, 16, reduction=144) == (8, 3, 8)
     # 10 classes: the whole (short) axis is one vector tile.
     assert choose_tiles(1, 10, 16, reduction=128) == (1, 1, 10)
+    # 197 rows (a prime): 8-row tiles and a ragged last one, rather than 197 tiles of one row.
+    assert choose_tiles(197, 3072, 16, reduction=768) == (8, 2, 16)
+    # ... unless the columns are ragged too (197 x 197 attention scores): one row per tile, as before.
+    assert choose_tiles(197, 197, 16, reduction=64)[0] == 1
 
 
 def median_ms(fn, repeats: int) -> float:
