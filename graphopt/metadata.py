@@ -2,7 +2,9 @@
 
 ``annotate`` runs the graph once on the example inputs (an ``fx.Interpreter``), so the shapes are the
 ones PyTorch itself produced rather than a re-implementation of shape rules. FLOPs count a
-multiply-add as two operations, the usual convention for GFLOP/s figures.
+multiply-add as two operations, the usual convention for GFLOP/s figures. A module kept whole (a
+leaf the tracer does not enter, such as ``nn.TransformerEncoder``) whose kind has no formula here is
+run once more under ``torch.utils.flop_counter``: ViT-B/16 read 0.23 GFLOP, its patch conv alone.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import torch
 from torch import fx, nn
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from graphopt.op_kinds import ELEMENTWISE, op_kind
 
@@ -125,6 +128,27 @@ def _flops(kind: str, submodule: nn.Module | None, inputs: list[torch.Tensor], o
     return 0
 
 
+# The counter knows the CUDA attention kernels; CPU attention is the same arithmetic.
+def _cpu_attention_flops(query: Any, key: Any, value: Any, *_: Any, **__: Any) -> int:
+    return int(sdpa_flop_count(query, key, value))  # the counter passes shapes
+
+
+_CPU_ATTENTION = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops}
+
+
+def _counted_flops(submodule: nn.Module, node: fx.Node, values: dict[fx.Node, Any]) -> int:
+    """The matmul/conv/attention FLOPs of one call of ``submodule`` on the node's recorded inputs.
+    With gradients enabled: under ``no_grad`` an eval-mode ``nn.TransformerEncoderLayer`` takes its
+    fused fast path (``torch._transformer_encoder_layer_fwd``), which the counter does not see."""
+    args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda arg: values.get(arg))
+    try:
+        with torch.enable_grad(), FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION) as counter:
+            submodule(*args, **kwargs)
+    except Exception:  # a count is not worth failing a capture for: the node keeps 0
+        return 0
+    return int(counter.get_total_flops())
+
+
 class _Recorder(fx.Interpreter):
     def __init__(self, module: fx.GraphModule) -> None:
         super().__init__(module)
@@ -158,8 +182,11 @@ def annotate(module: fx.GraphModule, example_inputs: tuple[torch.Tensor, ...]) -
             t for arg in node.args for t in _tensors(recorder.values.get(arg) if isinstance(arg, fx.Node) else None)
         ]
         param_bytes = 0
+        flops = _flops(kind, submodule, inputs, out) if node.op not in ("placeholder", "output", "get_attr") else 0
         if submodule is not None:
             param_bytes = _module_param_bytes(submodule)
+            if not flops and param_bytes and not submodule.training:  # training mode: a rerun would move BN statistics
+                flops = _counted_flops(submodule, node, recorder.values)
         elif node.op == "get_attr":
             param_bytes = _nbytes(out)
         node.meta[META_KEY] = NodeInfo(
@@ -167,7 +194,7 @@ def annotate(module: fx.GraphModule, example_inputs: tuple[torch.Tensor, ...]) -
             shapes=[tuple(t.shape) for t in out],
             dtypes=[str(t.dtype).replace("torch.", "") for t in out],
             param_bytes=param_bytes,
-            flops=_flops(kind, submodule, inputs, out) if node.op not in ("placeholder", "output", "get_attr") else 0,
+            flops=flops,
             source=user_source(node),
             module_path=module_path(node),
             row_major=[is_row_major(t) for t in out],
