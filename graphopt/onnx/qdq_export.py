@@ -24,10 +24,13 @@ quantizer writes them. Two rewrites of the ONNX file give that shape:
   (non-decreasing) rounding to the grid, and rounding twice to the same grid is rounding once, so the
   QuantizeLinear further on sees the same integers;
 - the same for an Add of two dequantized tensors (a residual add, whose inputs graphopt's plan quantizes
-  when a quantized conv feeds it: passes/quant_residual.py), so ONNX Runtime runs it as QLinearAdd.
+  when a quantized conv feeds it: passes/quant_residual.py), so ONNX Runtime runs it as QLinearAdd, and
+  for a GlobalAveragePool of a dequantized tensor (whose input graphopt's plan quantizes when such a
+  conv or add computes it: passes/quant_pool.py), which it runs as QLinearGlobalAveragePool.
 
 A residual add's inputs arrive quantized already, so the Conv computing one is followed directly by its
-QuantizeLinear, and ONNX Runtime runs it as QLinearConv with no rewrite of its output.
+QuantizeLinear, and ONNX Runtime runs it as QLinearConv with no rewrite of its output; the Conv or Add
+before a global pool gets the pool input's pair through its ReLU/Clip as above.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ def to_onnxruntime_qdq(model: Any) -> int:
     _matmul_add_as_gemm(model, producer, consumers, values)
     changed = _row_biases(graph, producer, consumers, values)
     for node in list(graph.node):
-        if node.op_type == "Add" and _reads_dequantized(node, producer):
+        if node.op_type in ("Add", "GlobalAveragePool") and _reads_dequantized(node, producer, inputs=1):
             changed += _quantized_output(graph, node, consumers, values)
         if node.op_type not in ("Conv", "Gemm"):
             continue
@@ -80,9 +83,10 @@ def to_onnxruntime_qdq(model: Any) -> int:
     return changed
 
 
-def _reads_dequantized(node: Any, producer: dict[str, Any]) -> bool:
-    """Whether every input of ``node`` is a DequantizeLinear's output (of an activation or a constant)."""
-    return len(node.input) > 1 and all(
+def _reads_dequantized(node: Any, producer: dict[str, Any], inputs: int = 2) -> bool:
+    """Whether ``node`` has ``inputs`` or more inputs, each a DequantizeLinear's output (of an activation or
+    a constant)."""
+    return len(node.input) >= inputs and all(
         getattr(producer.get(name), "op_type", "") == "DequantizeLinear" for name in node.input
     )
 
