@@ -5,8 +5,9 @@ preset), ``graphopt.compile(quantize="int8")``, ``graphopt.quantize`` and ``grap
 ``plan`` does the expensive part once (finding the layers, observing the calibration data), so
 ``apply`` can build several variants cheaply (the sensitivity analysis keeps different layers in
 float). Static plans quantize linear/conv2d/matmul activations with calibrated scales
-(insert_qdq's docstring has the arithmetic), and both inputs of each residual add a quantized conv
-feeds (quant_residual's docstring says why); dynamic plans quantize Linear weights and scale
+(insert_qdq's docstring has the arithmetic), both inputs of each residual add a quantized conv
+feeds (quant_residual's docstring says why) and the input of a global average pool one of them feeds
+(quant_pool's); dynamic plans quantize Linear weights and scale
 activations at run time (quant_dynamic's docstring says why).
 """
 
@@ -24,6 +25,7 @@ from graphopt.errors import InputError
 from graphopt.ir import Graph
 from graphopt.pass_api import on_node
 from graphopt.passes._layers import remove_dead_nodes, remove_unused_attributes
+from graphopt.passes.quant_pool import GlobalPool, find_global_pools
 from graphopt.passes.quant_residual import ResidualAdd, find_residual_adds
 from graphopt.passes.quant_rewrite import Site, find_sites, observe, rewrite_weights
 
@@ -44,7 +46,9 @@ class QuantizeOptions:
     keep in float. ``method`` and ``percentile`` choose activation ranges (static only).
     ``residual_adds`` (static only) also quantizes both inputs of a residual add that a quantized
     conv feeds, so that conv's output is int8 too (what integer runtimes such as ONNX Runtime's
-    QLinearConv need); False keeps those adds in float, as graphopt did before.
+    QLinearConv need); False keeps those adds in float, as graphopt did before. ``global_pools``
+    (static only) likewise quantizes the input of a global average pool that such a conv or add
+    computes (through ReLU/ReLU6), for QLinearGlobalAveragePool and the layer before it.
     """
 
     mode: str = "auto"
@@ -55,6 +59,7 @@ class QuantizeOptions:
     skip: tuple[Any, ...] = field(default=())
     kinds: tuple[str, ...] | None = None
     residual_adds: bool = True
+    global_pools: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -65,8 +70,9 @@ class QuantizeOptions:
             raise InputError(f"unknown activation type '{self.activation}' (choose from {', '.join(ACTIVATIONS)})")
         if not 0 < self.percentile <= 100:
             raise InputError(f"percentile must be in (0, 100], got {self.percentile}")
-        if not isinstance(self.residual_adds, bool):
-            raise InputError(f"residual_adds must be True or False, got {self.residual_adds!r}")
+        for name in ("residual_adds", "global_pools"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"{name} must be True or False, got {getattr(self, name)!r}")
         object.__setattr__(self, "skip", tuple(self.skip))
 
     def resolve(self, has_data: bool) -> QuantizeOptions:
@@ -81,13 +87,14 @@ class QuantizeOptions:
 @dataclass
 class QuantPlan:
     """What ``apply`` will do: the layers to quantize (graph order), those skipped, the scales, and
-    the residual adds whose inputs are quantized with them."""
+    the residual adds and global pools whose inputs are quantized with them."""
 
     options: QuantizeOptions
     sites: list[Site]
     skipped: list[str]
     qparams: dict[str, QParams]
     adds: list[ResidualAdd] = field(default_factory=list)
+    pools: list[GlobalPool] = field(default_factory=list)
 
     @property
     def layers(self) -> list[str]:
@@ -102,15 +109,16 @@ def plan(
     if options.mode == "static":
         sites, skipped = find_sites(graph, kinds=options.kinds or STATIC_KINDS, skip=options.skip)
         adds = find_residual_adds(graph, sites) if options.residual_adds else []
+        pools = find_global_pools(graph, sites, adds) if options.global_pools else []
         qparams = calibrate(
             graph,
-            [*sites, *adds],
+            [*sites, *adds, *pools],
             batches or [],
             method=options.method,
             activation=options.activation,
             percentile=options.percentile,
         )
-        return QuantPlan(options, sites, skipped, qparams, adds)
+        return QuantPlan(options, sites, skipped, qparams, adds, pools)
     sites, skipped = dynamic_sites(graph, kinds=options.kinds or DYNAMIC_KINDS, skip=options.skip)
     return QuantPlan(options, sites, skipped, {})
 
@@ -122,7 +130,7 @@ def apply(graph: Graph, quant_plan: QuantPlan, *, keep_float: Iterable[str] = ()
     sites = [site for site in quant_plan.sites if site.node.name not in kept]
     if quant_plan.options.mode == "static":
         names = [site.node.name for site in sites]
-        adds = [add for add in quant_plan.adds if add.needed(names)]
+        adds = [add for add in [*quant_plan.adds, *quant_plan.pools] if add.needed(names)]
         apply_static(graph, sites, quant_plan.qparams, per_channel=quant_plan.options.per_channel, adds=adds)
     else:
         apply_dynamic(graph, sites, per_channel=quant_plan.options.per_channel)

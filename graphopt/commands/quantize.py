@@ -5,7 +5,9 @@ float32 vs int8 top-1 accuracy on the calibration data (with ``--labels``: a .np
 of an array in the calibration .npz) or output error, weight bytes, and the latency of both
 compiled artifacts on ``--target`` at the ``--input-shape`` batch. ``--sensitivity`` ranks the
 layers by the damage each does alone; ``--max-accuracy-drop 0.5`` keeps the worst in float until
-int8 accuracy is within 0.5 points. ``-o OUT_DIR`` writes the int8 artifact.
+int8 accuracy is within 0.5 points. ``--no-residual-adds`` / ``--no-global-pools`` keep the adds and
+global pools a quantized conv feeds in float (static only; QuantizeOptions says why they are int8 by
+default). ``-o OUT_DIR`` writes the int8 artifact.
 """
 
 from __future__ import annotations
@@ -39,6 +41,16 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor, not per channel")
     parser.add_argument(
         "--skip", action="append", default=[], metavar="NAME", help="keep a node, module type or glob in float"
+    )
+    parser.add_argument(
+        "--no-residual-adds",
+        action="store_true",
+        help="static: keep residual adds float (by default both inputs of an add a quantized conv feeds are int8)",
+    )
+    parser.add_argument(
+        "--no-global-pools",
+        action="store_true",
+        help="static: keep a global average pool's input float (by default int8 where a quantized layer computes it)",
     )
     parser.add_argument("--sensitivity", action="store_true", help="quantize one layer at a time and rank them")
     parser.add_argument("--max-accuracy-drop", type=float, metavar="POINTS", help="keep worst layers float to meet it")
@@ -81,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.calibrate_key and not args.calibrate:
         raise InputError("--calibrate-key needs --calibrate")
+    for flag in ("no_residual_adds", "no_global_pools"):
+        if getattr(args, flag) and not args.calibrate:
+            name = "--" + flag.replace("_", "-")
+            raise InputError(f"{name} needs --calibrate (dynamic quantization leaves adds and pools float anyway)")
     calibration = load_npz(args.calibrate, args.calibrate_key) if args.calibrate else None
     labels = load_labels(args.labels, args.calibrate) if args.labels else None
     _common.resolve_passes(args.passes, {})
@@ -95,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
             per_channel=not args.per_tensor,
             activation=args.activation,
             skip=args.skip,
+            residual_adds=not args.no_residual_adds,
+            global_pools=not args.no_global_pools,
             labels=labels,
             sensitivity=args.sensitivity,
             max_accuracy_drop=args.max_accuracy_drop,

@@ -8,6 +8,11 @@ quantizer writes them. Two rewrites of the ONNX file give that shape:
 
 - a 2-d MatMul followed by the Add of a constant bias (how a Linear exports after graphopt's passes)
   becomes the Gemm it is;
+- a MatMul of more dimensions (a Linear on (batch, seq, hidden)) keeps its bias Add, with the bias
+  written as a [1, n] row: the same sums, but ONNX Runtime's MatMulAddFusion, which would otherwise
+  make the pair Reshape -> float Gemm -> Reshape out of reach of its QDQ fusion, takes only a vector
+  bias there, so the MatMul reads its two DequantizeLinear nodes directly and runs as
+  MatMulIntegerToFloat (int8 x int8 -> int32, times s_in * s_w: graphopt's own arithmetic);
 - the int8 weight's DequantizeLinear gets its zero point (zeros) written out;
 - int8 activations (QuantizeLinear -> DequantizeLinear, zero point z) become uint8 with z + 128, the
   same values in the type ONNX Runtime's x86 integer kernels take;
@@ -19,10 +24,13 @@ quantizer writes them. Two rewrites of the ONNX file give that shape:
   (non-decreasing) rounding to the grid, and rounding twice to the same grid is rounding once, so the
   QuantizeLinear further on sees the same integers;
 - the same for an Add of two dequantized tensors (a residual add, whose inputs graphopt's plan quantizes
-  when a quantized conv feeds it: passes/quant_residual.py), so ONNX Runtime runs it as QLinearAdd.
+  when a quantized conv feeds it: passes/quant_residual.py), so ONNX Runtime runs it as QLinearAdd, and
+  for a GlobalAveragePool of a dequantized tensor (whose input graphopt's plan quantizes when such a
+  conv or add computes it: passes/quant_pool.py), which it runs as QLinearGlobalAveragePool.
 
 A residual add's inputs arrive quantized already, so the Conv computing one is followed directly by its
-QuantizeLinear, and ONNX Runtime runs it as QLinearConv with no rewrite of its output.
+QuantizeLinear, and ONNX Runtime runs it as QLinearConv with no rewrite of its output; the Conv or Add
+before a global pool gets the pool input's pair through its ReLU/Clip as above.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ _MONOTONE = ("Relu", "Clip", "MaxPool", "Flatten", "Reshape")
 
 
 def to_onnxruntime_qdq(model: Any) -> int:
-    """Rewrite ``model`` (an ``onnx.ModelProto``, in place); returns how many Conv/Gemm/Add nodes it changed."""
+    """Rewrite ``model`` (an ``onnx.ModelProto``, in place); returns how many Conv/Gemm/MatMul/Add nodes it changed."""
     from onnx import numpy_helper
 
     graph = model.graph
@@ -54,9 +62,9 @@ def to_onnxruntime_qdq(model: Any) -> int:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     _matmul_add_as_gemm(model, producer, consumers, values)
-    changed = 0
+    changed = _row_biases(graph, producer, consumers, values)
     for node in list(graph.node):
-        if node.op_type == "Add" and _reads_dequantized(node, producer):
+        if node.op_type in ("Add", "GlobalAveragePool") and _reads_dequantized(node, producer, inputs=1):
             changed += _quantized_output(graph, node, consumers, values)
         if node.op_type not in ("Conv", "Gemm"):
             continue
@@ -75,9 +83,10 @@ def to_onnxruntime_qdq(model: Any) -> int:
     return changed
 
 
-def _reads_dequantized(node: Any, producer: dict[str, Any]) -> bool:
-    """Whether every input of ``node`` is a DequantizeLinear's output (of an activation or a constant)."""
-    return len(node.input) > 1 and all(
+def _reads_dequantized(node: Any, producer: dict[str, Any], inputs: int = 2) -> bool:
+    """Whether ``node`` has ``inputs`` or more inputs, each a DequantizeLinear's output (of an activation or
+    a constant)."""
+    return len(node.input) >= inputs and all(
         getattr(producer.get(name), "op_type", "") == "DequantizeLinear" for name in node.input
     )
 
@@ -137,6 +146,32 @@ def _matmul_add_as_gemm(
         for name in node.input:
             consumers[name] = [gemm if c is node else c for c in consumers.get(name, [])]
         consumers[bias] = [gemm if c is add else c for c in consumers.get(bias, [])]
+
+
+def _row_biases(
+    graph: Any, producer: dict[str, Any], consumers: dict[str, list[Any]], values: dict[str, np.ndarray]
+) -> int:
+    """The constant vector bias b of each Add after a MatMul of two dequantized tensors (one left after
+    the 2-d ones became Gemm) as the row b[None, :]; returns how many."""
+    from onnx import numpy_helper
+
+    changed = 0
+    for node in list(graph.node):
+        following = consumers.get(node.output[0], []) if node.op_type == "MatMul" else []
+        if not _reads_dequantized(node, producer) or len(following) != 1 or following[0].op_type != "Add":
+            continue
+        add = following[0]
+        index = next((i for i, name in enumerate(add.input) if name != node.output[0]), None)
+        bias = values.get(add.input[index]) if index is not None else None
+        if bias is None or bias.ndim != 1:
+            continue
+        name = f"{add.input[index]}_row"
+        if name not in values:
+            values[name] = bias.reshape(1, -1)
+            graph.initializer.append(numpy_helper.from_array(values[name], name))
+        add.input[index] = name
+        changed += 1
+    return changed
 
 
 def _input_scales(node: Any, producer: dict[str, Any], values: dict[str, np.ndarray]) -> np.ndarray | None:

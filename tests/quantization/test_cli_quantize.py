@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import graphopt
 from graphopt.cli import main
@@ -120,3 +121,51 @@ def test_compile_quantize_says_what_each_error_was_measured_on(capsys, digits_np
     assert status == 0
     assert "relative on 128 calibration sample(s)" in out  # the quantizer's figure
     assert "over the example inputs (int8 bound" in out  # the check's, on the seeded random inputs
+
+
+def test_no_residual_adds_and_no_global_pools_keep_them_float(capsys, monkeypatch, tmp_path) -> None:
+    """The ResNet sample's 4 residual adds and its pool read int8 inputs by default; the flags keep them float."""
+    import importlib
+
+    from samples.digits import load_digits_28
+
+    quantize_module = importlib.import_module("graphopt.quantize")  # the module (graphopt.quantize is its function)
+
+    made, real = [], quantize_module.quantize
+
+    def quantize(*args, **kwargs):  # the real one, keeping the int8 graph the command made
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(quantize_module, "quantize", quantize)
+    x, _ = load_digits_28("train")
+    np.savez(tmp_path / "digits28.npz", x=x[:32].numpy())
+    resnet = f"{ROOT}/samples/resnet.py:resnet_small_digits"
+    common = [
+        "quantize",
+        resnet,
+        "--input-shape",
+        "8x1x28x28",
+        "--calibrate",
+        tmp_path / "digits28.npz",
+        "--no-latency",
+    ]
+    for flags in ([], ["--no-residual-adds", "--no-global-pools"]):
+        assert run(capsys, *common, *flags)[0] == 0
+    dequantized = []
+    for graph, _ in made:
+        reads = [
+            a for n in graph.compute_nodes() if graph.info(n).kind in ("add", "adaptive_avg_pool2d") for a in n.args
+        ]
+        dequantized.append(sum(getattr(a, "target", None) is torch.ops.graphopt.dequantize.default for a in reads))
+    assert dequantized == [4 * 2 + 1, 0]  # both inputs of each add, and the pool's
+
+
+@pytest.mark.parametrize("flag", ["--no-residual-adds", "--no-global-pools"])
+def test_int8_adds_and_pools_flags_need_calibration_and_take_no_value(capsys, flag) -> None:
+    status, _, err = run(capsys, "quantize", MLP, "--input-shape", "8x784", "--no-latency", flag)
+    assert status == 2 and f"{flag} needs --calibrate" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit) as exited:  # argparse's own refusal: the usage, then one line naming the option
+        main(["quantize", MLP, "--input-shape", "8x784", f"{flag}=yes"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.strip().splitlines()[-1].endswith(f"{flag}: ignored explicit argument 'yes'")
