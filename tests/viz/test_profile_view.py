@@ -150,7 +150,7 @@ def test_identical_layers_whose_ops_read_a_value_twice_are_each_mapped() -> None
 
 
 def test_the_profile_names_each_kernels_nodes_and_the_shares_add_up(compiled, profile) -> None:
-    graph, _ = compiled
+    graph, model = compiled
     overlay = profile_overlay(profile, (n.name for n in graph.module.graph.nodes))
     assert sum(k["share"] for k in overlay["kernels"]) == pytest.approx(1.0, abs=1e-9)
     assert overlay["kernel_ms"] == pytest.approx(profile.kernel_ms)
@@ -163,7 +163,14 @@ def test_the_profile_names_each_kernels_nodes_and_the_shares_add_up(compiled, pr
     for name, parts in overlay["nodes"].items():
         assert all(name in overlay["kernels"][p["kernel"]]["nodes"] for p in parts)
         assert [p["part"] for p in parts] == ([0.5] if parts[0]["kernel"] == shared else [1.0])
-    assert set(overlay["nodes"]) == set(compute_nodes(graph))  # every compute node was timed
+    # every compute node was timed but the flatten, which reads the NHWC activation in place
+    # (targets/cpu/flatten_weights.py): its reshape is a view, no kernel runs for it
+    called = {k["name"] for k in overlay["kernels"]}
+    views = {
+        n for kernel, calls in model.manifest.kernel_nodes.items() if kernel not in called for c in calls for n in c
+    }
+    assert views == {"_7"}
+    assert set(overlay["nodes"]) == set(compute_nodes(graph)) - views
     assert all("another graph" not in note for note in overlay["notes"])
 
 
