@@ -176,6 +176,8 @@ def quantize(
     if not isinstance(ir, Graph):
         raise InputError(f"quantize takes a graphopt.Graph (use graphopt.capture first), got {type(ir).__name__}")
     options = quantize_options(options, **option_values).resolve(has_data=calibration_data is not None)
+    given_bytes = ir.stats().param_bytes
+    ir = _with_batch_norms_folded(ir)
     if calibration_data is not None:
         calibration = prepare(calibration_data, ir.example_inputs, labels)
     else:  # dynamic without data: measure on the example inputs
@@ -203,7 +205,7 @@ def quantize(
         quantized=[name for name in quantizer.plan.layers if name not in keep_float],
         skipped=quantizer.plan.skipped,
         kept_float=keep_float,
-        float_bytes=ir.stats().param_bytes,
+        float_bytes=given_bytes,
         quantized_bytes=quantized.stats().param_bytes,
         output_error=error,
         samples=calibration.samples,
@@ -213,6 +215,19 @@ def quantize(
     )
     quantized.notes.append(f"int8 {options.mode} quantization: {len(report.quantized)} layer(s) int8")
     return quantized, report
+
+
+def _with_batch_norms_folded(ir: Graph) -> Graph:
+    """``ir`` with each BatchNorm folded into the conv or linear before it (``fuse_conv_bn``), as
+    PyTorch's and ONNX Runtime's quantizers fold them first: the int8 weights are then the folded
+    ones, and no float BatchNorm is left between an int8 conv and its consumer (exported to ONNX
+    Runtime, such a conv stayed a float Conv). A graph without BatchNorm is returned as it is."""
+    if not any(info(node).kind == "batch_norm" for node in ir.module.graph.nodes):
+        return ir
+    from graphopt.pass_manager import optimize  # the pass manager imports this module's options
+
+    folded, _ = optimize(ir, ["fuse_conv_bn"])
+    return folded
 
 
 def quantize_options(options: QuantizeOptions | None = None, **values: Any) -> QuantizeOptions:

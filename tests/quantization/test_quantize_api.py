@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import graphopt
+from graphopt.metadata import info
 from samples.cnn import digits_cnn
 from samples.digits import load_digits_28, load_digits_flat
 from samples.mnist_mlp import mnist_mlp
@@ -33,6 +34,21 @@ def test_int8_digits_accuracy_within_one_point_and_4x_smaller(factory, loader, m
     assert _accuracy(model, x_test, y_test) - _accuracy(quantized, x_test, y_test) <= 1.0
     assert report.size_ratio > 3.7  # int8 weights + float32 per-channel scales and biases
     assert quantized.stats().param_bytes == report.quantized_bytes
+
+
+def _batch_norms(graph) -> int:
+    return sum(info(node).kind == "batch_norm" for node in graph.module.graph.nodes)
+
+
+def test_batch_norm_is_folded_before_quantizing() -> None:
+    """The digits CNN captured as is (conv -> BN -> ReLU): its int8 convs carry the folded weights."""
+    x_train, _ = load_digits_28("train")
+    x_test, _ = load_digits_28("test")
+    graph = graphopt.capture(digits_cnn(), x_test[:1])
+    quantized, report = graphopt.quantize(graph, x_train[:64])
+    assert _batch_norms(graph) == 2  # the graph given is untouched
+    assert _batch_norms(quantized) == 0
+    assert report.float_bytes == graph.stats().param_bytes  # sizes compare against the graph given
 
 
 def test_dynamic_quantization_without_data_quantizes_linears() -> None:
