@@ -343,6 +343,9 @@ def test_int8_cnn_exports_so_onnxruntime_runs_integer_convolutions(tmp_path):
     path = graphopt.export_onnx(quantized, tmp_path / "cnn_int8.onnx")
     ran = ops_onnxruntime_runs(path)
     assert (ran["QLinearConv"], ran["QGemm"], ran["Conv"], ran["Gemm"], ran["MatMul"]) == (2, 1, 0, 0, 0)
+    written = onnx.load(str(path)).graph
+    used = {name for node in written.node for name in node.input} | {value.name for value in written.output}
+    assert all(node.output[0] in used for node in written.node if node.op_type == "Constant")  # none ORT drops
     ours, theirs = quantized(x).numpy(), run_onnxruntime(path, x)[0]
     steps = [n.args[1] for n in quantized.nodes if n.target is torch.ops.graphopt.quantize.default]
     fc = [m for m in quantized.module.modules() if hasattr(m, "weight_int8")][-1]
