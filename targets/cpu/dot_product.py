@@ -110,7 +110,7 @@ class DotProductRule(dlight.ScheduleRule):
         sch.reorder(j_outer, *leading, i_outer, *taps, k_outer, i_inner, j_vectors, j_lanes, k_inner)
         outer = sch.fuse(j_outer, *leading, i_outer)
         sch.parallel(outer)
-        for consumer in epilogue:
+        for consumer in _inline_elementwise(sch, epilogue):
             sch.reverse_compute_at(consumer, outer)
             _vectorize_inner(sch, consumer, 4 * LANES)
         init = sch.decompose_reduction(block, taps[0] if taps else k_outer)
@@ -119,6 +119,19 @@ class DotProductRule(dlight.ScheduleRule):
         sch.unroll(j_vectors)
         sch.unroll(i_inner)
         return sch
+
+
+def _inline_elementwise(sch: s_tir.Schedule, epilogue: list[Any]) -> list[Any]:
+    """The epilogue blocks left after inlining every one that can be into its consumer: the
+    requantization chain after an int8 conv (zero-point correction, scale, bias, ReLU, divide, round,
+    clamp, cast: 12 blocks) then is one loop over the tile instead of 12, each through its own buffer."""
+    kept = []
+    for block in epilogue[:-1]:
+        try:
+            sch.compute_inline(block)
+        except s_tir.ScheduleError:
+            kept.append(block)
+    return [*kept, *epilogue[-1:]]
 
 
 def has_root_block(func: tirx.PrimFunc) -> bool:
