@@ -29,7 +29,7 @@ from graphopt.passes.quant_plan import QuantizeOptions, apply, plan
 @register_pass(
     "insert_qdq",
     requires=("calibration_data",),
-    reports=("quantized", "skipped", "method", "activation", "residual_adds"),
+    reports=("quantized", "skipped", "method", "activation", "residual_adds", "global_pools"),
     # 8-bit rounding of every weight and activation: each layer adds up to half a step (about
     # 0.4% of its range) of error, a few layers deep that stays well under 10% of the largest logit.
     tolerance=0.1,
@@ -44,6 +44,7 @@ def insert_qdq(
     percentile: float = 99.99,
     skip: tuple[str, ...] = (),
     residual_adds: bool = True,
+    global_pools: bool = True,
 ) -> PassResult:
     """Static int8 quantization of linear/conv2d/matmul, calibrated on the given data."""
     options = QuantizeOptions(
@@ -54,6 +55,7 @@ def insert_qdq(
         percentile=percentile,
         skip=skip,
         residual_adds=residual_adds,
+        global_pools=global_pools,
     )
     calibration = prepare(calibration_data, graph.example_inputs)
     quant_plan = plan(graph, options, calibration.batches)
@@ -64,6 +66,7 @@ def insert_qdq(
         "method": method,
         "activation": activation,
         "residual_adds": [add.node.name for add in quant_plan.adds if add.needed(quantized)],
+        "global_pools": [pool.node.name for pool in quant_plan.pools if pool.needed(quantized)],
         "calibration_samples": calibration.samples,
     }
     return PassResult(graph, changed=bool(quantized), details=details)

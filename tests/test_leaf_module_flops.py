@@ -31,3 +31,15 @@ def test_a_leaf_transformer_encoder_counts_its_matmuls():
     # attention scores and their mix 2 * 2*16*16*32.
     expected = 2 * (4 * 2 * 16 * 32 * 32 + 2 * 2 * 16 * 32 * 64 + 2 * 2 * 16 * 16 * 32)
     assert info(encoder[0]).flops == expected
+
+
+def test_the_count_is_not_run_again_when_a_pass_reannotates_the_graph():
+    model, x = TinyViT().eval(), torch.randn(1, 3, 32, 32)
+    calls = []
+    model.encoder.register_forward_hook(lambda *_: calls.append(1))
+    graph = graphopt.capture(model, x)
+    captured = len(calls)  # the capture's own runs, and the count's one
+    graph.refresh()  # what every pass does after an edit
+    assert len(calls) == captured + 1  # the graph ran once more; the count did not
+    encoder = next(n for n in graph.module.graph.nodes if n.op == "call_module" and "encoder" in str(n.target))
+    assert info(encoder).flops > 0

@@ -51,7 +51,6 @@ class _FlattenRewriter(relax.PyExprMutator):
     def __init__(self, mod: tvm.IRModule, uses: dict[Any, int]) -> None:
         super().__init__(mod)
         self.uses = uses
-        self.rewritten = 0
 
     def visit_call_(self, call: relax.Call) -> relax.Expr:
         call = super().visit_call_(call)
@@ -91,7 +90,6 @@ class _FlattenRewriter(relax.PyExprMutator):
             value = self.builder_.emit(relax.op.reshape(moved, target), name)
         for var, op_call in downstream:
             value = self.builder_.emit(relax.Call(op_call.op, [value, *op_call.args[1:]], op_call.attrs), var.name)
-        self.rewritten += 1
         return relax.Call(call.op, [value, weight(perm)], call.attrs)
 
     def _activation_chain(self, a: Any) -> tuple[relax.Var, relax.Expr, list[tuple[relax.Var, relax.Call]]] | None:

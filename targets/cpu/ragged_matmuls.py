@@ -29,14 +29,9 @@ from tvm.ir.expr import Constant
 from graphopt.targets.lowering.positive_axes import rewrite_relax_functions
 
 from .packed_weights import static_shape
+from .schedule_tiled import ROW_TILES, ragged_columns, ragged_rows
 
-ROW_TILE = 8  # schedule_tiled's largest row tile
-GOOD_ROW_TILES = (8, 7, 6, 5, 4)
-
-
-def ragged_rows(rows: int) -> bool:
-    """Rows the tiled schedule could only cover with a ragged last tile (no divisor from 4 to 8)."""
-    return rows >= 2 * ROW_TILE and all(rows % t for t in GOOD_ROW_TILES)
+ROW_TILE = max(ROW_TILES)  # ragged rows are padded to whole tiles of the largest size
 
 
 @relax.expr_functor.mutator
@@ -55,8 +50,7 @@ class _Padder(relax.PyExprMutator):
             return call
         rows, columns = a_shape[-2], b_shape[-1]
         pad_rows = -(-rows // ROW_TILE) * ROW_TILE - rows if self._is_weight(b) and ragged_rows(rows) else 0
-        ragged_columns = columns % 4 != 0 and columns > 4 * self.lanes  # not one short vector (10 classes)
-        pad_columns = -(-columns // self.lanes) * self.lanes - columns if ragged_columns else 0
+        pad_columns = -(-columns // self.lanes) * self.lanes - columns if ragged_columns(columns, self.lanes) else 0
         if not pad_rows and not pad_columns:
             return call
         if pad_rows:

@@ -96,9 +96,20 @@ def choose_tiles(extent_i: int, extent_j: int, lanes: int, reduction: int) -> tu
     limit = MAX_STACK_BYTES if reduction < LONG_REDUCTION else 1 << 30
     fits = [t for t in ROW_TILES if t * vectors <= MAX_ACCUMULATORS and t * nj * vw * 4 < limit]
     ii = next(t for t in fits if extent_i % t == 0)
-    if ii < RAGGED_ROWS_BELOW and extent_i >= RAGGED_MIN_ROWS and extent_j % vw == 0:
+    if ragged_rows(extent_i) and not ragged_columns(extent_j, lanes):
         ii = fits[0]  # no good divisor (197 tokens): full tiles and one ragged last tile
     return ii, nj, vw
+
+
+def ragged_rows(extent_i: int) -> bool:
+    """Rows no tile of ``RAGGED_ROWS_BELOW`` to 8 divides (197), and enough of them to tile."""
+    return extent_i >= RAGGED_MIN_ROWS and all(extent_i % t for t in ROW_TILES if t >= RAGGED_ROWS_BELOW)
+
+
+def ragged_columns(extent_j: int, lanes: int) -> bool:
+    """Columns no vector of at least 4 lanes divides, too many for one short vector (10 classes are
+    one): ``choose_tiles`` then ends every row with a partial, predicated vector."""
+    return extent_j % 4 != 0 and extent_j > 4 * lanes
 
 
 class TiledContraction(CPUScheduleRule):

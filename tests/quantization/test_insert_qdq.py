@@ -120,3 +120,27 @@ def test_o3_quantizes_only_with_calibration_data() -> None:
     _, with_data = graphopt.optimize(graph, "O3", calibration_data=torch.randn(8, 16))
     assert "insert_qdq" not in [p.name for p in without.passes]
     assert "insert_qdq" in [p.name for p in with_data.passes]
+
+
+class ConvPool(nn.Module):
+    """A conv whose output goes into the global average pool before a linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.pool, self.fc = nn.Conv2d(3, 8, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(torch.relu(self.conv(x))).flatten(1))
+
+
+def test_the_pass_quantizes_global_pools_unless_told_not_to() -> None:
+    torch.manual_seed(0)
+    data = torch.randn(16, 3, 8, 8)
+    graph = graphopt.capture(ConvPool().eval(), data[:1])
+    reports = {}
+    for pools in (True, False):
+        _, report = graphopt.optimize(
+            graph, "insert_qdq", calibration_data=data, options={"insert_qdq": {"global_pools": pools}}
+        )
+        reports[pools] = report.passes[0].details["global_pools"]
+    assert len(reports[True]) == 1 and reports[False] == []
