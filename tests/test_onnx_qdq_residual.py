@@ -14,7 +14,6 @@ import torch
 import graphopt
 import graphopt.qdq_ops  # registers torch.ops.graphopt.*
 from graphopt.errors import InputError
-from graphopt.numerics import relative_error
 from graphopt.onnx.io import run_onnxruntime
 from graphopt.targets import build
 from samples.digits import load_digits_28
@@ -116,9 +115,45 @@ def fc_input_step(graph) -> tuple[float, torch.Tensor]:
     return step, fc.weight_int8.float() * fc.weight_scale
 
 
+def held_out_logits(graph, artifact, digits: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """The IR's and the artifact's logits on the first ``digits`` held-out digits, 8 at a time
+    (the artifact's static batch)."""
+    x = load_digits_28()[0][:digits]
+    with torch.no_grad():
+        ours = np.concatenate([graph(x[i : i + 8]).numpy() for i in range(0, digits, 8)])
+    theirs = np.concatenate([np.asarray(artifact(x[i : i + 8].numpy())) for i in range(0, digits, 8)])
+    return ours, theirs
+
+
+def digits_agreeing_to_float_order(reference: np.ndarray, other: np.ndarray) -> float:
+    """The fraction of digits whose logits agree to 1e-5 relative: float accumulation order only."""
+    per_digit = np.abs(other - reference).max(1) / np.abs(reference).max(1)
+    return float((per_digit < 1e-5).mean())
+
+
+def assert_artifact_computes_the_ir(graph, artifact, one_output_step: float) -> None:
+    """The artifact sums the int8 products exactly in int32; the IR's conv sums the dequantized products
+    in float32, in the order PyTorch's kernel for this CPU picks. Where a conv output lies within that
+    rounding of a quantization boundary, the two round it to neighbouring steps and the step spreads to
+    the logits. Measured on an AMD EPYC over 352 held-out digits, for ResNet and MobileNet alike: 16
+    digits (4.5%) have such a flip, moving their logits by at most 0.05 (ResNet) and 0.03 (MobileNet),
+    never the prediction; every other digit agrees to 1e-7. (Which digits flip depends on the CPU: none
+    of the first 8 here, one of them on an Intel Xeon, by 0.021. The IR run with its convs in float64
+    agrees with the artifact on the digits where the float32 IR does not.)
+
+    So: at least 75% of 64 digits agree to float order (expected about 95%; fewer than 75% has odds
+    below 1e-6 at 4.5% per digit, and a wrong int8 network agrees on none, see below), every digit
+    within one output step, and the same predictions."""
+    ours, theirs = held_out_logits(graph, artifact)
+    assert digits_agreeing_to_float_order(ours, theirs) >= 0.75
+    assert np.abs(theirs - ours).max() <= one_output_step
+    assert (theirs.argmax(1) == ours.argmax(1)).all()
+
+
 def test_onnxruntime_matches_the_int8_cpu_artifact_within_one_output_step(resnet, tmp_path):
     """The CPU artifact computes the new pairs (quantize -> dequantize of the conv outputs) and equals
-    the IR up to float accumulation order; ONNX Runtime equals the artifact within one step of the output.
+    the IR up to rounding (see ``assert_artifact_computes_the_ir``); ONNX Runtime equals the artifact
+    within one step of the output.
 
     One step of the output: the most a logit moves when every classifier input moves one step,
     s_f * max_c sum_k |W[k, c]| (0.26 here; the logits reach about 7). ONNX Runtime requantizes each
@@ -128,20 +163,18 @@ def test_onnxruntime_matches_the_int8_cpu_artifact_within_one_output_step(resnet
     on all 359 held-out digits, as with the adds and the pool in float: quantizing them costs no agreement).
     """
     graph, x = resnet
-    reference = graph(x).numpy()
     build(graph, None, target="cpu", out_dir=tmp_path / "artifact")
-    artifact = np.asarray(graphopt.load(tmp_path / "artifact")(x.numpy()))
+    artifact = graphopt.load(tmp_path / "artifact")
     step, weight = fc_input_step(graph)
-    # as tests/quantization/test_int8_targets.py: float rounding, at worst one flipped classifier input
-    assert np.abs(artifact - reference).max() <= step * weight.abs().max().item()
-    assert relative_error(reference, artifact) < 1e-5  # measured ~2e-7: no rounding flip at all here
-    # and it computes the new pairs: without them (same scales elsewhere) the logits move 100x more
-    float_adds, _ = quantized(resnet_small_digits(), residual_adds=False)
-    assert relative_error(float_adds(x), artifact) > 1e-3  # measured 0.026
-    theirs = run_onnxruntime(graphopt.export_onnx(graph, tmp_path / "resnet_int8.onnx"), x)[0]
     one_output_step = step * weight.abs().sum(0).max().item()
-    assert np.abs(theirs - artifact).max() <= one_output_step
-    assert (theirs.argmax(1) == artifact.argmax(1)).all()
+    assert_artifact_computes_the_ir(graph, artifact, one_output_step)
+    # and it computes the new pairs: without them (same scales elsewhere) no digit agrees
+    float_adds, _ = quantized(resnet_small_digits(), residual_adds=False)
+    assert digits_agreeing_to_float_order(*held_out_logits(float_adds, artifact)) == 0  # measured 0 of 352
+    ours = np.asarray(artifact(x.numpy()))
+    theirs = run_onnxruntime(graphopt.export_onnx(graph, tmp_path / "resnet_int8.onnx"), x)[0]
+    assert np.abs(theirs - ours).max() <= one_output_step
+    assert (theirs.argmax(1) == ours.argmax(1)).all()
 
 
 def test_mobilenet_in_onnxruntime_matches_its_int8_cpu_artifact_within_one_output_step(tmp_path):
@@ -149,9 +182,11 @@ def test_mobilenet_in_onnxruntime_matches_its_int8_cpu_artifact_within_one_outpu
     digits, where ONNX Runtime's and the artifact's top-1 are the same 0.9944 (and agree on every digit)."""
     graph, x = quantized(mobilenet_small_digits())
     build(graph, None, target="cpu", out_dir=tmp_path / "artifact")
-    artifact = np.asarray(graphopt.load(tmp_path / "artifact")(x.numpy()))
-    assert relative_error(graph(x), artifact) < 1e-5  # measured 1.6e-7: it computes the pool's pair as the IR
-    theirs = run_onnxruntime(graphopt.export_onnx(graph, tmp_path / "mobilenet_int8.onnx"), x)[0]
+    artifact = graphopt.load(tmp_path / "artifact")
     step, weight = fc_input_step(graph)
-    assert np.abs(theirs - artifact).max() <= step * weight.abs().sum(0).max().item()
-    assert (theirs.argmax(1) == artifact.argmax(1)).all()
+    one_output_step = step * weight.abs().sum(0).max().item()
+    assert_artifact_computes_the_ir(graph, artifact, one_output_step)  # with the pool's pair
+    ours = np.asarray(artifact(x.numpy()))
+    theirs = run_onnxruntime(graphopt.export_onnx(graph, tmp_path / "mobilenet_int8.onnx"), x)[0]
+    assert np.abs(theirs - ours).max() <= one_output_step
+    assert (theirs.argmax(1) == ours.argmax(1)).all()
