@@ -9,7 +9,8 @@ every fused PrimFunc, dlight-style, first matching rule wins:
    each declining on targets without its instruction;
 1. ``TiledContraction`` (targets/cpu/schedule_tiled.py): dense/matmul/batch-matmul, conv2d (NHWC, so the
    output channel is the contiguous SIMD axis), depthwise conv and pooling, with fused epilogues;
-2. dlight's CPU ``Reduction``: softmax, layer norm and other row reductions;
+2. ``LaneRowReduction`` (targets/cpu/row_reductions.py): softmax and LayerNorm over the last axis, their
+   row reductions in vector lanes; then dlight's CPU ``Reduction`` for other row reductions;
 3. ``Injective``: elementwise, reshape and transpose functions (vectorized, parallel);
 4. ``ParallelFallback``: everything else at least runs on every core.
 
@@ -38,6 +39,7 @@ from graphopt.targets.lowering.safe_indices import LEGALIZE_IN_BOUNDS
 from . import int8_kernels
 from .flatten_weights import FlattenIntoWeights
 from .ragged_matmuls import PadRaggedMatmuls
+from .row_reductions import LaneRowReduction, RowReductions
 from .schedule_simple import Injective, ParallelFallback, vector_lanes
 from .schedule_tiled import TiledContraction
 
@@ -134,6 +136,7 @@ def default_rules() -> list[dlight.ScheduleRule]:
         Int8DotProduct(),
         ArmDotProduct(),
         TiledContraction(),
+        LaneRowReduction(),
         dlight.cpu.Reduction(),
         Injective(),
         ParallelFallback(),
@@ -163,6 +166,7 @@ def prepare_cpu_module(mod: tvm.IRModule, target: Target) -> tvm.IRModule:
         relax.transform.DeadCodeElimination(),
         FastGelu(),
         FastSigmoid(),
+        RowReductions(vector_lanes(target)),  # softmax/LayerNorm rows reduced in vector lanes
         relax.transform.FastMathTransform(),
         relax.transform.LegalizeOps({**LEGALIZE_IN_BOUNDS, **int8_kernels.legalize_map()}),
         relax.transform.AnnotateTIROpPattern(),
