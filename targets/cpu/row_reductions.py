@@ -35,7 +35,7 @@ from tvm.target import Target
 
 from graphopt.targets.lowering.positive_axes import rewrite_relax_functions
 
-from .schedule_simple import vector_lanes
+from .schedule_simple import _extent, vector_lanes
 
 LANES_SUFFIX = "_lanes"
 
@@ -146,11 +146,6 @@ class RowReductions:
 
     def transform_module(self, mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
         return rewrite_relax_functions(_RowRewriter(mod, self.lanes), mod)
-
-
-def _extent(sch: s_tir.Schedule, loop: Any) -> int | None:
-    extent = sch.get(loop).extent
-    return int(extent) if isinstance(extent, tirx.IntImm) else None
 
 
 def _vectorize_row(sch: s_tir.Schedule, block: Any, lanes: int) -> None:
