@@ -16,6 +16,9 @@ from typing import Any
 
 from graphopt.options import BuildOptions
 from graphopt.targets.registry import TargetBackend, get_target, list_targets, register_target
+from graphopt.targets.threads import configure_default_threads
+
+configure_default_threads()  # before TVM's thread pool starts: one thread per physical core (threads.py)
 
 __all__ = [
     "TargetBackend",

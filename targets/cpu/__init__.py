@@ -3,7 +3,8 @@
 The LLVM target names the host CPU (``mcpu``, e.g. ``znver5``) so LLVM uses every vector extension
 the host has; extensions that CPU model implies but the host does not report in ``/proc/cpuinfo``
 (a hypervisor may hide AVX-512) are switched off in ``mattr``, so the library never executes an
-instruction the machine lacks. Threads: ``num_cores`` option, else ``TVM_NUM_THREADS``, else all cores.
+instruction the machine lacks. Threads: ``num_cores`` option, else the runtime's count (``graphopt.targets.threads``: the user's
+``TVM_NUM_THREADS``/``OMP_NUM_THREADS``, else one per physical core).
 
 Scheduling is the performance work's seam: ``schedule_cpu.schedule_cpu(mod, target)``, or, with
 ``tune=True``, ``tuning.tune_cpu(mod, target, trials=..., tune_db=..., rpc=tune_rpc)`` (``tune_rpc=
@@ -12,7 +13,6 @@ Scheduling is the performance work's seam: ``schedule_cpu.schedule_cpu(mod, targ
 
 from __future__ import annotations
 
-import os
 import platform
 from typing import Any
 
@@ -23,6 +23,7 @@ from graphopt.errors import InputError
 from graphopt.options import BuildOptions
 from graphopt.targets.registry import TargetBackend, register_target
 from graphopt.targets.runtime import cpuinfo_flags, normalize_feature
+from graphopt.targets.threads import runtime_threads
 
 #: Vector-ISA features worth recording and checking at load time (LLVM spelling).
 VECTOR_FEATURES = (
@@ -51,9 +52,7 @@ VECTOR_FEATURES = (
 def num_cores(options: dict[str, Any]) -> int:
     if options.get("num_cores"):
         return int(options["num_cores"])
-    if os.environ.get("TVM_NUM_THREADS", "").isdigit():
-        return int(os.environ["TVM_NUM_THREADS"])
-    return os.cpu_count() or 1
+    return runtime_threads()
 
 
 def cpu_target(options: dict[str, Any]) -> tvm.target.Target:

@@ -19,12 +19,10 @@ layouts to NHWC/HWIO, legalizes (float32 convs and matmuls read weights blocked 
 targets/cpu/packed_weights.py; the transposes and the packing fold into the constants at compile time, so
 they cost nothing per inference) and fuses; given an already legalized module it only schedules
 (``lowering.legalized``: TVM's library dispatch makes PrimFuncs of cumsum/sort before this step, so a
-PrimFunc alone does not say the module is legalized). The thread count is the runtime's: ``TVM_NUM_THREADS`` or the number of cores.
+PrimFunc alone does not say the module is legalized). The thread count is the runtime's (``graphopt.targets.threads.runtime_threads``).
 """
 
 from __future__ import annotations
-
-import os
 
 import tvm
 from tvm import relax, topi
@@ -36,6 +34,7 @@ from graphopt.targets.lowering.fold_calls import FoldConstantCalls
 from graphopt.targets.lowering.legalized import is_legalized
 from graphopt.targets.lowering.positive_axes import PositiveAxes, rewrite_relax_functions
 from graphopt.targets.lowering.safe_indices import LEGALIZE_IN_BOUNDS
+from graphopt.targets.threads import runtime_threads
 
 from . import int8_kernels
 from .flatten_weights import FlattenIntoWeights
@@ -181,7 +180,7 @@ def default_rules() -> list[dlight.ScheduleRule]:
 
 def host_target(num_cores: int | None = None) -> Target:
     """An LLVM target for this machine: its CPU model (so AVX-512/AVX2/NEON are used) and core count."""
-    cores = num_cores or int(os.environ.get("TVM_NUM_THREADS", 0)) or os.cpu_count() or 1
+    cores = num_cores or runtime_threads()
     cpu = tvm.target.codegen.llvm_get_system_cpu()
     return Target({"kind": "llvm", "mcpu": cpu, "num-cores": cores})
 

@@ -51,6 +51,13 @@ RAGGED_ROWS_BELOW = 4
 RAGGED_MIN_ROWS = 16
 # Reductions at least this long amortize a heap-allocated tile (measured on a 128x256x1024 matmul).
 LONG_REDUCTION = 128
+# Below this many multiply-adds (output points x reduction), on operands this small (cache-resident),
+# one thread beats two: a parallel launch costs ~0.85 us, and the 113K-MAC first conv of the digits
+# CNN ran 1.02 us serially against 1.35 us in parallel (AMD EPYC Zen 5, two threads), its 2x2 max
+# pools 0.38 and 0.06 us against 0.77 and 0.71; at 451K MACs (the ensemble's wide conv) parallel won
+# (2.8 us against 3.9).
+SERIAL_BELOW_MACS = 256 * 1024
+SERIAL_BELOW_BYTES = 256 * 1024
 
 
 def _extent(sch: s_tir.Schedule, loop: s_tir.schedule.LoopRV) -> int | None:
@@ -245,6 +252,7 @@ def _tile_main(
     reduction_size = 1
     for loop in reduction:
         reduction_size *= _static_extent(sch, loop)
+    macs = _product(sch, spatial) * reduction_size
     groups = _groups(sch, block, extent_j)
     ii, nj, vw = choose_tiles(extent_i, extent_j // groups, lanes, reduction_size)
 
@@ -265,7 +273,8 @@ def _tile_main(
         inner = [j_vectors, j_lanes]
     sch.reorder(*outer, *reduction, *inner)
     parallel = sch.fuse(*outer)
-    sch.parallel(parallel)
+    if not _runs_faster_serially(sch, block, macs):
+        sch.parallel(parallel)
     for loop in inner[:-1]:
         sch.unroll(loop)
     sch.vectorize(inner[-1])
@@ -276,6 +285,29 @@ def _tile_main(
         sch.reverse_compute_at(writeback, parallel, preserve_unit_loops=True)
         _vectorize_innermost(sch, writeback, lanes, vw)
     return parallel, vw
+
+
+def _product(sch: s_tir.Schedule, loops: list[s_tir.schedule.LoopRV]) -> int:
+    total = 1
+    for loop in loops:
+        total *= _static_extent(sch, loop)
+    return total
+
+
+def _runs_faster_serially(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV, macs: int) -> bool:
+    """Whether the contraction is too small for a parallel launch to pay (``SERIAL_BELOW_MACS``)."""
+    if macs >= SERIAL_BELOW_MACS:
+        return False
+    operand_bytes = 0
+    for region in sch.get(block).reads:
+        buffer = region.source
+        points = 1
+        for extent in buffer.shape:
+            if not isinstance(extent, tirx.IntImm):
+                return False
+            points *= int(extent)
+        operand_bytes += points * tvm.DataType(str(buffer.dtype)).bits // 8
+    return operand_bytes < SERIAL_BELOW_BYTES
 
 
 def _groups(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV, extent_j: int) -> int:

@@ -91,7 +91,11 @@ def test_wrong_shape_calibration_data_names_the_shapes(capsys, tmp_path) -> None
 
 def test_a_cross_target_is_quantized_without_timing_it(capsys, tmp_path) -> None:
     # arm artifacts run here only under qemu: quantize builds the int8 artifact and says why no
-    # latency is reported, instead of failing after the build.
+    # latency is reported, instead of failing after the build. The build needs the cross compiler.
+    from graphopt.targets.arm import run_on_qemu
+    from tests.targets.test_arm import require_arm_tools
+
+    require_arm_tools()
     status, out, _ = run(
         capsys, "quantize", MLP, "--input-shape", "8x784", "--target", "arm", "-o", tmp_path / "arm", "--json"
     )
@@ -100,11 +104,6 @@ def test_a_cross_target_is_quantized_without_timing_it(capsys, tmp_path) -> None
     assert report["latency"] == {}
     assert report["notes"] == ["latency not measured: 'arm' artifacts do not run on this machine's CPU"]
     # The aarch64 code (under qemu) computes what the x86 int8 artifact computes.
-    from graphopt.targets.arm import run_on_qemu
-    from tests.targets.test_arm import require_arm_tools
-
-    require_arm_tools()
-
     assert run(capsys, "quantize", MLP, "--input-shape", "8x784", "-o", tmp_path / "x86", "--no-latency")[0] == 0
     x, _ = load_digits_flat("test")
     batch = x[:8].numpy()
