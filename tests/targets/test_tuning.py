@@ -17,6 +17,8 @@ import torch
 import tvm
 from torch import nn
 from tvm import relax
+from tvm.s_tir import meta_schedule as ms
+from tvm.s_tir.analysis import estimate_tir_flops
 
 from graphopt import progress
 from graphopt.targets.cpu import tuning
@@ -90,6 +92,45 @@ def test_a_time_budget_stops_tuning_before_the_trial_budget(tmp_path: Path) -> N
     assert time.perf_counter() - start < 120
     records = (tmp_path / "database_tuning_record.json").read_text().splitlines()
     assert 2 < len(records) <= 2 + 2 * tuning.TRIALS_PER_ROUND  # seeds, then one round of trials
+
+
+class Task:
+    """What ``worth_tuning`` reads of MetaSchedule's ExtractedTask."""
+
+    def __init__(self, name: str, weight: int) -> None:
+        self.task_name, self.weight = name, weight
+
+
+def test_trials_go_to_the_kernels_that_take_the_time() -> None:
+    tasks = [Task("stem", 1), Task("expand", 4), Task("head", 1), Task("tiny", 9)]
+    seconds = {"stem": 1e-5, "expand": 5e-5, "head": 1e-4, "tiny": 1e-7}
+    # model time: expand 200 us (4 calls), head 100 us, stem 10 us, tiny 0.9 us
+    assert [t.task_name for t in tuning.worth_tuning(tasks, seconds)] == ["expand", "head"]  # 94% of 311 us
+    assert [t.task_name for t in tuning.worth_tuning(tasks, seconds, share=1.0)] == ["expand", "head", "stem", "tiny"]
+    assert [t.task_name for t in tuning.worth_tuning(tasks, {})] == ["stem"]  # nothing measured: one task, not none
+
+
+def wide_and_narrow() -> tuple[nn.Module, torch.Tensor]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 2048), nn.ReLU(), nn.Linear(2048, 4), nn.ReLU(), nn.Linear(4, 8)).eval()
+    return model, torch.randn(32, 16)
+
+
+@pytest.mark.slow
+def test_a_small_budget_tunes_the_slowest_kernel_first(tmp_path: Path) -> None:
+    """MetaSchedule's round robin starts at its first task: given the tasks in extraction order, a
+    budget of one round tuned the first task MetaSchedule extracts (here the last layer, the cheapest)
+    and never the 16 -> 2048 one, which takes most of the time."""
+    model, x = wide_and_narrow()
+    tuning.tune_cpu(to_relax(model, x), TARGET, trials=3, tune_db=tmp_path, progress=False)
+    database = tuning.open_database(tmp_path)
+    mod = prepare_cpu_module(to_relax(model, x), TARGET)
+    tasks = ms.relax_integration.extract_tasks(mod, TARGET)
+    records = {t.task_name: len(database.get_top_k(database.commit_workload(t.dispatched[0]), 100)) for t in tasks}
+    widest = max(tasks, key=lambda t: estimate_tir_flops(t.dispatched[0])).task_name
+    assert widest != tasks[0].task_name  # what the round robin would have tuned
+    assert records[widest] > 1  # its seed and the trials
+    assert all(n == 1 for name, n in records.items() if name != widest)  # only the seeds
 
 
 def test_the_cli_refuses_a_time_budget_that_is_not_positive(capsys) -> None:
