@@ -172,14 +172,26 @@ def bench_workload(workload: str, runners: list[str], options: dict[str, Any], r
     return results
 
 
+# A hypervisor may show only "AMD EPYC": the CPU family tells the generations apart (AMD's family 25
+# is Zen 3/Zen 4, 26 is Zen 5), and schedules tuned on one can lose on another.
+AMD_FAMILIES = {"25": "Zen 3/Zen 4", "26": "Zen 5"}
+
+
 def cpu_model() -> str:
+    """The CPU's model name, with its family where the name does not say the generation."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        fields = dict(
+            (key.strip(), value.strip())
+            for key, _, value in (line.partition(":") for line in Path("/proc/cpuinfo").read_text().splitlines())
+            if value
+        )
     except OSError:
-        pass
-    return platform.processor() or "unknown"
+        return platform.processor() or "unknown"
+    name = fields.get("model name", platform.processor() or "unknown")
+    family = fields.get("cpu family")
+    if fields.get("vendor_id") == "AuthenticAMD" and family in AMD_FAMILIES:
+        return f"{name} ({AMD_FAMILIES[family]}, family {family})"
+    return name
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,10 @@ from typing import Any
 
 from graphopt.errors import InputError
 
+#: The key under which a schedule step may leave, in the options dict it is given, what tuning decided
+#: (the cpu target: which build was kept and the times); the build records it as ``build.tuning``.
+TUNING_OUTCOME = "tuning_outcome"
+
 
 @dataclass(frozen=True)
 class TargetBackend:

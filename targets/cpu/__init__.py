@@ -21,7 +21,7 @@ from tvm.target import codegen
 
 from graphopt.errors import InputError
 from graphopt.options import BuildOptions
-from graphopt.targets.registry import TargetBackend, register_target
+from graphopt.targets.registry import TUNING_OUTCOME, TargetBackend, register_target
 from graphopt.targets.runtime import cpuinfo_flags, normalize_feature
 from graphopt.targets.threads import runtime_threads
 
@@ -111,6 +111,7 @@ def schedule_for_cpu(mod: Any, target: tvm.target.Target, options: dict[str, Any
             tune_db=options.get("tune_db"),
             seconds=options.get("tune_seconds"),
             rpc=options.get("tune_rpc"),
+            outcome=options.setdefault(TUNING_OUTCOME, {}),
         )
     from graphopt.targets.cpu.schedule import schedule_cpu
 

@@ -30,7 +30,7 @@ from graphopt.targets.lowering.lower import lower_to_relax
 from graphopt.targets.pipeline import compressed, lut_weights
 from graphopt.targets.pipeline.artifact import LIBRARY, LINK_OPTIONS, versions, write_artifact
 from graphopt.targets.pipeline.relax_pipeline import compile_module
-from graphopt.targets.registry import get_target
+from graphopt.targets.registry import TUNING_OUTCOME, get_target
 from graphopt.targets.runtime import BATCH, SEQ, CompiledModel, TensorSpec, packed_library
 from graphopt.targets.runtime.manifest import Manifest, TargetInfo
 
@@ -100,6 +100,7 @@ def build_graph(
             "tune_trials": tune_trials if tune else None,
             "tune_db": str(tune_db) if tune and tune_db else None,
             "tune_rpc": str(typed.tune_rpc) if tune and typed.tune_rpc else None,
+            **({"tuning": options_dict[TUNING_OUTCOME]} if options_dict.get(TUNING_OUTCOME) else {}),
             "compile_seconds": round(time.perf_counter() - started, 3),
             **({"decode": "kernel", "indices_kept": [vars(layer) for layer in lut_layers]} if lut_layers else {}),
         },
