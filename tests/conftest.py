@@ -7,10 +7,16 @@ prove in bounds. graphopt's lowering rewrites every such take (targets/lowering/
 the line appearing means a gather escaped that rewrite: generated code that may read outside a
 tensor. pytest's default ``--capture=fd`` collects that descriptor per test phase; a phase whose
 captured stderr holds the line fails, even if its assertions passed.
+
+Under xdist (``make test`` runs one worker per CPU), each worker's TVM gets its share of the physical
+cores unless the user set a thread count: graphopt's default is every core per process
+(targets/threads.py), and two workers each running two threads on two cores made the timing checks
+wait for descheduled threads (the scheduled MLP read 2.4x faster than unscheduled instead of ~200x).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Generator
 from pathlib import Path
@@ -23,6 +29,15 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 pytest_plugins = ["pytester"]
+
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+if _WORKERS > 1 and not any(os.environ.get(name, "").strip() for name in ("TVM_NUM_THREADS", "OMP_NUM_THREADS")):
+    from graphopt.targets.threads import physical_cores
+
+    os.environ["TVM_NUM_THREADS"] = str(max(1, physical_cores() // _WORKERS))
+    # TVM pins its threads to cores: with one thread, every worker's main thread went to CPU 0, and the
+    # workers took turns on it while the other cores idled (the same MLP check failed 1 run in 4).
+    os.environ.setdefault("TVM_BIND_THREADS", "0")
 
 OUT_OF_BOUNDS_WARNING = "Fast mode segfaults when there are out-of-bounds indices"
 

@@ -11,8 +11,10 @@ import tvm
 from torch import nn
 from tvm import tirx
 
+import graphopt
 from graphopt.targets.cpu.schedule import host_target, schedule_cpu
 from graphopt.targets.cpu.schedule_simple import float_operations
+from graphopt.targets.lowering.lower import lower_to_relax
 from tests.targets.conftest import TOLERANCE, randomize
 from tests.targets.test_schedule_cpu import output, rand, relative_error, run, to_relax
 
@@ -77,3 +79,21 @@ def test_arithmetic_per_element_counts_as_work() -> None:
     assert float_operations(tirx.Add(i, i)) == 0  # index arithmetic is free
     assert float_operations(tirx.Max(tirx.Add(x, x), tirx.FloatImm("float32", 0.0))) == 2
     assert float_operations(tvm.tirx.exp(x)) == 1
+
+
+def parallel_loop(model: nn.Module, x: torch.Tensor, op: str) -> str:
+    graph, _ = graphopt.optimize(graphopt.capture(model.eval(), (x,)), "O2")
+    mod = schedule_cpu(lower_to_relax(graph)[0], TARGET)
+    (script,) = [
+        f.script() for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc) and op in gv.name_hint
+    ]
+    (line,) = [line.strip() for line in script.splitlines() if "T.parallel" in line]
+    return line
+
+
+def test_weight_heavy_layers_run_channel_tiles_outermost() -> None:
+    """A 1024 x 1024 layer on 16 rows (4 MB of weights, 64 KB of activations) loops over channel tiles
+    (``ax1``, the output columns) outside the row tiles (``ax0``): each weight tile is read once. With
+    the sizes the other way round (4096 rows of 64 channels) the rows stay outermost."""
+    assert parallel_loop(nn.Linear(1024, 1024), rand(16, 1024), "matmul").startswith("for ax1")
+    assert parallel_loop(nn.Linear(64, 64), rand(4096, 64), "matmul").startswith("for ax0")
