@@ -5,7 +5,7 @@ rows ``W[kh, kw, c, jo*B : (jo+1)*B]``: ``B`` floats every ``CO`` floats, a stri
 hardware prefetcher serves badly once the weights no longer fit in cache (ResNet-18's 45 MB do
 not); a matmul's ``[K, N]`` weight is read the same way. Legalized here instead:
 
-* a float32 ``relax.nn.conv2d`` (NHWC/HWIO, static shapes) becomes ``pack_conv_weight``
+* a float32 ``relax.nn.conv2d`` (NHWC/HWIO, static shapes but for a symbolic batch) becomes ``pack_conv_weight``
   (``W -> Wp[CO/B, KH, KW, CI_g, B]``) and ``packed_conv2d``, the direct convolution on the
   zero-padded input reading ``Wp``. A grouped conv (1 < groups < channels) is the same kernel with
   ``B`` dividing one group's ``CO_g`` outputs (``Wp`` is then ``[G, CO_g/B, KH, KW, CI_g, B]``
@@ -23,7 +23,7 @@ same contraction, so the schedule's vector loads are contiguous runs of ``Wp``. 
 those of TVM's own kernels: the same products, summed in the same order. Measured here (ResNet-18,
 2 threads): the whole model 23.7 -> 18.1 ms; a 3x3 conv over 7x7x512 with cold weights (8 weight
 sets in turn, 75 MB) 2.5 -> 1.9 ms; the transformer's matmuls ~9% faster. Anything else
-(depthwise or int8 convs, activations times activations, symbolic shapes, non-LLVM targets) is
+(depthwise or int8 convs, activations times activations, symbolic shapes other than the batch, non-LLVM targets) is
 left to the next legalization.
 """
 
@@ -35,7 +35,7 @@ import tvm
 from tvm import relax, te, tirx, topi
 
 from .schedule_simple import vector_lanes
-from .schedule_tiled import GROUPS_ATTR, choose_tiles
+from .schedule_tiled import GROUPS_ATTR, SYMBOLIC_ROW_TILE, choose_tiles
 
 
 def static_shape(expr: relax.Expr) -> list[int] | None:
@@ -46,9 +46,20 @@ def static_shape(expr: relax.Expr) -> list[int] | None:
     return [int(d) for d in shape]
 
 
-def tile_width(rows: int, channels: int, reduction: int, target: tvm.target.Target) -> int | None:
+def shape_with_batch(expr: relax.Expr) -> list[Any] | None:
+    """``expr``'s shape with every dimension but the first an int, the first an int or a symbolic
+    size (``dynamic_batch=True``), or None."""
+    shape = getattr(expr.ty, "shape", None)
+    if shape is None or len(shape) == 0 or not all(isinstance(d, tirx.IntImm) for d in list(shape)[1:]):
+        return None
+    first = shape[0]
+    return [int(first) if isinstance(first, tirx.IntImm) else first, *(int(d) for d in list(shape)[1:])]
+
+
+def tile_width(rows: int | None, channels: int, reduction: int, target: tvm.target.Target) -> int | None:
     """Output channels per register tile (``nj * vw``) that ``TiledContraction`` will pick for a
-    contraction with ``rows`` on its second-innermost output axis, if that width divides them."""
+    contraction with ``rows`` (None: symbolic) on its second-innermost output axis, if that width
+    divides them."""
     _, nj, vw = choose_tiles(rows, channels, vector_lanes(target), reduction=reduction)
     width = nj * vw
     return width if channels % width == 0 else None
@@ -96,7 +107,7 @@ def legalize_float_conv2d(bb: relax.BlockBuilder, call: relax.Call, fallback: An
     attrs = call.attrs
     data, kernel = call.args
     target = tvm.target.Target.current(allow_none=True)
-    out_shape = static_shape(call)
+    out_shape = shape_with_batch(call)
     kernel_shape = static_shape(kernel)
     eligible = (
         target is not None
@@ -107,7 +118,7 @@ def legalize_float_conv2d(bb: relax.BlockBuilder, call: relax.Call, fallback: An
         and (attrs.data_layout, attrs.kernel_layout, attrs.out_layout) == ("NHWC", "HWIO", "NHWC")
         and out_shape is not None
         and kernel_shape is not None
-        and static_shape(data) is not None
+        and shape_with_batch(data) is not None
     )
     if not eligible:
         return fallback(bb, call)
@@ -130,14 +141,29 @@ def pack_dense_weight(weight: te.Tensor, width: int) -> te.Tensor:
 
 
 def packed_dense(a: te.Tensor, packed: te.Tensor) -> te.Tensor:
-    """``C[i, j] = sum_k A[i, k] * packed[j / B, k, j % B]``."""
+    """``C[i, j] = sum_k A[i, k] * packed[j / B, k, j % B]``.
+
+    With a symbolic row count ``n`` (a dynamic batch) the product is computed over ``n`` rounded up
+    to whole tiles of ``SYMBOLIC_ROW_TILE`` rows, the rows past ``n`` repeating row ``n - 1``, and
+    sliced back to ``n``: the schedule then tiles rows without a predicate, which would keep the
+    accumulators out of registers (TVM cannot size a tile whose extent is ``min(8, n - 8 * io)``; the
+    MNIST MLP's first matmul ran 3x slower so at batch 64). Batch 1 pays for one tile of rows."""
     tiles, k_size, width = (int(d) for d in packed.shape)
     k = te.reduce_axis((0, k_size), name="k")
-    return te.compute(
-        (int(a.shape[0]), tiles * width),
-        lambda i, j: te.sum(a[i, k] * packed[j // width, k, j % width], axis=k),
+    rows = a.shape[0]
+    if isinstance(rows, tirx.IntImm):
+        return te.compute(
+            (rows, tiles * width),
+            lambda i, j: te.sum(a[i, k] * packed[j // width, k, j % width], axis=k),
+            name="matmul",
+        )
+    padded_rows = (rows + SYMBOLIC_ROW_TILE - 1) // SYMBOLIC_ROW_TILE * SYMBOLIC_ROW_TILE
+    product = te.compute(
+        (padded_rows, tiles * width),
+        lambda i, j: te.sum(a[te.min(i, rows - 1), k] * packed[j // width, k, j % width], axis=k),
         name="matmul",
     )
+    return te.compute((rows, tiles * width), lambda i, j: product[i, j], name="matmul_rows")
 
 
 def computed_from_constants(bb: relax.BlockBuilder, expr: relax.Expr, depth: int = 8) -> bool:
@@ -174,7 +200,7 @@ def legalize_float_matmul(bb: relax.BlockBuilder, call: relax.Call, fallback: An
     """A float32 ``[M, K] x [K, N]`` matmul by a constant weight on packed weights, else ``fallback``."""
     a, w = call.args
     target = tvm.target.Target.current(allow_none=True)
-    a_shape, w_shape = static_shape(a), static_shape(w)
+    a_shape, w_shape = shape_with_batch(a), static_shape(w)
     eligible = (
         target is not None
         and target.kind.name == "llvm"
@@ -190,8 +216,8 @@ def legalize_float_matmul(bb: relax.BlockBuilder, call: relax.Call, fallback: An
     if not eligible:
         return fallback(bb, call)
     (m, k), n = a_shape, w_shape[1]  # type: ignore[index, misc]
-    width = tile_width(m, n, k, target)
-    if width is None or width == n:  # one tile spans the whole weight: it is already packed
-        return fallback(bb, call)
+    width = tile_width(m if isinstance(m, int) else SYMBOLIC_ROW_TILE, n, k, target)
+    if width is None or (width == n and isinstance(m, int)):  # one tile spans the whole weight: already packed
+        return fallback(bb, call)  # (symbolic rows still need packed_dense's whole row tiles)
     packed = bb.emit_te(pack_dense_weight, w, width, primfunc_name_hint="pack_dense_weight")
     return bb.call_te(packed_dense, a, packed, primfunc_name_hint="matmul")

@@ -122,25 +122,31 @@ def schedule_injective_block(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV
         return
     if _selects(sch, block):
         lanes = 1
-    maybe_extents = [_extent(sch, loop) for loop in loops]
-    extents = [e for e in maybe_extents if e is not None]
-    if len(extents) != len(maybe_extents):
+    extents = [_extent(sch, loop) for loop in loops]
+    last = extents[-1]
+    if last is None:  # a symbolic innermost extent: no whole vectors to cut
         sch.parallel(loops[0])
         return
-    total = 1
-    for e in extents:
-        total *= e
     inner = loops[-1]
     outer_loops = list(loops[:-1])
-    if lanes > 1 and extents[-1] % lanes == 0 and extents[-1] > lanes:
+    if lanes > 1 and last % lanes == 0 and last > lanes:
         outer_part, inner = sch.split(inner, factors=[None, lanes])
         outer_loops.append(outer_part)
-    if lanes > 1 and extents[-1] > 0 and (extents[-1] % lanes == 0 or extents[-1] <= lanes):  # TVM cannot vectorize 0
+    if lanes > 1 and last > 0 and (last % lanes == 0 or last <= lanes):  # TVM cannot vectorize 0
         sch.vectorize(inner)
     body = sch.get(block).body
     per_point = 1 + (float_operations(body.value) if isinstance(body, tirx.BufferStore) else 0)
-    if outer_loops and total * per_point >= MIN_PARALLEL_WORK:
+    # A symbolic outer extent (a dynamic batch) may be large: parallel.
+    total = None if None in extents else _product(extents)
+    if outer_loops and (total is None or total * per_point >= MIN_PARALLEL_WORK):
         sch.parallel(sch.fuse(*outer_loops) if len(outer_loops) > 1 else outer_loops[0])
+
+
+def _product(extents: list[int | None]) -> int:
+    total = 1
+    for extent in extents:
+        total *= extent or 1
+    return total
 
 
 class Injective(CPUScheduleRule):

@@ -31,7 +31,7 @@ order is kept).
 from __future__ import annotations
 
 import tvm
-from tvm import s_tir, tirx
+from tvm import s_tir, sym, tirx
 from tvm.s_tir.dlight.analysis import SBlockInfo, normalize_prim_func
 from tvm.s_tir.dlight.cpu.base import CPUScheduleRule
 from tvm.target import Target
@@ -66,6 +66,9 @@ SERIAL_BELOW_BYTES = 256 * 1024
 # Below it (the ensemble benchmark's digits CNNs, 74-250 KB) rows outermost measured faster: the
 # horizontally fused ensemble ran 0.035 ms per batch-1 call that way and 0.064 ms channels-first.
 STREAMED_WEIGHT_BYTES = 1 << 20
+# A matmul's symbolic row count (a dynamic batch) is computed in whole tiles of this many rows
+# (packed_weights.packed_dense), so the schedule can tile them without a predicate.
+SYMBOLIC_ROW_TILE = 8
 
 
 def _extent(sch: s_tir.Schedule, loop: s_tir.schedule.LoopRV) -> int | None:
@@ -88,7 +91,7 @@ def _innermost_output_var(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV) -
     return last.min if isinstance(last.min, tirx.Var) and int(last.extent) == 1 else None
 
 
-def choose_tiles(extent_i: int, extent_j: int, lanes: int, reduction: int) -> tuple[int, int, int]:
+def choose_tiles(extent_i: int | tirx.PrimExpr, extent_j: int, lanes: int, reduction: int) -> tuple[int, int, int]:
     """Register tile: ``ii`` rows by ``nj`` vectors of ``vw`` lanes.
 
     ``vw`` is the widest power of two up to ``lanes`` that divides ``extent_j`` and ``nj`` the most
@@ -98,6 +101,9 @@ def choose_tiles(extent_i: int, extent_j: int, lanes: int, reduction: int) -> tu
     accumulators within ``MAX_ACCUMULATORS``. A tile of ``MAX_STACK_BYTES`` or more is
     heap-allocated on every iteration of the parallel loop; that only pays off when the reduction is
     long, so short reductions (1x1 convs over few channels) keep the tile under the limit.
+    A symbolic row count (a dynamic batch reaching a matmul's rows) gets the largest tile that
+    provably divides it (``SYMBOLIC_ROW_TILE`` where packed_dense rounded it up), else 1: a ragged
+    tile's predicate would keep the accumulators out of registers.
     """
     vw = lanes
     while vw > 1 and extent_j % vw:
@@ -110,6 +116,9 @@ def choose_tiles(extent_i: int, extent_j: int, lanes: int, reduction: int) -> tu
     vectors = nj * -(-vw // lanes)
     limit = MAX_STACK_BYTES if reduction < LONG_REDUCTION else 1 << 30
     fits = [t for t in ROW_TILES if t * vectors <= MAX_ACCUMULATORS and t * nj * vw * 4 < limit]
+    if not isinstance(extent_i, int):
+        analyzer = sym.Analyzer()
+        return next(t for t in fits if analyzer.can_prove_equal(tirx.floormod(extent_i, t), 0)), nj, vw
     ii = next(t for t in fits if extent_i % t == 0)
     if ragged_rows(extent_i) and not ragged_columns(extent_j, lanes):
         ii = fits[0]  # no good divisor (197 tokens): full tiles and one ragged last tile
@@ -176,19 +185,26 @@ def _per_tile_epilogues(main: SBlockInfo, epilogues: list[SBlockInfo]) -> int:
     uninitialized memory in the output. Such an epilogue, and every one after it, runs after the whole
     contraction, over its full domain."""
     size = _points([d for d, kind in zip(main.dom(), main.dom_kind(), strict=True) if kind == "S"])
+    analyzer = sym.Analyzer()
     for index, epilogue in enumerate(epilogues):
-        if _points(epilogue.dom()) != size:
+        points = _points(epilogue.dom())
+        if not (analyzer.can_prove_equal(points, size) or _symbolic_slice(analyzer, points, size)):
             return index
     return len(epilogues)
 
 
-def _points(extents: list[object]) -> int | None:
-    """The number of points of a domain, None when an extent is not static."""
-    total = 1
+def _symbolic_slice(analyzer: sym.Analyzer, points: tirx.PrimExpr, size: tirx.PrimExpr) -> bool:
+    """A symbolic epilogue domain no larger than the contraction's: the slice of a dynamic batch's
+    rows off their whole tiles (packed_weights.packed_dense). Per tile it computes the rows read
+    from the tile, none of the padding."""
+    return not isinstance(points, tirx.IntImm) and analyzer.can_prove(points <= size)
+
+
+def _points(extents: list[object]) -> tirx.PrimExpr:
+    """The number of points of a domain (an expression of the batch size where it is symbolic)."""
+    total: tirx.PrimExpr = tirx.IntImm("int64", 1)
     for extent in extents:
-        if not isinstance(extent, int):
-            return None
-        total *= extent
+        total = total * (tirx.IntImm("int64", extent) if isinstance(extent, int) else extent)
     return total
 
 
@@ -234,12 +250,16 @@ def _uses_any(expr: tirx.PrimExpr, variables: list[tirx.Var]) -> bool:
 
 
 def _is_plain_contraction(sch: s_tir.Schedule, main: SBlockInfo) -> bool:
+    """One reduction block whose innermost output axis is its last spatial loop, with static
+    extents on that axis and the reduction; the outer spatial extents may be symbolic (a dynamic
+    batch: the outer loops are fused into the parallel loop, a matmul's rows tiled with a ragged
+    last tile)."""
     kinds = main.dom_kind()
     if "O" in kinds or "S" not in kinds:
         return False
-    if any(not isinstance(d, int) for d in main.dom()):
-        return False
     spatial = [it for it in main.iters if it.kind == "S"]
+    if not isinstance(spatial[-1].dom, int) or any(not isinstance(it.dom, int) for it in main.iters if it.kind == "R"):
+        return False
     return _innermost_output_var(sch, main.block_rv) is not None and spatial[-1].var.same_as(
         _innermost_output_var(sch, main.block_rv)
     )
@@ -256,11 +276,12 @@ def _tile_main(
     j = spatial[-1]
     i = spatial[-2] if len(spatial) > 1 else None
     extent_j = _static_extent(sch, j)
-    extent_i = _static_extent(sch, i) if i is not None else 1
+    extent_i = (_extent(sch, i) or sch.get(i).extent) if i is not None else 1
     reduction_size = 1
     for loop in reduction:
         reduction_size *= _static_extent(sch, loop)
-    macs = _product(sch, spatial) * reduction_size
+    points = _product(sch, spatial)
+    macs = None if points is None else points * reduction_size
     groups = _groups(sch, block, extent_j)
     ii, nj, vw = choose_tiles(extent_i, extent_j // groups, lanes, reduction_size)
 
@@ -339,16 +360,21 @@ def _bytes(buffer: tirx.Buffer) -> int:
     return points * tvm.DataType(str(buffer.dtype)).bits // 8
 
 
-def _product(sch: s_tir.Schedule, loops: list[s_tir.schedule.LoopRV]) -> int:
+def _product(sch: s_tir.Schedule, loops: list[s_tir.schedule.LoopRV]) -> int | None:
+    """The loops' points, None when one extent is symbolic."""
     total = 1
     for loop in loops:
-        total *= _static_extent(sch, loop)
+        extent = _extent(sch, loop)
+        if extent is None:
+            return None
+        total *= extent
     return total
 
 
-def _runs_faster_serially(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV, macs: int) -> bool:
-    """Whether the contraction is too small for a parallel launch to pay (``SERIAL_BELOW_MACS``)."""
-    if macs >= SERIAL_BELOW_MACS:
+def _runs_faster_serially(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV, macs: int | None) -> bool:
+    """Whether the contraction is too small for a parallel launch to pay (``SERIAL_BELOW_MACS``);
+    never where its size is symbolic (a dynamic batch may be large)."""
+    if macs is None or macs >= SERIAL_BELOW_MACS:
         return False
     buffers = [region.source for region in sch.get(block).reads]
     if not all(isinstance(d, tirx.IntImm) for buffer in buffers for d in buffer.shape):
