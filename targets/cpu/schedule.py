@@ -37,6 +37,7 @@ from graphopt.targets.lowering.safe_indices import LEGALIZE_IN_BOUNDS
 from graphopt.targets.threads import runtime_threads
 
 from . import int8_kernels
+from .broadcast_weights import UnbatchBroadcastWeights
 from .flatten_weights import FlattenIntoWeights
 from .ragged_matmuls import PadRaggedMatmuls
 from .row_reductions import LaneRowReduction, RowReductions
@@ -197,6 +198,7 @@ def prepare_cpu_module(mod: tvm.IRModule, target: Target) -> tvm.IRModule:
         PositiveAxes(),  # ConvertLayout aborts (std::bad_alloc) on a negative axis: MultiheadAttention's squeeze
         relax.transform.ConvertLayout(NHWC_LAYOUTS),
         relax.transform.Normalize(),
+        UnbatchBroadcastWeights(),  # MultiheadAttention's input projection: one matmul, not L batched ones
         FlattenIntoWeights(),  # a flatten before the classifier reads the NHWC activation in place
         PadRaggedMatmuls(vector_lanes(target)),  # ViT's 197 tokens: whole row tiles and vectors
         relax.transform.DeadCodeElimination(),
