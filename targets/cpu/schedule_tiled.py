@@ -327,7 +327,9 @@ def _weights_outweigh_activations(sch: s_tir.Schedule, main: SBlockInfo) -> bool
     and reused for every row tile while it is in cache. Rows outermost stream all the weights once
     per row tile; the first pass comes from DRAM at a row tile's compute rate, which is why ViT-B/16
     (344 MB of weights) ran 13 ms longer than its kernels timed alone (96 vs 83 ms). Activations
-    outweighing weights (early convolutions, large batches) keep rows outermost for the same reason."""
+    outweighing weights (early convolutions, large batches) keep rows outermost for the same reason.
+    A symbolic batch is judged at batch 1, the serving case: BERT-base's MLP matmuls with a dynamic
+    batch ran 19.4 ms per call at batch 1 with rows outermost, against 16.9 static."""
     spatial = [it for it in main.iters if it.kind == "S"]
     if len(spatial) < 2:
         return False
@@ -339,8 +341,6 @@ def _weights_outweigh_activations(sch: s_tir.Schedule, main: SBlockInfo) -> bool
         buffer = region.source
         if buffer.same_as(output):
             continue
-        if not all(isinstance(d, tirx.IntImm) for d in buffer.shape):
-            return False
         size = _bytes(buffer)
         if any(_uses_var(r.min, row) for r in region.region):
             activations += size
@@ -354,9 +354,10 @@ def _uses_var(expr: tirx.PrimExpr, var: tirx.Var) -> bool:
 
 
 def _bytes(buffer: tirx.Buffer) -> int:
+    """The buffer's bytes, a symbolic extent (a dynamic batch) counted as 1."""
     points = 1
     for extent in buffer.shape:
-        points *= int(extent)
+        points *= int(extent) if isinstance(extent, tirx.IntImm) else 1
     return points * tvm.DataType(str(buffer.dtype)).bits // 8
 
 
