@@ -56,10 +56,9 @@ def shape_with_batch(expr: relax.Expr) -> list[Any] | None:
     return [int(first) if isinstance(first, tirx.IntImm) else first, *(int(d) for d in list(shape)[1:])]
 
 
-def tile_width(rows: int | None, channels: int, reduction: int, target: tvm.target.Target) -> int | None:
+def tile_width(rows: int, channels: int, reduction: int, target: tvm.target.Target) -> int | None:
     """Output channels per register tile (``nj * vw``) that ``TiledContraction`` will pick for a
-    contraction with ``rows`` (None: symbolic) on its second-innermost output axis, if that width
-    divides them."""
+    contraction with ``rows`` on its second-innermost output axis, if that width divides them."""
     _, nj, vw = choose_tiles(rows, channels, vector_lanes(target), reduction=reduction)
     width = nj * vw
     return width if channels % width == 0 else None
@@ -145,9 +144,9 @@ def packed_dense(a: te.Tensor, packed: te.Tensor) -> te.Tensor:
 
     With a symbolic row count ``n`` (a dynamic batch) the product is computed over ``n`` rounded up
     to whole tiles of ``SYMBOLIC_ROW_TILE`` rows, the rows past ``n`` repeating row ``n - 1``, and
-    sliced back to ``n``: the schedule then tiles rows without a predicate, which would keep the
-    accumulators out of registers (TVM cannot size a tile whose extent is ``min(8, n - 8 * io)``; the
-    MNIST MLP's first matmul ran 3x slower so at batch 64). Batch 1 pays for one tile of rows."""
+    sliced back to ``n``: the schedule then tiles rows without a predicate. With one, TVM cannot size
+    a tile whose extent is ``min(8, n - 8 * io)``, and it allocated the MNIST MLP's accumulators as an
+    ``[n, 32]`` heap buffer on every iteration of the parallel loop. Batch 1 pays for one tile of rows."""
     tiles, k_size, width = (int(d) for d in packed.shape)
     k = te.reduce_axis((0, k_size), name="k")
     rows = a.shape[0]

@@ -13,6 +13,8 @@ rewrites both the init and the update with the epilogue, applying it twice (a bi
 
 from __future__ import annotations
 
+import math
+
 import tvm
 from tvm import s_tir, tirx
 from tvm.s_tir.dlight.analysis import SBlockInfo, normalize_prim_func
@@ -137,16 +139,9 @@ def schedule_injective_block(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV
     body = sch.get(block).body
     per_point = 1 + (float_operations(body.value) if isinstance(body, tirx.BufferStore) else 0)
     # A symbolic outer extent (a dynamic batch) may be large: parallel.
-    total = None if None in extents else _product(extents)
+    total = None if None in extents else math.prod(extents)  # type: ignore[arg-type]
     if outer_loops and (total is None or total * per_point >= MIN_PARALLEL_WORK):
         sch.parallel(sch.fuse(*outer_loops) if len(outer_loops) > 1 else outer_loops[0])
-
-
-def _product(extents: list[int | None]) -> int:
-    total = 1
-    for extent in extents:
-        total *= extent or 1
-    return total
 
 
 class Injective(CPUScheduleRule):

@@ -252,8 +252,8 @@ def _uses_any(expr: tirx.PrimExpr, variables: list[tirx.Var]) -> bool:
 def _is_plain_contraction(sch: s_tir.Schedule, main: SBlockInfo) -> bool:
     """One reduction block whose innermost output axis is its last spatial loop, with static
     extents on that axis and the reduction; the outer spatial extents may be symbolic (a dynamic
-    batch: the outer loops are fused into the parallel loop, a matmul's rows tiled with a ragged
-    last tile)."""
+    batch: the outer loops are fused into the parallel loop, a matmul's rows tiled as ``choose_tiles``
+    says)."""
     kinds = main.dom_kind()
     if "O" in kinds or "S" not in kinds:
         return False

@@ -75,14 +75,13 @@ def shape_functions_first(mod: tvm.IRModule) -> tvm.IRModule:
     if not shape_functions:
         return mod
     builder = relax.BlockBuilder()  # gives each renamed function a GlobalVar with its type
-    renames = {}
+    renames, functions = {}, {}
     for gvar, func in shape_functions:
         name = SHAPE_FUNCTION_PREFIX + gvar.name_hint
-        renames[gvar] = builder.add_func(func.with_attr("global_symbol", name), name)
+        renamed = func.with_attr("global_symbol", name)
+        renames[gvar] = builder.add_func(renamed, name)
+        functions[renames[gvar]] = renamed
     renamer = _GlobalRenamer(renames)
-    functions = {
-        renames[gvar]: func.with_attr("global_symbol", renames[gvar].name_hint) for gvar, func in shape_functions
-    }
     for gvar, func in mod.functions_items():
         if gvar not in renames:
             functions[gvar] = renamer.visit_expr(func) if isinstance(func, relax.Function) else func

@@ -11,8 +11,7 @@ call against 11.7 us for the static one (Zen 5, 2 threads). Three causes, each t
   matmul at batch 64); ``relax_pipeline.shape_functions_first`` renames the shape function;
 * elementwise kernels with a symbolic batch were left scalar.
 
-Measured after (same machine, static -> dynamic, us per call): MLP batch 1 11.3 -> 17.3, batch 8
-16.1 -> 18.2, batch 64 74.9 -> 76.3; digits CNN batch 1 14.0 -> 20.3, batch 64 319 -> 334.
+Measured: benchmarks/results/dynamic_batch.md (``python benchmarks/dynamic_batch.py``).
 
 Numerics: relative 1e-5 against eager (TOLERANCE in conftest.py)."""
 
